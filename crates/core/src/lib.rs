@@ -1,0 +1,1 @@
+//! Cairn data path (see issue 3).
