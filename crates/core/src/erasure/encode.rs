@@ -1,0 +1,412 @@
+//! Streaming encoder: packed bytes in, `k + m` shard streams and unit checksums out.
+
+use super::{ErasureParams, Layout, ParamsError, UnitChecksums, BLOCK};
+use crate::hash::Hash;
+use reed_solomon_erasure::galois_8::ReedSolomon;
+use std::io::{self, Read, Write};
+
+/// Why encoding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The number of sinks is not `k + m`.
+    #[error("expected {expected} shard sinks (k + m), got {got}")]
+    SinkCount {
+        /// `k + m`.
+        expected: usize,
+        /// Sinks given.
+        got: usize,
+    },
+    /// Writing to a shard's sink failed.
+    #[error("writing shard {shard} failed: {source}")]
+    Sink {
+        /// Index of the shard whose sink failed.
+        shard: usize,
+        /// The sink's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the packed input failed.
+    #[error("reading the packed input failed: {0}")]
+    Input(#[source] io::Error),
+    /// The dataset grew too large for the parameters.
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    /// An earlier call failed part-way through a stripe; the shard streams are
+    /// incomplete and this encoder cannot go on.
+    #[error("the encoder failed earlier and cannot continue")]
+    Poisoned,
+}
+
+/// The result of a finished encoding.
+#[derive(Debug)]
+pub struct Encoded<W> {
+    /// Where every byte went (parameters and packed length).
+    pub layout: Layout,
+    /// BLAKE3 of every unit written, stripe-major.
+    pub checksums: UnitChecksums,
+    /// The sinks, handed back (flushed) in shard order.
+    pub sinks: Vec<W>,
+}
+
+/// Streaming Reed-Solomon encoder.
+///
+/// Bytes arrive through [`Encoder::push`], [`Encoder::read_from`] or the
+/// [`Write`] impl; each time a stripe of `k × stripe_unit` bytes is complete it is
+/// encoded, every unit is hashed, and unit `i` is written to `sinks[i]`.
+/// [`Encoder::finish`] zero-pads and writes the last stripe. Memory is one stripe
+/// of `(k + m) × stripe_unit` bytes plus 32 bytes of checksum per unit written.
+///
+/// ```
+/// use cairn_core::erasure::{Encoder, ErasureParams};
+/// let params = ErasureParams::new(2, 1, 64).unwrap();
+/// let mut enc = Encoder::new(params, vec![Vec::new(); 3]).unwrap();
+/// enc.push(&[7u8; 200]).unwrap();
+/// let encoded = enc.finish().unwrap();
+/// assert_eq!(encoded.layout.shard_len(), 128); // 2 stripes of 2 × 64 bytes
+/// assert!(encoded.sinks.iter().all(|s| s.len() == 128));
+/// ```
+pub struct Encoder<W: Write> {
+    params: ErasureParams,
+    rs: ReedSolomon,
+    /// `k` data units then `m` parity units of the stripe being filled.
+    buf: Vec<u8>,
+    /// Data bytes currently in `buf`.
+    filled: usize,
+    total: u64,
+    sums: Vec<Hash>,
+    hashers: Vec<blake3::Hasher>,
+    sinks: Vec<W>,
+    poisoned: bool,
+}
+
+impl<W: Write> Encoder<W> {
+    /// An encoder writing shard `i` to `sinks[i]`; there must be exactly `k + m`.
+    pub fn new(params: ErasureParams, sinks: Vec<W>) -> Result<Self, EncodeError> {
+        if sinks.len() != params.n() {
+            return Err(EncodeError::SinkCount {
+                expected: params.n(),
+                got: sinks.len(),
+            });
+        }
+        Ok(Encoder {
+            params,
+            rs: params.reed_solomon(),
+            buf: vec![0; params.n() * params.stripe_unit()],
+            filled: 0,
+            total: 0,
+            sums: Vec::new(),
+            hashers: vec![blake3::Hasher::new(); params.n()],
+            sinks,
+            poisoned: false,
+        })
+    }
+
+    /// Packed bytes received so far.
+    pub fn total_len(&self) -> u64 {
+        self.total
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> ErasureParams {
+        self.params
+    }
+
+    /// Adds `data` to the packed stream, writing every stripe it completes.
+    ///
+    /// Whole stripes found in `data` are encoded in place, without a copy.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<(), EncodeError> {
+        self.check()?;
+        let stripe = self.stripe_data_len();
+        while !data.is_empty() {
+            if self.filled == 0 && data.len() >= stripe {
+                let (whole, rest) = data.split_at(stripe);
+                self.total += stripe as u64;
+                let parity = &mut self.buf[stripe..];
+                self.poisoned = true;
+                encode_stripe(
+                    &self.rs,
+                    self.params,
+                    whole,
+                    parity,
+                    &mut self.hashers,
+                    &mut self.sums,
+                );
+                write_units(self.params, whole, &self.buf[stripe..], &mut self.sinks)?;
+                self.poisoned = false;
+                data = rest;
+                continue;
+            }
+            let n = (stripe - self.filled).min(data.len());
+            self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            self.total += n as u64;
+            data = &data[n..];
+            if self.filled == stripe {
+                self.flush_stripe()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `reader` to its end into the packed stream (straight into the stripe
+    /// buffer), returning the number of bytes read.
+    pub fn read_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> Result<u64, EncodeError> {
+        self.check()?;
+        let stripe = self.stripe_data_len();
+        let mut read = 0u64;
+        loop {
+            match reader.read(&mut self.buf[self.filled..stripe]) {
+                Ok(0) => return Ok(read),
+                Ok(n) => {
+                    self.filled += n;
+                    self.total += n as u64;
+                    read += n as u64;
+                    if self.filled == stripe {
+                        self.flush_stripe()?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.poisoned = true;
+                    return Err(EncodeError::Input(e));
+                }
+            }
+        }
+    }
+
+    /// Pads and writes the last stripe, flushes the sinks and returns them with the
+    /// layout and the unit checksums.
+    pub fn finish(mut self) -> Result<Encoded<W>, EncodeError> {
+        self.check()?;
+        if self.filled > 0 || self.sums.is_empty() {
+            let stripe = self.stripe_data_len();
+            self.buf[self.filled..stripe].fill(0);
+            self.filled = stripe;
+            self.flush_stripe()?;
+        }
+        for (shard, sink) in self.sinks.iter_mut().enumerate() {
+            sink.flush()
+                .map_err(|source| EncodeError::Sink { shard, source })?;
+        }
+        let layout = Layout::new(self.params, self.total)?;
+        debug_assert_eq!(
+            layout.stripe_count() as usize * self.params.n(),
+            self.sums.len()
+        );
+        let checksums = UnitChecksums::from_stripe_major(self.params.n(), self.sums)
+            .expect("at least one stripe written");
+        Ok(Encoded {
+            layout,
+            checksums,
+            sinks: self.sinks,
+        })
+    }
+
+    fn stripe_data_len(&self) -> usize {
+        self.params.k() * self.params.stripe_unit()
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.poisoned {
+            Err(EncodeError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Encodes and writes the full stripe held in `buf`.
+    fn flush_stripe(&mut self) -> Result<(), EncodeError> {
+        let (data, parity) = self
+            .buf
+            .split_at_mut(self.params.k() * self.params.stripe_unit());
+        encode_stripe(
+            &self.rs,
+            self.params,
+            data,
+            parity,
+            &mut self.hashers,
+            &mut self.sums,
+        );
+        self.poisoned = true;
+        write_units(self.params, data, parity, &mut self.sinks)?;
+        self.poisoned = false;
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.push(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Partial stripes cannot be written before `finish`; nothing to flush.
+        Ok(())
+    }
+}
+
+/// Computes the parity of one stripe and appends the `k + m` unit checksums.
+///
+/// Works in sub-blocks of [`BLOCK`] bytes per unit: Reed-Solomon on the block
+/// columns, then BLAKE3 over the same blocks while they are still in cache.
+fn encode_stripe(
+    rs: &ReedSolomon,
+    params: ErasureParams,
+    data: &[u8],
+    parity: &mut [u8],
+    hashers: &mut [blake3::Hasher],
+    sums: &mut Vec<Hash>,
+) {
+    let unit = params.stripe_unit();
+    let mut start = 0;
+    while start < unit {
+        let end = (start + BLOCK).min(unit);
+        let data_blocks: Vec<&[u8]> = data.chunks_exact(unit).map(|u| &u[start..end]).collect();
+        let mut parity_blocks: Vec<&mut [u8]> = parity
+            .chunks_exact_mut(unit)
+            .map(|u| &mut u[start..end])
+            .collect();
+        rs.encode_sep(&data_blocks, &mut parity_blocks)
+            .expect("block counts and lengths match the codec");
+        for (hasher, block) in hashers.iter_mut().zip(
+            data_blocks
+                .iter()
+                .copied()
+                .chain(parity_blocks.iter().map(|b| &**b)),
+        ) {
+            hasher.update(block);
+        }
+        start = end;
+    }
+    for hasher in hashers.iter_mut() {
+        sums.push(*hasher.finalize().as_bytes());
+        hasher.reset();
+    }
+}
+
+fn write_units<W: Write>(
+    params: ErasureParams,
+    data: &[u8],
+    parity: &[u8],
+    sinks: &mut [W],
+) -> Result<(), EncodeError> {
+    let unit = params.stripe_unit();
+    let units = data.chunks_exact(unit).chain(parity.chunks_exact(unit));
+    for (shard, (sink, unit)) in sinks.iter_mut().zip(units).enumerate() {
+        sink.write_all(unit)
+            .map_err(|source| EncodeError::Sink { shard, source })?;
+    }
+    Ok(())
+}
+
+/// Encodes `data` in memory into `k + m` shard buffers.
+pub fn encode_bytes(params: ErasureParams, data: &[u8]) -> Result<Encoded<Vec<u8>>, EncodeError> {
+    let shard_len = Layout::new(params, data.len() as u64)?.shard_len() as usize;
+    let mut enc = Encoder::new(params, vec![Vec::with_capacity(shard_len); params.n()])?;
+    enc.push(data)?;
+    enc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(k: u16, m: u16, unit: u32) -> ErasureParams {
+        ErasureParams::new(k, m, unit).unwrap()
+    }
+
+    #[test]
+    fn shards_are_units_of_every_stripe_and_data_shards_hold_the_data() {
+        let p = params(3, 2, 64);
+        let data: Vec<u8> = (0..500u32).map(|i| (i * 7 + 3) as u8).collect();
+        let enc = encode_bytes(p, &data).unwrap();
+        // 500 bytes / 192 per stripe = 3 stripes.
+        assert_eq!(enc.layout.stripe_count(), 3);
+        for shard in &enc.sinks {
+            assert_eq!(shard.len() as u64, enc.layout.shard_len());
+        }
+        // Reassemble data from the data shards: stripe s, unit i.
+        let mut joined = Vec::new();
+        for s in 0..3 {
+            for i in 0..3 {
+                joined.extend_from_slice(&enc.sinks[i][s * 64..(s + 1) * 64]);
+            }
+        }
+        assert_eq!(&joined[..500], &data[..]);
+        assert!(joined[500..].iter().all(|&b| b == 0), "padding is zeros");
+        // Every unit's checksum is recorded.
+        for s in 0..3u64 {
+            for (i, shard) in enc.sinks.iter().enumerate() {
+                let unit = &shard[s as usize * 64..(s as usize + 1) * 64];
+                assert!(enc.checksums.verify(i, s, unit), "shard {i} stripe {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn push_sizes_read_from_and_write_agree() {
+        let p = params(4, 2, 128);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let whole = encode_bytes(p, &data).unwrap();
+
+        let mut enc = Encoder::new(p, vec![Vec::new(); 6]).unwrap();
+        for chunk in data.chunks(37) {
+            enc.push(chunk).unwrap();
+        }
+        let chunked = enc.finish().unwrap();
+
+        let mut enc = Encoder::new(p, vec![Vec::new(); 6]).unwrap();
+        enc.read_from(&mut &data[..]).unwrap();
+        let read = enc.finish().unwrap();
+
+        let mut enc = Encoder::new(p, vec![Vec::new(); 6]).unwrap();
+        io::copy(&mut &data[..], &mut enc).unwrap();
+        let copied = enc.finish().unwrap();
+
+        for other in [&chunked, &read, &copied] {
+            assert_eq!(other.sinks, whole.sinks);
+            assert_eq!(other.checksums, whole.checksums);
+            assert_eq!(other.layout, whole.layout);
+        }
+    }
+
+    #[test]
+    fn empty_input_still_yields_one_stripe() {
+        let enc = encode_bytes(params(2, 1, 64), &[]).unwrap();
+        assert_eq!(enc.layout.stripe_count(), 1);
+        assert!(enc.sinks.iter().all(|s| s == &vec![0u8; 64]));
+    }
+
+    #[test]
+    fn wrong_sink_count_and_failing_sink_are_reported() {
+        let p = params(2, 1, 64);
+        assert!(matches!(
+            Encoder::new(p, vec![Vec::<u8>::new(); 2]),
+            Err(EncodeError::SinkCount {
+                expected: 3,
+                got: 2
+            })
+        ));
+
+        struct Failing;
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let sinks: Vec<Box<dyn Write>> = vec![
+            Box::new(Vec::new()),
+            Box::new(Failing),
+            Box::new(Vec::new()),
+        ];
+        let mut enc = Encoder::new(p, sinks).unwrap();
+        let err = enc.push(&[1; 128]).unwrap_err();
+        assert!(matches!(err, EncodeError::Sink { shard: 1, .. }), "{err}");
+        assert!(matches!(enc.push(&[1]), Err(EncodeError::Poisoned)));
+    }
+}

@@ -1,0 +1,791 @@
+//! Packing a directory into a dataset and unpacking one: the only filesystem code
+//! in this crate.
+//!
+//! What is recorded: regular files, with their relative paths and contents.
+//! Nested folders are implied by the paths; empty folders, permissions and
+//! timestamps are not recorded (like `git`). Symbolic links and special files are
+//! refused, so nothing outside the root can be read. Unpacking refuses unsafe
+//! paths, never follows a symbolic link it finds in the destination, and never
+//! overwrites an existing file.
+
+use super::{check_path, FileEntry, Manifest, ManifestError, PathProblem};
+use crate::erasure::{EncodeError, Encoder, ErasureParams};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a directory could not be packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// The root is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The root given.
+        path: PathBuf,
+    },
+    /// A symbolic link was found; datasets hold regular files only.
+    #[error("{path:?} is a symbolic link; replace it with the file it points to, or remove it")]
+    Symlink {
+        /// Path relative to the root.
+        path: String,
+    },
+    /// A FIFO, socket or device was found.
+    #[error("{path:?} is not a regular file or directory")]
+    NotRegularFile {
+        /// Path relative to the root.
+        path: String,
+    },
+    /// A file name is not valid UTF-8.
+    #[error("the name of {path:?} is not valid UTF-8; rename it")]
+    NonUtf8Name {
+        /// Path relative to the root, invalid bytes replaced.
+        path: String,
+    },
+    /// A name cannot be stored safely (for example it contains a backslash).
+    #[error("{path:?} cannot be stored: {reason}")]
+    UnsafeName {
+        /// Path relative to the root.
+        path: String,
+        /// What is wrong with it.
+        reason: PathProblem,
+    },
+    /// A file changed size while it was being packed.
+    #[error("{path:?} changed while it was being packed (expected {expected} bytes)")]
+    Changed {
+        /// Path relative to the root.
+        path: String,
+        /// Size seen when the directory was scanned.
+        expected: u64,
+    },
+    /// Reading the filesystem failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Encoding failed (a shard sink failed).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The result is not a valid manifest.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Why a dataset could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// A manifest path is unsafe (checked again, as defence in depth).
+    #[error("refusing to unpack unsafe path {path:?}: {reason}")]
+    UnsafePath {
+        /// The path.
+        path: String,
+        /// What is wrong with it.
+        reason: PathProblem,
+    },
+    /// Something in the destination that should be a folder is not one (a file,
+    /// or a symbolic link that would lead outside the destination).
+    #[error("{path} exists and is not a directory (symbolic links are not followed)")]
+    NotADirectory {
+        /// The path in the destination.
+        path: PathBuf,
+    },
+    /// The file already exists in the destination.
+    #[error("{path} already exists; unpack into an empty directory")]
+    Exists {
+        /// The path in the destination.
+        path: PathBuf,
+    },
+    /// A file's content does not match its BLAKE3 in the manifest (the file is
+    /// removed).
+    #[error("content of {path:?} does not match its hash in the manifest")]
+    HashMismatch {
+        /// The file's manifest path.
+        path: String,
+    },
+    /// The packed stream ended early.
+    #[error("the packed stream ended after {got} of {expected} bytes")]
+    Truncated {
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// The packed stream is longer than the manifest says.
+    #[error("the packed stream is longer than the {expected} bytes of the manifest")]
+    TooLong {
+        /// Bytes expected.
+        expected: u64,
+    },
+    /// Writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being written.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the packed stream failed.
+    #[error("reading the packed stream failed: {0}")]
+    Read(#[source] io::Error),
+    /// An earlier write failed; the unpacker cannot continue.
+    #[error("unpacking failed earlier: {0}")]
+    Failed(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackError + '_ {
+    move |source| PackError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A regular file found by [`scan_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    /// Path relative to the root, `/`-separated.
+    pub path: String,
+    /// Size when scanned.
+    pub size: u64,
+}
+
+/// Lists the regular files under `root`, sorted by path bytes (the packing
+/// order), refusing symbolic links, special files and unsafe names.
+pub fn scan_dir(root: &Path) -> Result<Vec<ScannedFile>, PackError> {
+    let meta = fs::metadata(root).map_err(io_err(root))?;
+    if !meta.is_dir() {
+        return Err(PackError::NotADirectory {
+            path: root.to_owned(),
+        });
+    }
+    let mut files = Vec::new();
+    scan_into(root, "", &mut files)?;
+    files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(files)
+}
+
+fn scan_into(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<(), PackError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(PackError::NonUtf8Name {
+                path: format!("{prefix}{}", name.to_string_lossy()),
+            });
+        };
+        let rel = format!("{prefix}{name}");
+        check_path(&rel).map_err(|reason| PackError::UnsafeName {
+            path: rel.clone(),
+            reason,
+        })?;
+        let full = entry.path();
+        let meta = fs::symlink_metadata(&full).map_err(io_err(&full))?;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return Err(PackError::Symlink { path: rel });
+        } else if kind.is_dir() {
+            scan_into(&full, &format!("{rel}/"), out)?;
+        } else if kind.is_file() {
+            out.push(ScannedFile {
+                path: rel,
+                size: meta.len(),
+            });
+        } else {
+            return Err(PackError::NotRegularFile { path: rel });
+        }
+    }
+    Ok(())
+}
+
+/// Reads the files of a scanned directory as one packed stream, hashing each
+/// file as it goes.
+///
+/// As an [`io::Read`] it reports failures as `io::Error`s; the typed error is
+/// kept and returned by [`PackReader::finish`].
+pub struct PackReader {
+    root: PathBuf,
+    files: std::vec::IntoIter<ScannedFile>,
+    current: Option<Current>,
+    entries: Vec<FileEntry>,
+    offset: u64,
+    error: Option<PackError>,
+}
+
+struct Current {
+    file: File,
+    scanned: ScannedFile,
+    hasher: blake3::Hasher,
+    remaining: u64,
+}
+
+impl PackReader {
+    /// A stream of the `files` (from [`scan_dir`]) under `root`.
+    pub fn new(root: &Path, files: Vec<ScannedFile>) -> Self {
+        PackReader {
+            root: root.to_owned(),
+            files: files.into_iter(),
+            current: None,
+            entries: Vec::new(),
+            offset: 0,
+            error: None,
+        }
+    }
+
+    /// The manifest entries, once the stream has been read to its end.
+    pub fn finish(self) -> Result<Vec<FileEntry>, PackError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.current.is_some() || self.files.len() > 0 {
+            return Err(PackError::Io {
+                path: self.root,
+                source: io::Error::other("the packed stream was not read to its end"),
+            });
+        }
+        Ok(self.entries)
+    }
+
+    fn fail(&mut self, e: PackError) -> io::Error {
+        let err = io::Error::other(e.to_string());
+        self.error = Some(e);
+        err
+    }
+
+    /// Completes the current file: checks it did not grow, records its entry.
+    fn close_current(&mut self) -> Result<(), PackError> {
+        let Some(mut cur) = self.current.take() else {
+            return Ok(());
+        };
+        let mut probe = [0u8; 1];
+        let grew = loop {
+            match cur.file.read(&mut probe) {
+                Ok(n) => break n > 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(PackError::Io {
+                        path: self.root.join(&cur.scanned.path),
+                        source,
+                    })
+                }
+            }
+        };
+        if grew {
+            return Err(PackError::Changed {
+                path: cur.scanned.path,
+                expected: cur.scanned.size,
+            });
+        }
+        self.entries.push(FileEntry {
+            blake3: *cur.hasher.finalize().as_bytes(),
+            offset: self.offset,
+            size: cur.scanned.size,
+            path: cur.scanned.path,
+        });
+        self.offset += cur.scanned.size;
+        Ok(())
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, PackError> {
+        loop {
+            if let Some(cur) = &mut self.current {
+                if cur.remaining == 0 {
+                    self.close_current()?;
+                    continue;
+                }
+                let want = buf
+                    .len()
+                    .min(usize::try_from(cur.remaining).unwrap_or(usize::MAX));
+                let n = loop {
+                    match cur.file.read(&mut buf[..want]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(source) => {
+                            return Err(PackError::Io {
+                                path: self.root.join(&cur.scanned.path),
+                                source,
+                            })
+                        }
+                    }
+                };
+                if n == 0 {
+                    return Err(PackError::Changed {
+                        path: cur.scanned.path.clone(),
+                        expected: cur.scanned.size,
+                    });
+                }
+                cur.hasher.update(&buf[..n]);
+                cur.remaining -= n as u64;
+                return Ok(n);
+            }
+            let Some(scanned) = self.files.next() else {
+                return Ok(0);
+            };
+            let full = self.root.join(&scanned.path);
+            // O_NOFOLLOW semantics by check: the entry was a regular file at scan
+            // time; refuse it if it has been swapped for a link since.
+            let meta = fs::symlink_metadata(&full).map_err(io_err(&full))?;
+            if meta.file_type().is_symlink() {
+                return Err(PackError::Symlink { path: scanned.path });
+            }
+            let file = File::open(&full).map_err(io_err(&full))?;
+            self.current = Some(Current {
+                file,
+                hasher: blake3::Hasher::new(),
+                remaining: scanned.size,
+                scanned,
+            });
+        }
+    }
+}
+
+impl Read for PackReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Err(io::Error::other("packing failed earlier"));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.read_inner(buf).map_err(|e| self.fail(e))
+    }
+}
+
+/// Packs the directory `root` and erasure-codes it in one streaming pass,
+/// writing shard `i` to `sinks[i]` (exactly `k + m` sinks). Returns the manifest
+/// and the sinks.
+pub fn pack_dir<W: Write>(
+    root: &Path,
+    params: ErasureParams,
+    sinks: Vec<W>,
+) -> Result<(Manifest, Vec<W>), PackError> {
+    let files = scan_dir(root)?;
+    let mut reader = PackReader::new(root, files);
+    let mut encoder = Encoder::new(params, sinks)?;
+    let read = encoder.read_from(&mut reader);
+    if let Err(e) = read {
+        // A typed error from the reader beats the generic one it returned.
+        return Err(reader.error.take().unwrap_or(PackError::Encode(e)));
+    }
+    let entries = reader.finish()?;
+    let encoded = encoder.finish()?;
+    let manifest = Manifest::new(encoded.layout, entries, encoded.checksums)?;
+    Ok((manifest, encoded.sinks))
+}
+
+/// Writes a packed stream into a directory as the manifest's files, checking each
+/// file's BLAKE3.
+///
+/// Feed it the packed bytes in order ([`Unpacker::write_packed`], or the
+/// [`Write`] impl, e.g. as the output of
+/// [`Decoder::read_all`](crate::erasure::Decoder::read_all)), then call
+/// [`Unpacker::finish`]. If a write fails through the `Write` impl, `finish`
+/// returns the typed error.
+pub struct Unpacker<'m> {
+    dest: PathBuf,
+    files: &'m [FileEntry],
+    total_len: u64,
+    next: usize,
+    current: Option<(File, blake3::Hasher, u64)>,
+    written: u64,
+    error: Option<String>,
+    typed_error: Option<UnpackError>,
+}
+
+impl<'m> Unpacker<'m> {
+    /// An unpacker of `manifest`'s files into `dest` (created if missing). Every
+    /// path is checked again before anything is written.
+    pub fn new(manifest: &'m Manifest, dest: &Path) -> Result<Self, UnpackError> {
+        for f in manifest.files() {
+            check_path(&f.path).map_err(|reason| UnpackError::UnsafePath {
+                path: f.path.clone(),
+                reason,
+            })?;
+        }
+        fs::create_dir_all(dest).map_err(|source| UnpackError::Io {
+            path: dest.to_owned(),
+            source,
+        })?;
+        Ok(Unpacker {
+            dest: dest.to_owned(),
+            files: manifest.files(),
+            total_len: manifest.total_len(),
+            next: 0,
+            current: None,
+            written: 0,
+            error: None,
+            typed_error: None,
+        })
+    }
+
+    /// Writes the next packed bytes.
+    pub fn write_packed(&mut self, mut buf: &[u8]) -> Result<(), UnpackError> {
+        if let Some(e) = &self.error {
+            return Err(UnpackError::Failed(e.clone()));
+        }
+        let result = (|| {
+            while !buf.is_empty() {
+                if self.written + buf.len() as u64 > self.total_len {
+                    return Err(UnpackError::TooLong {
+                        expected: self.total_len,
+                    });
+                }
+                self.open_next_if_needed()?;
+                let (file, hasher, remaining) = self
+                    .current
+                    .as_mut()
+                    .expect("bytes remain, so a file is open");
+                let n = buf
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let path = &self.files[self.next - 1].path;
+                file.write_all(&buf[..n])
+                    .map_err(|source| UnpackError::Io {
+                        path: self.dest.join(path),
+                        source,
+                    })?;
+                hasher.update(&buf[..n]);
+                *remaining -= n as u64;
+                self.written += n as u64;
+                buf = &buf[n..];
+                if *remaining == 0 {
+                    self.close_current()?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.error = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Creates the remaining (empty) files and checks that the whole stream
+    /// arrived.
+    pub fn finish(mut self) -> Result<(), UnpackError> {
+        if let Some(e) = self.typed_error.take() {
+            return Err(e);
+        }
+        if let Some(e) = self.error.take() {
+            return Err(UnpackError::Failed(e));
+        }
+        if self.written != self.total_len {
+            return Err(UnpackError::Truncated {
+                expected: self.total_len,
+                got: self.written,
+            });
+        }
+        // Only empty files can remain.
+        while self.next < self.files.len() || self.current.is_some() {
+            self.open_next_if_needed()?;
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    /// Opens the next file if none is open, creating (and closing) empty files
+    /// on the way.
+    fn open_next_if_needed(&mut self) -> Result<(), UnpackError> {
+        while self.current.is_none() {
+            let Some(entry) = self.files.get(self.next) else {
+                return Ok(());
+            };
+            let file = create_file(&self.dest, &entry.path)?;
+            self.next += 1;
+            self.current = Some((file, blake3::Hasher::new(), entry.size));
+            if entry.size == 0 {
+                self.close_current()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), UnpackError> {
+        let Some((file, hasher, _)) = self.current.take() else {
+            return Ok(());
+        };
+        let entry = &self.files[self.next - 1];
+        let full = self.dest.join(&entry.path);
+        file.sync_all().map_err(|source| UnpackError::Io {
+            path: full.clone(),
+            source,
+        })?;
+        drop(file);
+        if *hasher.finalize().as_bytes() != entry.blake3 {
+            let _ = fs::remove_file(&full);
+            return Err(UnpackError::HashMismatch {
+                path: entry.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Write for Unpacker<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.write_packed(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let err = io::Error::other(e.to_string());
+                if self.typed_error.is_none() {
+                    self.typed_error = Some(e);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Creates `dest/rel` as a new file, creating parent folders without following
+/// any symbolic link and without overwriting anything.
+fn create_file(dest: &Path, rel: &str) -> Result<File, UnpackError> {
+    let mut dir = dest.to_owned();
+    let mut parts = rel.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            let path = dir.join(part);
+            return OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|source| {
+                    if source.kind() == io::ErrorKind::AlreadyExists {
+                        UnpackError::Exists { path }
+                    } else {
+                        UnpackError::Io { path, source }
+                    }
+                });
+        }
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(UnpackError::NotADirectory { path: dir }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&dir).map_err(|source| UnpackError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            Err(source) => return Err(UnpackError::Io { path: dir, source }),
+        }
+    }
+    unreachable!("split always yields at least one part")
+}
+
+/// Unpacks the packed stream `packed` of `manifest` into `dest`.
+pub fn unpack<R: Read>(manifest: &Manifest, mut packed: R, dest: &Path) -> Result<(), UnpackError> {
+    let mut unpacker = Unpacker::new(manifest, dest)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match packed.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(UnpackError::Read(e)),
+        };
+        unpacker.write_packed(&buf[..n])?;
+    }
+    unpacker.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::encode_bytes;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "cairn-core-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn params() -> ErasureParams {
+        ErasureParams::new(3, 2, 64).unwrap()
+    }
+
+    fn write(root: &Path, rel: &str, bytes: &[u8]) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+
+    #[test]
+    fn directory_round_trips_through_shards() {
+        let src = TempDir::new("src");
+        write(&src.0, "a/b/c.txt", b"nested");
+        write(&src.0, "empty", b"");
+        write(&src.0, "dir with space/ünïcødé 文件.bin", &[7u8; 1000]);
+        write(&src.0, "z", &(0..=255).collect::<Vec<u8>>());
+        fs::create_dir_all(src.0.join("only/empty/dirs")).unwrap();
+
+        let (manifest, shards) = pack_dir(&src.0, params(), vec![Vec::new(); 5]).unwrap();
+        let paths: Vec<&str> = manifest.files().iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["a/b/c.txt", "dir with space/ünïcødé 文件.bin", "empty", "z"]
+        );
+        assert!(shards
+            .iter()
+            .all(|s| s.len() as u64 == manifest.shard_len()));
+
+        // Decode from parity-heavy subset and unpack.
+        let sources = vec![
+            None,
+            Some(&shards[1][..]),
+            None,
+            Some(&shards[3][..]),
+            Some(&shards[4][..]),
+        ];
+        let mut dec = manifest.decoder(sources).unwrap();
+        let dst = TempDir::new("dst");
+        let mut unpacker = Unpacker::new(&manifest, &dst.0).unwrap();
+        dec.read_all(&mut unpacker).unwrap();
+        unpacker.finish().unwrap();
+        for f in manifest.files() {
+            assert_eq!(
+                fs::read(dst.0.join(&f.path)).unwrap(),
+                fs::read(src.0.join(&f.path)).unwrap(),
+                "{}",
+                f.path
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_refused_by_name() {
+        let src = TempDir::new("link");
+        write(&src.0, "sub/real", b"x");
+        std::os::unix::fs::symlink("/etc/passwd", src.0.join("sub/evil")).unwrap();
+        let err = pack_dir(&src.0, params(), vec![Vec::new(); 5]).unwrap_err();
+        assert!(
+            matches!(err, PackError::Symlink { ref path } if path == "sub/evil"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sub/evil"));
+
+        // A symlinked directory is refused too.
+        let src = TempDir::new("dirlink");
+        std::os::unix::fs::symlink("/etc", src.0.join("etc")).unwrap();
+        let err = scan_dir(&src.0).unwrap_err();
+        assert!(
+            matches!(err, PackError::Symlink { ref path } if path == "etc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn backslash_names_are_refused() {
+        let src = TempDir::new("bs");
+        write(&src.0, "a\\b", b"x");
+        let err = scan_dir(&src.0).unwrap_err();
+        assert!(
+            matches!(err, PackError::UnsafeName { ref path, reason: PathProblem::Backslash } if path == "a\\b"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unpack_never_follows_a_symlink_in_the_destination() {
+        let (files, packed) = crate::manifest::pack_bytes([("sub/file", b"data")]).unwrap();
+        let enc = encode_bytes(params(), &packed).unwrap();
+        let manifest = Manifest::new(enc.layout, files, enc.checksums).unwrap();
+        let dst = TempDir::new("dstlink");
+        let outside = TempDir::new("outside");
+        std::os::unix::fs::symlink(&outside.0, dst.0.join("sub")).unwrap();
+        let err = unpack(&manifest, &packed[..], &dst.0).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::NotADirectory { ref path } if path.ends_with("sub")),
+            "{err}"
+        );
+        assert!(!outside.0.join("file").exists());
+
+        // An existing file is not overwritten.
+        let dst = TempDir::new("exists");
+        write(&dst.0, "sub/file", b"keep");
+        let err = unpack(&manifest, &packed[..], &dst.0).unwrap_err();
+        assert!(matches!(err, UnpackError::Exists { .. }), "{err}");
+        assert_eq!(fs::read(dst.0.join("sub/file")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn unpack_checks_hashes_and_length() {
+        let (files, packed) =
+            crate::manifest::pack_bytes([("a", &b"hello"[..]), ("b", b""), ("c", b"world")])
+                .unwrap();
+        let enc = encode_bytes(params(), &packed).unwrap();
+        let manifest = Manifest::new(enc.layout, files, enc.checksums).unwrap();
+
+        let dst = TempDir::new("ok");
+        unpack(&manifest, &packed[..], &dst.0).unwrap();
+        assert_eq!(fs::read(dst.0.join("b")).unwrap(), b"");
+        assert_eq!(fs::read(dst.0.join("c")).unwrap(), b"world");
+
+        let mut bad = packed.clone();
+        bad[7] ^= 1;
+        let dst = TempDir::new("bad");
+        let err = unpack(&manifest, &bad[..], &dst.0).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::HashMismatch { ref path } if path == "c"),
+            "{err}"
+        );
+        assert!(!dst.0.join("c").exists(), "a corrupt file is removed");
+
+        let dst = TempDir::new("short");
+        let err = unpack(&manifest, &packed[..8], &dst.0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::Truncated {
+                    expected: 10,
+                    got: 8
+                }
+            ),
+            "{err}"
+        );
+
+        let dst = TempDir::new("long");
+        let mut long = packed.clone();
+        long.push(0);
+        let err = unpack(&manifest, &long[..], &dst.0).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::TooLong { expected: 10 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn root_must_be_a_directory() {
+        let dir = TempDir::new("file-root");
+        write(&dir.0, "f", b"x");
+        assert!(matches!(
+            scan_dir(&dir.0.join("f")),
+            Err(PackError::NotADirectory { .. })
+        ));
+    }
+}
