@@ -1,0 +1,39 @@
+//! One file per instruction: its arguments, accounts, validation and handler.
+//! The glob re-exports bring Anchor's generated client modules to the crate root;
+//! the `handler` names they also re-export are never used through them.
+#![allow(ambiguous_glob_reexports)]
+pub mod accept_deal;
+pub mod cancel_deal;
+pub mod close_challenge;
+pub mod close_deal;
+pub mod complete_deal;
+pub mod deposit_stake;
+pub mod deregister_provider;
+pub mod init_market;
+pub mod open_epoch;
+pub mod propose_deal;
+pub mod register_provider;
+pub mod report_faults;
+pub mod submit_proof;
+pub mod update_market;
+pub mod update_provider;
+pub mod withdraw_earnings;
+pub mod withdraw_stake;
+
+pub use accept_deal::*;
+pub use cancel_deal::*;
+pub use close_challenge::*;
+pub use close_deal::*;
+pub use complete_deal::*;
+pub use deposit_stake::*;
+pub use deregister_provider::*;
+pub use init_market::*;
+pub use open_epoch::*;
+pub use propose_deal::*;
+pub use register_provider::*;
+pub use report_faults::*;
+pub use submit_proof::*;
+pub use update_market::*;
+pub use update_provider::*;
+pub use withdraw_earnings::*;
+pub use withdraw_stake::*;

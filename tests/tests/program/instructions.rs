@@ -1,0 +1,514 @@
+//! Every instruction against the wrong signer, a substituted account, the wrong
+//! state, overflowing parameters and replay. Each refusal is checked by its
+//! error code, and that nothing moved.
+use anchor_lang::error::ErrorCode as AnchorError;
+use cairn_tests::*;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use storage_market::errors::MarketError;
+use storage_market::instructions::{RegisterProviderArgs, UpdateProviderArgs};
+use storage_market::state::{DealState, MarketParams};
+
+/// System program `AccountAlreadyInUse`: what `init` of an existing PDA returns.
+const ALREADY_IN_USE: u32 = 0;
+/// SPL Token `InsufficientFunds`.
+const TOKEN_INSUFFICIENT_FUNDS: u32 = 1;
+
+#[tokio::test]
+async fn init_market_rejects_bad_params_and_a_second_market() {
+    let mut m = TestMarket::new_uninitialized(TokenKind::Token).await;
+    let authority = m.authority.insecure_clone();
+    let cases: Vec<(MarketParams, MarketError)> = vec![
+        (MarketParams { epoch_slots: 0, ..test_params() }, MarketError::InvalidEpochSlots),
+        (MarketParams { slash_bps: 10_001, ..test_params() }, MarketError::InvalidBps),
+        (MarketParams { bounty_bps: 10_001, ..test_params() }, MarketError::InvalidBps),
+        (
+            MarketParams { max_consecutive_faults: 0, ..test_params() },
+            MarketError::InvalidMaxConsecutiveFaults,
+        ),
+        (
+            MarketParams { samples_per_proof: 2, ..test_params() },
+            MarketError::InvalidSamplesPerProof,
+        ),
+        (
+            MarketParams { max_shard_bytes: (4 << 30) + 1, ..test_params() },
+            MarketError::InvalidMaxShardBytes,
+        ),
+        (
+            MarketParams { grace_slots: u64::MAX, ..test_params() },
+            MarketError::ArithmeticOverflow,
+        ),
+    ];
+    for (params, err) in cases {
+        let ix = m.init_market_ix(&authority.pubkey(), m.mint, params);
+        assert_market_err(m.send(&[ix], &[&authority]).await, err);
+    }
+    assert!(!m.account_exists(&market_pda()).await);
+
+    // A mint of one token program with the other program: refused.
+    let ix = {
+        let mut ix = m.init_market_ix(&authority.pubkey(), m.mint, test_params());
+        ix.accounts[5].pubkey = TokenKind::Token2022.program_id();
+        ix
+    };
+    assert!(m.send(&[ix], &[&authority]).await.is_err());
+    assert!(!m.account_exists(&market_pda()).await);
+
+    let ix = m.init_market_ix(&authority.pubkey(), m.mint, test_params());
+    m.send(&[ix], &[&authority]).await.expect("init");
+    // Replay by anyone: the one market exists.
+    let other = Keypair::new();
+    m.airdrop(&other.pubkey(), 1_000_000_000).await;
+    let ix = m.init_market_ix(&other.pubkey(), m.mint, test_params());
+    let replay = m.send(&[ix], &[&other]).await;
+    assert_eq!(custom_code(&replay), Some(ALREADY_IN_USE), "{replay:?}");
+    assert_eq!(m.market().await.authority, authority.pubkey());
+}
+
+#[tokio::test]
+async fn update_market_only_by_its_authority_and_never_epoch_slots() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider().await;
+    let client = m.client(1_000_000).await;
+    let shard = TestShard::random(1_000, 3);
+    let before = m.propose(&client, &a, &shard, [1; 32], 0, 3).await;
+
+    let new_params = MarketParams { slash_bps: 5_000, ..test_params() };
+    let intruder = Keypair::new();
+    let ix = m.update_market_ix(&intruder.pubkey(), new_params);
+    assert_market_err(m.send(&[ix], &[&intruder]).await, MarketError::WrongMarketAuthority);
+
+    let authority = m.authority.insecure_clone();
+    let ix = m.update_market_ix(
+        &authority.pubkey(),
+        MarketParams { epoch_slots: 7, ..test_params() },
+    );
+    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::EpochSlotsImmutable);
+    let ix = m.update_market_ix(
+        &authority.pubkey(),
+        MarketParams { grace_slots: u64::MAX - 10, ..test_params() },
+    );
+    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::ArithmeticOverflow);
+
+    let ix = m.update_market_ix(&authority.pubkey(), new_params);
+    m.send(&[ix], &[&authority]).await.expect("update");
+    assert_eq!(m.market().await.params, new_params);
+    // Deals keep the terms they were proposed under; new deals get the new ones.
+    let after = m.propose(&client, &a, &shard, [1; 32], 1, 3).await;
+    assert_eq!(m.deal(&before).await.slash_bps, test_params().slash_bps);
+    assert_eq!(m.deal(&after).await.slash_bps, 5_000);
+}
+
+#[tokio::test]
+async fn register_and_update_provider_checks() {
+    let mut m = TestMarket::start().await;
+    let authority = Keypair::new();
+    m.airdrop(&authority.pubkey(), 1_000_000_000).await;
+    let args = |endpoint: &str, capacity: u64| RegisterProviderArgs {
+        operator: Pubkey::new_unique(),
+        endpoint: endpoint.into(),
+        capacity_bytes: capacity,
+        price_per_mib_epoch: 1,
+    };
+    for (a, err) in [
+        (args("", 10), MarketError::InvalidEndpoint),
+        (args(&"x".repeat(65), 10), MarketError::InvalidEndpoint),
+        (args("h:1", 0), MarketError::InvalidCapacity),
+    ] {
+        let ix = m.register_provider_ix(&authority.pubkey(), a);
+        assert_market_err(m.send(&[ix], &[&authority]).await, err);
+    }
+    // Someone else's provider address.
+    let mut ix = m.register_provider_ix(&authority.pubkey(), args("h:1", 10));
+    ix.accounts[2].pubkey = provider_pda(&Pubkey::new_unique());
+    assert_anchor_err(m.send(&[ix], &[&authority]).await, AnchorError::ConstraintSeeds);
+
+    let ix = m.register_provider_ix(&authority.pubkey(), args(&"x".repeat(64), 10));
+    m.send(&[ix], &[&authority]).await.expect("register");
+    m.next_slot().await;
+    let ix = m.register_provider_ix(&authority.pubkey(), args("h:1", 10));
+    let replay = m.send(&[ix], &[&authority]).await;
+    assert_eq!(custom_code(&replay), Some(ALREADY_IN_USE), "{replay:?}");
+    assert_eq!(m.market().await.providers, 1);
+
+    // update_provider: another authority cannot touch it.
+    let pda = provider_pda(&authority.pubkey());
+    let intruder = Keypair::new();
+    let ix = m.update_provider_ix(
+        &intruder.pubkey(),
+        &pda,
+        UpdateProviderArgs { capacity_bytes: Some(1), ..Default::default() },
+    );
+    assert_anchor_err(m.send(&[ix], &[&intruder]).await, AnchorError::ConstraintSeeds);
+    let ix = m.update_provider_ix(
+        &authority.pubkey(),
+        &pda,
+        UpdateProviderArgs { endpoint: Some(String::new()), ..Default::default() },
+    );
+    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::InvalidEndpoint);
+    let new_operator = Pubkey::new_unique();
+    let ix = m.update_provider_ix(
+        &authority.pubkey(),
+        &pda,
+        UpdateProviderArgs {
+            operator: Some(new_operator),
+            price_per_mib_epoch: Some(42),
+            ..Default::default()
+        },
+    );
+    m.send(&[ix], &[&authority]).await.expect("update");
+    let p: storage_market::state::Provider = m.fetch(&pda).await;
+    assert_eq!((p.operator, p.price_per_mib_epoch, p.capacity_bytes), (new_operator, 42, 10));
+}
+
+#[tokio::test]
+async fn capacity_cannot_drop_below_bytes_in_use_and_rotated_operator_takes_over() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider().await;
+    let client = m.client(1_000_000).await;
+    let shard = TestShard::random(5_000, 4);
+    let d = m.propose(&client, &a, &shard, [2; 32], 0, 3).await;
+    m.accept(&a, &d).await;
+    let ix = m.update_provider_ix(
+        &a.authority.pubkey(),
+        &a.pda,
+        UpdateProviderArgs { capacity_bytes: Some(4_999), ..Default::default() },
+    );
+    assert_market_err(m.send(&[ix], &[&a.authority]).await, MarketError::InvalidCapacity);
+
+    let d2 = m.propose(&client, &a, &shard, [2; 32], 1, 3).await;
+    let new_operator = Keypair::new();
+    m.airdrop(&new_operator.pubkey(), 1_000_000_000).await;
+    let ix = m.update_provider_ix(
+        &a.authority.pubkey(),
+        &a.pda,
+        UpdateProviderArgs { operator: Some(new_operator.pubkey()), ..Default::default() },
+    );
+    m.send(&[ix], &[&a.authority]).await.unwrap();
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d2);
+    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::WrongOperator);
+    let ix = m.accept_deal_ix(&new_operator.pubkey(), &a.pda, &d2);
+    m.send(&[ix], &[&new_operator]).await.expect("new operator accepts");
+}
+
+#[tokio::test]
+async fn stake_deposit_and_withdrawal_checks() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider_with(1 << 30, 100, 10_000, 5_000).await;
+    let b = m.add_provider().await;
+    let auth = a.authority.insecure_clone();
+
+    let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 0);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ZeroAmount);
+    let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, u64::MAX);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ArithmeticOverflow);
+    let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 5_001);
+    let short = m.send(&[ix], &[&auth]).await;
+    assert_eq!(custom_code(&short), Some(TOKEN_INSUFFICIENT_FUNDS), "{short:?}");
+
+    // Substituted accounts: a fake vault, another provider's account (another
+    // mint's accounts: `token_accounts_of_another_mint_are_refused`).
+    let fake_vault = m.token_account(&auth.pubkey(), 0).await;
+    let ix = m.deposit_stake_ix_with(&auth.pubkey(), &a.pda, &a.token, &fake_vault, &m.mint, 100);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongVault);
+    let ix = m.deposit_stake_ix_with(&auth.pubkey(), &b.pda, &a.token, &vault_pda(), &m.mint, 100);
+    assert_anchor_err(m.send(&[ix], &[&auth]).await, AnchorError::ConstraintSeeds);
+
+    // The same signed transaction twice: the runtime executes it once (the
+    // banks server answers the copy with the first one's status).
+    let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 1_000);
+    m.send(&[ix.clone()], &[&auth]).await.expect("deposit");
+    let _ = m.send(&[ix], &[&auth]).await;
+    assert_eq!(m.provider(&a).await.stake_free, 11_000);
+    assert_eq!(m.token_balance(&a.token).await, 4_000);
+    m.assert_conserved(&[&a.pda, &b.pda], &[], "deposits").await;
+
+    // Withdrawals: only free stake, only by the authority.
+    let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, 11_001);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientFreeStake);
+    let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, 0);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ZeroAmount);
+    let mut ix = m.withdraw_stake_ix(&b.authority.pubkey(), &b.token, 10);
+    ix.accounts[2].pubkey = a.pda;
+    assert_anchor_err(m.send(&[ix], &[&b.authority]).await, AnchorError::ConstraintSeeds);
+
+    // Locked collateral cannot be withdrawn.
+    let client = m.client(1_000_000).await;
+    let shard = TestShard::random(1_000, 5);
+    let d = m.propose(&client, &a, &shard, [3; 32], 0, 3).await;
+    m.accept(&a, &d).await;
+    let p = m.provider(&a).await;
+    assert_eq!(p.stake_locked, test_params().collateral_per_mib);
+    let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, p.stake_free + 1);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientFreeStake);
+    let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, p.stake_free);
+    m.send(&[ix], &[&auth]).await.expect("withdraw all free");
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "withdrawal").await;
+
+    // Earnings: none yet.
+    let ix = m.withdraw_earnings_ix(&auth.pubkey(), &a.token, 1);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientEarnings);
+    // Deregistering with an active deal is refused.
+    let ix = m.deregister_provider_ix(&auth.pubkey(), &a.token);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ProviderBusy);
+    // b can deregister; its account is gone and cannot be deregistered again.
+    let ix = m.deregister_provider_ix(&b.authority.pubkey(), &b.token);
+    m.send(&[ix.clone()], &[&b.authority]).await.expect("deregister b");
+    m.next_slot().await;
+    assert_anchor_err(
+        m.send(&[ix], &[&b.authority]).await,
+        AnchorError::AccountNotInitialized,
+    );
+}
+
+#[tokio::test]
+async fn token_accounts_of_another_mint_are_refused() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider().await;
+    let auth = a.authority.insecure_clone();
+    // A second mint on the same chain, with a token account of it.
+    let second = {
+        let mint = Keypair::new();
+        let rent = m.ctx.banks_client.get_rent().await.unwrap();
+        let create = solana_system_interface::instruction::create_account(
+            &m.ctx.payer.pubkey(),
+            &mint.pubkey(),
+            rent.minimum_balance(82),
+            82,
+            &TokenKind::Token.program_id(),
+        );
+        let init = anchor_spl::token::spl_token::instruction::initialize_mint2(
+            &TokenKind::Token.program_id(),
+            &mint.pubkey(),
+            &m.mint_authority.pubkey(),
+            None,
+            6,
+        )
+        .unwrap();
+        m.send(&[create, init], &[&mint]).await.unwrap();
+        mint.pubkey()
+    };
+    let foreign = m.token_account_of(second, &auth.pubkey(), 1_000).await;
+    let ix = m.deposit_stake_ix(&auth.pubkey(), &foreign, 100);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongTokenAccountMint);
+    let ix = m.deposit_stake_ix_with(&auth.pubkey(), &a.pda, &a.token, &vault_pda(), &second, 100);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongMint);
+    let ix = m.withdraw_stake_ix(&auth.pubkey(), &foreign, 100);
+    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongTokenAccountMint);
+}
+
+#[tokio::test]
+async fn propose_deal_checks() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider_with(10_000, 100, 1_000_000, 0).await;
+    let client = m.client(1_000).await;
+    let shard = TestShard::random(1_000, 6);
+    let base = m.deal_args(&shard, [4; 32], 0, 3);
+    let cases = vec![
+        (
+            storage_market::instructions::ProposeDealArgs { shard_bytes: 0, ..base.clone() },
+            MarketError::InvalidShardBytes,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs {
+                shard_bytes: (4 << 30) + 1,
+                ..base.clone()
+            },
+            MarketError::InvalidShardBytes,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs { k: 0, ..base.clone() },
+            MarketError::InvalidErasureParams,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs { k: 7, n: 6, ..base.clone() },
+            MarketError::InvalidErasureParams,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs { shard_index: 6, ..base.clone() },
+            MarketError::InvalidErasureParams,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs { duration_epochs: 0, ..base.clone() },
+            MarketError::ZeroDuration,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs {
+                max_price_per_epoch: 99,
+                ..base.clone()
+            },
+            MarketError::PriceAboveMax,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs { shard_bytes: 10_001, ..base.clone() },
+            MarketError::InsufficientCapacity,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs {
+                duration_epochs: u64::MAX,
+                ..base.clone()
+            },
+            MarketError::ArithmeticOverflow,
+        ),
+    ];
+    for (args, err) in cases {
+        let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
+        assert_market_err(m.send(&[ix], &[&client.keypair]).await, err);
+    }
+    // Not enough tokens for the escrow (3 epochs x 100 = 300 is fine, 11 is not).
+    let ix = m.propose_deal_ix(
+        &client.keypair.pubkey(),
+        &a.pda,
+        &client.token,
+        storage_market::instructions::ProposeDealArgs { duration_epochs: 11, ..base.clone() },
+    );
+    let short = m.send(&[ix], &[&client.keypair]).await;
+    assert_eq!(custom_code(&short), Some(TOKEN_INSUFFICIENT_FUNDS), "{short:?}");
+    // A deal account passed where the provider belongs.
+    let d = m.propose(&client, &a, &shard, [4; 32], 0, 3).await;
+    let mut ix = m.propose_deal_ix(
+        &client.keypair.pubkey(),
+        &a.pda,
+        &client.token,
+        m.deal_args(&shard, [4; 32], 1, 3),
+    );
+    ix.accounts[2].pubkey = d;
+    assert_anchor_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        AnchorError::AccountDiscriminatorMismatch,
+    );
+    // Replay: the same shard of the same dataset again.
+    m.next_slot().await;
+    let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, base);
+    let replay = m.send(&[ix], &[&client.keypair]).await;
+    assert_eq!(custom_code(&replay), Some(ALREADY_IN_USE), "{replay:?}");
+    assert_eq!(m.token_balance(&client.token).await, 1_000 - 300);
+    m.assert_conserved(&[&a.pda], &[&d], "proposals").await;
+}
+
+#[tokio::test]
+async fn cancel_and_accept_deal_checks() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider().await;
+    let b = m.add_provider().await;
+    let poor = m.add_provider_with(1 << 30, 100, 10, 0).await;
+    let client = m.client(1_000_000).await;
+    let other = m.client(0).await;
+    let shard = TestShard::random(2_000, 7);
+    let d = m.propose(&client, &a, &shard, [5; 32], 0, 3).await;
+
+    // cancel: only the client.
+    let ix = m.cancel_deal_ix(&other.keypair.pubkey(), &d, &other.token);
+    assert_market_err(m.send(&[ix], &[&other.keypair]).await, MarketError::WrongClient);
+    // accept: only the deal's provider's operator.
+    let ix = m.accept_deal_ix(&a.authority.pubkey(), &a.pda, &d);
+    assert_market_err(m.send(&[ix], &[&a.authority]).await, MarketError::WrongOperator);
+    let ix = m.accept_deal_ix(&b.operator.pubkey(), &b.pda, &d);
+    assert_market_err(m.send(&[ix], &[&b.operator]).await, MarketError::WrongProvider);
+    // Not enough free stake for the collateral.
+    let dp = m.propose(&client, &poor, &shard, [5; 32], 1, 3).await;
+    let ix = m.accept_deal_ix(&poor.operator.pubkey(), &poor.pda, &dp);
+    assert_market_err(m.send(&[ix], &[&poor.operator]).await, MarketError::InsufficientFreeStake);
+
+    m.accept(&a, &d).await;
+    m.next_slot().await;
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d);
+    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::DealNotProposed);
+    let ix = m.cancel_deal_ix(&client.keypair.pubkey(), &d, &client.token);
+    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::DealNotProposed);
+
+    // Timeout: proposed in epoch 0, accept_timeout_epochs = 2.
+    let late = m.propose(&client, &a, &shard, [5; 32], 2, 3).await;
+    m.warp_to_epoch(3, 0).await;
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
+    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::AcceptTimedOut);
+
+    // The client cancels: the whole escrow comes back, once.
+    let before = m.token_balance(&client.token).await;
+    let escrow = m.deal(&late).await.escrow;
+    let ix = m.cancel_deal_ix(&client.keypair.pubkey(), &late, &client.token);
+    m.send(&[ix.clone()], &[&client.keypair]).await.expect("cancel");
+    assert_eq!(m.token_balance(&client.token).await, before + escrow);
+    assert_eq!(m.deal(&late).await.state, DealState::Cancelled);
+    m.next_slot().await;
+    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::DealNotProposed);
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
+    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::DealNotProposed);
+    m.assert_conserved(&[&a.pda, &b.pda, &poor.pda], &[&d, &dp, &late], "cancel")
+        .await;
+}
+
+#[tokio::test]
+async fn report_complete_and_close_deal_checks() {
+    let mut m = TestMarket::start().await;
+    let params = test_params();
+    let a = m.add_provider().await;
+    let b = m.add_provider().await;
+    let client = m.client(1_000_000).await;
+    let reporter = m.client(0).await;
+    let shard = TestShard::random(2_000, 8);
+    let d = m.propose(&client, &a, &shard, [6; 32], 0, 2).await;
+    let rep = reporter.keypair.insecure_clone();
+
+    // Proposed, not active: nothing to report, nothing to complete.
+    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
+    m.accept(&a, &d).await;
+    let close = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
+    assert_market_err(m.send(&[close], &[&client.keypair]).await, MarketError::DealNotClosable);
+
+    // Epoch 1 not closed yet.
+    m.warp_to_epoch(2, params.grace_slots - 1).await;
+    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::NothingToReport);
+    // Wrong provider account for the deal.
+    m.warp_to_epoch(2, params.grace_slots).await;
+    let ix = m.report_faults_ix(&rep.pubkey(), &b.pda, &d, &reporter.token);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::WrongProvider);
+    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotEnded);
+
+    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
+    m.send(&[ix.clone()], &[&rep]).await.expect("report epoch 1");
+    m.next_slot().await;
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::NothingToReport);
+    let reported = m.token_balance(&reporter.token).await;
+    assert_eq!(reported, storage_market::settlement::bps_of(
+        storage_market::settlement::bps_of(params.collateral_per_mib, params.slash_bps).unwrap(),
+        params.bounty_bps,
+    ).unwrap());
+
+    // Epoch 3: the deal (epochs 1-2) has ended but epoch 2 is unsettled.
+    m.warp_to_epoch(3, 0).await;
+    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::UnsettledEpochs);
+    m.warp_to_epoch(3, params.grace_slots).await;
+    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
+    m.send(&[ix], &[&rep]).await.expect("report epoch 2");
+    let ix = m.complete_deal_ix(&rep.pubkey(), &b.pda, &d);
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::WrongProvider);
+    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
+    m.send(&[ix.clone()], &[&rep]).await.expect("complete");
+    m.next_slot().await;
+    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete").await;
+
+    // Closing: only the client, only once.
+    let other = m.client(0).await;
+    let ix = m.close_deal_ix(&other.keypair.pubkey(), &d, &other.token);
+    assert_market_err(m.send(&[ix], &[&other.keypair]).await, MarketError::WrongClient);
+    let ix = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
+    m.send(&[ix.clone()], &[&client.keypair]).await.expect("close");
+    m.next_slot().await;
+    assert_anchor_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        AnchorError::AccountNotInitialized,
+    );
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "close").await;
+
+    // Challenge rent goes only to its opener.
+    m.open_epoch(3).await.unwrap();
+    m.warp_to_epoch(5, 0).await;
+    let ix = m.close_challenge_ix(&other.keypair.pubkey(), 3);
+    assert_anchor_err(m.send(&[ix], &[]).await, AnchorError::ConstraintAddress);
+}
