@@ -1,7 +1,5 @@
 //! `TestMarket`: a market on a fresh chain, with helpers to drive it.
-use anchor_lang::{
-    error::ERROR_CODE_OFFSET, AccountDeserialize, InstructionData, ToAccountMetas,
-};
+use anchor_lang::{error::ERROR_CODE_OFFSET, AccountDeserialize, InstructionData, ToAccountMetas};
 use anchor_spl::{token::spl_token, token_2022::spl_token_2022};
 use cairn_proof::Tree;
 use solana_keypair::Keypair;
@@ -158,7 +156,9 @@ pub struct TestShard {
 impl TestShard {
     /// `len` deterministic pseudo-random bytes from `seed`.
     pub fn random(len: usize, seed: u64) -> Self {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let data: Vec<u8> = (0..len)
             .map(|_| {
                 state ^= state << 13;
@@ -238,7 +238,10 @@ impl TestMarket {
         market.params = params;
         let ix = market.init_market_ix(&market.authority.pubkey(), market.mint, params);
         let authority = market.authority.insecure_clone();
-        market.send(&[ix], &[&authority]).await.expect("init_market");
+        market
+            .send(&[ix], &[&authority])
+            .await
+            .expect("init_market");
         market
     }
 
@@ -307,7 +310,8 @@ impl TestMarket {
 
     /// Moves the chain to `offset` slots into `epoch`.
     pub async fn warp_to_epoch(&mut self, epoch: u64, offset: u64) {
-        self.warp_to_slot(epoch * self.params.epoch_slots + offset).await;
+        self.warp_to_slot(epoch * self.params.epoch_slots + offset)
+            .await;
     }
 
     /// Advances one slot: a fresh blockhash, so the same instruction can be resent.
@@ -317,11 +321,8 @@ impl TestMarket {
     }
 
     pub async fn airdrop(&mut self, to: &Pubkey, lamports: u64) {
-        let ix = solana_system_interface::instruction::transfer(
-            &self.ctx.payer.pubkey(),
-            to,
-            lamports,
-        );
+        let ix =
+            solana_system_interface::instruction::transfer(&self.ctx.payer.pubkey(), to, lamports);
         self.send(&[ix], &[]).await.expect("airdrop");
     }
 
@@ -422,7 +423,9 @@ impl TestMarket {
             ),
         }
         .expect("initialize_mint2");
-        self.send(&[create, init], &[&mint]).await.expect("create mint");
+        self.send(&[create, init], &[&mint])
+            .await
+            .expect("create mint");
         mint.pubkey()
     }
 
@@ -441,7 +444,12 @@ impl TestMarket {
         );
         let (init, mint_to) = match self.token_kind {
             TokenKind::Token => (
-                spl_token::instruction::initialize_account3(&program, &account.pubkey(), &mint, owner),
+                spl_token::instruction::initialize_account3(
+                    &program,
+                    &account.pubkey(),
+                    &mint,
+                    owner,
+                ),
                 spl_token::instruction::mint_to(
                     &program,
                     &mint,
@@ -518,7 +526,9 @@ impl TestMarket {
         let operator = Keypair::new();
         self.airdrop(&authority.pubkey(), 1_000_000_000).await;
         self.airdrop(&operator.pubkey(), 1_000_000_000).await;
-        let token = self.token_account(&authority.pubkey(), stake + wallet).await;
+        let token = self
+            .token_account(&authority.pubkey(), stake + wallet)
+            .await;
         let provider = TestProvider {
             pda: provider_pda(&authority.pubkey()),
             authority,
@@ -570,7 +580,9 @@ impl TestMarket {
     ) -> Pubkey {
         let args = self.deal_args(shard, dataset_id, shard_index, duration_epochs);
         let ix = self.propose_deal_ix(&client.keypair.pubkey(), &provider.pda, &client.token, args);
-        self.send(&[ix], &[&client.keypair]).await.expect("propose_deal");
+        self.send(&[ix], &[&client.keypair])
+            .await
+            .expect("propose_deal");
         deal_pda(&client.keypair.pubkey(), &dataset_id, shard_index)
     }
 
@@ -595,7 +607,9 @@ impl TestMarket {
 
     pub async fn accept(&mut self, provider: &TestProvider, deal: &Pubkey) {
         let ix = self.accept_deal_ix(&provider.operator.pubkey(), &provider.pda, deal);
-        self.send(&[ix], &[&provider.operator]).await.expect("accept_deal");
+        self.send(&[ix], &[&provider.operator])
+            .await
+            .expect("accept_deal");
     }
 
     /// Opens `epoch`, paid and signed by the context payer.
@@ -614,7 +628,13 @@ impl TestMarket {
     ) -> Result<(), BanksClientError> {
         let challenge = self.challenge(epoch).await;
         let samples = shard.proof(deal, &challenge);
-        let ix = self.submit_proof_ix(&provider.operator.pubkey(), &provider.pda, deal, epoch, samples);
+        let ix = self.submit_proof_ix(
+            &provider.operator.pubkey(),
+            &provider.pda,
+            deal,
+            epoch,
+            samples,
+        );
         self.send_paid_by(&[ix], &provider.operator.insecure_clone(), &[])
             .await
     }
@@ -633,7 +653,12 @@ impl TestMarket {
         self.token_kind.program_id()
     }
 
-    pub fn init_market_ix(&self, authority: &Pubkey, mint: Pubkey, params: MarketParams) -> Instruction {
+    pub fn init_market_ix(
+        &self,
+        authority: &Pubkey,
+        mint: Pubkey,
+        params: MarketParams,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::InitMarket {
                 authority: *authority,
@@ -661,7 +686,11 @@ impl TestMarket {
         )
     }
 
-    pub fn register_provider_ix(&self, authority: &Pubkey, args: RegisterProviderArgs) -> Instruction {
+    pub fn register_provider_ix(
+        &self,
+        authority: &Pubkey,
+        args: RegisterProviderArgs,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::RegisterProvider {
                 authority: *authority,
@@ -675,7 +704,12 @@ impl TestMarket {
         )
     }
 
-    pub fn update_provider_ix(&self, authority: &Pubkey, provider: &Pubkey, args: UpdateProviderArgs) -> Instruction {
+    pub fn update_provider_ix(
+        &self,
+        authority: &Pubkey,
+        provider: &Pubkey,
+        args: UpdateProviderArgs,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::UpdateProvider {
                 authority: *authority,
@@ -688,7 +722,14 @@ impl TestMarket {
     }
 
     pub fn deposit_stake_ix(&self, authority: &Pubkey, from: &Pubkey, amount: u64) -> Instruction {
-        self.deposit_stake_ix_with(authority, &provider_pda(authority), from, &vault_pda(), &self.mint, amount)
+        self.deposit_stake_ix_with(
+            authority,
+            &provider_pda(authority),
+            from,
+            &vault_pda(),
+            &self.mint,
+            amount,
+        )
     }
 
     pub fn deposit_stake_ix_with(
@@ -733,7 +774,12 @@ impl TestMarket {
         )
     }
 
-    pub fn withdraw_earnings_ix(&self, authority: &Pubkey, to: &Pubkey, amount: u64) -> Instruction {
+    pub fn withdraw_earnings_ix(
+        &self,
+        authority: &Pubkey,
+        to: &Pubkey,
+        amount: u64,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::WithdrawEarnings {
                 authority: *authority,
@@ -809,7 +855,12 @@ impl TestMarket {
         )
     }
 
-    pub fn accept_deal_ix(&self, operator: &Pubkey, provider: &Pubkey, deal: &Pubkey) -> Instruction {
+    pub fn accept_deal_ix(
+        &self,
+        operator: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::AcceptDeal {
                 operator: *operator,
@@ -827,7 +878,12 @@ impl TestMarket {
         self.open_epoch_ix_with(opener, epoch, &slot_hashes_id())
     }
 
-    pub fn open_epoch_ix_with(&self, opener: &Pubkey, epoch: u64, slot_hashes: &Pubkey) -> Instruction {
+    pub fn open_epoch_ix_with(
+        &self,
+        opener: &Pubkey,
+        epoch: u64,
+        slot_hashes: &Pubkey,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::OpenEpoch {
                 opener: *opener,
@@ -850,7 +906,14 @@ impl TestMarket {
         epoch: u64,
         samples: Vec<ProofSample>,
     ) -> Instruction {
-        self.submit_proof_ix_with(operator, provider, deal, &challenge_pda(epoch), epoch, samples)
+        self.submit_proof_ix_with(
+            operator,
+            provider,
+            deal,
+            &challenge_pda(epoch),
+            epoch,
+            samples,
+        )
     }
 
     pub fn submit_proof_ix_with(
@@ -899,7 +962,12 @@ impl TestMarket {
         )
     }
 
-    pub fn complete_deal_ix(&self, caller: &Pubkey, provider: &Pubkey, deal: &Pubkey) -> Instruction {
+    pub fn complete_deal_ix(
+        &self,
+        caller: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+    ) -> Instruction {
         Self::ix(
             storage_market::accounts::CompleteDeal {
                 caller: *caller,

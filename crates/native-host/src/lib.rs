@@ -95,7 +95,8 @@ macro_rules! forward_stubs {
                 account_infos: &[AccountInfo],
                 signers_seeds: &[&[&[u8]]],
             ) -> ProgramResult {
-                self.0.sol_invoke_signed(instruction, account_infos, signers_seeds)
+                self.0
+                    .sol_invoke_signed(instruction, account_infos, signers_seeds)
             }
             fn sol_get_sysvar(
                 &self,
@@ -104,7 +105,8 @@ macro_rules! forward_stubs {
                 offset: u64,
                 length: u64,
             ) -> u64 {
-                self.0.sol_get_sysvar(sysvar_id_addr, var_addr, offset, length)
+                self.0
+                    .sol_get_sysvar(sysvar_id_addr, var_addr, offset, length)
             }
             fn sol_get_clock_sysvar(&self, var_addr: *mut u8) -> u64 {
                 self.0.sol_get_clock_sysvar(var_addr)

@@ -19,23 +19,53 @@ async fn init_market_rejects_bad_params_and_a_second_market() {
     let mut m = TestMarket::new_uninitialized(TokenKind::Token).await;
     let authority = m.authority.insecure_clone();
     let cases: Vec<(MarketParams, MarketError)> = vec![
-        (MarketParams { epoch_slots: 0, ..test_params() }, MarketError::InvalidEpochSlots),
-        (MarketParams { slash_bps: 10_001, ..test_params() }, MarketError::InvalidBps),
-        (MarketParams { bounty_bps: 10_001, ..test_params() }, MarketError::InvalidBps),
         (
-            MarketParams { max_consecutive_faults: 0, ..test_params() },
+            MarketParams {
+                epoch_slots: 0,
+                ..test_params()
+            },
+            MarketError::InvalidEpochSlots,
+        ),
+        (
+            MarketParams {
+                slash_bps: 10_001,
+                ..test_params()
+            },
+            MarketError::InvalidBps,
+        ),
+        (
+            MarketParams {
+                bounty_bps: 10_001,
+                ..test_params()
+            },
+            MarketError::InvalidBps,
+        ),
+        (
+            MarketParams {
+                max_consecutive_faults: 0,
+                ..test_params()
+            },
             MarketError::InvalidMaxConsecutiveFaults,
         ),
         (
-            MarketParams { samples_per_proof: 2, ..test_params() },
+            MarketParams {
+                samples_per_proof: 2,
+                ..test_params()
+            },
             MarketError::InvalidSamplesPerProof,
         ),
         (
-            MarketParams { max_shard_bytes: (4 << 30) + 1, ..test_params() },
+            MarketParams {
+                max_shard_bytes: (4 << 30) + 1,
+                ..test_params()
+            },
             MarketError::InvalidMaxShardBytes,
         ),
         (
-            MarketParams { grace_slots: u64::MAX, ..test_params() },
+            MarketParams {
+                grace_slots: u64::MAX,
+                ..test_params()
+            },
             MarketError::ArithmeticOverflow,
         ),
     ];
@@ -73,22 +103,40 @@ async fn update_market_only_by_its_authority_and_never_epoch_slots() {
     let shard = TestShard::random(1_000, 3);
     let before = m.propose(&client, &a, &shard, [1; 32], 0, 3).await;
 
-    let new_params = MarketParams { slash_bps: 5_000, ..test_params() };
+    let new_params = MarketParams {
+        slash_bps: 5_000,
+        ..test_params()
+    };
     let intruder = Keypair::new();
     let ix = m.update_market_ix(&intruder.pubkey(), new_params);
-    assert_market_err(m.send(&[ix], &[&intruder]).await, MarketError::WrongMarketAuthority);
+    assert_market_err(
+        m.send(&[ix], &[&intruder]).await,
+        MarketError::WrongMarketAuthority,
+    );
 
     let authority = m.authority.insecure_clone();
     let ix = m.update_market_ix(
         &authority.pubkey(),
-        MarketParams { epoch_slots: 7, ..test_params() },
+        MarketParams {
+            epoch_slots: 7,
+            ..test_params()
+        },
     );
-    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::EpochSlotsImmutable);
+    assert_market_err(
+        m.send(&[ix], &[&authority]).await,
+        MarketError::EpochSlotsImmutable,
+    );
     let ix = m.update_market_ix(
         &authority.pubkey(),
-        MarketParams { grace_slots: u64::MAX - 10, ..test_params() },
+        MarketParams {
+            grace_slots: u64::MAX - 10,
+            ..test_params()
+        },
     );
-    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::ArithmeticOverflow);
+    assert_market_err(
+        m.send(&[ix], &[&authority]).await,
+        MarketError::ArithmeticOverflow,
+    );
 
     let ix = m.update_market_ix(&authority.pubkey(), new_params);
     m.send(&[ix], &[&authority]).await.expect("update");
@@ -121,7 +169,10 @@ async fn register_and_update_provider_checks() {
     // Someone else's provider address.
     let mut ix = m.register_provider_ix(&authority.pubkey(), args("h:1", 10));
     ix.accounts[2].pubkey = provider_pda(&Pubkey::new_unique());
-    assert_anchor_err(m.send(&[ix], &[&authority]).await, AnchorError::ConstraintSeeds);
+    assert_anchor_err(
+        m.send(&[ix], &[&authority]).await,
+        AnchorError::ConstraintSeeds,
+    );
 
     let ix = m.register_provider_ix(&authority.pubkey(), args(&"x".repeat(64), 10));
     m.send(&[ix], &[&authority]).await.expect("register");
@@ -137,15 +188,27 @@ async fn register_and_update_provider_checks() {
     let ix = m.update_provider_ix(
         &intruder.pubkey(),
         &pda,
-        UpdateProviderArgs { capacity_bytes: Some(1), ..Default::default() },
+        UpdateProviderArgs {
+            capacity_bytes: Some(1),
+            ..Default::default()
+        },
     );
-    assert_anchor_err(m.send(&[ix], &[&intruder]).await, AnchorError::ConstraintSeeds);
+    assert_anchor_err(
+        m.send(&[ix], &[&intruder]).await,
+        AnchorError::ConstraintSeeds,
+    );
     let ix = m.update_provider_ix(
         &authority.pubkey(),
         &pda,
-        UpdateProviderArgs { endpoint: Some(String::new()), ..Default::default() },
+        UpdateProviderArgs {
+            endpoint: Some(String::new()),
+            ..Default::default()
+        },
     );
-    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::InvalidEndpoint);
+    assert_market_err(
+        m.send(&[ix], &[&authority]).await,
+        MarketError::InvalidEndpoint,
+    );
     let new_operator = Pubkey::new_unique();
     let ix = m.update_provider_ix(
         &authority.pubkey(),
@@ -158,7 +221,10 @@ async fn register_and_update_provider_checks() {
     );
     m.send(&[ix], &[&authority]).await.expect("update");
     let p: storage_market::state::Provider = m.fetch(&pda).await;
-    assert_eq!((p.operator, p.price_per_mib_epoch, p.capacity_bytes), (new_operator, 42, 10));
+    assert_eq!(
+        (p.operator, p.price_per_mib_epoch, p.capacity_bytes),
+        (new_operator, 42, 10)
+    );
 }
 
 #[tokio::test]
@@ -172,9 +238,15 @@ async fn capacity_cannot_drop_below_bytes_in_use_and_rotated_operator_takes_over
     let ix = m.update_provider_ix(
         &a.authority.pubkey(),
         &a.pda,
-        UpdateProviderArgs { capacity_bytes: Some(4_999), ..Default::default() },
+        UpdateProviderArgs {
+            capacity_bytes: Some(4_999),
+            ..Default::default()
+        },
     );
-    assert_market_err(m.send(&[ix], &[&a.authority]).await, MarketError::InvalidCapacity);
+    assert_market_err(
+        m.send(&[ix], &[&a.authority]).await,
+        MarketError::InvalidCapacity,
+    );
 
     let d2 = m.propose(&client, &a, &shard, [2; 32], 1, 3).await;
     let new_operator = Keypair::new();
@@ -182,13 +254,21 @@ async fn capacity_cannot_drop_below_bytes_in_use_and_rotated_operator_takes_over
     let ix = m.update_provider_ix(
         &a.authority.pubkey(),
         &a.pda,
-        UpdateProviderArgs { operator: Some(new_operator.pubkey()), ..Default::default() },
+        UpdateProviderArgs {
+            operator: Some(new_operator.pubkey()),
+            ..Default::default()
+        },
     );
     m.send(&[ix], &[&a.authority]).await.unwrap();
     let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d2);
-    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::WrongOperator);
+    assert_market_err(
+        m.send(&[ix], &[&a.operator]).await,
+        MarketError::WrongOperator,
+    );
     let ix = m.accept_deal_ix(&new_operator.pubkey(), &a.pda, &d2);
-    m.send(&[ix], &[&new_operator]).await.expect("new operator accepts");
+    m.send(&[ix], &[&new_operator])
+        .await
+        .expect("new operator accepts");
 }
 
 #[tokio::test]
@@ -201,10 +281,17 @@ async fn stake_deposit_and_withdrawal_checks() {
     let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 0);
     assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ZeroAmount);
     let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, u64::MAX);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ArithmeticOverflow);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::ArithmeticOverflow,
+    );
     let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 5_001);
     let short = m.send(&[ix], &[&auth]).await;
-    assert_eq!(custom_code(&short), Some(TOKEN_INSUFFICIENT_FUNDS), "{short:?}");
+    assert_eq!(
+        custom_code(&short),
+        Some(TOKEN_INSUFFICIENT_FUNDS),
+        "{short:?}"
+    );
 
     // Substituted accounts: a fake vault, another provider's account (another
     // mint's accounts: `token_accounts_of_another_mint_are_refused`).
@@ -225,12 +312,18 @@ async fn stake_deposit_and_withdrawal_checks() {
 
     // Withdrawals: only free stake, only by the authority.
     let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, 11_001);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientFreeStake);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::InsufficientFreeStake,
+    );
     let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, 0);
     assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ZeroAmount);
     let mut ix = m.withdraw_stake_ix(&b.authority.pubkey(), &b.token, 10);
     ix.accounts[2].pubkey = a.pda;
-    assert_anchor_err(m.send(&[ix], &[&b.authority]).await, AnchorError::ConstraintSeeds);
+    assert_anchor_err(
+        m.send(&[ix], &[&b.authority]).await,
+        AnchorError::ConstraintSeeds,
+    );
 
     // Locked collateral cannot be withdrawn.
     let client = m.client(1_000_000).await;
@@ -240,20 +333,29 @@ async fn stake_deposit_and_withdrawal_checks() {
     let p = m.provider(&a).await;
     assert_eq!(p.stake_locked, test_params().collateral_per_mib);
     let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, p.stake_free + 1);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientFreeStake);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::InsufficientFreeStake,
+    );
     let ix = m.withdraw_stake_ix(&auth.pubkey(), &a.token, p.stake_free);
     m.send(&[ix], &[&auth]).await.expect("withdraw all free");
-    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "withdrawal").await;
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "withdrawal")
+        .await;
 
     // Earnings: none yet.
     let ix = m.withdraw_earnings_ix(&auth.pubkey(), &a.token, 1);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::InsufficientEarnings);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::InsufficientEarnings,
+    );
     // Deregistering with an active deal is refused.
     let ix = m.deregister_provider_ix(&auth.pubkey(), &a.token);
     assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ProviderBusy);
     // b can deregister; its account is gone and cannot be deregistered again.
     let ix = m.deregister_provider_ix(&b.authority.pubkey(), &b.token);
-    m.send(&[ix.clone()], &[&b.authority]).await.expect("deregister b");
+    m.send(&[ix.clone()], &[&b.authority])
+        .await
+        .expect("deregister b");
     m.next_slot().await;
     assert_anchor_err(
         m.send(&[ix], &[&b.authority]).await,
@@ -290,11 +392,17 @@ async fn token_accounts_of_another_mint_are_refused() {
     };
     let foreign = m.token_account_of(second, &auth.pubkey(), 1_000).await;
     let ix = m.deposit_stake_ix(&auth.pubkey(), &foreign, 100);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongTokenAccountMint);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::WrongTokenAccountMint,
+    );
     let ix = m.deposit_stake_ix_with(&auth.pubkey(), &a.pda, &a.token, &vault_pda(), &second, 100);
     assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongMint);
     let ix = m.withdraw_stake_ix(&auth.pubkey(), &foreign, 100);
-    assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::WrongTokenAccountMint);
+    assert_market_err(
+        m.send(&[ix], &[&auth]).await,
+        MarketError::WrongTokenAccountMint,
+    );
 }
 
 #[tokio::test]
@@ -306,7 +414,10 @@ async fn propose_deal_checks() {
     let base = m.deal_args(&shard, [4; 32], 0, 3);
     let cases = vec![
         (
-            storage_market::instructions::ProposeDealArgs { shard_bytes: 0, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                shard_bytes: 0,
+                ..base.clone()
+            },
             MarketError::InvalidShardBytes,
         ),
         (
@@ -317,19 +428,32 @@ async fn propose_deal_checks() {
             MarketError::InvalidShardBytes,
         ),
         (
-            storage_market::instructions::ProposeDealArgs { k: 0, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                k: 0,
+                ..base.clone()
+            },
             MarketError::InvalidErasureParams,
         ),
         (
-            storage_market::instructions::ProposeDealArgs { k: 7, n: 6, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                k: 7,
+                n: 6,
+                ..base.clone()
+            },
             MarketError::InvalidErasureParams,
         ),
         (
-            storage_market::instructions::ProposeDealArgs { shard_index: 6, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                shard_index: 6,
+                ..base.clone()
+            },
             MarketError::InvalidErasureParams,
         ),
         (
-            storage_market::instructions::ProposeDealArgs { duration_epochs: 0, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                duration_epochs: 0,
+                ..base.clone()
+            },
             MarketError::ZeroDuration,
         ),
         (
@@ -340,7 +464,10 @@ async fn propose_deal_checks() {
             MarketError::PriceAboveMax,
         ),
         (
-            storage_market::instructions::ProposeDealArgs { shard_bytes: 10_001, ..base.clone() },
+            storage_market::instructions::ProposeDealArgs {
+                shard_bytes: 10_001,
+                ..base.clone()
+            },
             MarketError::InsufficientCapacity,
         ),
         (
@@ -360,10 +487,17 @@ async fn propose_deal_checks() {
         &client.keypair.pubkey(),
         &a.pda,
         &client.token,
-        storage_market::instructions::ProposeDealArgs { duration_epochs: 11, ..base.clone() },
+        storage_market::instructions::ProposeDealArgs {
+            duration_epochs: 11,
+            ..base.clone()
+        },
     );
     let short = m.send(&[ix], &[&client.keypair]).await;
-    assert_eq!(custom_code(&short), Some(TOKEN_INSUFFICIENT_FUNDS), "{short:?}");
+    assert_eq!(
+        custom_code(&short),
+        Some(TOKEN_INSUFFICIENT_FUNDS),
+        "{short:?}"
+    );
     // A deal account passed where the provider belongs.
     let d = m.propose(&client, &a, &shard, [4; 32], 0, 3).await;
     let mut ix = m.propose_deal_ix(
@@ -399,41 +533,70 @@ async fn cancel_and_accept_deal_checks() {
 
     // cancel: only the client.
     let ix = m.cancel_deal_ix(&other.keypair.pubkey(), &d, &other.token);
-    assert_market_err(m.send(&[ix], &[&other.keypair]).await, MarketError::WrongClient);
+    assert_market_err(
+        m.send(&[ix], &[&other.keypair]).await,
+        MarketError::WrongClient,
+    );
     // accept: only the deal's provider's operator.
     let ix = m.accept_deal_ix(&a.authority.pubkey(), &a.pda, &d);
-    assert_market_err(m.send(&[ix], &[&a.authority]).await, MarketError::WrongOperator);
+    assert_market_err(
+        m.send(&[ix], &[&a.authority]).await,
+        MarketError::WrongOperator,
+    );
     let ix = m.accept_deal_ix(&b.operator.pubkey(), &b.pda, &d);
-    assert_market_err(m.send(&[ix], &[&b.operator]).await, MarketError::WrongProvider);
+    assert_market_err(
+        m.send(&[ix], &[&b.operator]).await,
+        MarketError::WrongProvider,
+    );
     // Not enough free stake for the collateral.
     let dp = m.propose(&client, &poor, &shard, [5; 32], 1, 3).await;
     let ix = m.accept_deal_ix(&poor.operator.pubkey(), &poor.pda, &dp);
-    assert_market_err(m.send(&[ix], &[&poor.operator]).await, MarketError::InsufficientFreeStake);
+    assert_market_err(
+        m.send(&[ix], &[&poor.operator]).await,
+        MarketError::InsufficientFreeStake,
+    );
 
     m.accept(&a, &d).await;
     m.next_slot().await;
     let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d);
-    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::DealNotProposed);
+    assert_market_err(
+        m.send(&[ix], &[&a.operator]).await,
+        MarketError::DealNotProposed,
+    );
     let ix = m.cancel_deal_ix(&client.keypair.pubkey(), &d, &client.token);
-    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::DealNotProposed);
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::DealNotProposed,
+    );
 
     // Timeout: proposed in epoch 0, accept_timeout_epochs = 2.
     let late = m.propose(&client, &a, &shard, [5; 32], 2, 3).await;
     m.warp_to_epoch(3, 0).await;
     let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
-    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::AcceptTimedOut);
+    assert_market_err(
+        m.send(&[ix], &[&a.operator]).await,
+        MarketError::AcceptTimedOut,
+    );
 
     // The client cancels: the whole escrow comes back, once.
     let before = m.token_balance(&client.token).await;
     let escrow = m.deal(&late).await.escrow;
     let ix = m.cancel_deal_ix(&client.keypair.pubkey(), &late, &client.token);
-    m.send(&[ix.clone()], &[&client.keypair]).await.expect("cancel");
+    m.send(&[ix.clone()], &[&client.keypair])
+        .await
+        .expect("cancel");
     assert_eq!(m.token_balance(&client.token).await, before + escrow);
     assert_eq!(m.deal(&late).await.state, DealState::Cancelled);
     m.next_slot().await;
-    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::DealNotProposed);
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::DealNotProposed,
+    );
     let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
-    assert_market_err(m.send(&[ix], &[&a.operator]).await, MarketError::DealNotProposed);
+    assert_market_err(
+        m.send(&[ix], &[&a.operator]).await,
+        MarketError::DealNotProposed,
+    );
     m.assert_conserved(&[&a.pda, &b.pda, &poor.pda], &[&d, &dp, &late], "cancel")
         .await;
 }
@@ -455,7 +618,10 @@ async fn report_complete_and_close_deal_checks() {
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
     m.accept(&a, &d).await;
     let close = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
-    assert_market_err(m.send(&[close], &[&client.keypair]).await, MarketError::DealNotClosable);
+    assert_market_err(
+        m.send(&[close], &[&client.keypair]).await,
+        MarketError::DealNotClosable,
+    );
 
     // Epoch 1 not closed yet.
     m.warp_to_epoch(2, params.grace_slots - 1).await;
@@ -469,14 +635,21 @@ async fn report_complete_and_close_deal_checks() {
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotEnded);
 
     let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    m.send(&[ix.clone()], &[&rep]).await.expect("report epoch 1");
+    m.send(&[ix.clone()], &[&rep])
+        .await
+        .expect("report epoch 1");
     m.next_slot().await;
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::NothingToReport);
     let reported = m.token_balance(&reporter.token).await;
-    assert_eq!(reported, storage_market::settlement::bps_of(
-        storage_market::settlement::bps_of(params.collateral_per_mib, params.slash_bps).unwrap(),
-        params.bounty_bps,
-    ).unwrap());
+    assert_eq!(
+        reported,
+        storage_market::settlement::bps_of(
+            storage_market::settlement::bps_of(params.collateral_per_mib, params.slash_bps)
+                .unwrap(),
+            params.bounty_bps,
+        )
+        .unwrap()
+    );
 
     // Epoch 3: the deal (epochs 1-2) has ended but epoch 2 is unsettled.
     m.warp_to_epoch(3, 0).await;
@@ -491,14 +664,20 @@ async fn report_complete_and_close_deal_checks() {
     m.send(&[ix.clone()], &[&rep]).await.expect("complete");
     m.next_slot().await;
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
-    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete").await;
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete")
+        .await;
 
     // Closing: only the client, only once.
     let other = m.client(0).await;
     let ix = m.close_deal_ix(&other.keypair.pubkey(), &d, &other.token);
-    assert_market_err(m.send(&[ix], &[&other.keypair]).await, MarketError::WrongClient);
+    assert_market_err(
+        m.send(&[ix], &[&other.keypair]).await,
+        MarketError::WrongClient,
+    );
     let ix = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
-    m.send(&[ix.clone()], &[&client.keypair]).await.expect("close");
+    m.send(&[ix.clone()], &[&client.keypair])
+        .await
+        .expect("close");
     m.next_slot().await;
     assert_anchor_err(
         m.send(&[ix], &[&client.keypair]).await,
@@ -511,4 +690,50 @@ async fn report_complete_and_close_deal_checks() {
     m.warp_to_epoch(5, 0).await;
     let ix = m.close_challenge_ix(&other.keypair.pubkey(), 3);
     assert_anchor_err(m.send(&[ix], &[]).await, AnchorError::ConstraintAddress);
+}
+
+#[tokio::test]
+async fn price_and_collateral_overflow_and_substituted_deal_pda_are_refused() {
+    // Collateral per MiB so large that a 2 MiB shard overflows it.
+    let params = MarketParams {
+        collateral_per_mib: u64::MAX / 2 + 1,
+        ..test_params()
+    };
+    let mut m = TestMarket::start_with(TokenKind::Token, params).await;
+    let a = m.add_provider().await;
+    let pricey = m.add_provider_with(1 << 30, u64::MAX / 2 + 1, 0, 0).await;
+    let client = m.client(1_000_000).await;
+    let shard = TestShard::random(2 << 20, 9);
+    let args = m.deal_args(&shard, [8; 32], 0, 1);
+    let ix = m.propose_deal_ix(
+        &client.keypair.pubkey(),
+        &a.pda,
+        &client.token,
+        args.clone(),
+    );
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::ArithmeticOverflow,
+    );
+    let ix = m.propose_deal_ix(
+        &client.keypair.pubkey(),
+        &pricey.pda,
+        &client.token,
+        args.clone(),
+    );
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::ArithmeticOverflow,
+    );
+
+    // The PDA of another shard index for this one.
+    let mut ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
+    ix.accounts[3].pubkey = deal_pda(&client.keypair.pubkey(), &[8; 32], 1);
+    assert_anchor_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        AnchorError::ConstraintSeeds,
+    );
+    assert_eq!(m.token_balance(&client.token).await, 1_000_000);
+    m.assert_conserved(&[&a.pda, &pricey.pda], &[], "refused proposals")
+        .await;
 }

@@ -57,7 +57,8 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     m.open_epoch(1).await.expect("open 1");
     m.prove(&a, &d0, &shard0, 1).await.expect("A proves 1");
     m.prove(&b, &d1, &shard1, 1).await.expect("B proves 1");
-    m.assert_conserved(&providers, &deals, "epoch 1 proofs").await;
+    m.assert_conserved(&providers, &deals, "epoch 1 proofs")
+        .await;
     assert_eq!(m.provider(&a).await.earnings, price0);
     assert_eq!(m.provider(&b).await.earnings, price1);
 
@@ -81,7 +82,8 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     m.send(&[ix], &[&reporter.keypair]).await.expect("report A");
     let ix = m.report_faults_ix(&reporter.keypair.pubkey(), &b.pda, &d1, &reporter.token);
     m.send(&[ix], &[&reporter.keypair]).await.expect("report B");
-    m.assert_conserved(&providers, &deals, "first reports").await;
+    m.assert_conserved(&providers, &deals, "first reports")
+        .await;
     assert_eq!(
         m.token_balance(&reporter.token).await,
         bounty0 + 2 * bounty1
@@ -115,7 +117,9 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     assert_eq!(m.token_balance(&reporter.token).await, reporter_before);
 
     let ix = m.report_faults_ix(&reporter.keypair.pubkey(), &b.pda, &d1, &reporter.token);
-    m.send(&[ix], &[&reporter.keypair]).await.expect("report B again");
+    m.send(&[ix], &[&reporter.keypair])
+        .await
+        .expect("report B again");
     m.assert_conserved(&providers, &deals, "termination").await;
     let deal1 = m.deal(&d1).await;
     assert_eq!(deal1.state, DealState::Terminated);
@@ -126,7 +130,12 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     );
     let pb = m.provider(&b).await;
     assert_eq!(
-        (pb.stake_free, pb.stake_locked, pb.used_bytes, pb.active_deals),
+        (
+            pb.stake_free,
+            pb.stake_locked,
+            pb.used_bytes,
+            pb.active_deals
+        ),
         (stake - 3 * slash1, 0, 0, 0)
     );
     assert_eq!(
@@ -149,9 +158,13 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
 
     // Withdrawals and closing.
     let ix = m.withdraw_earnings_ix(&a.authority.pubkey(), &a.token, 3 * price0);
-    m.send(&[ix], &[&a.authority]).await.expect("withdraw earnings");
+    m.send(&[ix], &[&a.authority])
+        .await
+        .expect("withdraw earnings");
     let ix = m.withdraw_stake_ix(&a.authority.pubkey(), &a.token, 1_000);
-    m.send(&[ix], &[&a.authority]).await.expect("withdraw stake");
+    m.send(&[ix], &[&a.authority])
+        .await
+        .expect("withdraw stake");
     m.assert_conserved(&providers, &deals, "withdrawals").await;
     assert_eq!(m.token_balance(&a.token).await, 3 * price0 + 1_000);
 
@@ -161,15 +174,22 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     let rent = m.lamports(&d0).await;
     let lamports_before = m.lamports(&client.keypair.pubkey()).await;
     let ix = m.close_deal_ix(&client.keypair.pubkey(), &d0, &client.token);
-    m.send(&[ix], &[&client.keypair]).await.expect("close deal 0");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("close deal 0");
     let ix = m.close_deal_ix(&client.keypair.pubkey(), &d1, &client.token);
-    m.send(&[ix], &[&client.keypair]).await.expect("close deal 1");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("close deal 1");
     assert!(!m.account_exists(&d0).await && !m.account_exists(&d1).await);
     assert_eq!(
         m.token_balance(&client.token).await,
         client_before + refund0 + refund1
     );
-    assert_eq!(m.lamports(&client.keypair.pubkey()).await, lamports_before + 2 * rent);
+    assert_eq!(
+        m.lamports(&client.keypair.pubkey()).await,
+        lamports_before + 2 * rent
+    );
     m.assert_conserved(&providers, &deals, "close deals").await;
 
     for p in [&a, &b] {

@@ -26,7 +26,11 @@ async fn one_deal() -> OneDeal {
 }
 
 impl OneDeal {
-    async fn submit(&mut self, epoch: u64, samples: Vec<ProofSample>) -> Result<(), BanksClientErr> {
+    async fn submit(
+        &mut self,
+        epoch: u64,
+        samples: Vec<ProofSample>,
+    ) -> Result<(), BanksClientErr> {
         let ix = self.m.submit_proof_ix(
             &self.a.operator.pubkey(),
             &self.a.pda,
@@ -97,7 +101,10 @@ async fn wrong_segment_path_or_index_is_refused() {
     );
     let other = if index == 0 { 1 } else { index - 1 };
     let neighbour = t.shard.sample_at(other);
-    assert_market_err(t.submit(1, vec![neighbour]).await, MarketError::InvalidProof);
+    assert_market_err(
+        t.submit(1, vec![neighbour]).await,
+        MarketError::InvalidProof,
+    );
 
     assert_market_err(t.submit(1, vec![]).await, MarketError::WrongSampleCount);
     let two = vec![honest[0].clone(), honest[0].clone()];
@@ -117,7 +124,10 @@ async fn proofs_outside_their_window_are_refused() {
 
     // Future epoch: its challenge does not exist yet, and cannot be opened.
     let proof1 = t.honest(1).await;
-    assert_anchor_err(t.submit(2, proof1.clone()).await, AnchorError::AccountNotInitialized);
+    assert_anchor_err(
+        t.submit(2, proof1.clone()).await,
+        AnchorError::AccountNotInitialized,
+    );
     assert_market_err(t.m.open_epoch(2).await, MarketError::EpochNotStarted);
 
     // Within the grace period after epoch 1, its proof is still accepted.
@@ -181,9 +191,8 @@ async fn proof_signed_by_the_authority_or_for_another_deal_is_refused() {
     let proof = t.honest(1).await;
 
     // The cold authority is not the operator.
-    let ix = t
-        .m
-        .submit_proof_ix(&t.a.authority.pubkey(), &t.a.pda, &t.deal, 1, proof.clone());
+    let ix =
+        t.m.submit_proof_ix(&t.a.authority.pubkey(), &t.a.pda, &t.deal, 1, proof.clone());
     let authority = t.a.authority.insecure_clone();
     assert_market_err(
         t.m.send_paid_by(&[ix], &authority, &[]).await,
@@ -191,9 +200,8 @@ async fn proof_signed_by_the_authority_or_for_another_deal_is_refused() {
     );
 
     // Another provider's operator, with its own provider account, on A's deal.
-    let ix = t
-        .m
-        .submit_proof_ix(&b.operator.pubkey(), &b.pda, &t.deal, 1, proof.clone());
+    let ix =
+        t.m.submit_proof_ix(&b.operator.pubkey(), &b.pda, &t.deal, 1, proof.clone());
     let operator_b = b.operator.insecure_clone();
     assert_market_err(
         t.m.send_paid_by(&[ix], &operator_b, &[]).await,
@@ -229,7 +237,10 @@ async fn proof_after_missed_epochs_settles_them_without_bounty() {
     t.submit(3, proof).await.expect("proof for epoch 3");
     let deal = t.m.deal(&t.deal).await;
     let slash = storage_market::settlement::bps_of(deal.collateral, params.slash_bps).unwrap();
-    assert_eq!((deal.total_faults, deal.proven_epochs, deal.settled_through), (2, 1, 3));
+    assert_eq!(
+        (deal.total_faults, deal.proven_epochs, deal.settled_through),
+        (2, 1, 3)
+    );
     assert_eq!(deal.client_refund, 2 * (slash + deal.price_per_epoch));
     let p = t.m.provider(&t.a).await;
     assert_eq!((p.slashed, p.earnings), (2 * slash, deal.price_per_epoch));
@@ -249,9 +260,12 @@ async fn proof_after_terminating_misses_is_refused_and_report_terminates() {
 
     t.m.warp_to_epoch(4, params.grace_slots).await;
     let reporter = t.m.client(0).await;
-    let ix = t
-        .m
-        .report_faults_ix(&reporter.keypair.pubkey(), &t.a.pda, &t.deal, &reporter.token);
+    let ix = t.m.report_faults_ix(
+        &reporter.keypair.pubkey(),
+        &t.a.pda,
+        &t.deal,
+        &reporter.token,
+    );
     t.m.send(&[ix], &[&reporter.keypair]).await.expect("report");
     assert_eq!(t.m.deal(&t.deal).await.state, DealState::Terminated);
     let proof = t.honest(4).await;
@@ -320,7 +334,10 @@ async fn open_epoch_after_slot_hashes_rolled_past_its_start_uses_the_newest_entr
     }
     let hashes = m.slot_hashes().await;
     let oldest = hashes.iter().map(|(s, _)| *s).min().unwrap();
-    assert!(oldest > 2_000, "the epoch's first slots rolled out (oldest {oldest})");
+    assert!(
+        oldest > 2_000,
+        "the epoch's first slots rolled out (oldest {oldest})"
+    );
     m.open_epoch(1).await.expect("open after roll-past");
     let c = m.challenge(1).await;
     let newest = hashes.iter().max_by_key(|(s, _)| *s).unwrap();
@@ -349,15 +366,22 @@ async fn largest_shard_proof_fits_one_transaction_and_verifies() {
         max_price_per_epoch: u64::MAX,
     };
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
-    m.send(&[ix], &[&client.keypair]).await.expect("propose 4 GiB");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("propose 4 GiB");
     let deal = deal_pda(&client.keypair.pubkey(), &[9; 32], 0);
     m.accept(&a, &deal).await;
     m.warp_to_epoch(1, 2).await;
     m.open_epoch(1).await.unwrap();
 
-    let path: Vec<[u8; 32]> = (0..cairn_proof::MAX_DEPTH).map(cairn_proof::empty_subtree).collect();
+    let path: Vec<[u8; 32]> = (0..cairn_proof::MAX_DEPTH)
+        .map(cairn_proof::empty_subtree)
+        .collect();
     assert_eq!(path.len(), 26);
-    let samples = vec![ProofSample { segment: [0; 64], path }];
+    let samples = vec![ProofSample {
+        segment: [0; 64],
+        path,
+    }];
     let ix = m.submit_proof_ix(&a.operator.pubkey(), &a.pda, &deal, 1, samples);
     let tx = solana_transaction::Transaction::new_signed_with_payer(
         &[ix.clone()],
@@ -369,6 +393,8 @@ async fn largest_shard_proof_fits_one_transaction_and_verifies() {
     println!("largest proof transaction: {size} bytes (limit 1232)");
     assert!(size <= 1232, "proof transaction is {size} bytes");
     let operator = a.operator.insecure_clone();
-    m.send_paid_by(&[ix], &operator, &[]).await.expect("depth-26 proof verifies");
+    m.send_paid_by(&[ix], &operator, &[])
+        .await
+        .expect("depth-26 proof verifies");
     assert_eq!(m.deal(&deal).await.proven_epochs, 1);
 }

@@ -3,7 +3,7 @@ use anchor_lang::prelude::*;
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::DealAccepted;
-use crate::state::{DealState, Deal, Market, Provider};
+use crate::state::{Deal, DealState, Market, Provider};
 
 #[event_cpi]
 #[derive(Accounts)]
@@ -70,7 +70,9 @@ pub fn handler(mut ctx: Context<AcceptDeal>) -> Result<()> {
         .checked_add(1)
         .ok_or(MarketError::ArithmeticOverflow)?;
 
-    deal.start_epoch = epoch.checked_add(1).ok_or(MarketError::ArithmeticOverflow)?;
+    deal.start_epoch = epoch
+        .checked_add(1)
+        .ok_or(MarketError::ArithmeticOverflow)?;
     deal.end_epoch = deal
         .start_epoch
         .checked_add(deal.duration_epochs)

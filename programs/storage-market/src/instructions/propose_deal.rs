@@ -81,10 +81,7 @@ impl ProposeDeal<'_> {
             .provider
             .capacity_bytes
             .saturating_sub(self.provider.used_bytes);
-        require!(
-            args.shard_bytes <= free,
-            MarketError::InsufficientCapacity
-        );
+        require!(args.shard_bytes <= free, MarketError::InsufficientCapacity);
         Ok(())
     }
 }

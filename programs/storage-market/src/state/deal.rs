@@ -110,7 +110,8 @@ impl Deal {
                 self.start_epoch.checked_add(self.duration_epochs) == Some(self.end_epoch)
                     && self.settled_through.checked_add(1) >= Some(self.start_epoch)
                     && self.settled_through < self.end_epoch
-                    && self.escrow == Self::escrow_for(self.price_per_epoch, self.unsettled_epochs()?)?
+                    && self.escrow
+                        == Self::escrow_for(self.price_per_epoch, self.unsettled_epochs()?)?
                     && self.proven_epochs.checked_add(self.total_faults)
                         == (self.settled_through + 1).checked_sub(self.start_epoch)
             }
