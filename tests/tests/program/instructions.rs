@@ -304,7 +304,9 @@ async fn stake_deposit_and_withdrawal_checks() {
     // The same signed transaction twice: the runtime executes it once (the
     // banks server answers the copy with the first one's status).
     let ix = m.deposit_stake_ix(&auth.pubkey(), &a.token, 1_000);
-    m.send(&[ix.clone()], &[&auth]).await.expect("deposit");
+    m.send(std::slice::from_ref(&ix), &[&auth])
+        .await
+        .expect("deposit");
     let _ = m.send(&[ix], &[&auth]).await;
     assert_eq!(m.provider(&a).await.stake_free, 11_000);
     assert_eq!(m.token_balance(&a.token).await, 4_000);
@@ -353,7 +355,7 @@ async fn stake_deposit_and_withdrawal_checks() {
     assert_market_err(m.send(&[ix], &[&auth]).await, MarketError::ProviderBusy);
     // b can deregister; its account is gone and cannot be deregistered again.
     let ix = m.deregister_provider_ix(&b.authority.pubkey(), &b.token);
-    m.send(&[ix.clone()], &[&b.authority])
+    m.send(std::slice::from_ref(&ix), &[&b.authority])
         .await
         .expect("deregister b");
     m.next_slot().await;
@@ -582,7 +584,7 @@ async fn cancel_and_accept_deal_checks() {
     let before = m.token_balance(&client.token).await;
     let escrow = m.deal(&late).await.escrow;
     let ix = m.cancel_deal_ix(&client.keypair.pubkey(), &late, &client.token);
-    m.send(&[ix.clone()], &[&client.keypair])
+    m.send(std::slice::from_ref(&ix), &[&client.keypair])
         .await
         .expect("cancel");
     assert_eq!(m.token_balance(&client.token).await, before + escrow);
@@ -635,7 +637,7 @@ async fn report_complete_and_close_deal_checks() {
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotEnded);
 
     let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    m.send(&[ix.clone()], &[&rep])
+    m.send(std::slice::from_ref(&ix), &[&rep])
         .await
         .expect("report epoch 1");
     m.next_slot().await;
@@ -661,7 +663,9 @@ async fn report_complete_and_close_deal_checks() {
     let ix = m.complete_deal_ix(&rep.pubkey(), &b.pda, &d);
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::WrongProvider);
     let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
-    m.send(&[ix.clone()], &[&rep]).await.expect("complete");
+    m.send(std::slice::from_ref(&ix), &[&rep])
+        .await
+        .expect("complete");
     m.next_slot().await;
     assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
     m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete")
@@ -675,7 +679,7 @@ async fn report_complete_and_close_deal_checks() {
         MarketError::WrongClient,
     );
     let ix = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
-    m.send(&[ix.clone()], &[&client.keypair])
+    m.send(std::slice::from_ref(&ix), &[&client.keypair])
         .await
         .expect("close");
     m.next_slot().await;

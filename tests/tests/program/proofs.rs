@@ -384,7 +384,7 @@ async fn largest_shard_proof_fits_one_transaction_and_verifies() {
     }];
     let ix = m.submit_proof_ix(&a.operator.pubkey(), &a.pda, &deal, 1, samples);
     let tx = solana_transaction::Transaction::new_signed_with_payer(
-        &[ix.clone()],
+        std::slice::from_ref(&ix),
         Some(&a.operator.pubkey()),
         &[&a.operator],
         m.ctx.last_blockhash,
