@@ -1,6 +1,6 @@
 //! Verified decoding from any `k` healthy shards.
 
-use super::{Layout, UnitChecksums, UnitSource, BLOCK};
+use super::{default_threads, hash_units, Layout, UnitChecksums, UnitSource};
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -165,6 +165,7 @@ pub struct Decoder<'a, S> {
     state: Vec<Unit>,
     current: Option<u64>,
     report: DecodeReport,
+    threads: usize,
 }
 
 impl<'a, S: UnitSource> Decoder<'a, S> {
@@ -201,7 +202,14 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
             state: vec![Unit::Unknown; n],
             current: None,
             report: DecodeReport::default(),
+            threads: default_threads(),
         })
+    }
+
+    /// Sets how many threads may verify unit checksums (1: only the calling
+    /// thread). Sources are always read from the calling thread.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 
     /// The layout being decoded.
@@ -271,21 +279,15 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
             self.begin(stripe);
             self.state[shard] = Unit::Bad;
             self.gather(stripe, k)?;
-            let present: Vec<bool> = self.state.iter().map(|s| *s == Unit::Good).collect();
-            let mut start = 0;
-            while start < unit {
-                let end = (start + BLOCK).min(unit);
-                let mut units: Vec<(&mut [u8], bool)> = self
-                    .buf
-                    .chunks_exact_mut(unit)
-                    .zip(&present)
-                    .map(|(u, p)| (&mut u[start..end], *p))
-                    .collect();
-                self.rs
-                    .reconstruct(&mut units)
-                    .expect("k verified units of equal length");
-                start = end;
-            }
+            let mut units: Vec<(&mut [u8], bool)> = self
+                .buf
+                .chunks_exact_mut(unit)
+                .zip(&self.state)
+                .map(|(u, s)| (u, *s == Unit::Good))
+                .collect();
+            self.rs
+                .reconstruct(&mut units)
+                .expect("k verified units of equal length");
             let rebuilt = &self.buf[shard * unit..(shard + 1) * unit];
             if !self.checksums.verify(shard, stripe, rebuilt) {
                 self.current = None;
@@ -309,96 +311,106 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
     /// Ensures data units `wanted` of `stripe` are in the buffer and correct.
     fn load_data(&mut self, stripe: u64, wanted: Range<usize>) -> Result<(), RecoverError> {
         self.begin(stripe);
-        let mut all_good = true;
-        for i in wanted.clone() {
-            if self.state[i] == Unit::Unknown {
-                self.fetch(i, stripe);
-            }
-            all_good &= self.state[i] == Unit::Good;
-        }
-        if all_good {
+        let missing: Vec<usize> = wanted
+            .clone()
+            .filter(|&i| self.state[i] == Unit::Unknown)
+            .collect();
+        self.fetch(stripe, &missing);
+        if wanted.clone().all(|i| self.state[i] == Unit::Good) {
             return Ok(());
         }
-        let k = self.layout.params().k();
+        let (k, unit) = (self.layout.params().k(), self.layout.params().stripe_unit());
         self.gather(stripe, k)?;
-        let unit = self.layout.params().stripe_unit();
-        let present: Vec<bool> = self.state.iter().map(|s| *s == Unit::Good).collect();
-        let mut start = 0;
-        while start < unit {
-            let end = (start + BLOCK).min(unit);
-            let mut units: Vec<(&mut [u8], bool)> = self
-                .buf
-                .chunks_exact_mut(unit)
-                .zip(&present)
-                .map(|(u, p)| (&mut u[start..end], *p))
-                .collect();
-            self.rs
-                .reconstruct_data(&mut units)
-                .expect("k verified units of equal length");
-            start = end;
-        }
+        let mut units: Vec<(&mut [u8], bool)> = self
+            .buf
+            .chunks_exact_mut(unit)
+            .zip(&self.state)
+            .map(|(u, s)| (u, *s == Unit::Good))
+            .collect();
+        self.rs
+            .reconstruct_data(&mut units)
+            .expect("k verified units of equal length");
         for s in &mut self.state[..k] {
             *s = Unit::Good;
         }
         Ok(())
     }
 
-    /// Fetches units of `stripe` (data first, then parity) until `need` are good.
+    /// Fetches units of `stripe` not tried yet (data first, then parity), as
+    /// many at a time as are still missing, until `need` are good.
     fn gather(&mut self, stripe: u64, need: usize) -> Result<(), RecoverError> {
-        let mut good = self.state.iter().filter(|s| **s == Unit::Good).count();
-        for i in 0..self.state.len() {
+        loop {
+            let good = self.state.iter().filter(|s| **s == Unit::Good).count();
             if good >= need {
                 return Ok(());
             }
-            if self.state[i] == Unit::Unknown {
-                self.fetch(i, stripe);
-                good += usize::from(self.state[i] == Unit::Good);
+            let next: Vec<usize> = (0..self.state.len())
+                .filter(|&i| self.state[i] == Unit::Unknown && self.available(i))
+                .take(need - good)
+                .collect();
+            if next.is_empty() {
+                let corrupt = self
+                    .report
+                    .corrupt_units
+                    .iter()
+                    .filter(|u| u.stripe == stripe)
+                    .count();
+                return Err(RecoverError::NotEnoughShards {
+                    stripe,
+                    verified: good,
+                    needed: need,
+                    corrupt,
+                    unavailable: (0..self.state.len())
+                        .filter(|&i| !self.available(i))
+                        .count(),
+                });
             }
+            self.fetch(stripe, &next);
         }
-        if good >= need {
-            return Ok(());
-        }
-        let corrupt = self
-            .report
-            .corrupt_units
-            .iter()
-            .filter(|u| u.stripe == stripe)
-            .count();
-        Err(RecoverError::NotEnoughShards {
-            stripe,
-            verified: good,
-            needed: need,
-            corrupt,
-            unavailable: self.dead.iter().filter(|d| **d).count(),
-        })
     }
 
-    /// Reads and verifies shard `i`'s unit of `stripe`, recording the outcome.
-    fn fetch(&mut self, i: usize, stripe: u64) {
-        self.state[i] = Unit::Bad;
-        if self.dead[i] {
-            return;
-        }
-        let Some(source) = self.sources[i].as_mut() else {
-            return;
-        };
+    fn available(&self, i: usize) -> bool {
+        !self.dead[i] && self.sources[i].is_some()
+    }
+
+    /// Reads units `shards` of `stripe` (in order, from this thread), then
+    /// verifies their checksums (in parallel for large units), recording each
+    /// outcome.
+    fn fetch(&mut self, stripe: u64, shards: &[usize]) {
         let unit_len = self.layout.params().stripe_unit();
-        let unit = &mut self.buf[i * unit_len..(i + 1) * unit_len];
-        let at = UnitLocation { shard: i, stripe };
-        if let Err(e) = source.read_unit(stripe, unit) {
-            self.dead[i] = true;
-            self.report.failed_reads.push(ReadFault {
-                at,
-                error: e.to_string(),
-            });
-            return;
+        let mut read = Vec::with_capacity(shards.len());
+        for &i in shards {
+            self.state[i] = Unit::Bad;
+            if !self.available(i) {
+                continue;
+            }
+            let source = self.sources[i].as_mut().expect("available");
+            let unit = &mut self.buf[i * unit_len..(i + 1) * unit_len];
+            if let Err(e) = source.read_unit(stripe, unit) {
+                self.dead[i] = true;
+                self.report.failed_reads.push(ReadFault {
+                    at: UnitLocation { shard: i, stripe },
+                    error: e.to_string(),
+                });
+                continue;
+            }
+            self.report.units_read += 1;
+            self.report.bytes_read += unit_len as u64;
+            read.push(i);
         }
-        self.report.units_read += 1;
-        self.report.bytes_read += unit_len as u64;
-        if self.checksums.verify(i, stripe, unit) {
-            self.state[i] = Unit::Good;
-        } else {
-            self.report.corrupt_units.push(at);
+        let units: Vec<&[u8]> = read
+            .iter()
+            .map(|&i| &self.buf[i * unit_len..(i + 1) * unit_len])
+            .collect();
+        let sums = hash_units(&units, self.threads);
+        for (&i, sum) in read.iter().zip(sums) {
+            if Some(&sum) == self.checksums.get(i, stripe) {
+                self.state[i] = Unit::Good;
+            } else {
+                self.report
+                    .corrupt_units
+                    .push(UnitLocation { shard: i, stripe });
+            }
         }
     }
 }
@@ -533,6 +545,30 @@ mod tests {
             let mut out = Vec::new();
             dec.read_all(&mut out).unwrap();
             assert_eq!(out, data(700));
+        }
+    }
+
+    #[test]
+    fn threads_do_not_change_results_or_reports() {
+        let unit = super::super::PARALLEL_MIN_UNIT;
+        let p = ErasureParams::new(4, 2, unit as u32).unwrap();
+        let bytes = data(3 * 4 * unit + 1234);
+        let mut enc = encode_bytes(p, &bytes).unwrap();
+        enc.sinks[2][unit + 17] ^= 1; // shard 2, stripe 1
+        for threads in [1, 2, 3] {
+            let sources: Vec<Option<&[u8]>> = (0..6)
+                .map(|i| (i != 0).then(|| enc.sinks[i].as_slice()))
+                .collect();
+            let mut dec = Decoder::new(enc.layout, &enc.checksums, sources).unwrap();
+            dec.set_threads(threads);
+            let mut out = Vec::new();
+            dec.read_all(&mut out).unwrap();
+            assert!(out == bytes, "threads {threads}");
+            assert_eq!(
+                dec.report().corrupt_units,
+                vec![UnitLocation { shard: 2, stripe: 1 }],
+                "threads {threads}"
+            );
         }
     }
 
