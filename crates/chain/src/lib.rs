@@ -1,0 +1,424 @@
+//! Client side of the storage market: PDAs derived from the program's own seed
+//! constants, and one builder per instruction. Binaries, nodes and tests build
+//! their transactions here so no account list is assembled twice.
+use anchor_lang::{InstructionData, ToAccountMetas};
+use storage_market::{
+    constants::*,
+    instructions::{ProofSample, ProposeDealArgs, RegisterProviderArgs, UpdateProviderArgs},
+    state::MarketParams,
+};
+
+pub use anchor_lang::prelude::Pubkey;
+pub use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
+pub use storage_market::ID as PROGRAM_ID;
+
+pub fn market_pda() -> Pubkey {
+    Pubkey::find_program_address(&[SEED_MARKET], &PROGRAM_ID).0
+}
+
+pub fn vault_pda() -> Pubkey {
+    Pubkey::find_program_address(&[SEED_VAULT], &PROGRAM_ID).0
+}
+
+pub fn provider_pda(authority: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[SEED_PROVIDER, authority.as_ref()], &PROGRAM_ID).0
+}
+
+pub fn deal_pda(client: &Pubkey, dataset_id: &[u8; 32], shard_index: u16) -> Pubkey {
+    Pubkey::find_program_address(
+        &[
+            SEED_DEAL,
+            client.as_ref(),
+            dataset_id.as_ref(),
+            &shard_index.to_le_bytes(),
+        ],
+        &PROGRAM_ID,
+    )
+    .0
+}
+
+pub fn challenge_pda(epoch: u64) -> Pubkey {
+    Pubkey::find_program_address(&[SEED_CHALLENGE, &epoch.to_le_bytes()], &PROGRAM_ID).0
+}
+
+/// The PDA Anchor's `emit_cpi!` signs events with.
+pub fn event_authority() -> Pubkey {
+    Pubkey::find_program_address(&[b"__event_authority"], &PROGRAM_ID).0
+}
+
+/// The SlotHashes sysvar's address.
+pub fn slot_hashes_id() -> Pubkey {
+    storage_market::instructions::open_epoch::SLOT_HASHES_ID
+}
+
+/// Instruction builders for one market: its mint and that mint's token program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketIx {
+    pub mint: Pubkey,
+    pub token_program: Pubkey,
+}
+
+impl MarketIx {
+    fn ix(accounts: impl ToAccountMetas, data: impl InstructionData) -> Instruction {
+        Instruction {
+            program_id: PROGRAM_ID,
+            accounts: accounts.to_account_metas(None),
+            data: data.data(),
+        }
+    }
+
+    pub fn init_market_ix(
+        &self,
+        authority: &Pubkey,
+        mint: Pubkey,
+        params: MarketParams,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::InitMarket {
+                authority: *authority,
+                market: market_pda(),
+                mint,
+                vault: vault_pda(),
+                token_program: self.token_program,
+                system_program: solana_system_interface::program::ID,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::InitMarket { params },
+        )
+    }
+
+    pub fn update_market_ix(&self, authority: &Pubkey, params: MarketParams) -> Instruction {
+        Self::ix(
+            storage_market::accounts::UpdateMarket {
+                authority: *authority,
+                market: market_pda(),
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::UpdateMarket { params },
+        )
+    }
+
+    pub fn register_provider_ix(
+        &self,
+        authority: &Pubkey,
+        args: RegisterProviderArgs,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::RegisterProvider {
+                authority: *authority,
+                market: market_pda(),
+                provider: provider_pda(authority),
+                system_program: solana_system_interface::program::ID,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::RegisterProvider { args },
+        )
+    }
+
+    pub fn update_provider_ix(
+        &self,
+        authority: &Pubkey,
+        provider: &Pubkey,
+        args: UpdateProviderArgs,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::UpdateProvider {
+                authority: *authority,
+                provider: *provider,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::UpdateProvider { args },
+        )
+    }
+
+    pub fn deposit_stake_ix(&self, authority: &Pubkey, from: &Pubkey, amount: u64) -> Instruction {
+        self.deposit_stake_ix_with(
+            authority,
+            &provider_pda(authority),
+            from,
+            &vault_pda(),
+            &self.mint,
+            amount,
+        )
+    }
+
+    pub fn deposit_stake_ix_with(
+        &self,
+        authority: &Pubkey,
+        provider: &Pubkey,
+        from: &Pubkey,
+        vault: &Pubkey,
+        mint: &Pubkey,
+        amount: u64,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::DepositStake {
+                authority: *authority,
+                market: market_pda(),
+                provider: *provider,
+                from: *from,
+                vault: *vault,
+                mint: *mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::DepositStake { amount },
+        )
+    }
+
+    pub fn withdraw_stake_ix(&self, authority: &Pubkey, to: &Pubkey, amount: u64) -> Instruction {
+        Self::ix(
+            storage_market::accounts::WithdrawStake {
+                authority: *authority,
+                market: market_pda(),
+                provider: provider_pda(authority),
+                to: *to,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::WithdrawStake { amount },
+        )
+    }
+
+    pub fn withdraw_earnings_ix(
+        &self,
+        authority: &Pubkey,
+        to: &Pubkey,
+        amount: u64,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::WithdrawEarnings {
+                authority: *authority,
+                market: market_pda(),
+                provider: provider_pda(authority),
+                to: *to,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::WithdrawEarnings { amount },
+        )
+    }
+
+    pub fn deregister_provider_ix(&self, authority: &Pubkey, to: &Pubkey) -> Instruction {
+        Self::ix(
+            storage_market::accounts::DeregisterProvider {
+                authority: *authority,
+                market: market_pda(),
+                provider: provider_pda(authority),
+                to: *to,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::DeregisterProvider {},
+        )
+    }
+
+    pub fn propose_deal_ix(
+        &self,
+        client: &Pubkey,
+        provider: &Pubkey,
+        from: &Pubkey,
+        args: ProposeDealArgs,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::ProposeDeal {
+                client: *client,
+                market: market_pda(),
+                provider: *provider,
+                deal: deal_pda(client, &args.dataset_id, args.shard_index),
+                from: *from,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                system_program: solana_system_interface::program::ID,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::ProposeDeal { args },
+        )
+    }
+
+    pub fn cancel_deal_ix(&self, client: &Pubkey, deal: &Pubkey, to: &Pubkey) -> Instruction {
+        Self::ix(
+            storage_market::accounts::CancelDeal {
+                client: *client,
+                market: market_pda(),
+                deal: *deal,
+                to: *to,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::CancelDeal {},
+        )
+    }
+
+    pub fn accept_deal_ix(
+        &self,
+        operator: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::AcceptDeal {
+                operator: *operator,
+                market: market_pda(),
+                provider: *provider,
+                deal: *deal,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::AcceptDeal {},
+        )
+    }
+
+    pub fn open_epoch_ix(&self, opener: &Pubkey, epoch: u64) -> Instruction {
+        self.open_epoch_ix_with(opener, epoch, &slot_hashes_id())
+    }
+
+    pub fn open_epoch_ix_with(
+        &self,
+        opener: &Pubkey,
+        epoch: u64,
+        slot_hashes: &Pubkey,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::OpenEpoch {
+                opener: *opener,
+                market: market_pda(),
+                challenge: challenge_pda(epoch),
+                slot_hashes: *slot_hashes,
+                system_program: solana_system_interface::program::ID,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::OpenEpoch { epoch },
+        )
+    }
+
+    pub fn submit_proof_ix(
+        &self,
+        operator: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+        epoch: u64,
+        samples: Vec<ProofSample>,
+    ) -> Instruction {
+        self.submit_proof_ix_with(
+            operator,
+            provider,
+            deal,
+            &challenge_pda(epoch),
+            epoch,
+            samples,
+        )
+    }
+
+    pub fn submit_proof_ix_with(
+        &self,
+        operator: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+        challenge: &Pubkey,
+        epoch: u64,
+        samples: Vec<ProofSample>,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::SubmitProof {
+                operator: *operator,
+                provider: *provider,
+                deal: *deal,
+                challenge: *challenge,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::SubmitProof { epoch, samples },
+        )
+    }
+
+    pub fn report_faults_ix(
+        &self,
+        reporter: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+        reporter_token: &Pubkey,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::ReportFaults {
+                reporter: *reporter,
+                market: market_pda(),
+                provider: *provider,
+                deal: *deal,
+                reporter_token: *reporter_token,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::ReportFaults {},
+        )
+    }
+
+    pub fn complete_deal_ix(
+        &self,
+        caller: &Pubkey,
+        provider: &Pubkey,
+        deal: &Pubkey,
+    ) -> Instruction {
+        Self::ix(
+            storage_market::accounts::CompleteDeal {
+                caller: *caller,
+                market: market_pda(),
+                provider: *provider,
+                deal: *deal,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::CompleteDeal {},
+        )
+    }
+
+    pub fn close_deal_ix(&self, client: &Pubkey, deal: &Pubkey, to: &Pubkey) -> Instruction {
+        Self::ix(
+            storage_market::accounts::CloseDeal {
+                client: *client,
+                market: market_pda(),
+                deal: *deal,
+                to: *to,
+                vault: vault_pda(),
+                mint: self.mint,
+                token_program: self.token_program,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::CloseDeal {},
+        )
+    }
+
+    pub fn close_challenge_ix(&self, opener: &Pubkey, epoch: u64) -> Instruction {
+        Self::ix(
+            storage_market::accounts::CloseChallenge {
+                opener: *opener,
+                challenge: challenge_pda(epoch),
+            },
+            storage_market::instruction::CloseChallenge {},
+        )
+    }
+}
