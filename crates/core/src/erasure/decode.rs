@@ -566,7 +566,10 @@ mod tests {
             assert!(out == bytes, "threads {threads}");
             assert_eq!(
                 dec.report().corrupt_units,
-                vec![UnitLocation { shard: 2, stripe: 1 }],
+                vec![UnitLocation {
+                    shard: 2,
+                    stripe: 1
+                }],
                 "threads {threads}"
             );
         }

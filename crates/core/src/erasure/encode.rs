@@ -314,7 +314,7 @@ fn encode_stripe(
             let unit: &[u8] = if i < k {
                 data_ref[i]
             } else {
-                &parity_units[i - k]
+                parity_units[i - k]
             };
             stripe_sums[i] = *blake3::hash(unit).as_bytes();
         }
@@ -415,7 +415,7 @@ mod tests {
     #[test]
     fn threads_do_not_change_the_output() {
         let p = params(3, 2, PARALLEL_MIN_UNIT as u32);
-        let data: Vec<u8> = (0..500_000u32).map(|i| (i * 31 >> 3) as u8).collect();
+        let data: Vec<u8> = (0..500_000u32).map(|i| ((i * 31) >> 3) as u8).collect();
         let mut outputs = Vec::new();
         for threads in [1, 2, 4] {
             let mut enc = Encoder::new(p, vec![Vec::new(); 5]).unwrap();

@@ -163,7 +163,9 @@ impl ErasureParams {
         if k as usize + m as usize > MAX_SHARDS {
             return Err(ParamsError::TooManyShards { k, m });
         }
-        if stripe_unit == 0 || stripe_unit % STRIPE_UNIT_ALIGN != 0 || stripe_unit > MAX_STRIPE_UNIT
+        if stripe_unit == 0
+            || !stripe_unit.is_multiple_of(STRIPE_UNIT_ALIGN)
+            || stripe_unit > MAX_STRIPE_UNIT
         {
             return Err(ParamsError::StripeUnit { unit: stripe_unit });
         }
@@ -286,7 +288,7 @@ impl UnitChecksums {
     /// Wraps `sums` (stripe-major, `shards` per stripe). `sums.len()` must be a
     /// non-zero multiple of `shards`.
     pub fn from_stripe_major(shards: usize, sums: Vec<Hash>) -> Option<Self> {
-        (shards > 0 && !sums.is_empty() && sums.len() % shards == 0)
+        (shards > 0 && !sums.is_empty() && sums.len().is_multiple_of(shards))
             .then_some(UnitChecksums { shards, sums })
     }
 
