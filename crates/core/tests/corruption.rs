@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::collections::BTreeSet;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// A flipped byte in any unit of any shard is detected: a decoder that must
     /// use that unit (k sources, one of them corrupted) reports it and refuses to

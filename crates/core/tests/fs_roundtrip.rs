@@ -61,7 +61,7 @@ fn read_tree(root: &Path) -> common::Dataset {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
     fn directories_round_trip(data in dataset(), k in 1u16..=4, m in 1u16..=2, lost_pick in any::<usize>()) {

@@ -9,7 +9,7 @@ use common::{build, dataset, small_params, sources, subsets};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Small codes: decode the whole dataset from every one of the C(k+m, k)
     /// subsets of exactly k shards.
@@ -65,7 +65,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// (10, 4): decode from random 10-of-14 subsets.
     #[test]

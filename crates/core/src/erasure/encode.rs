@@ -435,6 +435,70 @@ mod tests {
         }
     }
 
+    /// Memory stays bounded by one stripe: each stripe's units reach the sinks
+    /// before the reader has produced more than one further stripe of input.
+    #[test]
+    fn units_are_emitted_as_input_streams_in() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+
+        struct Source {
+            produced: Rc<Cell<u64>>,
+            left: u64,
+        }
+        impl Read for Source {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.left as usize).min(1000);
+                buf[..n].fill(0xA5);
+                self.left -= n as u64;
+                self.produced.set(self.produced.get() + n as u64);
+                Ok(n)
+            }
+        }
+        struct Sink {
+            produced: Rc<Cell<u64>>,
+            written: u64,
+            stripe_bytes: u64,
+            unit: u64,
+        }
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.written += buf.len() as u64;
+                let stripes_out = self.written / self.unit;
+                assert!(
+                    self.produced.get() <= (stripes_out + 1) * self.stripe_bytes,
+                    "stripe {stripes_out} written only after {} input bytes",
+                    self.produced.get()
+                );
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let p = params(4, 2, 4096);
+        let produced = Rc::new(Cell::new(0));
+        let sinks: Vec<Sink> = (0..6)
+            .map(|_| Sink {
+                produced: produced.clone(),
+                written: 0,
+                stripe_bytes: p.stripe_bytes(),
+                unit: 4096,
+            })
+            .collect();
+        let total = 100 * p.stripe_bytes() + 123;
+        let mut enc = Encoder::new(p, sinks).unwrap();
+        let mut source = Source {
+            produced: produced.clone(),
+            left: total,
+        };
+        assert_eq!(enc.read_from(&mut source).unwrap(), total);
+        let done = enc.finish().unwrap();
+        assert_eq!(done.layout.stripe_count(), 101);
+        assert!(done.sinks.iter().all(|s| s.written == 101 * 4096));
+    }
+
     #[test]
     fn empty_input_still_yields_one_stripe() {
         let enc = encode_bytes(params(2, 1, 64), &[]).unwrap();
