@@ -1,7 +1,7 @@
 //! Shared binary decoding: the typed [`DecodeError`] and a bounds-checked reader.
 //!
 //! Every decoder in this crate (wire frames, manifests) reads through
-//! [`Reader`], which checks what remains before each read, so a short or malformed
+//! a bounds-checked reader, which checks what remains before each read, so a short or malformed
 //! input is a [`DecodeError`], never a panic, and a length prefix is checked
 //! against both its bound and the bytes actually present before anything is
 //! allocated.

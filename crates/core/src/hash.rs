@@ -1,4 +1,4 @@
-//! BLAKE3 content names: the [`Hash`] type and the [`DatasetId`].
+//! BLAKE3 content names: the [`Hash`](type@Hash) type and the [`DatasetId`].
 
 use std::fmt;
 use std::str::FromStr;

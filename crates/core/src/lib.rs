@@ -21,6 +21,8 @@
 //! [`erasure::Decoder`] from the manifest and `k` (or more) shard sources and writes
 //! the requested range, or the whole dataset into a [`manifest::fs::Unpacker`].
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod erasure;
 pub mod hash;

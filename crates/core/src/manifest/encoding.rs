@@ -5,7 +5,7 @@
 //! | field          | type                | notes                                      |
 //! |----------------|---------------------|--------------------------------------------|
 //! | magic          | `[u8; 4]`           | `b"CRNM"`                                  |
-//! | version        | `u8`                | [`FORMAT_VERSION`](super::FORMAT_VERSION)  |
+//! | version        | `u8`                | [`super::FORMAT_VERSION`]                |
 //! | k              | `u16`               | data shards                                |
 //! | m              | `u16`               | parity shards                              |
 //! | stripe_unit    | `u32`               | bytes                                      |
