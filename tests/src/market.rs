@@ -368,36 +368,17 @@ impl TestMarket {
 
     async fn create_mint(&mut self) -> Pubkey {
         let mint = Keypair::new();
-        let program = self.token_kind.program_id();
-        let len = 82u64; // Mint::LEN for both programs (no extensions)
         let rent = self.ctx.banks_client.get_rent().await.expect("rent");
-        let create = solana_system_interface::instruction::create_account(
+        let ixs = token::create_mint_ixs(
+            &self.token_kind.program_id(),
             &self.ctx.payer.pubkey(),
             &mint.pubkey(),
-            rent.minimum_balance(len as usize),
-            len,
-            &program,
-        );
-        let init = match self.token_kind {
-            TokenKind::Token => spl_token::instruction::initialize_mint2(
-                &program,
-                &mint.pubkey(),
-                &self.mint_authority.pubkey(),
-                None,
-                self.decimals,
-            ),
-            TokenKind::Token2022 => spl_token_2022::instruction::initialize_mint2(
-                &program,
-                &mint.pubkey(),
-                &self.mint_authority.pubkey(),
-                None,
-                self.decimals,
-            ),
-        }
-        .expect("initialize_mint2");
-        self.send(&[create, init], &[&mint])
-            .await
-            .expect("create mint");
+            &self.mint_authority.pubkey(),
+            self.decimals,
+            rent.minimum_balance(token::MINT_LEN),
+        )
+        .expect("token program");
+        self.send(&ixs, &[&mint]).await.expect("create mint");
         mint.pubkey()
     }
 
@@ -405,54 +386,30 @@ impl TestMarket {
     pub async fn token_account_of(&mut self, mint: Pubkey, owner: &Pubkey, amount: u64) -> Pubkey {
         let account = Keypair::new();
         let program = self.token_kind.program_id();
-        let len = 165u64;
         let rent = self.ctx.banks_client.get_rent().await.expect("rent");
-        let create = solana_system_interface::instruction::create_account(
+        let mut ixs = token::create_token_account_ixs(
+            &program,
             &self.ctx.payer.pubkey(),
             &account.pubkey(),
-            rent.minimum_balance(len as usize),
-            len,
-            &program,
-        );
-        let (init, mint_to) = match self.token_kind {
-            TokenKind::Token => (
-                spl_token::instruction::initialize_account3(
-                    &program,
-                    &account.pubkey(),
-                    &mint,
-                    owner,
-                ),
-                spl_token::instruction::mint_to(
-                    &program,
-                    &mint,
-                    &account.pubkey(),
-                    &self.mint_authority.pubkey(),
-                    &[],
-                    amount,
-                ),
-            ),
-            TokenKind::Token2022 => (
-                spl_token_2022::instruction::initialize_account3(
-                    &program,
-                    &account.pubkey(),
-                    &mint,
-                    owner,
-                ),
-                spl_token_2022::instruction::mint_to(
-                    &program,
-                    &mint,
-                    &account.pubkey(),
-                    &self.mint_authority.pubkey(),
-                    &[],
-                    amount,
-                ),
-            ),
-        };
-        let mut ixs = vec![create, init.expect("initialize_account3")];
+            &mint,
+            owner,
+            rent.minimum_balance(token::TOKEN_ACCOUNT_LEN),
+        )
+        .expect("token program")
+        .to_vec();
         let mint_authority = self.mint_authority.insecure_clone();
         let mut signers = vec![&account];
         if amount > 0 {
-            ixs.push(mint_to.expect("mint_to"));
+            ixs.push(
+                token::mint_to_ix(
+                    &program,
+                    &mint,
+                    &account.pubkey(),
+                    &mint_authority.pubkey(),
+                    amount,
+                )
+                .expect("token program"),
+            );
             signers.push(&mint_authority);
         }
         self.send(&ixs, &signers)
@@ -476,7 +433,7 @@ impl TestMarket {
             .expect("get_account")
             .expect("token account exists")
             .data;
-        u64::from_le_bytes(data[64..72].try_into().expect("amount field"))
+        token::token_account_amount(&data).expect("token account data")
     }
 
     pub async fn vault_balance(&mut self) -> u64 {

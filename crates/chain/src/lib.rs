@@ -1,6 +1,10 @@
 //! Client side of the storage market: PDAs derived from the program's own seed
 //! constants, and one builder per instruction. Binaries, nodes and tests build
 //! their transactions here so no account list is assembled twice.
+//!
+//! Also here: [`token`] (mint and token-account builders for the payment mint),
+//! [`events`] (decoding the program's `emit_cpi!` events from `getTransaction`)
+//! and [`layout`] (field offsets for `getProgramAccounts` filters).
 use anchor_lang::{InstructionData, ToAccountMetas};
 use storage_market::{
     constants::*,
@@ -11,6 +15,23 @@ use storage_market::{
 pub use anchor_lang::prelude::Pubkey;
 pub use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
 pub use storage_market::ID as PROGRAM_ID;
+
+pub mod events;
+pub mod token;
+
+/// Byte offsets of fields inside the program's accounts, for `getProgramAccounts`
+/// `memcmp` filters (each account starts with its 8-byte Anchor discriminator,
+/// `T::DISCRIMINATOR`, at offset 0).
+pub mod layout {
+    /// `Deal.client`: the deals of one client.
+    pub const DEAL_CLIENT: usize = 8;
+    /// `Deal.provider` (the provider PDA): the deals of one provider.
+    pub const DEAL_PROVIDER: usize = 8 + 32;
+    /// `Provider.authority`.
+    pub const PROVIDER_AUTHORITY: usize = 8;
+    /// `Provider.operator`: the provider a node's hot key operates.
+    pub const PROVIDER_OPERATOR: usize = 8 + 32;
+}
 
 pub fn market_pda() -> Pubkey {
     Pubkey::find_program_address(&[SEED_MARKET], &PROGRAM_ID).0
@@ -420,5 +441,79 @@ impl MarketIx {
             },
             storage_market::instruction::CloseChallenge {},
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anchor_lang::AccountSerialize;
+    use storage_market::state::{Deal, DealState, Provider};
+
+    fn serialized(account: &impl AccountSerialize) -> Vec<u8> {
+        let mut data = Vec::new();
+        account.try_serialize(&mut data).unwrap();
+        data
+    }
+
+    #[test]
+    fn layout_offsets_point_at_their_fields() {
+        let (client, provider) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let deal = Deal {
+            client,
+            provider,
+            dataset_id: [1; 32],
+            shard_index: 2,
+            k: 4,
+            n: 6,
+            shard_root: [3; 32],
+            shard_bytes: 64,
+            price_per_epoch: 1,
+            duration_epochs: 1,
+            escrow: 1,
+            collateral: 1,
+            collateral_left: 1,
+            client_refund: 0,
+            state: DealState::Proposed,
+            proposed_epoch: 0,
+            start_epoch: 0,
+            end_epoch: 0,
+            settled_through: 0,
+            proven_epochs: 0,
+            total_faults: 0,
+            consecutive_faults: 0,
+            slash_bps: 0,
+            bounty_bps: 0,
+            max_consecutive_faults: 1,
+            bump: 255,
+        };
+        let data = serialized(&deal);
+        assert_eq!(&data[layout::DEAL_CLIENT..][..32], client.as_ref());
+        assert_eq!(&data[layout::DEAL_PROVIDER..][..32], provider.as_ref());
+
+        let (authority, operator) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let p = Provider {
+            authority,
+            operator,
+            endpoint: "127.0.0.1:1".into(),
+            capacity_bytes: 1,
+            used_bytes: 0,
+            price_per_mib_epoch: 1,
+            stake_free: 0,
+            stake_locked: 0,
+            earnings: 0,
+            active_deals: 0,
+            proofs: 0,
+            faults: 0,
+            slashed: 0,
+            registered_slot: 0,
+            bump: 255,
+        };
+        let data = serialized(&p);
+        assert_eq!(
+            &data[layout::PROVIDER_AUTHORITY..][..32],
+            authority.as_ref()
+        );
+        assert_eq!(&data[layout::PROVIDER_OPERATOR..][..32], operator.as_ref());
     }
 }
