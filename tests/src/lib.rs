@@ -5,6 +5,7 @@
 //! Token and Token-2022 programs (as SBF), real sysvars. Instruction builders
 //! here are the ones every test uses, so no test assembles accounts by hand
 //! unless it is substituting one on purpose.
+pub mod idl;
 pub mod market;
 
 pub use market::*;

@@ -3,39 +3,9 @@
 //! checks that it lists every instruction, account, event and error.
 //!
 //! Regenerate the file with `cargo test -p cairn-tests --test idl`.
-use std::path::PathBuf;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 #[test]
 fn idl_lists_every_instruction_account_event_and_error() {
-    let root = workspace_root();
-    let program = root.join("programs/storage-market");
-    // Anchor's builder re-invokes cargo with `+$RUSTUP_TOOLCHAIN` when that is
-    // set (and mangles it); the plain `cargo` on PATH is the right one here.
-    std::env::remove_var("RUSTUP_TOOLCHAIN");
-    // Its own target directory: the idl-build feature set and RUSTFLAGS differ
-    // from the test build, and the outer cargo may hold the main one's lock.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("idl-build");
-    let idl = anchor_lang_idl::build::IdlBuilder::new()
-        .program_path(program)
-        .skip_lint(true)
-        .cargo_args(vec!["--target-dir".into(), target.display().to_string()])
-        .build()
-        .expect("IDL builds");
-
-    let out_dir = root.join("target/idl");
-    std::fs::create_dir_all(&out_dir).expect("create target/idl");
-    let json = serde_json::to_string_pretty(&idl).expect("serialize IDL");
-    std::fs::write(out_dir.join("storage_market.json"), &json).expect("write IDL");
+    let idl = cairn_tests::idl::build_idl();
 
     let names = |items: Vec<String>| {
         let mut items = items;
