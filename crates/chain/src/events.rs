@@ -109,12 +109,24 @@ impl std::fmt::Debug for MarketEvent {
 /// The storage-market events of a transaction fetched with `getTransaction`
 /// (any encoding), in execution order.
 ///
-/// Inner instructions of other programs, and self-invocations that are not
-/// events, are skipped; an instruction that carries the event tag but does not
-/// decode is an error (a client built for another version of the program).
+/// An instruction that carries the event tag but does not decode is an error
+/// (a client built for another version of the program).
 pub fn events_in_transaction(
     tx: &EncodedTransactionWithStatusMeta,
 ) -> Result<Vec<MarketEvent>, EventDecodeError> {
+    event_instructions(tx)?
+        .iter()
+        .map(|data| MarketEvent::decode(data))
+        .collect()
+}
+
+/// The raw data of every event instruction (`emit_cpi!`) of the program in a
+/// transaction fetched with `getTransaction`, in execution order: tag,
+/// discriminator, Borsh fields. Inner instructions of other programs, and
+/// self-invocations that are not events, are skipped.
+pub fn event_instructions(
+    tx: &EncodedTransactionWithStatusMeta,
+) -> Result<Vec<Vec<u8>>, EventDecodeError> {
     let meta = tx.meta.as_ref().ok_or(EventDecodeError::NoMeta)?;
     let mut keys: Vec<String> = match &tx.transaction {
         EncodedTransaction::Json(ui) => match &ui.message {
@@ -158,7 +170,7 @@ pub fn events_in_transaction(
         }
         let data = bs58::decode(data).into_vec()?;
         if data.starts_with(&EVENT_IX_TAG) {
-            events.push(MarketEvent::decode(&data)?);
+            events.push(data);
         }
     }
     Ok(events)
