@@ -6,8 +6,9 @@ use super::{
 };
 use crate::hash::Hash;
 use reed_solomon_erasure::galois_8::ReedSolomon;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// Why encoding failed.
 #[derive(Debug, thiserror::Error)]
@@ -258,13 +259,43 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// Units waiting to be hashed: the data units at first, the parity units once
+/// they are computed (`closed` then).
+struct HashQueue<'a> {
+    units: VecDeque<(usize, &'a [u8])>,
+    closed: bool,
+}
+
+/// Hashes units from the queue until it is empty and closed.
+fn hash_from_queue(queue: &Mutex<HashQueue<'_>>, ready: &Condvar) -> Vec<(usize, Hash)> {
+    let mut out = Vec::new();
+    loop {
+        let next = {
+            let mut q = queue.lock().expect("no panic while the queue is locked");
+            loop {
+                if let Some(unit) = q.units.pop_front() {
+                    break Some(unit);
+                }
+                if q.closed {
+                    break None;
+                }
+                q = ready.wait(q).expect("no panic while the queue is locked");
+            }
+        };
+        match next {
+            Some((i, unit)) => out.push((i, *blake3::hash(unit).as_bytes())),
+            None => return out,
+        }
+    }
+}
+
 /// Computes the parity of one stripe and appends the `k + m` unit checksums.
 ///
-/// With `threads >= 2` and large units, helper threads hash data units while this
-/// thread computes the parity, then this thread hashes whatever units are left
-/// (parity, and data units no helper has claimed). For (4,2) and (10,4) that
-/// splits the work about evenly between two cores, and a helper the OS does not
-/// schedule in time costs nothing.
+/// With `threads >= 2` and large units, helper threads start hashing the data
+/// units while this thread computes the parity; then the parity units join the
+/// queue and every thread, this one included, hashes until it is empty. The work
+/// is shared dynamically, so a helper the OS does not schedule in time costs
+/// little.
 fn encode_stripe(
     rs: &ReedSolomon,
     params: ErasureParams,
@@ -287,41 +318,35 @@ fn encode_stripe(
         hash_into(&parity, &mut stripe_sums[k..]);
         return;
     }
-    // Units 0..k are data, k..n parity; helpers only claim data units.
-    let next = AtomicUsize::new(0);
-    let (next, data_ref) = (&next, &data_units);
+    let queue = Mutex::new(HashQueue {
+        units: data_units.iter().copied().enumerate().collect(),
+        closed: false,
+    });
+    let ready = Condvar::new();
+    let (queue, ready) = (&queue, &ready);
     std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(k + 1))
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut out = Vec::new();
-                    while let Ok(i) = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| {
-                        (i < k).then_some(i + 1)
-                    }) {
-                        out.push((i, *blake3::hash(data_ref[i]).as_bytes()));
-                    }
-                    out
-                })
-            })
+        let helpers: Vec<_> = (1..threads.min(n))
+            .map(|_| scope.spawn(move || hash_from_queue(queue, ready)))
             .collect();
-        rs.encode_sep(data_ref, &mut parity_units)
+        rs.encode_sep(&data_units, &mut parity_units)
             .expect("unit counts and lengths match the codec");
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                break;
-            }
-            let unit: &[u8] = if i < k {
-                data_ref[i]
-            } else {
-                parity_units[i - k]
-            };
-            stripe_sums[i] = *blake3::hash(unit).as_bytes();
+        {
+            let mut q = queue.lock().expect("no panic while the queue is locked");
+            q.units.extend(
+                parity_units
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, p)| (k + j, &*p)),
+            );
+            q.closed = true;
         }
-        for helper in helpers {
-            for (i, sum) in helper.join().expect("hashing does not panic") {
-                stripe_sums[i] = sum;
-            }
+        ready.notify_all();
+        let mine = hash_from_queue(queue, ready);
+        let theirs = helpers
+            .into_iter()
+            .flat_map(|h| h.join().expect("hashing does not panic"));
+        for (i, sum) in mine.into_iter().chain(theirs) {
+            stripe_sums[i] = sum;
         }
     });
 }
