@@ -9,8 +9,8 @@
 //! - `rs_encode_raw`: `ReedSolomon::encode_sep` over each stripe's whole units
 //!   (parity only, no checksums), the library used as documented.
 //! - `encode_full`: [`Encoder::push`] (RS + BLAKE3 of all `k + m` units + unit
-//!   writes to `io::sink()` shard sinks), default threads (data units hashed on
-//!   a helper thread); `encode_full_1thread`: the same on one thread.
+//!   writes to `io::sink()` shard sinks), default threads (units hashed by a
+//!   helper thread too); `encode_full_1thread`: the same on one thread.
 //! - `encode_full_read`: the same fed through [`Encoder::read_from`], which adds
 //!   a copy into the stripe buffer (how files are fed).
 //! - `decode_m_missing`: [`Decoder::read_all`] with the first `m` data shards

@@ -10,8 +10,9 @@
 //! - [`Encoder`] streams: push bytes (or let it pull from a `Read`) and it writes
 //!   each stripe's units to per-shard `Write` sinks; memory is one stripe.
 //!   Hashing dominates the cost (BLAKE3 runs at about half the speed of
-//!   Reed-Solomon here), so with 1 MiB units the encoder hashes data units on a
-//!   helper thread while it computes and hashes parity ([`default_threads`]).
+//!   Reed-Solomon here), so with large units helper threads hash the data units
+//!   while the parity is computed, then all threads share the parity units
+//!   ([`default_threads`]).
 //! - [`Decoder`] reads a byte range from per-shard [`UnitSource`]s (any may be
 //!   missing), fetching only the stripes, and when the data shards are healthy only
 //!   the units, that the range touches; a corrupted or unreadable unit is detected
