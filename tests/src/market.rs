@@ -46,6 +46,17 @@ impl TokenKind {
     }
 }
 
+/// Replaces account `old` of `ix` with `new` (to test a substituted account).
+#[track_caller]
+pub fn substitute(ix: &mut Instruction, old: &Pubkey, new: Pubkey) {
+    let meta = ix
+        .accounts
+        .iter_mut()
+        .find(|meta| meta.pubkey == *old)
+        .unwrap_or_else(|| panic!("{old} is not an account of this instruction"));
+    meta.pubkey = new;
+}
+
 /// The program error code of `err`.
 pub fn code(err: MarketError) -> u32 {
     ERROR_CODE_OFFSET + err as u32

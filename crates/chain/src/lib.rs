@@ -80,6 +80,16 @@ pub struct MarketIx {
 }
 
 impl MarketIx {
+    /// The nested `Vault` accounts of every instruction that moves tokens.
+    pub fn vault_accounts(&self) -> storage_market::accounts::Vault {
+        storage_market::accounts::Vault {
+            market: market_pda(),
+            token_account: vault_pda(),
+            mint: self.mint,
+            token_program: self.token_program,
+        }
+    }
+
     fn ix(accounts: impl ToAccountMetas, data: impl InstructionData) -> Instruction {
         Instruction {
             program_id: PROGRAM_ID,
@@ -147,8 +157,10 @@ impl MarketIx {
     ) -> Instruction {
         Self::ix(
             storage_market::accounts::UpdateProvider {
-                authority: *authority,
-                provider: *provider,
+                owner: storage_market::accounts::ProviderSigner {
+                    authority: *authority,
+                    provider: *provider,
+                },
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -178,13 +190,17 @@ impl MarketIx {
     ) -> Instruction {
         Self::ix(
             storage_market::accounts::DepositStake {
-                authority: *authority,
-                market: market_pda(),
-                provider: *provider,
+                owner: storage_market::accounts::ProviderSigner {
+                    authority: *authority,
+                    provider: *provider,
+                },
+                vault: storage_market::accounts::Vault {
+                    market: market_pda(),
+                    token_account: *vault,
+                    mint: *mint,
+                    token_program: self.token_program,
+                },
                 from: *from,
-                vault: *vault,
-                mint: *mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -195,13 +211,12 @@ impl MarketIx {
     pub fn withdraw_stake_ix(&self, authority: &Pubkey, to: &Pubkey, amount: u64) -> Instruction {
         Self::ix(
             storage_market::accounts::WithdrawStake {
-                authority: *authority,
-                market: market_pda(),
-                provider: provider_pda(authority),
+                owner: storage_market::accounts::ProviderSigner {
+                    authority: *authority,
+                    provider: provider_pda(authority),
+                },
+                vault: self.vault_accounts(),
                 to: *to,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -217,13 +232,12 @@ impl MarketIx {
     ) -> Instruction {
         Self::ix(
             storage_market::accounts::WithdrawEarnings {
-                authority: *authority,
-                market: market_pda(),
-                provider: provider_pda(authority),
+                owner: storage_market::accounts::ProviderSigner {
+                    authority: *authority,
+                    provider: provider_pda(authority),
+                },
+                vault: self.vault_accounts(),
                 to: *to,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -235,12 +249,9 @@ impl MarketIx {
         Self::ix(
             storage_market::accounts::DeregisterProvider {
                 authority: *authority,
-                market: market_pda(),
+                vault: self.vault_accounts(),
                 provider: provider_pda(authority),
                 to: *to,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -258,13 +269,10 @@ impl MarketIx {
         Self::ix(
             storage_market::accounts::ProposeDeal {
                 client: *client,
-                market: market_pda(),
+                vault: self.vault_accounts(),
                 provider: *provider,
                 deal: deal_pda(client, &args.dataset_id, args.shard_index),
                 from: *from,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 system_program: solana_system_interface::program::ID,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
@@ -277,12 +285,9 @@ impl MarketIx {
         Self::ix(
             storage_market::accounts::CancelDeal {
                 client: *client,
-                market: market_pda(),
+                vault: self.vault_accounts(),
                 deal: *deal,
                 to: *to,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -383,13 +388,10 @@ impl MarketIx {
         Self::ix(
             storage_market::accounts::ReportFaults {
                 reporter: *reporter,
-                market: market_pda(),
+                vault: self.vault_accounts(),
                 provider: *provider,
                 deal: *deal,
                 reporter_token: *reporter_token,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -420,12 +422,9 @@ impl MarketIx {
         Self::ix(
             storage_market::accounts::CloseDeal {
                 client: *client,
-                market: market_pda(),
+                vault: self.vault_accounts(),
                 deal: *deal,
                 to: *to,
-                vault: vault_pda(),
-                mint: self.mint,
-                token_program: self.token_program,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },

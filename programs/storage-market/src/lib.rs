@@ -11,9 +11,10 @@ pub mod constants;
 pub mod errors;
 pub mod events;
 pub mod instructions;
+pub mod provider_signer;
 pub mod settlement;
 pub mod state;
-pub mod token;
+pub mod vault;
 
 use instructions::*;
 pub use state::MarketParams;

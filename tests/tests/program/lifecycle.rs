@@ -225,8 +225,6 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     assert!(!m.account_exists(&challenge_pda(1)).await);
     // The payer also paid this transaction's fee.
     assert_eq!(m.lamports(&opener).await, before + rent - 5_000);
-    let market = m.market().await;
-    assert_eq!((market.providers, market.deals_proposed), (0, 2));
 }
 
 #[tokio::test]

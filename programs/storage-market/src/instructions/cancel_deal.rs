@@ -1,29 +1,21 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
-use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::DealCancelled;
-use crate::state::{Deal, DealState, Market};
-use crate::token;
+use crate::state::{Deal, DealState};
+use crate::vault::*;
 
 #[event_cpi]
 #[derive(Accounts)]
 pub struct CancelDeal<'info> {
     pub client: Signer<'info>,
-    #[account(seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
+    pub vault: Vault<'info>,
     #[account(mut, has_one = client @ MarketError::WrongClient)]
     pub deal: Account<'info, Deal>,
     /// Receives the escrow.
-    #[account(mut, constraint = to.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    #[account(mut, constraint = to.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub to: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
 }
 
 impl CancelDeal<'_> {
@@ -44,14 +36,7 @@ pub fn handler(mut ctx: Context<CancelDeal>) -> Result<()> {
     accounts.deal.escrow = 0;
     accounts.deal.state = DealState::Cancelled;
     accounts.deal.invariant()?;
-    token::out_of_vault(
-        &accounts.token_program,
-        &accounts.market,
-        &accounts.mint,
-        &accounts.vault,
-        &accounts.to,
-        refunded,
-    )?;
+    accounts.vault.pay_out(&accounts.to, refunded)?;
     let event = DealCancelled {
         deal: accounts.deal.key(),
         refunded,

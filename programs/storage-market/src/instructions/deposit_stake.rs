@@ -1,34 +1,19 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
-use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::StakeChanged;
-use crate::state::{Market, Provider};
-use crate::token;
+use crate::provider_signer::*;
+use crate::vault::*;
 
 #[event_cpi]
 #[derive(Accounts)]
 pub struct DepositStake<'info> {
-    pub authority: Signer<'info>,
-    #[account(seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
-    #[account(
-        mut,
-        seeds = [SEED_PROVIDER, authority.key().as_ref()],
-        bump = provider.bump,
-        has_one = authority @ MarketError::WrongProviderAuthority,
-    )]
-    pub provider: Account<'info, Provider>,
+    pub owner: ProviderSigner<'info>,
+    pub vault: Vault<'info>,
     /// Source of the stake, owned by the authority.
-    #[account(mut, constraint = from.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    #[account(mut, constraint = from.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub from: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
 }
 
 impl DepositStake<'_> {
@@ -41,25 +26,20 @@ impl DepositStake<'_> {
 #[access_control(ctx.accounts.validate(amount))]
 pub fn handler(mut ctx: Context<DepositStake>, amount: u64) -> Result<()> {
     let accounts = &mut ctx.accounts;
-    let provider = &mut accounts.provider;
+    let provider = &mut accounts.owner.provider;
     provider.stake_free = provider
         .stake_free
         .checked_add(amount)
         .ok_or(MarketError::ArithmeticOverflow)?;
     provider.invariant()?;
-    token::into_vault(
-        &accounts.token_program,
-        &accounts.from,
-        &accounts.authority,
-        &accounts.mint,
-        &accounts.vault,
-        amount,
-    )?;
+    accounts
+        .vault
+        .take_in(&accounts.from, &accounts.owner.authority, amount)?;
     let event = StakeChanged {
-        provider: accounts.provider.key(),
+        provider: accounts.owner.provider.key(),
         delta: i128::from(amount),
-        stake_free: accounts.provider.stake_free,
-        stake_locked: accounts.provider.stake_locked,
+        stake_free: accounts.owner.provider.stake_free,
+        stake_locked: accounts.owner.provider.stake_locked,
     };
     emit_cpi!(event);
     Ok(())

@@ -1,19 +1,18 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::ProviderDeregistered;
-use crate::state::{Market, Provider};
-use crate::token;
+use crate::state::Provider;
+use crate::vault::*;
 
 #[event_cpi]
 #[derive(Accounts)]
 pub struct DeregisterProvider<'info> {
     #[account(mut)]
     pub authority: Signer<'info>,
-    #[account(mut, seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
+    pub vault: Vault<'info>,
     #[account(
         mut,
         close = authority,
@@ -23,14 +22,8 @@ pub struct DeregisterProvider<'info> {
     )]
     pub provider: Account<'info, Provider>,
     /// Receives the free stake and earnings.
-    #[account(mut, constraint = to.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    #[account(mut, constraint = to.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub to: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
 }
 
 impl DeregisterProvider<'_> {
@@ -51,19 +44,7 @@ pub fn handler(mut ctx: Context<DeregisterProvider>) -> Result<()> {
     let paid_out = accounts.provider.balance()?;
     accounts.provider.stake_free = 0;
     accounts.provider.earnings = 0;
-    token::out_of_vault(
-        &accounts.token_program,
-        &accounts.market,
-        &accounts.mint,
-        &accounts.vault,
-        &accounts.to,
-        paid_out,
-    )?;
-    let market = &mut accounts.market;
-    market.providers = market
-        .providers
-        .checked_sub(1)
-        .ok_or(MarketError::InvariantViolated)?;
+    accounts.vault.pay_out(&accounts.to, paid_out)?;
     let event = ProviderDeregistered {
         provider: accounts.provider.key(),
         paid_out,

@@ -48,8 +48,6 @@ pub fn handler(ctx: Context<InitMarket>, params: MarketParams) -> Result<()> {
     market.token_program = ctx.accounts.token_program.key();
     market.vault = ctx.accounts.vault.key();
     market.params = params;
-    market.providers = 0;
-    market.deals_proposed = 0;
     market.bump = ctx.bumps.market;
     market.vault_bump = ctx.bumps.vault;
     market.invariant()?;

@@ -1,11 +1,11 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::DealProposed;
-use crate::state::{Deal, DealState, Market, Provider};
-use crate::token;
+use crate::state::{Deal, DealState, Provider};
+use crate::vault::*;
 
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ProposeDealArgs {
@@ -28,8 +28,7 @@ pub struct ProposeDealArgs {
 pub struct ProposeDeal<'info> {
     #[account(mut)]
     pub client: Signer<'info>,
-    #[account(mut, seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
+    pub vault: Vault<'info>,
     #[account(seeds = [SEED_PROVIDER, provider.authority.as_ref()], bump = provider.bump)]
     pub provider: Account<'info, Provider>,
     #[account(
@@ -46,14 +45,8 @@ pub struct ProposeDeal<'info> {
     )]
     pub deal: Account<'info, Deal>,
     /// Pays the escrow; owned by the client.
-    #[account(mut, constraint = from.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    #[account(mut, constraint = from.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub from: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
     pub system_program: Program<'info, System>,
 }
 
@@ -64,7 +57,7 @@ pub fn billable_mib(shard_bytes: u64) -> u64 {
 
 impl ProposeDeal<'_> {
     pub fn validate(&self, args: &ProposeDealArgs) -> Result<()> {
-        let params = &self.market.params;
+        let params = &self.vault.market.params;
         require!(
             args.shard_bytes > 0 && args.shard_bytes <= params.max_shard_bytes,
             MarketError::InvalidShardBytes
@@ -89,7 +82,7 @@ impl ProposeDeal<'_> {
 #[access_control(ctx.accounts.validate(&args))]
 pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<()> {
     let accounts = &mut ctx.accounts;
-    let params = accounts.market.params;
+    let params = accounts.vault.market.params;
     let mib = billable_mib(args.shard_bytes);
     let price_per_epoch = accounts
         .provider
@@ -105,7 +98,7 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
         .collateral_per_mib
         .checked_mul(mib)
         .ok_or(MarketError::ArithmeticOverflow)?;
-    let epoch = accounts.market.epoch_at(Clock::get()?.slot);
+    let epoch = accounts.vault.market.epoch_at(Clock::get()?.slot);
 
     let deal = &mut accounts.deal;
     deal.client = accounts.client.key();
@@ -136,20 +129,9 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
     deal.bump = ctx.bumps.deal;
     deal.invariant()?;
 
-    let market = &mut accounts.market;
-    market.deals_proposed = market
-        .deals_proposed
-        .checked_add(1)
-        .ok_or(MarketError::ArithmeticOverflow)?;
-
-    token::into_vault(
-        &accounts.token_program,
-        &accounts.from,
-        &accounts.client,
-        &accounts.mint,
-        &accounts.vault,
-        escrow,
-    )?;
+    accounts
+        .vault
+        .take_in(&accounts.from, &accounts.client, escrow)?;
     let event = DealProposed {
         deal: accounts.deal.key(),
         client: accounts.deal.client,

@@ -20,7 +20,7 @@ pub struct RegisterProviderArgs {
 pub struct RegisterProvider<'info> {
     #[account(mut)]
     pub authority: Signer<'info>,
-    #[account(mut, seeds = [SEED_MARKET], bump = market.bump)]
+    #[account(seeds = [SEED_MARKET], bump = market.bump)]
     pub market: Account<'info, Market>,
     #[account(
         init,
@@ -60,12 +60,6 @@ pub fn handler(ctx: Context<RegisterProvider>, args: RegisterProviderArgs) -> Re
     provider.registered_slot = Clock::get()?.slot;
     provider.bump = ctx.bumps.provider;
     provider.invariant()?;
-
-    let market = &mut ctx.accounts.market;
-    market.providers = market
-        .providers
-        .checked_add(1)
-        .ok_or(MarketError::ArithmeticOverflow)?;
 
     emit_cpi!(ProviderRegistered {
         provider: provider.key(),

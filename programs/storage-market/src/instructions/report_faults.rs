@@ -1,32 +1,25 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::{DealTerminated, FaultsSettled};
 use crate::settlement;
-use crate::state::{Deal, DealState, Market, Provider};
-use crate::token;
+use crate::state::{Deal, DealState, Provider};
+use crate::vault::*;
 
 #[event_cpi]
 #[derive(Accounts)]
 pub struct ReportFaults<'info> {
     pub reporter: Signer<'info>,
-    #[account(seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
+    pub vault: Vault<'info>,
     #[account(mut, seeds = [SEED_PROVIDER, provider.authority.as_ref()], bump = provider.bump)]
     pub provider: Account<'info, Provider>,
     #[account(mut, has_one = provider @ MarketError::WrongProvider)]
     pub deal: Account<'info, Deal>,
     /// Receives the bounty.
-    #[account(mut, constraint = reporter_token.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    #[account(mut, constraint = reporter_token.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub reporter_token: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
 }
 
 impl ReportFaults<'_> {
@@ -35,6 +28,7 @@ impl ReportFaults<'_> {
         let deal = &self.deal;
         require!(deal.state == DealState::Active, MarketError::DealNotActive);
         let closed = self
+            .vault
             .market
             .last_closed_epoch(Clock::get()?.slot)
             .ok_or(MarketError::NothingToReport)?;
@@ -60,14 +54,9 @@ pub fn handler(mut ctx: Context<ReportFaults>) -> Result<()> {
         settlement::settle_faults(&mut accounts.deal, &mut accounts.provider, through, true)?;
     accounts.deal.invariant()?;
     accounts.provider.invariant()?;
-    token::out_of_vault(
-        &accounts.token_program,
-        &accounts.market,
-        &accounts.mint,
-        &accounts.vault,
-        &accounts.reporter_token,
-        outcome.bounty,
-    )?;
+    accounts
+        .vault
+        .pay_out(&accounts.reporter_token, outcome.bounty)?;
     let reporter = accounts.reporter.key();
     emit_cpi!(FaultsSettled {
         deal: deal_key,

@@ -1,8 +1,8 @@
 use anchor_lang::prelude::*;
 
-use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::ProviderUpdated;
+use crate::provider_signer::*;
 use crate::state::Provider;
 
 /// Fields left `None` keep their value.
@@ -17,14 +17,7 @@ pub struct UpdateProviderArgs {
 #[event_cpi]
 #[derive(Accounts)]
 pub struct UpdateProvider<'info> {
-    pub authority: Signer<'info>,
-    #[account(
-        mut,
-        seeds = [SEED_PROVIDER, authority.key().as_ref()],
-        bump = provider.bump,
-        has_one = authority @ MarketError::WrongProviderAuthority,
-    )]
-    pub provider: Account<'info, Provider>,
+    pub owner: ProviderSigner<'info>,
 }
 
 impl UpdateProvider<'_> {
@@ -34,7 +27,7 @@ impl UpdateProvider<'_> {
         }
         if let Some(capacity) = args.capacity_bytes {
             require!(
-                capacity > 0 && capacity >= self.provider.used_bytes,
+                capacity > 0 && capacity >= self.owner.provider.used_bytes,
                 MarketError::InvalidCapacity
             );
         }
@@ -44,7 +37,7 @@ impl UpdateProvider<'_> {
 
 #[access_control(ctx.accounts.validate(&args))]
 pub fn handler(ctx: Context<UpdateProvider>, args: UpdateProviderArgs) -> Result<()> {
-    let provider = &mut ctx.accounts.provider;
+    let provider = &mut ctx.accounts.owner.provider;
     if let Some(operator) = args.operator {
         provider.operator = operator;
     }

@@ -1,40 +1,25 @@
 use anchor_lang::prelude::*;
-use anchor_spl::token_interface::{Mint, TokenAccount, TokenInterface};
+use anchor_spl::token_interface::TokenAccount;
 
-use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::StakeChanged;
-use crate::state::{Market, Provider};
-use crate::token;
+use crate::provider_signer::*;
+use crate::vault::*;
 
 #[event_cpi]
 #[derive(Accounts)]
 pub struct WithdrawStake<'info> {
-    pub authority: Signer<'info>,
-    #[account(seeds = [SEED_MARKET], bump = market.bump)]
-    pub market: Account<'info, Market>,
-    #[account(
-        mut,
-        seeds = [SEED_PROVIDER, authority.key().as_ref()],
-        bump = provider.bump,
-        has_one = authority @ MarketError::WrongProviderAuthority,
-    )]
-    pub provider: Account<'info, Provider>,
-    #[account(mut, constraint = to.mint == market.mint @ MarketError::WrongTokenAccountMint)]
+    pub owner: ProviderSigner<'info>,
+    pub vault: Vault<'info>,
+    #[account(mut, constraint = to.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub to: InterfaceAccount<'info, TokenAccount>,
-    #[account(mut, address = market.vault @ MarketError::WrongVault)]
-    pub vault: InterfaceAccount<'info, TokenAccount>,
-    #[account(address = market.mint @ MarketError::WrongMint)]
-    pub mint: InterfaceAccount<'info, Mint>,
-    #[account(address = market.token_program @ MarketError::WrongTokenProgram)]
-    pub token_program: Interface<'info, TokenInterface>,
 }
 
 impl WithdrawStake<'_> {
     pub fn validate(&self, amount: u64) -> Result<()> {
         require!(amount > 0, MarketError::ZeroAmount);
         require!(
-            amount <= self.provider.stake_free,
+            amount <= self.owner.provider.stake_free,
             MarketError::InsufficientFreeStake
         );
         Ok(())
@@ -45,21 +30,14 @@ impl WithdrawStake<'_> {
 #[access_control(ctx.accounts.validate(amount))]
 pub fn handler(mut ctx: Context<WithdrawStake>, amount: u64) -> Result<()> {
     let accounts = &mut ctx.accounts;
-    accounts.provider.stake_free -= amount;
-    accounts.provider.invariant()?;
-    token::out_of_vault(
-        &accounts.token_program,
-        &accounts.market,
-        &accounts.mint,
-        &accounts.vault,
-        &accounts.to,
-        amount,
-    )?;
+    accounts.owner.provider.stake_free -= amount;
+    accounts.owner.provider.invariant()?;
+    accounts.vault.pay_out(&accounts.to, amount)?;
     let event = StakeChanged {
-        provider: accounts.provider.key(),
+        provider: accounts.owner.provider.key(),
         delta: -i128::from(amount),
-        stake_free: accounts.provider.stake_free,
-        stake_locked: accounts.provider.stake_locked,
+        stake_free: accounts.owner.provider.stake_free,
+        stake_locked: accounts.owner.provider.stake_locked,
     };
     emit_cpi!(event);
     Ok(())

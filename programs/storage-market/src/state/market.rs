@@ -58,7 +58,8 @@ impl MarketParams {
     }
 }
 
-/// The one market of this program: `["market"]`.
+/// The one market of this program: `["market"]`. Only `init_market` and
+/// `update_market` write it, so no other instruction takes a write lock on it.
 #[account]
 #[derive(InitSpace, Debug)]
 pub struct Market {
@@ -70,8 +71,6 @@ pub struct Market {
     /// Vault token account (`["vault"]`) holding all escrow and stake.
     pub vault: Pubkey,
     pub params: MarketParams,
-    pub providers: u64,
-    pub deals_proposed: u64,
     pub bump: u8,
     pub vault_bump: u8,
 }
