@@ -605,6 +605,11 @@ impl TestMarket {
     pub async fn assert_conserved(&mut self, providers: &[&Pubkey], deals: &[&Pubkey], step: &str) {
         let recorded = self.recorded_total(providers, deals).await;
         let vault = self.vault_balance().await;
+        let slot = self.slot().await;
+        println!(
+            "slot {slot:>5} (epoch {:>2})  {step:<16} vault {vault:>9}  recorded balances {recorded:>9}",
+            slot / self.params.epoch_slots
+        );
         assert_eq!(vault, recorded, "vault != recorded balances after {step}");
     }
 }
