@@ -279,12 +279,7 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
             self.begin(stripe);
             self.state[shard] = Unit::Bad;
             self.gather(stripe, k)?;
-            let mut units: Vec<(&mut [u8], bool)> = self
-                .buf
-                .chunks_exact_mut(unit)
-                .zip(&self.state)
-                .map(|(u, s)| (u, *s == Unit::Good))
-                .collect();
+            let mut units = present_units(&mut self.buf, &self.state, unit);
             self.rs
                 .reconstruct(&mut units)
                 .expect("k verified units of equal length");
@@ -321,12 +316,7 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
         }
         let (k, unit) = (self.layout.params().k(), self.layout.params().stripe_unit());
         self.gather(stripe, k)?;
-        let mut units: Vec<(&mut [u8], bool)> = self
-            .buf
-            .chunks_exact_mut(unit)
-            .zip(&self.state)
-            .map(|(u, s)| (u, *s == Unit::Good))
-            .collect();
+        let mut units = present_units(&mut self.buf, &self.state, unit);
         self.rs
             .reconstruct_data(&mut units)
             .expect("k verified units of equal length");
@@ -413,6 +403,15 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
             }
         }
     }
+}
+
+/// The stripe buffer as Reed-Solomon takes it: each unit with whether it holds
+/// verified bytes.
+fn present_units<'a>(buf: &'a mut [u8], state: &[Unit], unit: usize) -> Vec<(&'a mut [u8], bool)> {
+    buf.chunks_exact_mut(unit)
+        .zip(state)
+        .map(|(u, s)| (u, *s == Unit::Good))
+        .collect()
 }
 
 #[cfg(test)]
