@@ -88,15 +88,7 @@ pub fn settle_faults(
         deal.total_faults += 1;
         deal.consecutive_faults += 1;
 
-        provider.stake_locked = provider
-            .stake_locked
-            .checked_sub(slash)
-            .ok_or(MarketError::InvariantViolated)?;
-        provider.slashed = provider
-            .slashed
-            .checked_add(slash)
-            .ok_or(MarketError::ArithmeticOverflow)?;
-        provider.faults += 1;
+        provider.slash_collateral(slash)?;
 
         outcome.last_epoch = epoch;
         outcome.epochs += 1;

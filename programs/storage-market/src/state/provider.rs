@@ -66,6 +66,21 @@ impl Provider {
         Ok(())
     }
 
+    /// Records one missed epoch: `amount` of locked collateral leaves the
+    /// provider's stake (to the reporter and the client).
+    pub fn slash_collateral(&mut self, amount: u64) -> Result<()> {
+        self.stake_locked = self
+            .stake_locked
+            .checked_sub(amount)
+            .ok_or(MarketError::InvariantViolated)?;
+        self.slashed = self
+            .slashed
+            .checked_add(amount)
+            .ok_or(MarketError::ArithmeticOverflow)?;
+        self.faults += 1;
+        Ok(())
+    }
+
     /// Frees the capacity a finished deal held.
     pub fn finish_deal(&mut self, shard_bytes: u64) -> Result<()> {
         self.used_bytes = self
