@@ -52,9 +52,9 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 /// 300 ms slots (the shortest agave 4.2.2's leader sustains here, see
-/// `cairn_localnet::defaults::SLOT_MS`) and 10-slot (3 s) epochs.
+/// `cairn_localnet::defaults::SLOT_MS`) and 20-slot (6 s) epochs: room for a loaded machine.
 const SLOT_MS: u64 = 300;
-const EPOCH_SLOTS: u64 = 10;
+const EPOCH_SLOTS: u64 = 20;
 const SOL: u64 = 1_000_000_000;
 
 fn config(ledger: Option<PathBuf>) -> LocalnetConfig {

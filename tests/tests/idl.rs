@@ -66,5 +66,15 @@ fn idl_lists_every_instruction_account_event_and_error() {
         anchor_lang::error::ERROR_CODE_OFFSET
             + storage_market::errors::MarketError::InvalidProof as u32
     );
+    // `MarketError::ALL` (how off-chain code names a code) matches the IDL.
+    let by_idl: Vec<(u32, &str)> = idl.errors.iter().map(|e| (e.code, e.name.as_str())).collect();
+    let by_all: Vec<(u32, String)> = storage_market::errors::MarketError::ALL
+        .iter()
+        .map(|e| (u32::from(*e), e.name()))
+        .collect();
+    assert_eq!(by_idl.len(), by_all.len());
+    for ((c1, n1), (c2, n2)) in by_idl.iter().zip(&by_all) {
+        assert_eq!((c1, *n1), (c2, n2.as_str()));
+    }
     assert_eq!(idl.address, storage_market::ID.to_string());
 }

@@ -99,3 +99,79 @@ pub enum MarketError {
     #[msg("token account belongs to another mint")]
     WrongTokenAccountMint,
 }
+
+impl MarketError {
+    /// Every error in code order: `ALL[i]` has code `ERROR_CODE_OFFSET + i`
+    /// (a test checks it), so off-chain code can name a failure by its code.
+    pub const ALL: [MarketError; 47] = [
+        MarketError::ArithmeticOverflow,
+        MarketError::InvariantViolated,
+        MarketError::InvalidEpochSlots,
+        MarketError::EpochSlotsImmutable,
+        MarketError::InvalidBps,
+        MarketError::InvalidMaxConsecutiveFaults,
+        MarketError::InvalidSamplesPerProof,
+        MarketError::InvalidMaxShardBytes,
+        MarketError::WrongMarketAuthority,
+        MarketError::WrongMint,
+        MarketError::WrongVault,
+        MarketError::WrongTokenProgram,
+        MarketError::InvalidEndpoint,
+        MarketError::InvalidCapacity,
+        MarketError::ZeroAmount,
+        MarketError::WrongProviderAuthority,
+        MarketError::WrongOperator,
+        MarketError::WrongProvider,
+        MarketError::WrongClient,
+        MarketError::InsufficientFreeStake,
+        MarketError::InsufficientEarnings,
+        MarketError::ProviderBusy,
+        MarketError::InvalidShardBytes,
+        MarketError::InvalidErasureParams,
+        MarketError::ZeroDuration,
+        MarketError::PriceAboveMax,
+        MarketError::InsufficientCapacity,
+        MarketError::DealNotProposed,
+        MarketError::DealNotActive,
+        MarketError::AcceptTimedOut,
+        MarketError::DealNotEnded,
+        MarketError::UnsettledEpochs,
+        MarketError::DealNotClosable,
+        MarketError::EpochNotStarted,
+        MarketError::EpochClosed,
+        MarketError::WrongSlotHashes,
+        MarketError::MalformedSlotHashes,
+        MarketError::EpochOutsideDeal,
+        MarketError::EpochAlreadySettled,
+        MarketError::OutsideProofWindow,
+        MarketError::WrongSampleCount,
+        MarketError::WrongPathLength,
+        MarketError::InvalidProof,
+        MarketError::DealMustTerminate,
+        MarketError::NothingToReport,
+        MarketError::ChallengeStillOpen,
+        MarketError::WrongTokenAccountMint,
+    ];
+
+    /// The error with this program error code, if it is one of the program's.
+    pub fn from_code(code: u32) -> Option<MarketError> {
+        let index = code.checked_sub(anchor_lang::error::ERROR_CODE_OFFSET)?;
+        Self::ALL.get(usize::try_from(index).ok()?).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_error_in_code_order() {
+        for (i, e) in MarketError::ALL.iter().enumerate() {
+            let code = u32::from(*e);
+            assert_eq!(code, anchor_lang::error::ERROR_CODE_OFFSET + i as u32, "{}", e.name());
+            assert_eq!(MarketError::from_code(code).map(|e| e.name()), Some(e.name()));
+        }
+        assert!(MarketError::from_code(anchor_lang::error::ERROR_CODE_OFFSET - 1).is_none());
+        assert!(MarketError::from_code(u32::from(MarketError::WrongTokenAccountMint) + 1).is_none());
+    }
+}

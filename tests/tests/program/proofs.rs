@@ -132,13 +132,15 @@ async fn proofs_outside_their_window_are_refused() {
 
     // Within the grace period after epoch 1, its proof is still accepted.
     t.m.warp_to_epoch(2, params.grace_slots - 1).await;
-    t.submit(1, proof1).await.expect("proof within grace");
+    t.submit(1, proof1.clone()).await.expect("proof within grace");
 
     // Epoch 2 opened; its proof is never submitted in time.
     t.m.open_epoch(2).await.unwrap();
     let proof2 = t.honest(2).await;
     t.m.warp_to_epoch(3, params.grace_slots).await;
     assert_market_err(t.submit(2, proof2).await, MarketError::OutsideProofWindow);
+    // Epoch 1's proof replayed after its window: still named a replay.
+    assert_market_err(t.submit(1, proof1).await, MarketError::EpochAlreadySettled);
 }
 
 #[tokio::test]

@@ -68,16 +68,18 @@ impl SubmitProof<'_> {
         let deal = &self.deal;
         require!(deal.state == DealState::Active, MarketError::DealNotActive);
         require!(
-            slot >= self.challenge.start_slot && slot < self.challenge.deadline_slot,
-            MarketError::OutsideProofWindow
-        );
-        require!(
             epoch >= deal.start_epoch && epoch < deal.end_epoch,
             MarketError::EpochOutsideDeal
         );
+        // A settled epoch is a replay whenever it arrives, inside its window or
+        // after: say so before judging the timing.
         require!(
             epoch > deal.settled_through,
             MarketError::EpochAlreadySettled
+        );
+        require!(
+            slot >= self.challenge.start_slot && slot < self.challenge.deadline_slot,
+            MarketError::OutsideProofWindow
         );
         verify_samples(&self.challenge, &self.deal.key(), deal, samples)
     }
