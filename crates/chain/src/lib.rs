@@ -27,6 +27,8 @@ pub mod layout {
     pub const DEAL_CLIENT: usize = 8;
     /// `Deal.provider` (the provider PDA): the deals of one provider.
     pub const DEAL_PROVIDER: usize = 8 + 32;
+    /// `Deal.dataset_id`: the shards of one dataset.
+    pub const DEAL_DATASET_ID: usize = 8 + 32 + 32;
     /// `Provider.authority`.
     pub const PROVIDER_AUTHORITY: usize = 8;
     /// `Provider.operator`: the provider a node's hot key operates.
@@ -489,6 +491,7 @@ mod tests {
         let data = serialized(&deal);
         assert_eq!(&data[layout::DEAL_CLIENT..][..32], client.as_ref());
         assert_eq!(&data[layout::DEAL_PROVIDER..][..32], provider.as_ref());
+        assert_eq!(&data[layout::DEAL_DATASET_ID..][..32], deal.dataset_id.as_ref());
 
         let (authority, operator) = (Pubkey::new_unique(), Pubkey::new_unique());
         let p = Provider {

@@ -107,6 +107,45 @@ pub fn mint_to_ix(
     .expect("program id checked above"))
 }
 
+/// The Associated Token Account program.
+pub const ASSOCIATED_TOKEN_PROGRAM_ID: Pubkey =
+    anchor_lang::pubkey!("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL");
+
+/// The associated token account of `owner` for `mint` under `token_program`:
+/// the account wallets and the Solana CLI use by default.
+pub fn associated_token_address(owner: &Pubkey, mint: &Pubkey, token_program: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(
+        &[owner.as_ref(), token_program.as_ref(), mint.as_ref()],
+        &ASSOCIATED_TOKEN_PROGRAM_ID,
+    )
+    .0
+}
+
+/// Creates `owner`'s associated token account for `mint` unless it exists
+/// (`CreateIdempotent`), paid by `payer`.
+pub fn create_associated_token_account_ix(
+    token_program: &Pubkey,
+    payer: &Pubkey,
+    owner: &Pubkey,
+    mint: &Pubkey,
+) -> Result<Instruction, UnknownTokenProgram> {
+    use anchor_lang::solana_program::instruction::AccountMeta;
+    check(token_program)?;
+    Ok(Instruction {
+        program_id: ASSOCIATED_TOKEN_PROGRAM_ID,
+        accounts: vec![
+            AccountMeta::new(*payer, true),
+            AccountMeta::new(associated_token_address(owner, mint, token_program), false),
+            AccountMeta::new_readonly(*owner, false),
+            AccountMeta::new_readonly(*mint, false),
+            AccountMeta::new_readonly(solana_system_interface::program::ID, false),
+            AccountMeta::new_readonly(*token_program, false),
+        ],
+        // AssociatedTokenAccountInstruction::CreateIdempotent
+        data: vec![1],
+    })
+}
+
 /// The balance recorded in a token account's data (same layout in both
 /// programs), or `None` if the data is too short to be a token account.
 pub fn token_account_amount(data: &[u8]) -> Option<u64> {
@@ -128,6 +167,26 @@ mod tests {
         );
         assert!(create_token_account_ixs(&other, &k, &k, &k, &k, 1).is_err());
         assert!(mint_to_ix(&other, &k, &k, &k, 1).is_err());
+        assert!(create_associated_token_account_ix(&other, &k, &k, &k).is_err());
+    }
+
+    #[test]
+    fn associated_token_address_matches_the_interface_crate() {
+        use spl_associated_token_account_interface::address as ata;
+        for program in [spl_token::ID, spl_token_2022::ID] {
+            let (owner, mint) = (Pubkey::new_unique(), Pubkey::new_unique());
+            let theirs = ata::get_associated_token_address_with_program_id(
+                &owner.to_bytes().into(),
+                &mint.to_bytes().into(),
+                &program.to_bytes().into(),
+            );
+            assert_eq!(
+                associated_token_address(&owner, &mint, &program).to_bytes(),
+                theirs.to_bytes()
+            );
+            let ix = create_associated_token_account_ix(&program, &owner, &owner, &mint).unwrap();
+            assert_eq!(ix.accounts[1].pubkey.to_bytes(), theirs.to_bytes());
+        }
     }
 
     #[test]

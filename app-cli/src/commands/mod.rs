@@ -1,0 +1,4 @@
+//! One module per command group.
+pub mod deals;
+pub mod market;
+pub mod provider;

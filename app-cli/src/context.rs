@@ -1,0 +1,250 @@
+//! The chain as a command sees it: the RPC endpoint, the signing keypair and
+//! the market, with every failure mapped to a [`CliError`].
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+use anchor_lang::prelude::Pubkey;
+use anchor_lang::AccountDeserialize;
+use cairn_chain::MarketIx;
+use solana_account_decoder_client_types::UiAccountEncoding;
+use solana_commitment_config::CommitmentConfig;
+use solana_keypair::Keypair;
+use solana_rpc_client::rpc_client::RpcClient;
+use solana_rpc_client_api::config::{RpcAccountInfoConfig, RpcProgramAccountsConfig};
+use solana_rpc_client_api::filter::{Memcmp, RpcFilterType};
+use solana_signer::Signer;
+use solana_transaction::Transaction;
+use storage_market::state::Market;
+
+use crate::error::CliError;
+use crate::units::Tokens;
+
+/// Offset of `decimals` in a mint account (both token programs).
+const MINT_DECIMALS_OFFSET: usize = 44;
+
+/// Resolves the Solana CLI's cluster monikers; anything else is used as is.
+pub fn resolve_url(url: &str) -> String {
+    match url {
+        "localnet" | "l" | "localhost" => "http://127.0.0.1:8899",
+        "devnet" | "d" => "https://api.devnet.solana.com",
+        "testnet" | "t" => "https://api.testnet.solana.com",
+        "mainnet-beta" | "m" => "https://api.mainnet-beta.solana.com",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Reads a Solana CLI keypair file (a JSON array of 64 bytes).
+pub fn read_keypair(path: &Path) -> Result<Keypair, CliError> {
+    let fail = |reason: String| CliError::Keypair {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let bytes: Vec<u8> = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
+    Keypair::try_from(bytes.as_slice())
+        .map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
+}
+
+/// The market as deployed: its account and instruction builders for its mint.
+pub struct MarketView {
+    pub address: Pubkey,
+    pub account: Market,
+    pub ix: MarketIx,
+    pub decimals: u8,
+}
+
+impl MarketView {
+    pub fn tokens(&self, base_units: u64) -> Tokens {
+        Tokens {
+            base_units,
+            decimals: self.decimals,
+        }
+    }
+}
+
+pub struct Ctx {
+    pub url: String,
+    pub rpc: RpcClient,
+    keypair_path: PathBuf,
+    keypair: OnceCell<Keypair>,
+}
+
+impl Ctx {
+    pub fn new(url: &str, keypair_path: PathBuf) -> Self {
+        let url = resolve_url(url);
+        let rpc = RpcClient::new_with_commitment(url.clone(), CommitmentConfig::confirmed());
+        Ctx {
+            url,
+            rpc,
+            keypair_path,
+            keypair: OnceCell::new(),
+        }
+    }
+
+    /// The `--keypair`: fee payer and signer. Read on first use, so commands
+    /// that only read the chain work without one.
+    pub fn payer(&self) -> Result<&Keypair, CliError> {
+        if let Some(k) = self.keypair.get() {
+            return Ok(k);
+        }
+        let k = read_keypair(&self.keypair_path)?;
+        Ok(self.keypair.get_or_init(|| k))
+    }
+
+    pub fn rpc_err(&self, err: solana_rpc_client_api::client_error::Error) -> CliError {
+        let error = CliError::rpc(&self.url, err);
+        if let CliError::Rpc { .. } = error {
+            // Some client calls fold a connection failure into their own
+            // message; a probe tells an unreachable endpoint from an error.
+            if let Err(probe) = self.rpc.get_version() {
+                if let unreachable @ CliError::Unreachable { .. } = CliError::rpc(&self.url, probe) {
+                    return unreachable;
+                }
+            }
+        }
+        error
+    }
+
+    /// Raw account data, `None` if the account does not exist.
+    pub fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>, CliError> {
+        let response = self
+            .rpc
+            .get_account_with_commitment(address, CommitmentConfig::confirmed())
+            .map_err(|e| self.rpc_err(e))?;
+        Ok(response.value.map(|a| (a.owner, a.data)))
+    }
+
+    /// An Anchor account of the program, `None` if it does not exist.
+    pub fn fetch<T: AccountDeserialize>(
+        &self,
+        what: &'static str,
+        address: &Pubkey,
+    ) -> Result<Option<T>, CliError> {
+        let Some((owner, data)) = self.account_data(address)? else {
+            return Ok(None);
+        };
+        if owner != cairn_chain::PROGRAM_ID {
+            return Err(CliError::BadAccount {
+                what,
+                address: *address,
+                reason: format!("owned by {owner}, not the storage-market program"),
+            });
+        }
+        T::try_deserialize(&mut data.as_slice())
+            .map(Some)
+            .map_err(|e| CliError::BadAccount {
+                what,
+                address: *address,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The market; an error that says what to do if it is not created yet.
+    pub fn market(&self) -> Result<MarketView, CliError> {
+        let address = cairn_chain::market_pda();
+        let account: Market = self.fetch("market", &address)?.ok_or(CliError::NotFound {
+            what: "market",
+            address,
+            hint: " on this cluster; create it with `cairn market init --mint MINT`, or point --url at a cluster that has one",
+        })?;
+        let (_, mint_data) = self.account_data(&account.mint)?.ok_or(CliError::NotFound {
+            what: "mint",
+            address: account.mint,
+            hint: "",
+        })?;
+        let decimals = *mint_data
+            .get(MINT_DECIMALS_OFFSET)
+            .ok_or_else(|| CliError::BadAccount {
+                what: "mint",
+                address: account.mint,
+                reason: format!("{} bytes is too short for a mint", mint_data.len()),
+            })?;
+        Ok(MarketView {
+            address,
+            ix: MarketIx {
+                mint: account.mint,
+                token_program: account.token_program,
+            },
+            account,
+            decimals,
+        })
+    }
+
+    /// Token balance of a token account; 0 if it does not exist.
+    pub fn token_balance(&self, account: &Pubkey) -> Result<u64, CliError> {
+        Ok(self
+            .account_data(account)?
+            .and_then(|(_, data)| cairn_chain::token::token_account_amount(&data))
+            .unwrap_or(0))
+    }
+
+    /// Program accounts of type `T` whose bytes at each offset equal the given
+    /// bytes (a `getProgramAccounts` with memcmp filters and the type's
+    /// discriminator).
+    pub fn program_accounts<T: AccountDeserialize + anchor_lang::Discriminator>(
+        &self,
+        filters: &[(usize, &[u8])],
+    ) -> Result<Vec<(Pubkey, T)>, CliError> {
+        let mut all = vec![RpcFilterType::Memcmp(Memcmp::new_raw_bytes(
+            0,
+            T::DISCRIMINATOR.to_vec(),
+        ))];
+        all.extend(
+            filters
+                .iter()
+                .map(|(offset, bytes)| RpcFilterType::Memcmp(Memcmp::new_raw_bytes(*offset, bytes.to_vec()))),
+        );
+        let config = RpcProgramAccountsConfig {
+            filters: Some(all),
+            account_config: RpcAccountInfoConfig {
+                encoding: Some(UiAccountEncoding::Base64),
+                commitment: Some(CommitmentConfig::confirmed()),
+                ..RpcAccountInfoConfig::default()
+            },
+            ..RpcProgramAccountsConfig::default()
+        };
+        let accounts = self
+            .rpc
+            .get_program_ui_accounts_with_config(&cairn_chain::PROGRAM_ID, config)
+            .map_err(|e| self.rpc_err(e))?;
+        let mut out = Vec::with_capacity(accounts.len());
+        for (address, account) in accounts {
+            let data = account.data.decode().ok_or_else(|| CliError::BadAccount {
+                what: "program account",
+                address,
+                reason: "undecodable data encoding".into(),
+            })?;
+            let value = T::try_deserialize(&mut data.as_slice()).map_err(|e| CliError::BadAccount {
+                what: "program account",
+                address,
+                reason: e.to_string(),
+            })?;
+            out.push((address, value));
+        }
+        Ok(out)
+    }
+
+    /// Signs with the payer (and `signers`), sends and waits for confirmation.
+    /// `action` names what is being done, for the error message.
+    pub fn send(
+        &self,
+        action: &str,
+        ixs: &[anchor_lang::solana_program::instruction::Instruction],
+        signers: &[&Keypair],
+    ) -> Result<String, CliError> {
+        let payer = self.payer()?;
+        let blockhash = self
+            .rpc
+            .get_latest_blockhash()
+            .map_err(|e| self.rpc_err(e))?;
+        let mut all: Vec<&Keypair> = vec![payer];
+        all.extend(signers.iter().filter(|k| k.pubkey() != payer.pubkey()));
+        let tx = Transaction::new_signed_with_payer(ixs, Some(&payer.pubkey()), &all, blockhash);
+        self.rpc
+            .send_and_confirm_transaction(&tx)
+            .map(|sig| sig.to_string())
+            .map_err(|e| CliError::from_send(&self.url, action, e))
+    }
+}
