@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod dataset;
 pub mod erasure;
 pub mod hash;
 pub mod manifest;

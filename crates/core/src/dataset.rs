@@ -1,0 +1,456 @@
+//! How a dataset sits in its stored shards, so that its id alone is enough to
+//! download it.
+//!
+//! Stored shard `i` (the bytes a provider holds, proves and is paid for) is:
+//!
+//! ```text
+//! | erasure-coded data (Manifest::shard_len) | manifest unit i | trailer (64 B) |
+//! ```
+//!
+//! The canonical manifest is Reed-Solomon coded with the dataset's own `k + m`
+//! into one unit per shard, so any `k` shards rebuild it, exactly like the data.
+//! The trailer, last in the shard like a Parquet footer, says where the parts
+//! are. A reader knows each shard's stored size from its deal on chain, reads
+//! the trailer, then the manifest units of `k` shards, and checks the rebuilt
+//! manifest against the dataset id (its BLAKE3). A corrupted trailer or unit
+//! cannot pass that check; [`recover_manifest`] tries other shards' units
+//! until one combination does.
+//!
+//! The data region starts at offset 0, so an [`erasure::Decoder`] reads a
+//! stored shard unchanged.
+//!
+//! [`erasure::Decoder`]: crate::erasure::Decoder
+use std::ops::Range;
+
+use crate::codec::{DecodeError, Reader};
+use crate::erasure::ErasureParams;
+use crate::hash::DatasetId;
+use crate::manifest::Manifest;
+
+/// Size of the trailer at the end of every stored shard.
+pub const TRAILER_LEN: u64 = 64;
+
+/// First bytes of a trailer; the last byte is the format version.
+pub const TRAILER_MAGIC: [u8; 8] = *b"cairnds\x01";
+
+/// Largest manifest a trailer may announce (a manifest of 64 MiB describes far
+/// more files and stripes than one 4 GiB shard set holds).
+pub const MAX_MANIFEST_LEN: u64 = 64 << 20;
+
+/// The 64-byte trailer of a stored shard. All integers little-endian:
+/// magic (8) · shard index (u16) · k (u16) · m (u16) · zero (u16) · data length
+/// (u64) · manifest length (u64) · manifest unit length (u64) · zero (24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// Which shard this is (`0..k + m`).
+    pub shard_index: u16,
+    /// Data shards.
+    pub k: u16,
+    /// Parity shards.
+    pub m: u16,
+    /// Length of the erasure-coded data region ([`Manifest::shard_len`]).
+    pub data_len: u64,
+    /// Length of the canonical manifest.
+    pub manifest_len: u64,
+    /// Length of each shard's manifest unit ([`manifest_unit_len`]).
+    pub manifest_unit: u64,
+}
+
+/// Length of each shard's unit of a `manifest_len`-byte manifest split over `k`
+/// data shards (at least 1, so an empty input still has a unit).
+pub fn manifest_unit_len(manifest_len: u64, k: u16) -> u64 {
+    manifest_len.div_ceil(u64::from(k.max(1))).max(1)
+}
+
+impl Trailer {
+    /// The trailer's bytes.
+    pub fn encode(&self) -> [u8; TRAILER_LEN as usize] {
+        let mut out = [0u8; TRAILER_LEN as usize];
+        out[..8].copy_from_slice(&TRAILER_MAGIC);
+        out[8..10].copy_from_slice(&self.shard_index.to_le_bytes());
+        out[10..12].copy_from_slice(&self.k.to_le_bytes());
+        out[12..14].copy_from_slice(&self.m.to_le_bytes());
+        out[16..24].copy_from_slice(&self.data_len.to_le_bytes());
+        out[24..32].copy_from_slice(&self.manifest_len.to_le_bytes());
+        out[32..40].copy_from_slice(&self.manifest_unit.to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks a trailer: magic and version, zero padding, shard
+    /// index below `k + m`, valid erasure parameters, and a manifest unit
+    /// length that matches the manifest length.
+    pub fn decode(bytes: &[u8]) -> Result<Trailer, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let magic: [u8; 8] = r.array()?;
+        if magic[..7] != TRAILER_MAGIC[..7] {
+            return Err(DecodeError::Invalid {
+                field: "trailer.magic",
+                reason: "not a Cairn shard trailer",
+            });
+        }
+        if magic[7] != TRAILER_MAGIC[7] {
+            return Err(DecodeError::BadVersion(magic[7]));
+        }
+        let le16 = |b: [u8; 2]| u16::from_le_bytes(b);
+        let le64 = |b: [u8; 8]| u64::from_le_bytes(b);
+        let shard_index = le16(r.array()?);
+        let k = le16(r.array()?);
+        let m = le16(r.array()?);
+        let pad: [u8; 2] = r.array()?;
+        let data_len = le64(r.array()?);
+        let manifest_len = le64(r.array()?);
+        let manifest_unit = le64(r.array()?);
+        let tail: [u8; 24] = r.array()?;
+        r.finish()?;
+        if pad != [0; 2] || tail != [0; 24] {
+            return Err(DecodeError::Invalid {
+                field: "trailer.padding",
+                reason: "reserved bytes are not zero",
+            });
+        }
+        if ErasureParams::with_default_unit(k, m).is_err() {
+            return Err(DecodeError::Invalid {
+                field: "trailer.k",
+                reason: "not valid erasure parameters",
+            });
+        }
+        if u32::from(shard_index) >= u32::from(k) + u32::from(m) {
+            return Err(DecodeError::Invalid {
+                field: "trailer.shard_index",
+                reason: "shard index is not below k + m",
+            });
+        }
+        if manifest_len == 0 || manifest_len > MAX_MANIFEST_LEN {
+            return Err(DecodeError::Invalid {
+                field: "trailer.manifest_len",
+                reason: "manifest length out of range",
+            });
+        }
+        if manifest_unit != manifest_unit_len(manifest_len, k) {
+            return Err(DecodeError::Invalid {
+                field: "trailer.manifest_unit",
+                reason: "does not match the manifest length and k",
+            });
+        }
+        if data_len.checked_add(manifest_unit + TRAILER_LEN).is_none() {
+            return Err(DecodeError::Invalid {
+                field: "trailer.data_len",
+                reason: "stored shard length overflows",
+            });
+        }
+        Ok(Trailer {
+            shard_index,
+            k,
+            m,
+            data_len,
+            manifest_len,
+            manifest_unit,
+        })
+    }
+
+    /// Total stored shard length: data, manifest unit, trailer.
+    pub fn stored_len(&self) -> u64 {
+        self.data_len + self.manifest_unit + TRAILER_LEN
+    }
+
+    /// Where this shard's manifest unit is.
+    pub fn manifest_unit_range(&self) -> Range<u64> {
+        self.data_len..self.data_len + self.manifest_unit
+    }
+}
+
+/// Where the trailer of a stored shard of `stored_len` bytes is (`None` if the
+/// shard is too short to have one).
+pub fn trailer_range(stored_len: u64) -> Option<Range<u64>> {
+    Some(stored_len.checked_sub(TRAILER_LEN)?..stored_len)
+}
+
+/// Size of every stored shard of a dataset: each shard's storage deal size.
+pub fn stored_shard_len(manifest: &Manifest) -> u64 {
+    let k = manifest.params().k() as u16;
+    manifest.shard_len() + manifest_unit_len(manifest.encode().len() as u64, k) + TRAILER_LEN
+}
+
+/// The manifest's canonical encoding is over [`MAX_MANIFEST_LEN`]: split the
+/// dataset into several.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the manifest encodes to {len} bytes, over the {MAX_MANIFEST_LEN}-byte limit; upload the dataset in parts")]
+pub struct ManifestTooLarge {
+    /// Canonical length.
+    pub len: u64,
+}
+
+/// The bytes that follow each shard's data: `tails[i]` is the manifest unit
+/// of shard `i` followed by its trailer.
+pub fn shard_tails(manifest: &Manifest) -> Result<Vec<Vec<u8>>, ManifestTooLarge> {
+    let params = manifest.params();
+    let (k, m) = (params.k() as u16, params.m() as u16);
+    let canonical = manifest.encode();
+    if canonical.len() as u64 > MAX_MANIFEST_LEN {
+        return Err(ManifestTooLarge {
+            len: canonical.len() as u64,
+        });
+    }
+    let unit = manifest_unit_len(canonical.len() as u64, k) as usize;
+    let mut units: Vec<Vec<u8>> = (0..params.n()).map(|_| vec![0u8; unit]).collect();
+    for (i, chunk) in canonical.chunks(unit).enumerate() {
+        units[i][..chunk.len()].copy_from_slice(chunk);
+    }
+    params
+        .reed_solomon()
+        .encode(&mut units)
+        .expect("k + m units of one length");
+    Ok(units
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut tail)| {
+            let trailer = Trailer {
+                shard_index: i as u16,
+                k,
+                m,
+                data_len: manifest.shard_len(),
+                manifest_len: canonical.len() as u64,
+                manifest_unit: unit as u64,
+            };
+            tail.extend_from_slice(&trailer.encode());
+            tail
+        })
+        .collect())
+}
+
+/// Why the manifest could not be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoverManifestError {
+    /// Fewer than `k` manifest units were supplied.
+    #[error("{have} manifest units of the {need} needed to rebuild the manifest")]
+    TooFewUnits {
+        /// Units supplied.
+        have: usize,
+        /// `k`.
+        need: usize,
+    },
+    /// `units` does not have one entry per shard.
+    #[error("expected {expected} unit slots (k + m), got {got}")]
+    SlotCount {
+        /// `k + m`.
+        expected: usize,
+        /// Supplied.
+        got: usize,
+    },
+    /// No combination of `k` units rebuilds a manifest with this id: units or
+    /// the trailer are corrupted, or the shards belong to another dataset.
+    #[error("no {k} of the {have} manifest units rebuild a manifest with id {id}")]
+    NoMatch {
+        /// The dataset id sought.
+        id: DatasetId,
+        /// `k`.
+        k: usize,
+        /// Units supplied.
+        have: usize,
+    },
+}
+
+/// Rebuilds the manifest of dataset `id` from the manifest units of at least
+/// `k` shards (`units[i]` for shard `i`, `None` if unavailable), described by
+/// `trailer`. Tries `k`-subsets of the units, starting with the data shards,
+/// until the rebuilt bytes hash to `id` and decode as a manifest; returns it
+/// and the shards whose units were used.
+pub fn recover_manifest(
+    id: &DatasetId,
+    trailer: &Trailer,
+    units: &[Option<Vec<u8>>],
+) -> Result<(Manifest, Vec<usize>), RecoverManifestError> {
+    let params = ErasureParams::with_default_unit(trailer.k, trailer.m)
+        .expect("a decoded trailer has valid parameters");
+    let (k, n) = (params.k(), params.n());
+    if units.len() != n {
+        return Err(RecoverManifestError::SlotCount {
+            expected: n,
+            got: units.len(),
+        });
+    }
+    let unit_len = trailer.manifest_unit as usize;
+    let present: Vec<usize> = (0..n)
+        .filter(|&i| units[i].as_ref().is_some_and(|u| u.len() == unit_len))
+        .collect();
+    if present.len() < k {
+        return Err(RecoverManifestError::TooFewUnits {
+            have: present.len(),
+            need: k,
+        });
+    }
+    let rs = params.reed_solomon();
+    let mut choice: Vec<usize> = (0..k).collect();
+    loop {
+        let used: Vec<usize> = choice.iter().map(|&c| present[c]).collect();
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+        for &i in &used {
+            shards[i] = units[i].clone();
+        }
+        if rs.reconstruct_data(&mut shards).is_ok() {
+            let mut canonical: Vec<u8> = shards[..k]
+                .iter()
+                .flat_map(|u| u.as_deref().expect("reconstructed").iter().copied())
+                .collect();
+            canonical.truncate(trailer.manifest_len as usize);
+            if DatasetId::of_canonical_bytes(&canonical) == *id {
+                if let Ok(manifest) = Manifest::decode(&canonical) {
+                    return Ok((manifest, used));
+                }
+            }
+        }
+        if !next_combination(&mut choice, present.len()) {
+            return Err(RecoverManifestError::NoMatch {
+                id: *id,
+                k,
+                have: present.len(),
+            });
+        }
+    }
+}
+
+/// Advances `c` (a strictly increasing k-subset of `0..n`) to the next one in
+/// lexicographic order; false after the last.
+fn next_combination(c: &mut [usize], n: usize) -> bool {
+    let k = c.len();
+    for i in (0..k).rev() {
+        if c[i] < n - k + i {
+            c[i] += 1;
+            for j in i + 1..k {
+                c[j] = c[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::{encode_bytes, ErasureParams};
+    use crate::manifest::pack_bytes;
+
+    fn manifest(k: u16, m: u16) -> (Manifest, Vec<Vec<u8>>) {
+        let files: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| (format!("dir/file-{i:03}.bin"), vec![i as u8; 1000 + i * 37]))
+            .collect();
+        let (entries, packed) = pack_bytes(files).unwrap();
+        let encoded = encode_bytes(ErasureParams::new(k, m, 4096).unwrap(), &packed).unwrap();
+        let manifest = Manifest::new(encoded.layout, entries, encoded.checksums).unwrap();
+        (manifest, encoded.sinks)
+    }
+
+    /// Stored shards: data then tail.
+    fn stored(manifest: &Manifest, data: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        data.iter()
+            .zip(shard_tails(manifest).unwrap())
+            .map(|(d, t)| [d.as_slice(), &t].concat())
+            .collect()
+    }
+
+    fn units_of(stored: &[Vec<u8>], t: &Trailer) -> Vec<Option<Vec<u8>>> {
+        let r = t.manifest_unit_range();
+        stored
+            .iter()
+            .map(|s| Some(s[r.start as usize..r.end as usize].to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn any_k_stored_shards_rebuild_the_manifest_from_the_id_alone() {
+        let (manifest, data) = manifest(4, 2);
+        let shards = stored(&manifest, &data);
+        let len = stored_shard_len(&manifest);
+        assert!(shards.iter().all(|s| s.len() as u64 == len));
+        for lost in [[0, 1], [2, 5], [4, 5], [0, 3]] {
+            let t = Trailer::decode(&shards[3 - lost[0].min(3)][trailer_range(len).unwrap().start as usize..]).unwrap();
+            assert_eq!(t.stored_len(), len);
+            let mut units = units_of(&shards, &t);
+            for i in lost {
+                units[i] = None;
+            }
+            let (got, used) = recover_manifest(&manifest.id(), &t, &units).unwrap();
+            assert_eq!(got, manifest);
+            assert_eq!(used.len(), 4);
+            assert!(used.iter().all(|u| !lost.contains(u)));
+        }
+    }
+
+    #[test]
+    fn a_corrupted_unit_is_routed_around_and_too_few_is_an_error() {
+        let (manifest, data) = manifest(4, 2);
+        let shards = stored(&manifest, &data);
+        let t = Trailer::decode(&shards[0][trailer_range(shards[0].len() as u64).unwrap().start as usize..]).unwrap();
+        let mut units = units_of(&shards, &t);
+        units[1].as_mut().unwrap()[5] ^= 1;
+        let (got, used) = recover_manifest(&manifest.id(), &t, &units).unwrap();
+        assert_eq!(got, manifest);
+        assert!(!used.contains(&1));
+        // Two corrupted and one missing: only 3 good of 5 present.
+        units[2].as_mut().unwrap()[0] ^= 1;
+        units[5] = None;
+        assert_eq!(
+            recover_manifest(&manifest.id(), &t, &units).unwrap_err(),
+            RecoverManifestError::NoMatch { id: manifest.id(), k: 4, have: 5 }
+        );
+        units[0] = None;
+        units[3] = None;
+        assert_eq!(
+            recover_manifest(&manifest.id(), &t, &units).unwrap_err(),
+            RecoverManifestError::TooFewUnits { have: 3, need: 4 }
+        );
+        // Another dataset's id never matches.
+        let units = units_of(&shards, &t);
+        assert!(matches!(
+            recover_manifest(&DatasetId([0; 32]), &t, &units),
+            Err(RecoverManifestError::NoMatch { .. })
+        ));
+    }
+
+    #[test]
+    fn trailers_round_trip_and_malformed_ones_are_typed_errors() {
+        let t = Trailer {
+            shard_index: 5,
+            k: 4,
+            m: 2,
+            data_len: 1 << 30,
+            manifest_len: 1000,
+            manifest_unit: 250,
+        };
+        let bytes = t.encode();
+        assert_eq!(Trailer::decode(&bytes), Ok(t));
+        assert!(matches!(Trailer::decode(&bytes[..63]), Err(DecodeError::Truncated { .. })));
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(matches!(Trailer::decode(&long), Err(DecodeError::TrailingBytes { .. })));
+        let bad = |at: usize, value: u8| {
+            let mut b = bytes;
+            b[at] = value;
+            Trailer::decode(&b).unwrap_err()
+        };
+        assert!(matches!(bad(0, b'X'), DecodeError::Invalid { field: "trailer.magic", .. }));
+        assert_eq!(bad(7, 2), DecodeError::BadVersion(2));
+        assert!(matches!(bad(8, 6), DecodeError::Invalid { field: "trailer.shard_index", .. }));
+        assert!(matches!(bad(10, 0), DecodeError::Invalid { field: "trailer.k", .. }));
+        assert!(matches!(bad(14, 1), DecodeError::Invalid { field: "trailer.padding", .. }));
+        assert!(matches!(bad(63, 1), DecodeError::Invalid { field: "trailer.padding", .. }));
+        assert!(matches!(bad(32, 7), DecodeError::Invalid { field: "trailer.manifest_unit", .. }));
+        assert!(matches!(bad(31, 0xff), DecodeError::Invalid { field: "trailer.manifest_len", .. }));
+        let huge = Trailer { data_len: u64::MAX - 100, ..t }.encode();
+        assert!(matches!(Trailer::decode(&huge), Err(DecodeError::Invalid { field: "trailer.data_len", .. })));
+        assert_eq!(trailer_range(63), None);
+        assert_eq!(trailer_range(64), Some(0..64));
+    }
+
+    #[test]
+    fn combinations_cover_every_k_subset_once() {
+        let mut c = vec![0, 1, 2, 3];
+        let mut seen = 1;
+        while next_combination(&mut c, 6) {
+            assert!(c.windows(2).all(|w| w[0] < w[1]) && c[3] < 6);
+            seen += 1;
+        }
+        assert_eq!(seen, 15);
+    }
+}
