@@ -49,6 +49,9 @@ pub enum CliError {
         address: Pubkey,
         reason: String,
     },
+    /// A local file or directory could not be read or written.
+    #[error("{}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
     /// The request is well formed but cannot be met (funds, state).
     #[error("{0}")]
     Refused(String),
@@ -65,6 +68,7 @@ impl CliError {
             CliError::Keypair { .. }
             | CliError::BadArgument { .. }
             | CliError::Unreachable { .. }
+            | CliError::Io { .. }
             | CliError::Rpc { .. }
             | CliError::BadAccount { .. } => 2,
         }

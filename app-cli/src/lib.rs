@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod dataset;
 pub mod error;
 pub mod output;
 pub mod units;
