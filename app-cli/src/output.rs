@@ -33,3 +33,82 @@ pub mod pubkey {
         s.collect_str(key)
     }
 }
+
+/// Progress on stderr: one bar per transfer and notes, all silent with `-q`,
+/// `--no-progress`, `--json` or when stderr is not a terminal.
+pub struct Progress {
+    bars: Option<indicatif::MultiProgress>,
+    notes: bool,
+}
+
+impl Progress {
+    /// `bars`: draw progress bars; `notes`: print notes (what is happening,
+    /// replaced providers) on stderr.
+    pub fn new(bars: bool, notes: bool) -> Self {
+        use std::io::IsTerminal;
+        let draw = bars && std::io::stderr().is_terminal();
+        Progress {
+            bars: draw.then(indicatif::MultiProgress::new),
+            notes,
+        }
+    }
+
+    /// Nothing at all (tests, library use).
+    pub fn hidden() -> Self {
+        Progress {
+            bars: None,
+            notes: false,
+        }
+    }
+
+    pub fn note(&self, message: &str) {
+        if !self.notes {
+            return;
+        }
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(message);
+            }
+            None => eprintln!("{message}"),
+        }
+    }
+
+    /// A byte-count bar named `name` of `total` bytes.
+    pub fn bar(&self, name: &str, total: u64) -> Bar {
+        Bar(self.bars.as_ref().map(|m| {
+            let bar = m.add(indicatif::ProgressBar::new(total));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(name.to_string());
+            bar
+        }))
+    }
+}
+
+/// One transfer's bar (no-op when hidden).
+pub struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub fn set(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.set_position(bytes);
+        }
+    }
+
+    pub fn inc(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+
+    pub fn finish(&self, ok: bool) {
+        if let Some(b) = &self.0 {
+            b.finish_with_message(if ok { "done" } else { "failed" });
+        }
+    }
+}

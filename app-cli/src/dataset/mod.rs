@@ -1,3 +1,8 @@
-//! Datasets: preparing stored shards from a directory, choosing providers.
+//! Datasets: preparing stored shards from a directory, choosing providers,
+//! uploading and downloading through the providers' nodes.
+pub mod download;
 pub mod prepare;
 pub mod select;
+pub mod state;
+pub mod transport;
+pub mod upload;

@@ -1,0 +1,135 @@
+//! The local record of an upload, so `cairn upload --resume` finishes an
+//! interrupted one without re-encoding or resending completed shards.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::prepare::LocalShard;
+use crate::error::CliError;
+
+pub const STATE_FILE: &str = "upload.json";
+const VERSION: u32 = 1;
+
+/// Where a shard is in its upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Encoded on local disk; no deal yet.
+    Prepared,
+    /// Deal proposed on chain (escrow paid); bytes not all sent.
+    Proposed,
+    /// The node holds the complete shard with a verified root.
+    Sent,
+    /// The provider accepted the deal on chain.
+    Accepted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardUpload {
+    #[serde(flatten)]
+    pub local: LocalShard,
+    pub stage: Stage,
+    /// The provider account of the current deal.
+    pub provider: Option<String>,
+    /// Providers that failed this shard (never chosen again for it).
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    pub version: u32,
+    /// The uploaded directory (absolute).
+    pub dir: PathBuf,
+    pub dataset_id: String,
+    pub client: String,
+    pub k: u16,
+    pub m: u16,
+    pub epochs: u64,
+    /// Most the client pays per shard per epoch, in base units.
+    pub max_price_per_epoch: u64,
+    pub shards: Vec<ShardUpload>,
+}
+
+impl UploadState {
+    pub fn new(dir: PathBuf, dataset_id: String, client: String, k: u16, m: u16, epochs: u64, max_price_per_epoch: u64, shards: Vec<LocalShard>) -> Self {
+        UploadState {
+            version: VERSION,
+            dir,
+            dataset_id,
+            client,
+            k,
+            m,
+            epochs,
+            max_price_per_epoch,
+            shards: shards
+                .into_iter()
+                .map(|local| ShardUpload {
+                    local,
+                    stage: Stage::Prepared,
+                    provider: None,
+                    failed: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads `work/upload.json`; `None` if there is none.
+    pub fn load(work: &Path) -> Result<Option<Self>, CliError> {
+        let path = work.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let state: UploadState = serde_json::from_str(&text).map_err(|e| CliError::Io {
+            path: path.clone(),
+            reason: format!("not an upload record ({e}); delete it to start over"),
+        })?;
+        if state.version != VERSION {
+            return Err(CliError::Io {
+                path,
+                reason: format!("upload record version {} (this cairn writes {VERSION})", state.version),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes `work/upload.json` atomically (temporary file, fsync, rename).
+    pub fn save(&self, work: &Path) -> Result<(), CliError> {
+        let path = work.join(STATE_FILE);
+        let tmp = work.join(format!("{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).expect("state serializes");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| io_err(&path, e))
+    }
+}
+
+/// The work directory of uploads of `dir`: under `root`, named by the BLAKE3
+/// of the directory's absolute path, so `--resume` finds it again.
+pub fn work_dir(root: &Path, dir: &Path) -> PathBuf {
+    let name = cairn_core::hash::to_hex(&cairn_core::hash::blake3(dir.as_os_str().as_encoded_bytes()));
+    root.join(&name[..32])
+}
+
+/// Default root for upload work directories: `$XDG_STATE_HOME/cairn/uploads`
+/// or `~/.local/state/cairn/uploads`.
+pub fn default_root() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("cairn/uploads")
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> CliError {
+    CliError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,54 @@
+//! How the CLI moves shard bytes to and from one provider's node. Blocking
+//! calls, so uploads and downloads run on plain threads; the QUIC
+//! implementation wraps the storage node's async client.
+use anchor_lang::prelude::Pubkey;
+use solana_keypair::Keypair;
+
+/// A failure talking to one node. `refused` is the node's own typed answer
+/// (it said no); otherwise the node could not be reached or broke off.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    pub message: String,
+    pub refused: bool,
+}
+
+impl TransportError {
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            refused: false,
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            refused: true,
+        }
+    }
+}
+
+/// What a node holds of one deal's shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Bytes received so far (the offset to resume from).
+    pub received: u64,
+    /// Complete and its Merkle root verified against the deal.
+    pub complete: bool,
+}
+
+/// One provider's node.
+pub trait Node: Send + Sync {
+    /// What the node holds of `deal`.
+    fn held(&self, deal: &Pubkey) -> Result<Held, TransportError>;
+    /// Sends shard bytes `offset..offset + bytes.len()`, signed by `client`.
+    fn put(&self, deal: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError>;
+    /// Reads shard bytes `offset..offset + len`.
+    fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError>;
+}
+
+/// Opens connections to nodes (pinned to each provider's operator key).
+pub trait Connector: Send + Sync {
+    fn connect(&self, endpoint: &str, operator: &Pubkey) -> Result<Box<dyn Node>, TransportError>;
+}

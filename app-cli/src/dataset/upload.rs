@@ -1,0 +1,497 @@
+//! `cairn upload DIR`: encode, choose providers, propose deals, send shards in
+//! parallel, wait for acceptance; failing providers are replaced.
+use std::fmt;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anchor_lang::prelude::Pubkey;
+use clap::Args;
+use serde::Serialize;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use storage_market::instructions::{billable_mib, ProposeDealArgs};
+use storage_market::state::{Deal, DealState, Provider};
+
+use crate::context::{Ctx, MarketView};
+use crate::dataset::prepare::prepare;
+use crate::dataset::select::candidates;
+use crate::dataset::state::{default_root, work_dir, Stage, UploadState};
+use crate::dataset::transport::{Connector, TransportError};
+use crate::error::CliError;
+use crate::output::Progress;
+use crate::units::parse_tokens;
+
+/// Bytes per `PutShard` request: a failed request resends at most this much.
+pub const PUT_CHUNK: usize = 4 << 20;
+/// Attempts with one provider (each resumes) before it is replaced.
+const ATTEMPTS_PER_PROVIDER: usize = 3;
+/// Providers tried per shard before the upload gives up.
+const PROVIDERS_PER_SHARD: usize = 4;
+
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    /// The directory to upload.
+    pub dir: PathBuf,
+    /// Shards needed to rebuild the dataset (k).
+    #[arg(long, default_value_t = 4)]
+    pub data_shards: u16,
+    /// Extra shards that may be lost (m).
+    #[arg(long, default_value_t = 2)]
+    pub parity_shards: u16,
+    /// Epochs to store for.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u64,
+    /// Most to pay per MiB per epoch, in tokens. Default: any price (cheapest
+    /// reliable providers are chosen first).
+    #[arg(long)]
+    pub max_price: Option<String>,
+    /// Finish an interrupted upload of DIR without re-encoding or resending
+    /// what is done.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where upload work (encoded shards, the upload record) is kept.
+    #[arg(long, env = "CAIRN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds to wait for a node to accept its deal once it holds the shard.
+    #[arg(long, default_value_t = 60)]
+    pub accept_timeout: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ShardPlaced {
+    pub shard_index: u16,
+    pub deal: String,
+    pub provider: String,
+    pub bytes: u64,
+    pub root: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct UploadReport {
+    pub dataset_id: String,
+    pub k: u16,
+    pub m: u16,
+    pub files: usize,
+    pub dataset_bytes: u64,
+    pub shard_bytes: u64,
+    pub epochs: u64,
+    pub escrow: u64,
+    pub decimals: u8,
+    pub shards: Vec<ShardPlaced>,
+    pub resumed: bool,
+    pub replaced_providers: usize,
+}
+
+impl fmt::Display for UploadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = crate::units::Tokens {
+            base_units: self.escrow,
+            decimals: self.decimals,
+        };
+        writeln!(
+            f,
+            "uploaded {} files ({}) as {} + {} shards of {} for {} epochs, escrow {}",
+            self.files,
+            crate::units::human_bytes(self.dataset_bytes),
+            self.k,
+            self.m,
+            crate::units::human_bytes(self.shard_bytes),
+            self.epochs,
+            t
+        )?;
+        for s in &self.shards {
+            writeln!(f, "  shard {:>3}  provider {}  deal {}", s.shard_index, s.provider, s.deal)?;
+        }
+        if self.replaced_providers > 0 {
+            writeln!(f, "{} failing provider(s) were replaced", self.replaced_providers)?;
+        }
+        writeln!(f, "dataset id {}", self.dataset_id)
+    }
+}
+
+fn pubkey(text: &str) -> Pubkey {
+    Pubkey::from_str(text).expect("pubkeys in the upload record are written by cairn")
+}
+
+pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Progress) -> Result<UploadReport, CliError> {
+    let dir = std::path::absolute(&a.dir).map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    if !dir.is_dir() {
+        return Err(CliError::bad("DIR", format!("{} is not a directory", dir.display())));
+    }
+    let client = ctx.payer()?;
+    let market = ctx.market()?;
+    let work = work_dir(&a.state_dir.clone().unwrap_or_else(default_root), &dir);
+    let existing = UploadState::load(&work)?;
+    let unfinished = |s: &UploadState| s.shards.iter().any(|x| x.stage != Stage::Accepted);
+    let resumed = a.resume;
+    let mut state = match existing {
+        Some(s) if a.resume => {
+            if s.client != client.pubkey().to_string() {
+                return Err(CliError::Refused(format!(
+                    "the interrupted upload of {} was made by {}; resume it with that keypair",
+                    dir.display(),
+                    s.client
+                )));
+            }
+            s
+        }
+        None if a.resume => {
+            return Err(CliError::Refused(format!(
+                "no interrupted upload of {} to resume (looked in {})",
+                dir.display(),
+                work.display()
+            )))
+        }
+        Some(s) if unfinished(&s) => {
+            return Err(CliError::Refused(format!(
+                "an upload of {} (dataset {}) is unfinished; finish it with `cairn upload --resume {}`, or delete {} to start over",
+                dir.display(),
+                s.dataset_id,
+                a.dir.display(),
+                work.display()
+            )))
+        }
+        _ => {
+            let _ = std::fs::remove_dir_all(&work);
+            progress.note(&format!("encoding {} into {} + {} shards", dir.display(), a.data_shards, a.parity_shards));
+            let prepared = prepare(&dir, a.data_shards, a.parity_shards, &work)?;
+            let shard_bytes = prepared.shards[0].bytes;
+            let max_price_per_epoch = match &a.max_price {
+                Some(p) => parse_tokens(p, market.decimals)
+                    .map_err(|e| CliError::bad("--max-price", e))?
+                    .saturating_mul(billable_mib(shard_bytes)),
+                None => u64::MAX,
+            };
+            let s = UploadState::new(
+                dir.clone(),
+                prepared.id.to_string(),
+                client.pubkey().to_string(),
+                a.data_shards,
+                a.parity_shards,
+                a.epochs,
+                max_price_per_epoch,
+                prepared.shards,
+            );
+            s.save(&work)?;
+            s
+        }
+    };
+    let dataset_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let mut replaced = 0;
+
+    for _round in 0..PROVIDERS_PER_SHARD {
+        propose_missing(ctx, &market, client, &mut state, &work, dataset_id.0)?;
+        let outcomes = send_all(ctx, &state, connector, client, progress)?;
+        for (i, outcome) in outcomes {
+            match outcome {
+                Ok(()) => state.shards[i].stage = Stage::Sent,
+                Err(e) => {
+                    progress.note(&format!(
+                        "shard {i}: provider {} failed ({e}); choosing another",
+                        state.shards[i].provider.as_deref().unwrap_or("?")
+                    ));
+                    release(ctx, &market, client, &mut state, i, dataset_id.0)?;
+                    replaced += 1;
+                }
+            }
+        }
+        state.save(&work)?;
+        // Nodes accept on chain once they verified the root.
+        let deadline = Instant::now() + Duration::from_secs(a.accept_timeout);
+        for i in 0..state.shards.len() {
+            if state.shards[i].stage != Stage::Sent {
+                continue;
+            }
+            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, i as u16);
+            if wait_accepted(ctx, &deal, deadline)? {
+                state.shards[i].stage = Stage::Accepted;
+            } else {
+                progress.note(&format!("shard {i}: the provider did not accept its deal in time; choosing another"));
+                release(ctx, &market, client, &mut state, i, dataset_id.0)?;
+                replaced += 1;
+            }
+        }
+        state.save(&work)?;
+        if state.shards.iter().all(|s| s.stage == Stage::Accepted) {
+            break;
+        }
+    }
+    if let Some(s) = state.shards.iter().find(|s| s.stage != Stage::Accepted) {
+        return Err(CliError::Refused(format!(
+            "shard {} could not be placed after trying {} providers; run `cairn upload --resume {}` to try again",
+            s.local.index,
+            s.failed.len(),
+            a.dir.display()
+        )));
+    }
+
+    let deals: Vec<Deal> = state
+        .shards
+        .iter()
+        .map(|s| {
+            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index);
+            ctx.fetch::<Deal>("deal", &deal)?.ok_or(CliError::NotFound {
+                what: "deal",
+                address: deal,
+                hint: "",
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let manifest_files = count_files(&state.dir);
+    Ok(UploadReport {
+        dataset_id: state.dataset_id.clone(),
+        k: state.k,
+        m: state.m,
+        files: manifest_files.0,
+        dataset_bytes: manifest_files.1,
+        shard_bytes: state.shards[0].local.bytes,
+        epochs: state.epochs,
+        escrow: deals.iter().map(|d| d.escrow).sum(),
+        decimals: market.decimals,
+        shards: state
+            .shards
+            .iter()
+            .map(|s| ShardPlaced {
+                shard_index: s.local.index,
+                deal: cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index).to_string(),
+                provider: s.provider.clone().unwrap_or_default(),
+                bytes: s.local.bytes,
+                root: cairn_core::hash::to_hex(&s.local.root),
+            })
+            .collect(),
+        resumed,
+        replaced_providers: replaced,
+    })
+}
+
+/// Files and bytes under `dir` (for the report).
+fn count_files(dir: &Path) -> (usize, u64) {
+    cairn_core::manifest::fs::scan_dir(dir)
+        .map(|files| (files.len(), files.iter().map(|f| f.size).sum()))
+        .unwrap_or((0, 0))
+}
+
+/// Proposes a deal for every shard that has none, each with a provider not
+/// used by another shard of the dataset and not failed for this one.
+fn propose_missing(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    state: &mut UploadState,
+    work: &Path,
+    dataset_id: [u8; 32],
+) -> Result<(), CliError> {
+    if state.shards.iter().all(|s| s.stage != Stage::Prepared) {
+        return Ok(());
+    }
+    let providers = ctx.program_accounts::<Provider>(&[])?;
+    let shard_bytes = state.shards[0].local.bytes;
+    let from = cairn_chain::token::associated_token_address(&client.pubkey(), &market.ix.mint, &market.ix.token_program);
+    for i in 0..state.shards.len() {
+        if state.shards[i].stage != Stage::Prepared {
+            continue;
+        }
+        let mut exclude: Vec<Pubkey> = state
+            .shards
+            .iter()
+            .filter_map(|s| s.provider.as_deref().map(pubkey))
+            .collect();
+        exclude.extend(state.shards[i].failed.iter().map(|p| pubkey(p)));
+        let (found, short) = candidates(&providers, &market.account.params, shard_bytes, state.max_price_per_epoch, &exclude);
+        let Some(choice) = found.first() else {
+            return Err(CliError::Refused(format!(
+                "no provider can take shard {i} ({} bytes): {} registered, {short}; {} shards need {} distinct providers",
+                shard_bytes,
+                providers.len(),
+                state.shards.len(),
+                state.shards.len()
+            )));
+        };
+        let escrow = choice.price_per_epoch.saturating_mul(state.epochs);
+        let balance = ctx.token_balance(&from)?;
+        if balance < escrow {
+            return Err(CliError::Refused(format!(
+                "insufficient funds: shard {i}'s escrow is {}, token account {from} holds {}",
+                market.tokens(escrow),
+                market.tokens(balance)
+            )));
+        }
+        let shard = &state.shards[i].local;
+        let args = ProposeDealArgs {
+            dataset_id,
+            shard_index: shard.index,
+            k: state.k,
+            n: state.k + state.m,
+            shard_root: shard.root,
+            shard_bytes: shard.bytes,
+            duration_epochs: state.epochs,
+            max_price_per_epoch: state.max_price_per_epoch,
+        };
+        ctx.send(
+            &format!("propose_deal for shard {i}"),
+            &[market.ix.propose_deal_ix(&client.pubkey(), &choice.address, &from, args)],
+            &[],
+        )?;
+        state.shards[i].stage = Stage::Proposed;
+        state.shards[i].provider = Some(choice.address.to_string());
+        state.save(work)?;
+    }
+    Ok(())
+}
+
+/// Withdraws shard `i`'s deal (cancel + close: the escrow comes back) and
+/// marks its provider failed, so the next round proposes to another.
+fn release(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    state: &mut UploadState,
+    i: usize,
+    dataset_id: [u8; 32],
+) -> Result<(), CliError> {
+    let deal_address = cairn_chain::deal_pda(&client.pubkey(), &dataset_id, i as u16);
+    let to = cairn_chain::token::associated_token_address(&client.pubkey(), &market.ix.mint, &market.ix.token_program);
+    match ctx.fetch::<Deal>("deal", &deal_address)? {
+        Some(deal) if deal.state == DealState::Proposed => {
+            ctx.send(
+                &format!("cancel_deal for shard {i}"),
+                &[
+                    market.ix.cancel_deal_ix(&client.pubkey(), &deal_address, &to),
+                    market.ix.close_deal_ix(&client.pubkey(), &deal_address, &to),
+                ],
+                &[],
+            )?;
+        }
+        Some(deal) if deal.state == DealState::Active => {
+            // Accepted after all: keep it.
+            state.shards[i].stage = Stage::Accepted;
+            return Ok(());
+        }
+        Some(_) => {
+            ctx.send(
+                &format!("close_deal for shard {i}"),
+                &[market.ix.close_deal_ix(&client.pubkey(), &deal_address, &to)],
+                &[],
+            )?;
+        }
+        None => {}
+    }
+    if let Some(p) = state.shards[i].provider.take() {
+        state.shards[i].failed.push(p);
+    }
+    state.shards[i].stage = Stage::Prepared;
+    Ok(())
+}
+
+/// Sends every proposed shard to its provider's node in parallel; returns
+/// each shard's outcome.
+fn send_all(
+    ctx: &Ctx,
+    state: &UploadState,
+    connector: &dyn Connector,
+    client: &Keypair,
+    progress: &Progress,
+) -> Result<Vec<(usize, Result<(), TransportError>)>, CliError> {
+    let dataset_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let mut jobs = Vec::new();
+    for (i, s) in state.shards.iter().enumerate() {
+        if s.stage != Stage::Proposed {
+            continue;
+        }
+        let provider_address = pubkey(s.provider.as_deref().expect("a proposed shard has a provider"));
+        let provider: Provider = ctx.fetch("provider", &provider_address)?.ok_or(CliError::NotFound {
+            what: "provider",
+            address: provider_address,
+            hint: "",
+        })?;
+        let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index);
+        jobs.push((i, provider.endpoint, provider.operator, deal, s.local.path.clone(), s.local.bytes));
+    }
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(i, endpoint, operator, deal, path, bytes)| {
+                let bar = progress.bar(&format!("shard {i}"), bytes);
+                scope.spawn(move || {
+                    let outcome = send_one(connector, &endpoint, &operator, &deal, client, &path, bytes, &bar);
+                    bar.finish(outcome.is_ok());
+                    (i, outcome)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("upload thread")).collect()
+    });
+    Ok(results)
+}
+
+/// Sends one stored shard, resuming from what the node reports; retries a
+/// broken transfer a few times before giving up on the provider.
+#[allow(clippy::too_many_arguments)]
+fn send_one(
+    connector: &dyn Connector,
+    endpoint: &str,
+    operator: &Pubkey,
+    deal: &Pubkey,
+    client: &Keypair,
+    path: &Path,
+    bytes: u64,
+    bar: &crate::output::Bar,
+) -> Result<(), TransportError> {
+    let mut last = None;
+    for attempt in 0..ATTEMPTS_PER_PROVIDER {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(500 << attempt));
+        }
+        let result = (|| {
+            let node = connector.connect(endpoint, operator)?;
+            let mut held = node.held(deal)?;
+            let mut file = std::fs::File::open(path)
+                .map_err(|e| TransportError::refused(format!("{}: {e}", path.display())))?;
+            let mut buf = vec![0u8; PUT_CHUNK];
+            while !held.complete {
+                let offset = held.received;
+                if offset >= bytes {
+                    return Err(TransportError::refused(format!(
+                        "node holds {offset} bytes of a {bytes}-byte shard but not a verified one"
+                    )));
+                }
+                bar.set(offset);
+                let len = (bytes - offset).min(PUT_CHUNK as u64) as usize;
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.read_exact(&mut buf[..len]))
+                    .map_err(|e| TransportError::refused(format!("{}: {e}", path.display())))?;
+                held = node.put(deal, client, offset, &buf[..len])?;
+                if held.received <= offset && !held.complete {
+                    return Err(TransportError::unreachable("the node made no progress"));
+                }
+            }
+            bar.set(bytes);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => return Ok(()),
+            // The node said no (wrong size, root mismatch, full): retrying
+            // the same bytes cannot help.
+            Err(e) if e.refused => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// Polls until `deal` is Active (true) or the deadline passes (false).
+fn wait_accepted(ctx: &Ctx, deal: &Pubkey, deadline: Instant) -> Result<bool, CliError> {
+    loop {
+        if let Some(d) = ctx.fetch::<Deal>("deal", deal)? {
+            if d.state == DealState::Active {
+                return Ok(true);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
