@@ -52,3 +52,17 @@ pub trait Node: Send + Sync {
 pub trait Connector: Send + Sync {
     fn connect(&self, endpoint: &str, operator: &Pubkey) -> Result<Box<dyn Node>, TransportError>;
 }
+
+impl<T: Node + ?Sized> Node for std::sync::Arc<T> {
+    fn held(&self, deal: &Pubkey) -> Result<Held, TransportError> {
+        (**self).held(deal)
+    }
+
+    fn put(&self, deal: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError> {
+        (**self).put(deal, client, offset, bytes)
+    }
+
+    fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
+        (**self).get(deal, offset, len)
+    }
+}
