@@ -8,6 +8,8 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod node;
+pub mod prover;
 pub mod server;
 pub mod store;
 pub mod tls;
