@@ -1,0 +1,263 @@
+//! A client of a storage node: one QUIC connection, pinned to the provider's
+//! operator key, one stream per request. The CLI uses this module.
+
+use cairn_chain::Pubkey;
+use cairn_core::wire::{
+    Codec, GetProof, GetShard, GetStatus, NodeInfo, Proof, PutShard, Request, Response,
+    ShardStatus, WireError, LEN_PREFIX,
+};
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use std::{net::SocketAddr, time::Duration};
+
+/// Why a request to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection could not be set up (unreachable, wrong identity, no ALPN).
+    #[error("cannot connect to the node at {addr}: {reason}")]
+    Connect {
+        /// The node's address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The node refused the request.
+    #[error("the node refused: {0}")]
+    Refused(#[from] WireError),
+    /// The stream failed.
+    #[error("connection to the node failed: {0}")]
+    Stream(String),
+    /// The node answered something that is not a valid answer.
+    #[error("the node sent an invalid answer: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The node's error code, if it refused.
+    pub fn code(&self) -> Option<cairn_core::wire::ErrorCode> {
+        match self {
+            ClientError::Refused(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+fn stream_err(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Stream(e.to_string())
+}
+
+/// A connection to one node.
+pub struct NodeClient {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    codec: Codec,
+}
+
+impl NodeClient {
+    /// Connects to `addr`, accepting only a node whose TLS key is `operator`.
+    pub async fn connect(addr: SocketAddr, operator: Pubkey) -> Result<NodeClient, ClientError> {
+        let connect_err = |reason: String| ClientError::Connect { addr, reason };
+        let config = crate::tls::client_config(operator, Duration::from_secs(30))
+            .map_err(|e| connect_err(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("address")
+        } else {
+            "0.0.0.0:0".parse().expect("address")
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let server_name = solana_tls_utils::socket_addr_to_quic_server_name(addr);
+        let connection = endpoint
+            .connect(addr, &server_name)
+            .map_err(|e| connect_err(e.to_string()))?
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        Ok(NodeClient {
+            endpoint,
+            connection,
+            codec: Codec::default(),
+        })
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    async fn request(
+        &self,
+        request: &Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.connection.open_bi().await.map_err(stream_err)?;
+        let frame = self
+            .codec
+            .encode_request(request)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        send.write_all(&frame).await.map_err(stream_err)?;
+        Ok((send, recv))
+    }
+
+    async fn response(&self, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
+        read_response(&self.codec, recv).await
+    }
+
+    async fn simple(&self, request: Request) -> Result<Response, ClientError> {
+        let (mut send, mut recv) = self.request(&request).await?;
+        send.finish().map_err(stream_err)?;
+        match self.response(&mut recv).await? {
+            Response::Error(e) => Err(e.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// The node's identity and free capacity.
+    pub async fn info(&self) -> Result<NodeInfo, ClientError> {
+        match self.simple(Request::Info).await? {
+            Response::Info(info) => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// How much of a deal's shard the node holds.
+    pub async fn status(&self, deal: &Pubkey) -> Result<ShardStatus, ClientError> {
+        match self
+            .simple(Request::ShardStatus(GetStatus {
+                deal: deal.to_bytes(),
+            }))
+            .await?
+        {
+            Response::ShardStatus(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Uploads `bytes` as shard bytes `offset..offset + bytes.len()`, signed by
+    /// the deal's `client`.
+    pub async fn put_shard(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<ShardStatus, ClientError> {
+        let deal = deal.to_bytes();
+        let len = bytes.len() as u64;
+        let message = PutShard::signing_message(&deal, offset, len);
+        let request = Request::PutShard(PutShard {
+            deal,
+            offset,
+            len,
+            client: client.pubkey().to_bytes(),
+            signature: client.sign_message(&message).into(),
+        });
+        self.put_raw(request, bytes).await
+    }
+
+    /// Sends an already built `PutShard` request and its body (also used to send
+    /// deliberately wrong requests in tests).
+    pub async fn put_raw(&self, request: Request, body: &[u8]) -> Result<ShardStatus, ClientError> {
+        let (mut send, mut recv) = self.request(&request).await?;
+        // The node may refuse early and stop reading: then the write fails and
+        // the answer says why.
+        let sent = async {
+            for piece in body.chunks(256 * 1024) {
+                send.write_all(piece).await?;
+            }
+            send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
+            Ok::<_, quinn::WriteError>(())
+        }
+        .await;
+        let answer = self.response(&mut recv).await;
+        match (answer, sent) {
+            (Ok(Response::PutShard(status)), _) => Ok(status),
+            (Ok(Response::Error(e)), _) => Err(e.into()),
+            (Ok(other), _) => Err(unexpected(&other)),
+            (Err(e), Err(write)) => Err(ClientError::Stream(format!("{write}; then {e}"))),
+            (Err(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// Uploads a whole shard, resuming from the offset the node reports.
+    pub async fn upload(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        shard: &[u8],
+    ) -> Result<ShardStatus, ClientError> {
+        let status = self.status(deal).await?;
+        if status.is_complete() {
+            return Ok(status);
+        }
+        let from = status.received.min(shard.len() as u64) as usize;
+        self.put_shard(deal, client, from as u64, &shard[from..]).await
+    }
+
+    /// Downloads shard bytes `offset..offset + len`.
+    pub async fn get_shard(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, ClientError> {
+        let (mut send, mut recv) = self
+            .request(&Request::GetShard(GetShard {
+                deal: deal.to_bytes(),
+                offset,
+                len,
+            }))
+            .await?;
+        send.finish().map_err(stream_err)?;
+        match self.response(&mut recv).await? {
+            Response::ShardData(d) if d.offset == offset && d.len == len => {
+                let mut out = vec![0u8; len as usize];
+                recv.read_exact(&mut out).await.map_err(stream_err)?;
+                Ok(out)
+            }
+            Response::Error(e) => Err(e.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Segment `index` of a deal's shard with its Merkle path.
+    pub async fn get_proof(&self, deal: &Pubkey, index: u64) -> Result<Proof, ClientError> {
+        match self
+            .simple(Request::GetProof(GetProof {
+                deal: deal.to_bytes(),
+                index,
+            }))
+            .await?
+        {
+            Response::Proof(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends raw bytes on a new stream and reads the answer (for tests of
+    /// malformed input).
+    pub async fn raw(&self, bytes: &[u8]) -> Result<Response, ClientError> {
+        let (mut send, mut recv) = self.connection.open_bi().await.map_err(stream_err)?;
+        let _ = send.write_all(bytes).await;
+        let _ = send.finish();
+        self.response(&mut recv).await
+    }
+
+    /// Closes the connection and waits for the endpoint to go idle.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn unexpected(r: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer {:?}", r.message_type()))
+}
+
+/// Reads one response frame (bounded by the codec) from a stream.
+pub async fn read_response(codec: &Codec, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    recv.read_exact(&mut prefix).await.map_err(stream_err)?;
+    let len = codec
+        .header_len(prefix)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let mut header = vec![0u8; len];
+    recv.read_exact(&mut header).await.map_err(stream_err)?;
+    codec
+        .decode_response(&header)
+        .map_err(|e| ClientError::Protocol(e.to_string()))
+}

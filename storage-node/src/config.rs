@@ -1,0 +1,369 @@
+//! The node's configuration file: a serde struct with a default for every field
+//! (in [`defaults`]) and a [`Config::validate`] that names the bad field.
+
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Default values of every [`Config`] field.
+pub mod defaults {
+    use std::{net::SocketAddr, path::PathBuf};
+
+    /// `./cairn-node-data`.
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("cairn-node-data")
+    }
+    /// QUIC on all interfaces, port 7000.
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 7000))
+    }
+    /// Prometheus metrics on localhost, port 9100.
+    pub fn metrics_listen() -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+    }
+    /// The local network's RPC endpoint.
+    pub fn rpc_url() -> String {
+        "http://127.0.0.1:8899".into()
+    }
+    /// The storage-market program compiled into this binary.
+    pub fn program_id() -> String {
+        cairn_chain::PROGRAM_ID.to_string()
+    }
+    /// `operator.json` beside the config.
+    pub fn operator_keypair() -> PathBuf {
+        PathBuf::from("operator.json")
+    }
+    /// 100 GiB.
+    pub fn capacity_bytes() -> u64 {
+        100 << 30
+    }
+    /// 100 token base units per MiB per epoch.
+    pub fn price_per_mib_epoch() -> u64 {
+        100
+    }
+    /// 64 KiB, the protocol's default.
+    pub fn max_header_bytes() -> usize {
+        cairn_core::wire::DEFAULT_MAX_HEADER_LEN
+    }
+    /// 256 connections.
+    pub fn max_connections() -> u32 {
+        256
+    }
+    /// 16 concurrent requests per connection.
+    pub fn max_streams_per_connection() -> u32 {
+        16
+    }
+    /// 30 s.
+    pub fn idle_timeout_ms() -> u64 {
+        30_000
+    }
+    /// 30 s.
+    pub fn request_timeout_ms() -> u64 {
+        30_000
+    }
+    /// 8 MiB.
+    pub fn checkpoint_bytes() -> u64 {
+        8 << 20
+    }
+    /// 4 chunks per stored shard.
+    pub fn verify_samples() -> u32 {
+        4
+    }
+    /// On.
+    pub fn prover() -> bool {
+        true
+    }
+    /// On.
+    pub fn report_faults() -> bool {
+        true
+    }
+    /// 400 ms.
+    pub fn poll_ms() -> u64 {
+        400
+    }
+    /// 8 proofs in flight.
+    pub fn proof_parallelism() -> usize {
+        8
+    }
+}
+
+/// `cairn-node` configuration (TOML). Every field has a default; `cairn-node init`
+/// writes them all with their documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding shard files (`shards/`, `partial/`) and the RocksDB (`db/`).
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// UDP address the QUIC server listens on (ALPN `cairn/1`).
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// TCP address of the Prometheus `/metrics` endpoint; absent to disable it.
+    #[serde(default = "defaults::metrics_listen")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Solana JSON-RPC endpoint.
+    #[serde(default = "defaults::rpc_url")]
+    pub rpc_url: String,
+    /// The storage-market program id (base58). Must be the program this binary
+    /// was built against.
+    #[serde(default = "defaults::program_id")]
+    pub program_id: String,
+    /// The provider's authority (base58): the node serves deals of the provider
+    /// account `["provider", authority]`.
+    #[serde(default)]
+    pub provider_authority: String,
+    /// Keypair file (JSON byte array) of the provider's operator (hot) key: it
+    /// signs `accept_deal`, proofs and fault reports, pays their fees, and is the
+    /// node's TLS identity.
+    #[serde(default = "defaults::operator_keypair")]
+    pub operator_keypair: PathBuf,
+    /// Bytes of shard data this node accepts in total.
+    #[serde(default = "defaults::capacity_bytes")]
+    pub capacity_bytes: u64,
+    /// Price asked per MiB per epoch (token base units), used when registering.
+    #[serde(default = "defaults::price_per_mib_epoch")]
+    pub price_per_mib_epoch: u64,
+    /// Largest request header frame accepted, in bytes.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most simultaneous QUIC connections; more are refused.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// Most simultaneous requests (bidirectional streams) per connection.
+    #[serde(default = "defaults::max_streams_per_connection")]
+    pub max_streams_per_connection: u32,
+    /// A connection silent this long (ms) is closed.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Longest wait (ms) for a request header, and between two pieces of an
+    /// upload body.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// An upload is fsynced and its resume offset recorded every this many bytes.
+    #[serde(default = "defaults::checkpoint_bytes")]
+    pub checkpoint_bytes: u64,
+    /// 4 KiB chunks per stored shard checked against the kept Merkle levels at start.
+    #[serde(default = "defaults::verify_samples")]
+    pub verify_samples: u32,
+    /// Run the prover (open epochs, submit proofs, accept stored deals).
+    #[serde(default = "defaults::prover")]
+    pub prover: bool,
+    /// Report missed epochs of other providers' deals (earning the bounty).
+    #[serde(default = "defaults::report_faults")]
+    pub report_faults: bool,
+    /// Token account (base58, the market's mint) receiving fault bounties; fault
+    /// reporting is off while it is empty.
+    #[serde(default)]
+    pub bounty_token_account: String,
+    /// How often the prover polls the chain (ms).
+    #[serde(default = "defaults::poll_ms")]
+    pub poll_ms: u64,
+    /// Proof transactions in flight at once.
+    #[serde(default = "defaults::proof_parallelism")]
+    pub proof_parallelism: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config field `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The field's name, as written in the file.
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses a TOML config and validates it.
+    pub fn from_toml(text: &str) -> Result<Config, anyhow::Error> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if !(self.rpc_url.starts_with("http://") || self.rpc_url.starts_with("https://")) {
+            return Err(bad(
+                "rpc_url",
+                format!("`{}` is not an http(s) URL", self.rpc_url),
+            ));
+        }
+        let program: cairn_chain::Pubkey = self
+            .program_id
+            .parse()
+            .map_err(|_| bad("program_id", format!("`{}` is not base58", self.program_id)))?;
+        if program != cairn_chain::PROGRAM_ID {
+            return Err(bad(
+                "program_id",
+                format!(
+                    "this binary speaks to program {}, not {program}",
+                    cairn_chain::PROGRAM_ID
+                ),
+            ));
+        }
+        if self.provider_authority.is_empty() {
+            return Err(bad(
+                "provider_authority",
+                "set the provider's authority public key (base58)",
+            ));
+        }
+        self.provider_authority
+            .parse::<cairn_chain::Pubkey>()
+            .map_err(|_| {
+                bad(
+                    "provider_authority",
+                    format!("`{}` is not a base58 public key", self.provider_authority),
+                )
+            })?;
+        if !self.bounty_token_account.is_empty() {
+            self.bounty_token_account
+                .parse::<cairn_chain::Pubkey>()
+                .map_err(|_| bad("bounty_token_account", "not a base58 public key"))?;
+        }
+        if self.capacity_bytes == 0 {
+            return Err(bad("capacity_bytes", "must be more than 0"));
+        }
+        if self.max_header_bytes < 256 || self.max_header_bytes > 1 << 20 {
+            return Err(bad("max_header_bytes", "must be between 256 and 1048576"));
+        }
+        if self.max_connections == 0 {
+            return Err(bad("max_connections", "must be at least 1"));
+        }
+        if self.max_streams_per_connection == 0 {
+            return Err(bad("max_streams_per_connection", "must be at least 1"));
+        }
+        if self.idle_timeout_ms < 100 {
+            return Err(bad("idle_timeout_ms", "must be at least 100"));
+        }
+        if self.request_timeout_ms < 100 {
+            return Err(bad("request_timeout_ms", "must be at least 100"));
+        }
+        if self.checkpoint_bytes < 4096 {
+            return Err(bad("checkpoint_bytes", "must be at least 4096"));
+        }
+        if self.poll_ms == 0 {
+            return Err(bad("poll_ms", "must be at least 1"));
+        }
+        if self.proof_parallelism == 0 {
+            return Err(bad("proof_parallelism", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The provider account's authority.
+    pub fn provider_authority(&self) -> cairn_chain::Pubkey {
+        self.provider_authority.parse().expect("validated")
+    }
+
+    /// [`Config::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// [`Config::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// A config file with every field, its documentation and its value.
+    pub fn documented_toml(&self) -> String {
+        let values = toml::to_string(self).expect("config serializes");
+        let mut out = String::from(
+            "# cairn-node configuration. Every value can also be set with a flag or an\n\
+             # environment variable: see `cairn-node run --help`.\n\n",
+        );
+        for line in values.lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                for doc in FIELD_DOCS.iter().filter(|(k, _)| *k == key.trim()) {
+                    out.push('\n');
+                    for d in doc.1.lines() {
+                        out.push_str("# ");
+                        out.push_str(d);
+                        out.push('\n');
+                    }
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The doc comments of [`Config`]'s fields, written into `cairn-node init`'s file.
+const FIELD_DOCS: &[(&str, &str)] = &[
+    ("data_dir", "Directory holding shard files (shards/, partial/) and the RocksDB (db/)."),
+    ("listen", "UDP address the QUIC server listens on (ALPN cairn/1)."),
+    ("metrics_listen", "TCP address of the Prometheus /metrics endpoint; remove the line to disable it."),
+    ("rpc_url", "Solana JSON-RPC endpoint."),
+    ("program_id", "The storage-market program id (base58)."),
+    ("provider_authority", "The provider's authority public key (base58): the node serves deals of\nthe provider account [\"provider\", authority]."),
+    ("operator_keypair", "Keypair file of the provider's operator (hot) key: signs accept_deal, proofs\nand fault reports, pays their fees, and is the node's TLS identity."),
+    ("capacity_bytes", "Bytes of shard data this node accepts in total."),
+    ("price_per_mib_epoch", "Price per MiB per epoch (token base units), used when registering."),
+    ("max_header_bytes", "Largest request header frame accepted, in bytes."),
+    ("max_connections", "Most simultaneous QUIC connections; more are refused."),
+    ("max_streams_per_connection", "Most simultaneous requests (streams) per connection."),
+    ("idle_timeout_ms", "A connection silent this long (ms) is closed."),
+    ("request_timeout_ms", "Longest wait (ms) for a request header, and between two pieces of an upload."),
+    ("checkpoint_bytes", "An upload is fsynced and its resume offset recorded every this many bytes."),
+    ("verify_samples", "4 KiB chunks per stored shard checked against its Merkle tree at start."),
+    ("prover", "Run the prover (open epochs, submit proofs, accept stored deals)."),
+    ("report_faults", "Report missed epochs of other providers' deals (earning the bounty)."),
+    ("bounty_token_account", "Token account (the market's mint) receiving fault bounties; empty = no reports."),
+    ("poll_ms", "How often the prover polls the chain (ms)."),
+    ("proof_parallelism", "Proof transactions in flight at once."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            provider_authority: cairn_chain::Pubkey::new_unique().to_string(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn init_file_round_trips_and_documents_every_field() {
+        let config = valid();
+        let text = config.documented_toml();
+        assert_eq!(Config::from_toml(&text).unwrap(), config);
+        for (field, _) in FIELD_DOCS {
+            assert!(text.contains(&format!("{field} = ")) || *field == "metrics_listen", "{field}");
+        }
+        assert!(text.contains("# Bytes of shard data this node accepts in total."));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_field() {
+        let mut c = valid();
+        c.capacity_bytes = 0;
+        assert_eq!(c.validate().unwrap_err().field, "capacity_bytes");
+        let mut c = valid();
+        c.rpc_url = "localhost:8899".into();
+        assert_eq!(c.validate().unwrap_err().field, "rpc_url");
+        let c = Config::default();
+        assert_eq!(c.validate().unwrap_err().field, "provider_authority");
+        let err = Config::from_toml("capacity_bytes = \"lots\"").unwrap_err();
+        assert!(err.to_string().contains("capacity_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! `cairn-node`, a storage provider's node: a QUIC shard server ([`server`]), a
+//! durable shard store ([`store`]), the automatic prover ([`prover`]), Prometheus
+//! [`metrics`], and the [`client`] that the CLI and tests use to talk to a node.
+
+#![warn(missing_docs)]
+
+pub mod chain;
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod node;
+pub mod prover;
+pub mod server;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,157 @@
+//! `cairn-node`: `init` writes a documented config file; `run` serves.
+
+use anyhow::Context;
+use cairn_storage_node::config::Config;
+use clap::{Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "cairn-node", version, about = "Cairn storage provider node")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, env = "CAIRN_NODE_CONFIG", default_value = "cairn-node.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a config file with every field, documented, set to its default.
+    Init {
+        /// The provider's authority public key.
+        #[arg(long)]
+        provider_authority: Option<String>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve shards, accept deals and prove.
+    Run(Overrides),
+}
+
+/// Values that override the config file (flags, or environment variables).
+#[derive(clap::Args)]
+struct Overrides {
+    /// Data directory.
+    #[arg(long, env = "CAIRN_NODE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// QUIC listen address.
+    #[arg(long, env = "CAIRN_NODE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Metrics listen address.
+    #[arg(long, env = "CAIRN_NODE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Solana RPC URL.
+    #[arg(long, env = "CAIRN_NODE_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Provider authority public key.
+    #[arg(long, env = "CAIRN_NODE_PROVIDER_AUTHORITY")]
+    provider_authority: Option<String>,
+    /// Operator keypair file.
+    #[arg(long, env = "CAIRN_NODE_OPERATOR_KEYPAIR")]
+    operator_keypair: Option<PathBuf>,
+    /// Capacity in bytes.
+    #[arg(long, env = "CAIRN_NODE_CAPACITY_BYTES")]
+    capacity_bytes: Option<u64>,
+    /// Fault bounty token account.
+    #[arg(long, env = "CAIRN_NODE_BOUNTY_TOKEN_ACCOUNT")]
+    bounty_token_account: Option<String>,
+    /// Disable the prover.
+    #[arg(long, env = "CAIRN_NODE_NO_PROVER")]
+    no_prover: bool,
+    /// Disable fault reports.
+    #[arg(long, env = "CAIRN_NODE_NO_FAULT_REPORTS")]
+    no_fault_reports: bool,
+}
+
+impl Overrides {
+    fn apply(self, c: &mut Config) {
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = Some(v);
+        }
+        if let Some(v) = self.rpc_url {
+            c.rpc_url = v;
+        }
+        if let Some(v) = self.provider_authority {
+            c.provider_authority = v;
+        }
+        if let Some(v) = self.operator_keypair {
+            c.operator_keypair = v;
+        }
+        if let Some(v) = self.capacity_bytes {
+            c.capacity_bytes = v;
+        }
+        if let Some(v) = self.bounty_token_account {
+            c.bounty_token_account = v;
+        }
+        if self.no_prover {
+            c.prover = false;
+        }
+        if self.no_fault_reports {
+            c.report_faults = false;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init { provider_authority, force } => {
+            if cli.config.exists() && !force {
+                anyhow::bail!("{} exists; pass --force to overwrite it", cli.config.display());
+            }
+            let config = Config {
+                provider_authority: provider_authority.unwrap_or_default(),
+                ..Config::default()
+            };
+            std::fs::write(&cli.config, config.documented_toml())
+                .with_context(|| format!("writing {}", cli.config.display()))?;
+            println!("wrote {}", cli.config.display());
+            if config.provider_authority.is_empty() {
+                println!("set provider_authority in it before `cairn-node run`");
+            }
+            Ok(())
+        }
+        Command::Run(overrides) => {
+            let mut config = if cli.config.exists() {
+                let text = std::fs::read_to_string(&cli.config)
+                    .with_context(|| format!("reading {}", cli.config.display()))?;
+                toml::from_str(&text).with_context(|| format!("in {}", cli.config.display()))?
+            } else {
+                Config::default()
+            };
+            overrides.apply(&mut config);
+            config.validate()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let node = cairn_storage_node::node::start(config).await?;
+                println!("cairn-node listening on {} (QUIC, cairn/1)", node.quic_addr);
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                node.stop().await;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Wiring: open the store, reconcile it with disk and chain, start the QUIC
+//! server, the metrics endpoint and the prover; stop them through one token.
+
+use crate::{
+    chain::{ChainView, RpcChain},
+    config::Config,
+    metrics::Metrics,
+    prover::{Prover, ProverConfig},
+    server::{Limits, Node},
+    store::{RecordState, Store},
+};
+use anyhow::Context;
+use solana_signer::Signer;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use storage_market::state::DealState;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A started node.
+pub struct RunningNode {
+    /// The QUIC address actually bound.
+    pub quic_addr: SocketAddr,
+    /// The metrics address actually bound, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The request handling state (store, metrics).
+    pub node: Arc<Node<RpcChain>>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// The token that stops every task.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts a node from a validated config.
+pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
+    config.validate()?;
+    let operator = Arc::new(
+        solana_keypair::read_keypair_file(&config.operator_keypair).map_err(|e| {
+            anyhow::anyhow!(
+                "config field `operator_keypair`: cannot read {}: {e}",
+                config.operator_keypair.display()
+            )
+        })?,
+    );
+    let store = Arc::new(
+        Store::open(&config.data_dir)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+    );
+    let report = tokio::task::block_in_place(|| store.reconcile(config.verify_samples))?;
+    info!(%report, "store reconciled with disk");
+
+    let chain = RpcChain::connect(&config.rpc_url, operator.clone(), &config.provider_authority())
+        .await
+        .context("config field `rpc_url`")?;
+    reconcile_with_chain(&store, &chain).await;
+
+    let metrics = Arc::new(Metrics::default());
+    let limits = Limits {
+        capacity_bytes: config.capacity_bytes,
+        max_header_bytes: config.max_header_bytes,
+        max_connections: config.max_connections,
+        request_timeout: config.request_timeout(),
+        checkpoint_bytes: config.checkpoint_bytes,
+    };
+    let operator_key = operator.pubkey();
+    let operator_key = cairn_chain::Pubkey::new_from_array(operator_key.to_bytes());
+    let node = Arc::new(Node::new(
+        store,
+        Arc::new(chain.clone()),
+        operator_key,
+        limits,
+        metrics.clone(),
+    ));
+    let server_config = crate::tls::server_config(
+        &operator,
+        config.max_streams_per_connection,
+        config.idle_timeout(),
+    )?;
+    let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        .with_context(|| format!("config field `listen`: cannot bind {}", config.listen))?;
+    let quic_addr = endpoint.local_addr()?;
+    let cancel = CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(node.clone().serve(endpoint, cancel.clone()))];
+
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("config field `metrics_listen`: cannot bind {addr}"))?;
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(metrics.clone().serve(listener, cancel.clone())));
+    }
+    if config.prover {
+        let bounty_account = (config.report_faults && !config.bounty_token_account.is_empty())
+            .then(|| config.bounty_token_account.parse().expect("validated"));
+        if config.report_faults && bounty_account.is_none() {
+            warn!("report_faults is on but bounty_token_account is empty: no fault reports");
+        }
+        let prover = Prover::new(
+            chain,
+            node.clone(),
+            ProverConfig {
+                poll: Duration::from_millis(config.poll_ms),
+                parallelism: config.proof_parallelism,
+                bounty_account,
+            },
+        );
+        tasks.push(tokio::spawn(prover.run(cancel.clone())));
+    }
+    info!(%quic_addr, ?metrics_addr, operator = %operator_key, "cairn-node running");
+    Ok(RunningNode {
+        quic_addr,
+        metrics_addr,
+        node,
+        cancel,
+        tasks,
+    })
+}
+
+/// Partial uploads whose deal is no longer Proposed for this provider are
+/// discarded; the rest stay resumable.
+async fn reconcile_with_chain(store: &Store, chain: &RpcChain) {
+    let Ok(records) = store.records() else { return };
+    let (mut kept, mut dropped) = (0, 0);
+    for (deal, record) in records {
+        if record.state != RecordState::Receiving {
+            continue;
+        }
+        let key = cairn_chain::Pubkey::new_from_array(deal);
+        match chain.deal(&key).await {
+            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => kept += 1,
+            Ok(_) => {
+                if let Err(e) = store.discard(&deal) {
+                    warn!(deal = %key, error = %e, "cannot discard a stale upload");
+                }
+                dropped += 1;
+            }
+            Err(e) => warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept"),
+        }
+    }
+    info!(kept, dropped, "partial uploads reconciled with chain");
+}

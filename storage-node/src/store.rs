@@ -1,0 +1,710 @@
+//! Durable shard store: shard bytes in files, records and kept Merkle levels in
+//! RocksDB.
+//!
+//! Layout under the data directory:
+//! - `partial/<deal>`: an upload in progress, valid up to the record's `received`;
+//! - `shards/<deal>`: a complete shard whose root matched the deal's;
+//! - `db/`: RocksDB with the column families [`CF_META`], [`CF_SHARDS`], [`CF_TREES`].
+//!
+//! A shard is finished by fsyncing its partial file, renaming it into `shards/`,
+//! fsyncing the directory, then writing the `Stored` record and its tree in one
+//! `WriteBatch`. A crash between the rename and the batch leaves a `Receiving`
+//! record with its file in `shards/`, which [`Store::reconcile`] re-hashes and
+//! either finishes or discards: never a torn shard.
+
+use cairn_proof::{Tree, TreeBuilder, CHUNK_BYTES};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{Read, Write},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// Column family with the schema version.
+pub const CF_META: &str = "meta";
+/// Column family: deal address (32 bytes) -> [`ShardRecord`].
+pub const CF_SHARDS: &str = "shards";
+/// Column family: deal address (32 bytes) -> kept Merkle levels.
+pub const CF_TREES: &str = "trees";
+/// Key of the schema version in [`CF_META`].
+pub const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The layout this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A deal address.
+pub type DealId = [u8; 32];
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The database was written by another version of the node.
+    #[error("database schema version {found} at {path}; this node reads version {SCHEMA_VERSION}: migrate or use a new data_dir")]
+    Schema {
+        /// Version found.
+        found: u32,
+        /// The database.
+        path: PathBuf,
+    },
+    /// A stored value does not decode.
+    #[error("corrupt {what} for deal {deal}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// The deal (base58).
+        deal: String,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { what, path, source }
+}
+
+/// Where a shard stands in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordState {
+    /// Upload in progress in `partial/`; `received` bytes are durable.
+    Receiving = 0,
+    /// Complete, root verified, in `shards/`.
+    Stored = 1,
+}
+
+/// What the store knows about one deal's shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardRecord {
+    /// Where the shard stands.
+    pub state: RecordState,
+    /// The deal's shard size.
+    pub size: u64,
+    /// Durable bytes (equal to `size` when stored).
+    pub received: u64,
+    /// The deal's shard root.
+    pub root: [u8; 32],
+    /// Whether `accept_deal` was confirmed on chain.
+    pub accepted: bool,
+}
+
+const RECORD_LEN: usize = 1 + 8 + 8 + 32 + 1;
+
+impl ShardRecord {
+    fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0] = self.state as u8;
+        out[1..9].copy_from_slice(&self.size.to_be_bytes());
+        out[9..17].copy_from_slice(&self.received.to_be_bytes());
+        out[17..49].copy_from_slice(&self.root);
+        out[49] = u8::from(self.accepted);
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<ShardRecord> {
+        if b.len() != RECORD_LEN {
+            return None;
+        }
+        let state = match b[0] {
+            0 => RecordState::Receiving,
+            1 => RecordState::Stored,
+            _ => return None,
+        };
+        let size = u64::from_be_bytes(b[1..9].try_into().ok()?);
+        let received = u64::from_be_bytes(b[9..17].try_into().ok()?);
+        if received > size || (state == RecordState::Stored && received != size) {
+            return None;
+        }
+        Some(ShardRecord {
+            state,
+            size,
+            received,
+            root: b[17..49].try_into().ok()?,
+            accepted: b[49] != 0,
+        })
+    }
+}
+
+fn encode_tree(tree: &Tree) -> Vec<u8> {
+    let levels = tree.kept_levels();
+    let mut out = Vec::with_capacity(9 + levels.iter().map(|l| 4 + 32 * l.len()).sum::<usize>());
+    out.extend_from_slice(&tree.shard_bytes().to_be_bytes());
+    out.push(levels.len() as u8);
+    for level in levels {
+        out.extend_from_slice(&(level.len() as u32).to_be_bytes());
+        for node in level {
+            out.extend_from_slice(node);
+        }
+    }
+    out
+}
+
+fn decode_tree(mut b: &[u8]) -> Option<Tree> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Some(head)
+    }
+    let shard_bytes = u64::from_be_bytes(take(&mut b, 8)?.try_into().ok()?);
+    let count = take(&mut b, 1)?[0];
+    let mut levels = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let n = u32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
+        let nodes = take(&mut b, n.checked_mul(32)?)?;
+        levels.push(
+            nodes
+                .chunks_exact(32)
+                .map(|c| c.try_into().expect("32 bytes"))
+                .collect(),
+        );
+    }
+    if !b.is_empty() {
+        return None;
+    }
+    Tree::from_parts(shard_bytes, levels).ok()
+}
+
+/// What [`Store::reconcile`] found on disk.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Partial uploads kept, with the offset they resume from.
+    pub resumable: Vec<(DealId, u64)>,
+    /// Shards renamed before the crash whose record was finished now.
+    pub finished: Vec<DealId>,
+    /// Shards renamed before the crash whose bytes did not match and were removed.
+    pub discarded: Vec<DealId>,
+    /// Stored shards whose sampled chunks matched their tree.
+    pub verified: usize,
+    /// Stored shards missing, short or failing a sampled chunk (removed).
+    pub corrupt: Vec<DealId>,
+    /// Files without any record (removed).
+    pub orphans: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} stored shards verified, {} corrupt or missing removed, {} partial uploads resumable, \
+             {} interrupted finishes completed, {} discarded, {} orphan files removed",
+            self.verified,
+            self.corrupt.len(),
+            self.resumable.len(),
+            self.finished.len(),
+            self.discarded.len(),
+            self.orphans.len()
+        )
+    }
+}
+
+/// The shard store.
+pub struct Store {
+    db: DB,
+    dir: PathBuf,
+    /// Bytes reserved by every record (receiving or stored).
+    used: AtomicU64,
+}
+
+/// A deal address as a file name (base58).
+pub fn deal_name(deal: &DealId) -> String {
+    bs58::encode(deal).into_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, checking the schema version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        for sub in ["shards", "partial"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io("create", &p))?;
+        }
+        let path = dir.join("db");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_META, CF_SHARDS, CF_TREES]
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, &path, cfs)?;
+        let meta = db.cf_handle(CF_META).expect("created");
+        match db.get_cf(meta, SCHEMA_KEY)? {
+            None => db.put_cf(meta, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
+            Some(v) => {
+                let found = v
+                    .as_slice()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found, path });
+                }
+            }
+        }
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+            used: AtomicU64::new(0),
+        };
+        let used = store.records()?.iter().map(|(_, r)| r.size).sum();
+        store.used.store(used, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("opened with every column family")
+    }
+
+    /// Path of a stored shard.
+    pub fn shard_path(&self, deal: &DealId) -> PathBuf {
+        self.dir.join("shards").join(deal_name(deal))
+    }
+
+    /// Path of an upload in progress.
+    pub fn partial_path(&self, deal: &DealId) -> PathBuf {
+        self.dir.join("partial").join(deal_name(deal))
+    }
+
+    /// Bytes reserved by all records.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The record of a deal, if any.
+    pub fn record(&self, deal: &DealId) -> Result<Option<ShardRecord>, StoreError> {
+        match self.db.get_cf(self.cf(CF_SHARDS), deal)? {
+            None => Ok(None),
+            Some(v) => ShardRecord::decode(&v).map(Some).ok_or(StoreError::Corrupt {
+                what: "record",
+                deal: deal_name(deal),
+            }),
+        }
+    }
+
+    /// Every record, in deal order.
+    pub fn records(&self) -> Result<Vec<(DealId, ShardRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_SHARDS), rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let deal: DealId = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "record key",
+                deal: bs58::encode(&k).into_string(),
+            })?;
+            let record = ShardRecord::decode(&v).ok_or(StoreError::Corrupt {
+                what: "record",
+                deal: deal_name(&deal),
+            })?;
+            out.push((deal, record));
+        }
+        Ok(out)
+    }
+
+    /// Starts an upload: an empty partial file and a `Receiving` record reserving
+    /// `size` bytes.
+    pub fn begin(&self, deal: &DealId, size: u64, root: [u8; 32]) -> Result<ShardRecord, StoreError> {
+        let path = self.partial_path(deal);
+        let file = File::create(&path).map_err(io("create", &path))?;
+        file.sync_all().map_err(io("fsync", &path))?;
+        let record = ShardRecord {
+            state: RecordState::Receiving,
+            size,
+            received: 0,
+            root,
+            accepted: false,
+        };
+        self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
+        self.used.fetch_add(size, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    /// Opens a partial upload for appending at `received` (truncating anything
+    /// past it).
+    pub fn open_partial(&self, deal: &DealId, received: u64) -> Result<File, StoreError> {
+        let path = self.partial_path(deal);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        file.set_len(received).map_err(io("truncate", &path))?;
+        Ok(file)
+    }
+
+    /// Re-hashes the first `received` bytes of a partial upload, to continue
+    /// its tree after a restart.
+    pub fn rehash_partial(&self, deal: &DealId, received: u64) -> Result<TreeBuilder, StoreError> {
+        let path = self.partial_path(deal);
+        let mut builder = TreeBuilder::new();
+        hash_file(&path, received, &mut builder)?;
+        Ok(builder)
+    }
+
+    /// Records that `received` bytes of `file` are durable (fsyncs it first).
+    pub fn checkpoint(&self, deal: &DealId, file: &File, received: u64) -> Result<(), StoreError> {
+        file.sync_data()
+            .map_err(io("fsync", &self.partial_path(deal)))?;
+        let mut record = self.record(deal)?.ok_or(StoreError::Corrupt {
+            what: "missing record",
+            deal: deal_name(deal),
+        })?;
+        record.received = received;
+        self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
+        Ok(())
+    }
+
+    /// Moves a complete upload whose tree matched into `shards/` and records it
+    /// with its tree in one batch.
+    pub fn finish(&self, deal: &DealId, file: &File, tree: &Tree) -> Result<ShardRecord, StoreError> {
+        let from = self.partial_path(deal);
+        file.sync_all().map_err(io("fsync", &from))?;
+        let to = self.shard_path(deal);
+        fs::rename(&from, &to).map_err(io("rename", &from))?;
+        sync_dir(&self.dir.join("shards"))?;
+        self.commit_stored(deal, tree)
+    }
+
+    fn commit_stored(&self, deal: &DealId, tree: &Tree) -> Result<ShardRecord, StoreError> {
+        let record = ShardRecord {
+            state: RecordState::Stored,
+            size: tree.shard_bytes(),
+            received: tree.shard_bytes(),
+            root: tree.root(),
+            accepted: false,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_SHARDS), deal, record.encode());
+        batch.put_cf(self.cf(CF_TREES), deal, encode_tree(tree));
+        self.db.write(batch)?;
+        Ok(record)
+    }
+
+    /// Notes that the deal was accepted on chain.
+    pub fn mark_accepted(&self, deal: &DealId) -> Result<(), StoreError> {
+        if let Some(mut record) = self.record(deal)? {
+            record.accepted = true;
+            self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
+        }
+        Ok(())
+    }
+
+    /// Removes a deal's files, record and tree, releasing its reservation.
+    pub fn discard(&self, deal: &DealId) -> Result<(), StoreError> {
+        let record = self.record(deal)?;
+        for path in [self.partial_path(deal), self.shard_path(deal)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &path)(e)),
+            }
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_SHARDS), deal);
+        batch.delete_cf(self.cf(CF_TREES), deal);
+        self.db.write(batch)?;
+        if let Some(r) = record {
+            self.used.fetch_sub(r.size, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The kept Merkle levels of a stored shard.
+    pub fn tree(&self, deal: &DealId) -> Result<Option<Tree>, StoreError> {
+        match self.db.get_cf(self.cf(CF_TREES), deal)? {
+            None => Ok(None),
+            Some(v) => decode_tree(&v).map(Some).ok_or(StoreError::Corrupt {
+                what: "tree",
+                deal: deal_name(deal),
+            }),
+        }
+    }
+
+    /// Reads `buf.len()` bytes of a stored shard at `offset`.
+    pub fn read_at(&self, deal: &DealId, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let path = self.shard_path(deal);
+        let file = File::open(&path).map_err(io("open", &path))?;
+        file.read_exact_at(buf, offset).map_err(io("read", &path))
+    }
+
+    /// Segment `index` of a stored shard and its Merkle path: one chunk read.
+    pub fn proof(
+        &self,
+        deal: &DealId,
+        tree: &Tree,
+        index: u64,
+    ) -> Result<Result<([u8; 64], Vec<[u8; 32]>), cairn_proof::TreeError>, StoreError> {
+        if index >= tree.segments() {
+            return Ok(Err(cairn_proof::TreeError::IndexOutOfRange {
+                index,
+                segments: tree.segments(),
+            }));
+        }
+        let range = tree.chunk_range(index);
+        let mut chunk = [0u8; CHUNK_BYTES];
+        let chunk = &mut chunk[..(range.end - range.start) as usize];
+        self.read_at(deal, range.start, chunk)?;
+        Ok(tree.path(index, chunk))
+    }
+
+    /// Brings disk and database into agreement after a start or a crash, and
+    /// checks `samples` chunks of every stored shard against its tree.
+    pub fn reconcile(&self, samples: u32) -> Result<ReconcileReport, StoreError> {
+        let mut report = ReconcileReport::default();
+        let records = self.records()?;
+        for (deal, record) in &records {
+            match record.state {
+                RecordState::Receiving => {
+                    let done = self.shard_path(deal);
+                    if done.exists() {
+                        // Renamed, but the crash came before the batch.
+                        let mut builder = TreeBuilder::new();
+                        let len = fs::metadata(&done).map_err(io("stat", &done))?.len();
+                        if len == record.size {
+                            hash_file(&done, len, &mut builder)?;
+                            let tree = builder.finish();
+                            if tree.root() == record.root {
+                                self.commit_stored(deal, &tree)?;
+                                report.finished.push(*deal);
+                                continue;
+                            }
+                        }
+                        self.discard(deal)?;
+                        report.discarded.push(*deal);
+                        continue;
+                    }
+                    let path = self.partial_path(deal);
+                    let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    let resume = len.min(record.received);
+                    self.open_partial(deal, resume)?.sync_all().map_err(io("fsync", &path))?;
+                    if resume != record.received {
+                        let file = File::open(&path).map_err(io("open", &path))?;
+                        self.checkpoint(deal, &file, resume)?;
+                    }
+                    report.resumable.push((*deal, resume));
+                }
+                RecordState::Stored => {
+                    if self.verify_stored(deal, record, samples)? {
+                        report.verified += 1;
+                    } else {
+                        self.discard(deal)?;
+                        report.corrupt.push(*deal);
+                    }
+                }
+            }
+        }
+        let known: std::collections::HashSet<String> =
+            self.records()?.iter().map(|(d, _)| deal_name(d)).collect();
+        for sub in ["shards", "partial"] {
+            let dir = self.dir.join(sub);
+            for entry in fs::read_dir(&dir).map_err(io("list", &dir))? {
+                let entry = entry.map_err(io("list", &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_ours = known.contains(&name)
+                    && match sub {
+                        "shards" => self
+                            .records()?
+                            .iter()
+                            .any(|(d, r)| deal_name(d) == name && r.state == RecordState::Stored),
+                        _ => self
+                            .records()?
+                            .iter()
+                            .any(|(d, r)| deal_name(d) == name && r.state == RecordState::Receiving),
+                    };
+                if !is_ours {
+                    fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+                    report.orphans.push(entry.path());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn verify_stored(&self, deal: &DealId, record: &ShardRecord, samples: u32) -> Result<bool, StoreError> {
+        let path = self.shard_path(deal);
+        match fs::metadata(&path) {
+            Ok(m) if m.len() == record.size => {}
+            _ => return Ok(false),
+        }
+        let Ok(Some(tree)) = self.tree(deal) else {
+            return Ok(false);
+        };
+        if tree.root() != record.root {
+            return Ok(false);
+        }
+        let segments = tree.segments();
+        if segments == 0 {
+            return Ok(true);
+        }
+        // A different sample at every start.
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        for j in 0..samples {
+            let mut h = blake3::Hasher::new();
+            h.update(deal);
+            h.update(&nonce.to_le_bytes());
+            h.update(&j.to_le_bytes());
+            let pick = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8"));
+            match self.proof(deal, &tree, pick % segments) {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn hash_file(path: &Path, len: u64, builder: &mut TreeBuilder) -> Result<(), StoreError> {
+    let mut file = File::open(path).map_err(io("open", path))?;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = (left.min(buf.len() as u64)) as usize;
+        file.read_exact(&mut buf[..n]).map_err(io("read", path))?;
+        builder.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
+}
+
+/// Appends `bytes` to an upload's file (positioned at its end).
+pub fn append(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    file.write_all(bytes).map_err(io("write", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(len: usize, seed: u8) -> (Vec<u8>, Tree) {
+        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        let mut b = TreeBuilder::new();
+        b.update(&data);
+        (data, b.finish())
+    }
+
+    fn upload(store: &Store, deal: &DealId, data: &[u8], tree: &Tree) -> File {
+        store.begin(deal, data.len() as u64, tree.root()).unwrap();
+        let mut file = store.open_partial(deal, 0).unwrap();
+        append(&mut file, &store.partial_path(deal), data).unwrap();
+        file
+    }
+
+    #[test]
+    fn stored_shard_survives_reopen_and_proves() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, tree) = shard(100_000, 1);
+        let deal = [7u8; 32];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let file = upload(&store, &deal, &data, &tree);
+            store.finish(&deal, &file, &tree).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.used_bytes(), 100_000);
+        let report = store.reconcile(8).unwrap();
+        assert_eq!(report.verified, 1, "{report}");
+        let tree2 = store.tree(&deal).unwrap().unwrap();
+        assert_eq!(tree2.root(), tree.root());
+        let (segment, path) = store.proof(&deal, &tree2, 777).unwrap().unwrap();
+        assert!(cairn_proof::verify(&tree.root(), &segment, 777, &path));
+        let mut buf = vec![0u8; 1000];
+        store.read_at(&deal, 5000, &mut buf).unwrap();
+        assert_eq!(buf, data[5000..6000]);
+    }
+
+    #[test]
+    fn crash_between_rename_and_batch_is_finished_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, tree) = shard(50_000, 2);
+        let (bad, _) = shard(50_000, 3);
+        let (good, bad_deal) = ([1u8; 32], [2u8; 32]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (deal, bytes) in [(good, &data), (bad_deal, &bad)] {
+                let file = upload(&store, &deal, bytes, &tree);
+                file.sync_all().unwrap();
+                // The crash: renamed, no batch.
+                fs::rename(store.partial_path(&deal), store.shard_path(&deal)).unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.reconcile(4).unwrap();
+        assert_eq!(report.finished, vec![good]);
+        assert_eq!(report.discarded, vec![bad_deal]);
+        assert_eq!(store.record(&good).unwrap().unwrap().state, RecordState::Stored);
+        assert!(store.record(&bad_deal).unwrap().is_none());
+        assert!(!store.shard_path(&bad_deal).exists());
+        assert_eq!(store.used_bytes(), 50_000);
+    }
+
+    #[test]
+    fn partial_upload_resumes_from_its_checkpoint_and_corruption_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, tree) = shard(40_000, 4);
+        let (partial, stored) = ([3u8; 32], [4u8; 32]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.begin(&partial, 40_000, tree.root()).unwrap();
+            let mut file = store.open_partial(&partial, 0).unwrap();
+            append(&mut file, &store.partial_path(&partial), &data[..10_000]).unwrap();
+            store.checkpoint(&partial, &file, 10_000).unwrap();
+            // Written after the checkpoint, then the crash.
+            append(&mut file, &store.partial_path(&partial), &data[10_000..12_000]).unwrap();
+            let f2 = upload(&store, &stored, &data, &tree);
+            store.finish(&stored, &f2, &tree).unwrap();
+            // Flip a byte of the stored shard.
+            let mut bytes = fs::read(store.shard_path(&stored)).unwrap();
+            for b in bytes.iter_mut() {
+                *b ^= 0xFF;
+            }
+            fs::write(store.shard_path(&stored), bytes).unwrap();
+            fs::write(dir.path().join("shards").join("stray"), b"x").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.reconcile(2).unwrap();
+        assert_eq!(report.resumable, vec![(partial, 10_000)]);
+        assert_eq!(report.corrupt, vec![stored]);
+        assert_eq!(report.orphans.len(), 1);
+        assert_eq!(fs::metadata(store.partial_path(&partial)).unwrap().len(), 10_000);
+        let builder = store.rehash_partial(&partial, 10_000).unwrap();
+        assert_eq!(builder.shard_bytes(), 10_000);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .db
+                .put_cf(store.cf(CF_META), SCHEMA_KEY, 2u32.to_be_bytes())
+                .unwrap();
+        }
+        match Store::open(dir.path()) {
+            Err(StoreError::Schema { found: 2, .. }) => {}
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("opened a newer schema"),
+        }
+    }
+}

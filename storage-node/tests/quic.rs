@@ -1,0 +1,279 @@
+//! The QUIC server through the real client: real quinn, real RocksDB, real files.
+//! The chain is an in-memory [`ChainView`] here (deal states set by the test);
+//! `localnet.rs` runs the same paths against the local network.
+
+use cairn_chain::Pubkey;
+use cairn_core::wire::{Codec, ErrorCode, PutShard, Request, Response, ShardState};
+use cairn_storage_node::{
+    chain::{ChainError, ChainView},
+    client::NodeClient,
+    metrics::Metrics,
+    server::{Limits, Node},
+    store::Store,
+};
+use cairn_tests::TestShard;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use storage_market::state::{Deal, DealState};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct MemChain {
+    deals: Mutex<HashMap<Pubkey, Deal>>,
+    provider: Pubkey,
+    accepted: Mutex<Vec<Pubkey>>,
+}
+
+impl ChainView for MemChain {
+    async fn deal(&self, deal: &Pubkey) -> Result<Option<Deal>, ChainError> {
+        Ok(self.deals.lock().unwrap().get(deal).cloned())
+    }
+    async fn accept_deal(&self, deal: &Pubkey) -> Result<String, ChainError> {
+        let mut deals = self.deals.lock().unwrap();
+        let d = deals.get_mut(deal).ok_or(ChainError("no deal".into()))?;
+        d.state = DealState::Active;
+        self.accepted.lock().unwrap().push(*deal);
+        Ok("accepted".into())
+    }
+    fn provider(&self) -> Pubkey {
+        self.provider
+    }
+}
+
+fn deal(client: &Keypair, provider: Pubkey, root: [u8; 32], bytes: u64) -> Deal {
+    Deal {
+        client: Pubkey::new_from_array(client.pubkey().to_bytes()),
+        provider,
+        dataset_id: [1; 32],
+        shard_index: 0,
+        k: 4,
+        n: 6,
+        shard_root: root,
+        shard_bytes: bytes,
+        price_per_epoch: 100,
+        duration_epochs: 3,
+        escrow: 300,
+        collateral: 0,
+        collateral_left: 0,
+        client_refund: 0,
+        state: DealState::Proposed,
+        proposed_epoch: 0,
+        start_epoch: 0,
+        end_epoch: 0,
+        settled_through: 0,
+        proven_epochs: 0,
+        total_faults: 0,
+        consecutive_faults: 0,
+        slash_bps: 0,
+        bounty_bps: 0,
+        max_consecutive_faults: 0,
+        bump: 255,
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    chain: Arc<MemChain>,
+    node: Arc<Node<MemChain>>,
+    addr: std::net::SocketAddr,
+    operator: Pubkey,
+    cancel: CancellationToken,
+}
+
+async fn start(capacity: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = Keypair::new();
+    let operator_key = Pubkey::new_from_array(operator.pubkey().to_bytes());
+    let chain = Arc::new(MemChain {
+        provider: Pubkey::new_unique(),
+        ..MemChain::default()
+    });
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let node = Arc::new(Node::new(
+        store,
+        chain.clone(),
+        operator_key,
+        Limits {
+            capacity_bytes: capacity,
+            max_header_bytes: 1024,
+            max_connections: 8,
+            request_timeout: Duration::from_secs(5),
+            checkpoint_bytes: 64 * 1024,
+        },
+        Arc::new(Metrics::default()),
+    ));
+    let config =
+        cairn_storage_node::tls::server_config(&operator, 4, Duration::from_secs(10)).unwrap();
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn(node.clone().serve(endpoint, cancel.clone()));
+    Fixture {
+        _dir: dir,
+        chain,
+        node,
+        addr,
+        operator: operator_key,
+        cancel,
+    }
+}
+
+impl Fixture {
+    fn propose(&self, client: &Keypair, shard: &TestShard) -> Pubkey {
+        let key = Pubkey::new_unique();
+        self.chain.deals.lock().unwrap().insert(
+            key,
+            deal(client, self.chain.provider, shard.root(), shard.data.len() as u64),
+        );
+        key
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_download_range_and_proof_through_the_real_client() {
+    let f = start(1 << 30).await;
+    let client = Keypair::new();
+    let shard = TestShard::random(1_000_003, 1);
+    let key = f.propose(&client, &shard);
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+
+    let info = c.info().await.unwrap();
+    assert_eq!(info.operator, f.operator.to_bytes());
+    assert_eq!(info.free_capacity, 1 << 30);
+
+    // In two pieces, the second resuming from the reported offset.
+    let s = c.put_shard(&key, &client, 0, &shard.data[..300_000]).await.unwrap();
+    assert_eq!((s.state, s.received), (ShardState::Receiving, 300_000));
+    let s = c.upload(&key, &client, &shard.data).await.unwrap();
+    assert_eq!((s.state, s.received, s.size), (ShardState::Stored, 1_000_003, 1_000_003));
+    assert_eq!(*f.chain.accepted.lock().unwrap(), vec![key], "accept_deal sent once");
+    assert_eq!(c.status(&key).await.unwrap().state, ShardState::Stored);
+
+    let all = c.get_shard(&key, 0, shard.data.len() as u64).await.unwrap();
+    assert!(all == shard.data, "downloaded bytes differ");
+    let range = c.get_shard(&key, 123_457, 70_001).await.unwrap();
+    assert_eq!(range, shard.data[123_457..193_458]);
+    let err = c.get_shard(&key, 1_000_000, 4).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfRange), "{err}");
+
+    for index in [0, 4095, 15_625] {
+        let p = c.get_proof(&key, index).await.unwrap();
+        assert!(cairn_proof::verify_for_shard(&shard.root(), 1_000_003, &p.segment, index, &p.path).is_ok());
+    }
+    let err = c.get_proof(&key, 15_626).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfRange), "{err}");
+
+    let text = f.node.metrics.render();
+    assert!(text.contains("cairn_node_shards_stored 1\n"), "{text}");
+    assert!(text.contains("cairn_node_upload_bytes_total 1000003\n"), "{text}");
+    c.close().await;
+    f.cancel.cancel();
+}
+
+fn code<T>(r: Result<T, cairn_storage_node::client::ClientError>) -> ErrorCode {
+    match r {
+        Err(e) => e.code().unwrap_or_else(|| panic!("not a refusal: {e}")),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_typed_errors() {
+    let f = start(2_000_000).await;
+    let client = Keypair::new();
+    let shard = TestShard::random(100_000, 2);
+    let key = f.propose(&client, &shard);
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+
+    // Unknown deal; a deal of another provider.
+    assert_eq!(code(c.put_shard(&Pubkey::new_unique(), &client, 0, b"abc").await), ErrorCode::UnknownDeal);
+    let other = Pubkey::new_unique();
+    f.chain.deals.lock().unwrap().insert(other, deal(&client, Pubkey::new_unique(), shard.root(), 100_000));
+    assert_eq!(code(c.status(&other).await), ErrorCode::UnknownDeal);
+    // Signed by someone else; claiming the client but signed by someone else.
+    assert_eq!(code(c.put_shard(&key, &Keypair::new(), 0, &shard.data).await), ErrorCode::BadSignature);
+    let forged = Request::PutShard(PutShard {
+        deal: key.to_bytes(),
+        offset: 0,
+        len: 10,
+        client: client.pubkey().to_bytes(),
+        signature: Keypair::new().sign_message(&PutShard::signing_message(&key.to_bytes(), 0, 10)).into(),
+    });
+    assert_eq!(code(c.put_raw(forged, &shard.data[..10]).await), ErrorCode::BadSignature);
+    // Past the deal's size; not at the resume offset.
+    let mut long = shard.data.clone();
+    long.push(0);
+    assert_eq!(code(c.put_shard(&key, &client, 0, &long).await), ErrorCode::WrongSize);
+    assert_eq!(code(c.put_shard(&key, &client, 10, &shard.data[10..]).await), ErrorCode::OffsetMismatch);
+    // Too large for the node's capacity.
+    let big = TestShard::random(3_000_000, 3);
+    let big_key = f.propose(&client, &big);
+    assert_eq!(code(c.put_shard(&big_key, &client, 0, &big.data[..1000]).await), ErrorCode::CapacityExceeded);
+
+    // Root mismatch: the bytes are discarded, the partial file is gone.
+    let mut wrong = shard.data.clone();
+    wrong[50_000] ^= 1;
+    assert_eq!(code(c.put_shard(&key, &client, 0, &wrong).await), ErrorCode::RootMismatch);
+    assert!(!f.node.store.partial_path(&key.to_bytes()).exists());
+    assert!(f.node.store.record(&key.to_bytes()).unwrap().is_none());
+    assert_eq!(c.status(&key).await.unwrap().received, 0);
+    assert!(f.chain.accepted.lock().unwrap().is_empty());
+    // Not yet stored.
+    assert_eq!(code(c.get_shard(&key, 0, 10).await), ErrorCode::NotStored);
+    assert_eq!(code(c.get_proof(&key, 0).await), ErrorCode::NotStored);
+    // Not Proposed anymore.
+    f.chain.deals.lock().unwrap().get_mut(&key).unwrap().state = DealState::Cancelled;
+    assert_eq!(code(c.put_shard(&key, &client, 0, &shard.data).await), ErrorCode::NotProposed);
+
+    // Frame garbage, an unknown type, a wrong version, an oversized header.
+    let refusal = |r: Response| match r {
+        Response::Error(e) => e.code,
+        other => panic!("answered {other:?}"),
+    };
+    assert_eq!(refusal(c.raw(&[3, 0, 0, 0, 1, 0x7f, 9]).await.unwrap()), ErrorCode::BadRequest);
+    assert_eq!(refusal(c.raw(&[2, 0, 0, 0, 9, 0x01]).await.unwrap()), ErrorCode::UnsupportedVersion);
+    assert_eq!(refusal(c.raw(&[5, 0, 0, 0, 1, 0x03, 1, 2, 3]).await.unwrap()), ErrorCode::BadRequest);
+    let huge = (1_000_000u32).to_le_bytes();
+    assert_eq!(refusal(c.raw(&huge).await.unwrap()), ErrorCode::TooLarge);
+    // An encodable request whose header exceeds the node's 1 KiB bound.
+    let frame = Codec::new(1 << 16).encode_request(&Request::Info).unwrap();
+    let mut padded = frame.clone();
+    padded[..4].copy_from_slice(&2000u32.to_le_bytes());
+    padded.resize(4 + 2000, 0);
+    assert_eq!(refusal(c.raw(&padded).await.unwrap()), ErrorCode::TooLarge);
+    // The connection still serves after all that.
+    assert_eq!(c.info().await.unwrap().operator, f.operator.to_bytes());
+    c.close().await;
+
+    // A client pinned to another operator key cannot connect.
+    match NodeClient::connect(f.addr, Pubkey::new_unique()).await {
+        Err(e) => assert!(e.to_string().contains("identifies as"), "{e}"),
+        Ok(_) => panic!("connected to a node with the wrong identity"),
+    }
+    f.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_the_limit_wait_for_a_free_one() {
+    let f = start(1 << 20).await;
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    // The server allows 4 concurrent streams: hold 4 open without a request.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = c.connection().open_bi().await.unwrap();
+        send.write_all(&[1]).await.unwrap(); // the stream exists once it carries data
+        held.push((send, recv));
+    }
+    let fifth = tokio::time::timeout(Duration::from_millis(500), c.connection().open_bi()).await;
+    assert!(fifth.is_err(), "a fifth concurrent stream was opened");
+    // Held streams time out (request timeout) and free their slots.
+    drop(held);
+    let info = tokio::time::timeout(Duration::from_secs(15), c.info()).await;
+    assert!(info.expect("a stream frees up").is_ok());
+    f.cancel.cancel();
+}
