@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{deals, market, provider};
+use crate::dataset::{download, quic::QuicConnector, upload};
 use crate::context::Ctx;
 use crate::error::CliError;
-use crate::output::Report;
+use crate::output::{Progress, Report};
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Cairn: verifiable decentralized storage on Solana")]
@@ -53,6 +54,10 @@ fn default_keypair() -> PathBuf {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Uploads a directory: erasure-coded shards placed with k + m providers.
+    Upload(upload::UploadArgs),
+    /// Downloads a dataset (or one file of it) from any k of its providers.
+    Download(download::DownloadArgs),
     /// Your datasets: shards, health and size.
     Ls(deals::LsArgs),
     /// One dataset's deals: states, proven epochs, faults, slashes, escrow, health.
@@ -79,7 +84,17 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
         }
     }
     let ctx = Ctx::new(&cli.global.url, cli.global.keypair.clone());
+    let g = &cli.global;
+    let progress = Progress::new(!(g.no_progress || g.quiet || g.json), !(g.quiet || g.json));
+    let connector = || {
+        QuicConnector::new().map_err(|e| CliError::Io {
+            path: "tokio runtime".into(),
+            reason: e.to_string(),
+        })
+    };
     match cli.command {
+        Command::Upload(a) => Ok(Box::new(upload::upload(&ctx, a, &connector()?, &progress)?)),
+        Command::Download(a) => Ok(Box::new(download::download(&ctx, a, &connector()?, &progress)?)),
         Command::Ls(a) => deals::ls(&ctx, a),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),

@@ -2,6 +2,7 @@
 //! uploading and downloading through the providers' nodes.
 pub mod download;
 pub mod prepare;
+pub mod quic;
 pub mod select;
 pub mod state;
 pub mod transport;
