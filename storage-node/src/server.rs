@@ -62,6 +62,7 @@ pub struct Node<C> {
     codec: Codec,
     uploads: Mutex<HashMap<DealId, Arc<tokio::sync::Mutex<Option<Upload>>>>>,
     trees: Mutex<HashMap<DealId, Arc<Tree>>>,
+    accepting: Mutex<std::collections::HashSet<Pubkey>>,
 }
 
 /// Trees kept in memory for proofs before the cache is emptied.
@@ -102,6 +103,7 @@ impl<C: ChainView> Node<C> {
             limits,
             uploads: Mutex::new(HashMap::new()),
             trees: Mutex::new(HashMap::new()),
+            accepting: Mutex::new(Default::default()),
         };
         node.refresh_store_metrics();
         node
@@ -438,7 +440,17 @@ impl<C: ChainView> Node<C> {
 
     /// Sends `accept_deal`; on failure the prover retries it.
     pub async fn accept(&self, key: &Pubkey) {
-        match self.chain.accept_deal(key).await {
+        // One acceptance in flight per deal (the upload path and the prover).
+        if !self.accepting.lock().expect("accepting lock").insert(*key) {
+            return;
+        }
+        if matches!(self.store.record(&key.to_bytes()), Ok(Some(r)) if r.accepted) {
+            self.accepting.lock().expect("accepting lock").remove(key);
+            return;
+        }
+        let result = self.chain.accept_deal(key).await;
+        self.accepting.lock().expect("accepting lock").remove(key);
+        match result {
             Ok(sig) => {
                 info!(deal = %key, %sig, "deal accepted on chain");
                 self.metrics.deals_accepted.fetch_add(1, Relaxed);
