@@ -28,6 +28,9 @@ enum Command {
     },
     /// Serve shards, accept deals and prove.
     Run(Overrides),
+    /// Measure upload throughput (next to raw quinn), proof generation and
+    /// proving one epoch, on this machine, chain excluded.
+    Bench(cairn_storage_node::bench::BenchOptions),
 }
 
 /// Values that override the config file (flags, or environment variables).
@@ -128,6 +131,11 @@ fn real_main() -> anyhow::Result<()> {
             if config.provider_authority.is_empty() {
                 println!("set provider_authority in it before `cairn-node run`");
             }
+            Ok(())
+        }
+        Command::Bench(options) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            print!("{}", runtime.block_on(cairn_storage_node::bench::run(options))?);
             Ok(())
         }
         Command::Run(overrides) => {

@@ -277,3 +277,17 @@ async fn streams_beyond_the_limit_wait_for_a_free_one() {
     assert!(info.expect("a stream frees up").is_ok());
     f.cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_command_measures_every_number() {
+    let report = cairn_storage_node::bench::run(cairn_storage_node::bench::BenchOptions {
+        shards: 1,
+        shard_mib: 1,
+        proofs: 50,
+        epoch_deals: 20,
+    })
+    .await
+    .unwrap();
+    assert!(report.contains("MB/s, raw quinn"), "{report}");
+    assert!(report.contains("epoch of 20 deals"), "{report}");
+}
