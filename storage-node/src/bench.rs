@@ -151,7 +151,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
 
     let client = Keypair::new();
     let shard_len = opts.shard_mib << 20;
-    let shards: Vec<Vec<u8>> = (0..opts.shards).map(|i| random_bytes(shard_len, i as u64)).collect();
+    let shards: Vec<Vec<u8>> = (0..opts.shards)
+        .map(|i| random_bytes(shard_len, i as u64))
+        .collect();
     let keys: Vec<Pubkey> = shards.iter().map(|s| chain.add(&client, s)).collect();
     let total = shard_len * opts.shards;
     let mut out = String::new();
@@ -206,12 +208,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
     if let Some(key) = keys.first() {
         let deal = key.to_bytes();
         let segments = cairn_proof::segment_count(shard_len as u64);
-        let tree = store.tree(&deal)?.ok_or_else(|| anyhow::anyhow!("no tree"))?;
+        let tree = store
+            .tree(&deal)?
+            .ok_or_else(|| anyhow::anyhow!("no tree"))?;
         let _ = node.proof(&deal, 0); // warm the tree cache
         let start = Instant::now();
         for j in 0..opts.proofs {
             let index = cairn_proof::challenge_index(&[7; 32], &deal, j as u32, segments);
-            node.proof(&deal, index).map_err(|e| anyhow::anyhow!("{e}"))?;
+            node.proof(&deal, index)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let with_read = start.elapsed() / opts.proofs.max(1) as u32;
         let start = Instant::now();
@@ -219,7 +224,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
             let index = cairn_proof::challenge_index(&[7; 32], &deal, j as u32, segments);
             let range = tree.chunk_range(index);
             let chunk = &shards[0][range.start as usize..range.end as usize];
-            tree.path(index, chunk).map_err(|e| anyhow::anyhow!("{e}"))?;
+            tree.path(index, chunk)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let hashing = start.elapsed() / opts.proofs.max(1) as u32;
         out.push_str(&format!(
@@ -253,7 +259,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
     let start = Instant::now();
     for deal in &epoch_keys {
         let index = cairn_proof::challenge_index(&seed, deal, 0, segments);
-        node.proof(deal, index).map_err(|e| anyhow::anyhow!("{e}"))?;
+        node.proof(deal, index)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let epoch = start.elapsed();
     out.push_str(&format!(

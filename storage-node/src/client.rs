@@ -64,8 +64,7 @@ impl NodeClient {
         } else {
             "0.0.0.0:0".parse().expect("address")
         };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
         endpoint.set_default_client_config(config);
         let server_name = solana_tls_utils::socket_addr_to_quic_server_name(addr);
         let connection = endpoint
@@ -190,11 +189,17 @@ impl NodeClient {
             return Ok(status);
         }
         let from = status.received.min(shard.len() as u64) as usize;
-        self.put_shard(deal, client, from as u64, &shard[from..]).await
+        self.put_shard(deal, client, from as u64, &shard[from..])
+            .await
     }
 
     /// Downloads shard bytes `offset..offset + len`.
-    pub async fn get_shard(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, ClientError> {
+    pub async fn get_shard(
+        &self,
+        deal: &Pubkey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
         let (mut send, mut recv) = self
             .request(&Request::GetShard(GetShard {
                 deal: deal.to_bytes(),
@@ -249,7 +254,10 @@ fn unexpected(r: &Response) -> ClientError {
 }
 
 /// Reads one response frame (bounded by the codec) from a stream.
-pub async fn read_response(codec: &Codec, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
+pub async fn read_response(
+    codec: &Codec,
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ClientError> {
     let mut prefix = [0u8; LEN_PREFIX];
     recv.read_exact(&mut prefix).await.map_err(stream_err)?;
     let len = codec

@@ -348,7 +348,10 @@ mod tests {
         let text = config.documented_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), config);
         for (field, _) in FIELD_DOCS {
-            assert!(text.contains(&format!("{field} = ")) || *field == "metrics_listen", "{field}");
+            assert!(
+                text.contains(&format!("{field} = ")) || *field == "metrics_listen",
+                "{field}"
+            );
         }
         assert!(text.contains("# Bytes of shard data this node accepts in total."));
     }

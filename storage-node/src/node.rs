@@ -62,9 +62,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let report = tokio::task::block_in_place(|| store.reconcile(config.verify_samples))?;
     info!(%report, "store reconciled with disk");
 
-    let chain = RpcChain::connect(&config.rpc_url, operator.clone(), &config.provider_authority())
-        .await
-        .context("config field `rpc_url`")?;
+    let chain = RpcChain::connect(
+        &config.rpc_url,
+        operator.clone(),
+        &config.provider_authority(),
+    )
+    .await
+    .context("config field `rpc_url`")?;
     reconcile_with_chain(&store, &chain).await;
 
     let metrics = Arc::new(Metrics::default());
@@ -101,7 +105,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             .await
             .with_context(|| format!("config field `metrics_listen`: cannot bind {addr}"))?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.push(tokio::spawn(metrics.clone().serve(listener, cancel.clone())));
+        tasks.push(tokio::spawn(
+            metrics.clone().serve(listener, cancel.clone()),
+        ));
     }
     if config.prover {
         let bounty_account = (config.report_faults && !config.bounty_token_account.is_empty())
@@ -141,14 +147,18 @@ async fn reconcile_with_chain(store: &Store, chain: &RpcChain) {
         }
         let key = cairn_chain::Pubkey::new_from_array(deal);
         match chain.deal(&key).await {
-            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => kept += 1,
+            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => {
+                kept += 1
+            }
             Ok(_) => {
                 if let Err(e) = store.discard(&deal) {
                     warn!(deal = %key, error = %e, "cannot discard a stale upload");
                 }
                 dropped += 1;
             }
-            Err(e) => warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept"),
+            Err(e) => {
+                warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept")
+            }
         }
     }
     info!(kept, dropped, "partial uploads reconciled with chain");

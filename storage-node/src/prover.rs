@@ -102,7 +102,10 @@ impl Prover {
                     let Some(challenge) = challenge.as_ref() else {
                         continue;
                     };
-                    if epoch < deal.start_epoch || epoch >= deal.end_epoch || epoch <= deal.settled_through {
+                    if epoch < deal.start_epoch
+                        || epoch >= deal.end_epoch
+                        || epoch <= deal.settled_through
+                    {
                         continue;
                     }
                     if !self.claimed.lock().expect("claimed").insert((key, epoch)) {
@@ -132,7 +135,10 @@ impl Prover {
             return Ok(Some(c));
         }
         if self.opened.insert(epoch) {
-            let ix = self.chain.ix.open_epoch_ix(&self.chain.operator.pubkey(), epoch);
+            let ix = self
+                .chain
+                .ix
+                .open_epoch_ix(&self.chain.operator.pubkey(), epoch);
             match self.chain.send(&[ix]).await {
                 Ok(sig) => {
                     info!(epoch, %sig, "opened epoch");
@@ -156,7 +162,9 @@ impl Prover {
         let claimed = self.claimed.clone();
         tokio::spawn(
             async move {
-                let Ok(_permit) = permits.acquire_owned().await else { return };
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
                 let done = prove(&chain, &node, &key, &deal, epoch, &challenge).await;
                 if !done {
                     // Give a later round a chance while the window is open.
@@ -167,10 +175,17 @@ impl Prover {
         );
     }
 
-    async fn report_faults(&mut self, closed: u64, bounty: Pubkey) -> Result<(), crate::chain::ChainError> {
+    async fn report_faults(
+        &mut self,
+        closed: u64,
+        bounty: Pubkey,
+    ) -> Result<(), crate::chain::ChainError> {
         let provider = self.chain.provider;
         for (key, deal) in self.chain.deals(false).await? {
-            if deal.provider == provider || deal.state != DealState::Active || closed < deal.start_epoch {
+            if deal.provider == provider
+                || deal.state != DealState::Active
+                || closed < deal.start_epoch
+            {
                 continue;
             }
             let through = closed.min(deal.end_epoch.saturating_sub(1));
@@ -254,7 +269,9 @@ async fn prove(
                 node.metrics.proofs_ok.fetch_add(1, Relaxed);
                 return true;
             }
-            Err(e) if e.custom_code() == Some(code(MarketError::EpochAlreadySettled)) => return true,
+            Err(e) if e.custom_code() == Some(code(MarketError::EpochAlreadySettled)) => {
+                return true
+            }
             Err(e) => {
                 node.metrics.proofs_failed.fetch_add(1, Relaxed);
                 warn!(error = %e, attempt, "proof failed; retrying");

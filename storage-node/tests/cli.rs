@@ -13,21 +13,46 @@ fn init_writes_a_documented_config_and_run_names_a_bad_field() {
     let config = dir.path().join("node.toml");
     let authority = cairn_chain::Pubkey::new_unique().to_string();
     let out = node()
-        .args(["--config", config.to_str().unwrap(), "init", "--provider-authority", &authority])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "init",
+            "--provider-authority",
+            &authority,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains(&format!("provider_authority = \"{authority}\"")), "{text}");
-    assert!(text.contains("# Bytes of shard data this node accepts in total.\ncapacity_bytes = "), "{text}");
+    assert!(
+        text.contains(&format!("provider_authority = \"{authority}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("# Bytes of shard data this node accepts in total.\ncapacity_bytes = "),
+        "{text}"
+    );
 
     // A second init does not overwrite.
-    let again = node().args(["--config", config.to_str().unwrap(), "init"]).output().unwrap();
+    let again = node()
+        .args(["--config", config.to_str().unwrap(), "init"])
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(2));
 
     // A flag override with a bad value.
     let out = node()
-        .args(["--config", config.to_str().unwrap(), "run", "--capacity-bytes", "0"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--capacity-bytes",
+            "0",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -44,8 +69,15 @@ fn init_writes_a_documented_config_and_run_names_a_bad_field() {
     assert!(err.contains("rpc_url"), "{err}");
 
     // A bad value in the file itself.
-    std::fs::write(&config, text.replace("max_connections = 256", "max_connections = 0")).unwrap();
-    let out = node().args(["--config", config.to_str().unwrap(), "run"]).output().unwrap();
+    std::fs::write(
+        &config,
+        text.replace("max_connections = 256", "max_connections = 0"),
+    )
+    .unwrap();
+    let out = node()
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_connections"), "{err}");
 }

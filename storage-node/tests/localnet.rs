@@ -39,7 +39,10 @@ fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -55,7 +58,10 @@ impl Chain {
     fn new(localnet: &Localnet) -> Chain {
         let info = localnet.info().clone();
         Chain {
-            rpc: RpcClient::new_with_commitment(info.rpc_url.clone(), CommitmentConfig::confirmed()),
+            rpc: RpcClient::new_with_commitment(
+                info.rpc_url.clone(),
+                CommitmentConfig::confirmed(),
+            ),
             faucet: solana_keypair::read_keypair_file(&info.faucet_keypair).unwrap(),
             ix: info.market_ix(),
             info,
@@ -66,12 +72,18 @@ impl Chain {
         let mut all = vec![&self.faucet];
         all.extend_from_slice(signers);
         let blockhash = self.rpc.get_latest_blockhash().expect("blockhash");
-        let tx = Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
-        self.rpc.send_and_confirm_transaction(&tx).expect("transaction");
+        let tx =
+            Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
+        self.rpc
+            .send_and_confirm_transaction(&tx)
+            .expect("transaction");
     }
 
     fn airdrop(&self, to: &Pubkey, lamports: u64) {
-        let sig = self.rpc.request_airdrop(to, lamports).expect("requestAirdrop");
+        let sig = self
+            .rpc
+            .request_airdrop(to, lamports)
+            .expect("requestAirdrop");
         poll("airdrop", Duration::from_secs(60), || {
             self.rpc.confirm_transaction(&sig).ok().filter(|ok| *ok)
         });
@@ -94,7 +106,16 @@ impl Chain {
         )
         .unwrap()
         .to_vec();
-        ixs.push(token::mint_to_ix(&program, &self.info.mint, &account.pubkey(), &self.faucet.pubkey(), amount).unwrap());
+        ixs.push(
+            token::mint_to_ix(
+                &program,
+                &self.info.mint,
+                &account.pubkey(),
+                &self.faucet.pubkey(),
+                amount,
+            )
+            .unwrap(),
+        );
         self.send(&ixs, &[&account]);
         account.pubkey()
     }
@@ -128,14 +149,23 @@ impl Chain {
                 price_per_mib_epoch: 100,
             },
         );
-        let deposit = self.ix.deposit_stake_ix(&authority.pubkey(), &authority_token, stake);
+        let deposit = self
+            .ix
+            .deposit_stake_ix(&authority.pubkey(), &authority_token, stake);
         self.send(&[register, deposit], &[&authority]);
         let provider = provider_pda(&authority.pubkey());
         (authority, provider)
     }
 
     /// A funded client proposing `shard` to `provider` for `epochs` epochs.
-    fn propose(&self, client: &Keypair, provider: &Pubkey, shard: &TestShard, index: u16, epochs: u64) -> Pubkey {
+    fn propose(
+        &self,
+        client: &Keypair,
+        provider: &Pubkey,
+        shard: &TestShard,
+        index: u16,
+        epochs: u64,
+    ) -> Pubkey {
         let client_token = self.token_account(&client.pubkey(), 100_000_000);
         let dataset_id = [7u8; 32];
         let args = ProposeDealArgs {
@@ -148,7 +178,12 @@ impl Chain {
             duration_epochs: epochs,
             max_price_per_epoch: u64::MAX,
         };
-        self.send(&[self.ix.propose_deal_ix(&client.pubkey(), provider, &client_token, args)], &[client]);
+        self.send(
+            &[self
+                .ix
+                .propose_deal_ix(&client.pubkey(), provider, &client_token, args)],
+            &[client],
+        );
         deal_pda(&client.pubkey(), &dataset_id, index)
     }
 }
@@ -206,20 +241,36 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
         .collect();
     let lazy_shard = TestShard::random(10_000, 3);
     let lazy = chain.propose(&client, &provider_b, &lazy_shard, 5, 3);
-    chain.send(&[chain.ix.accept_deal_ix(&operator_b.pubkey(), &provider_b, &lazy)], &[&operator_b]);
+    chain.send(
+        &[chain
+            .ix
+            .accept_deal_ix(&operator_b.pubkey(), &provider_b, &lazy)],
+        &[&operator_b],
+    );
 
     let mut config = node_config(dir.path(), &chain, &authority_a.pubkey(), &operator_a);
     config.bounty_token_account = bounty.to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let node = rt.block_on(cairn_storage_node::node::start(config)).expect("node starts");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = rt
+        .block_on(cairn_storage_node::node::start(config))
+        .expect("node starts");
 
     // Upload both shards through the QUIC client; the node accepts on chain.
     rt.block_on(async {
-        let c = NodeClient::connect(node.quic_addr, operator_key(&operator_a)).await.unwrap();
+        let c = NodeClient::connect(node.quic_addr, operator_key(&operator_a))
+            .await
+            .unwrap();
         for (deal, shard) in deals.iter().zip(&shards) {
             let status = c.upload(deal, &client, &shard.data).await.expect("upload");
             assert_eq!(status.state, ShardState::Stored);
-            assert_eq!(c.get_shard(deal, 0, shard.data.len() as u64).await.unwrap(), shard.data);
+            assert_eq!(
+                c.get_shard(deal, 0, shard.data.len() as u64).await.unwrap(),
+                shard.data
+            );
         }
         c.close().await;
     });
@@ -233,7 +284,9 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
     let end = accepted.iter().map(|d| d.end_epoch).max().unwrap();
     let done_slot = end * params.epoch_slots + params.grace_slots + 2;
     let timeout = Duration::from_millis(4 * 300 * (done_slot.saturating_sub(chain.slot()) + 30));
-    poll("the deals' last proof window to close", timeout, || (chain.slot() >= done_slot).then_some(()));
+    poll("the deals' last proof window to close", timeout, || {
+        (chain.slot() >= done_slot).then_some(())
+    });
 
     let mut proofs = 0;
     for (key, before) in deals.iter().zip(&accepted) {
@@ -249,7 +302,11 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
         proofs += epochs;
     }
     let metrics = &node.node.metrics;
-    assert_eq!(metrics.proofs_ok.load(Relaxed), proofs, "one accepted proof per deal per epoch");
+    assert_eq!(
+        metrics.proofs_ok.load(Relaxed),
+        proofs,
+        "one accepted proof per deal per epoch"
+    );
     assert_eq!(metrics.deals_accepted.load(Relaxed), 2);
 
     // Provider B's missed epochs were reported by A's node, which earned the bounty.
@@ -263,20 +320,26 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
     let text = {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
     };
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains(&format!("cairn_node_proofs_ok_total {proofs}\n")), "{text}");
+    assert!(
+        text.contains(&format!("cairn_node_proofs_ok_total {proofs}\n")),
+        "{text}"
+    );
     assert!(text.contains("cairn_node_shards_stored 2\n"), "{text}");
     rt.block_on(node.stop());
 }
 
 fn localnet_params(chain: &Chain) -> storage_market::state::MarketParams {
     let data = chain.rpc.get_account_data(&chain.info.market).unwrap();
-    storage_market::state::Market::try_deserialize(&mut data.as_slice()).unwrap().params
+    storage_market::state::Market::try_deserialize(&mut data.as_slice())
+        .unwrap()
+        .params
 }
 
 struct NodeProcess(Child);
@@ -336,7 +399,11 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
     std::fs::write(&config_path, config.documented_toml()).unwrap();
     let addr = config.listen;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let connect = || {
         rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -366,15 +433,21 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
                 .into(),
         });
         let (mut send, recv) = c.connection().open_bi().await.unwrap();
-        send.write_all(&Codec::default().encode_request(&request).unwrap()).await.unwrap();
+        send.write_all(&Codec::default().encode_request(&request).unwrap())
+            .await
+            .unwrap();
         send.write_all(&shard.data[..3 << 20]).await.unwrap();
         (send, recv)
     });
     let observer = connect();
-    poll("a checkpoint of at least 2 MiB", Duration::from_secs(60), || {
-        let s = rt.block_on(observer.status(&deal)).ok()?;
-        (s.received >= 2 << 20).then_some(())
-    });
+    poll(
+        "a checkpoint of at least 2 MiB",
+        Duration::from_secs(60),
+        || {
+            let s = rt.block_on(observer.status(&deal)).ok()?;
+            (s.received >= 2 << 20).then_some(())
+        },
+    );
     process.sigkill();
     let _ = rt.block_on(send.write_all(&shard.data[3 << 20..(4 << 20)]));
     drop((c, observer));
@@ -389,11 +462,20 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
         "resume offset {} after sending 3 MiB",
         status.received
     );
-    let done = rt.block_on(c.upload(&deal, &client, &shard.data)).expect("resumed upload");
+    let done = rt
+        .block_on(c.upload(&deal, &client, &shard.data))
+        .expect("resumed upload");
     assert_eq!(done.state, ShardState::Stored);
-    let back = rt.block_on(c.get_shard(&deal, 0, shard.data.len() as u64)).unwrap();
+    let back = rt
+        .block_on(c.get_shard(&deal, 0, shard.data.len() as u64))
+        .unwrap();
     assert!(back == shard.data, "the shard is not byte-exact");
-    let stored = std::fs::read(dir.path().join("data/shards").join(bs58::encode(deal.to_bytes()).into_string())).unwrap();
+    let stored = std::fs::read(
+        dir.path()
+            .join("data/shards")
+            .join(bs58::encode(deal.to_bytes()).into_string()),
+    )
+    .unwrap();
     assert!(stored == shard.data);
     assert_eq!(chain.deal(&deal).state, DealState::Active);
 }
