@@ -119,7 +119,8 @@ pub struct Config {
     /// Bytes of shard data this node accepts in total.
     #[serde(default = "defaults::capacity_bytes")]
     pub capacity_bytes: u64,
-    /// Price asked per MiB per epoch (token base units), used when registering.
+    /// Price per MiB per epoch (token base units) the provider is registered
+    /// with; the node warns at start when the chain's price differs.
     #[serde(default = "defaults::price_per_mib_epoch")]
     pub price_per_mib_epoch: u64,
     /// Largest request header frame accepted, in bytes.
@@ -316,7 +317,7 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ("provider_authority", "The provider's authority public key (base58): the node serves deals of\nthe provider account [\"provider\", authority]."),
     ("operator_keypair", "Keypair file of the provider's operator (hot) key: signs accept_deal, proofs\nand fault reports, pays their fees, and is the node's TLS identity."),
     ("capacity_bytes", "Bytes of shard data this node accepts in total."),
-    ("price_per_mib_epoch", "Price per MiB per epoch (token base units), used when registering."),
+    ("price_per_mib_epoch", "Price per MiB per epoch (token base units) the provider is registered with;\nthe node warns at start when the chain's price differs."),
     ("max_header_bytes", "Largest request header frame accepted, in bytes."),
     ("max_connections", "Most simultaneous QUIC connections; more are refused."),
     ("max_streams_per_connection", "Most simultaneous requests (streams) per connection."),

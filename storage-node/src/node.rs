@@ -69,6 +69,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     )
     .await
     .context("config field `rpc_url`")?;
+    check_provider(&config, &chain, &operator.pubkey().to_bytes()).await?;
     reconcile_with_chain(&store, &chain).await;
 
     let metrics = Arc::new(Metrics::default());
@@ -134,6 +135,41 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         cancel,
         tasks,
     })
+}
+
+/// The provider account must exist and name this operator; a price different
+/// from the config's is reported.
+async fn check_provider(
+    config: &Config,
+    chain: &RpcChain,
+    operator: &[u8; 32],
+) -> anyhow::Result<()> {
+    let provider: storage_market::state::Provider = chain
+        .fetch(&chain.provider)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "config field `provider_authority`: no provider account {} for authority {} on chain; register the provider first",
+                chain.provider,
+                config.provider_authority
+            )
+        })?;
+    if provider.operator.to_bytes() != *operator {
+        anyhow::bail!(
+            "config field `operator_keypair`: key {} is not the operator {} of provider {}",
+            bs58::encode(operator).into_string(),
+            provider.operator,
+            chain.provider
+        );
+    }
+    if provider.price_per_mib_epoch != config.price_per_mib_epoch {
+        warn!(
+            on_chain = provider.price_per_mib_epoch,
+            configured = config.price_per_mib_epoch,
+            "the provider's on-chain price differs from price_per_mib_epoch; update the provider to change it"
+        );
+    }
+    Ok(())
 }
 
 /// Partial uploads whose deal is no longer Proposed for this provider are

@@ -83,7 +83,19 @@ impl Prover {
         let slot = self.chain.slot().await?;
         let market = self.chain.market.clone();
         let epoch = market.epoch_at(slot);
-        let challenge = self.open(epoch).await?;
+        // Epochs whose proof window is open: the previous one during its grace
+        // slots, and the current one (opened here if nobody has).
+        let mut windows: Vec<(u64, Challenge)> = Vec::with_capacity(2);
+        if epoch > 0 {
+            if let Some(c) = self.chain.challenge(epoch - 1).await? {
+                if slot < c.deadline_slot {
+                    windows.push((epoch - 1, c));
+                }
+            }
+        }
+        if let Some(c) = self.open(epoch).await? {
+            windows.push((epoch, c));
+        }
 
         let ours = self.chain.deals(true).await?;
         for (key, deal) in ours {
@@ -99,19 +111,19 @@ impl Prover {
                     if !record.accepted {
                         let _ = self.node.store.mark_accepted(&key.to_bytes());
                     }
-                    let Some(challenge) = challenge.as_ref() else {
-                        continue;
-                    };
-                    if epoch < deal.start_epoch
-                        || epoch >= deal.end_epoch
-                        || epoch <= deal.settled_through
-                    {
-                        continue;
+                    // The oldest unsettled epoch first: a proof for a later
+                    // epoch would settle the earlier one as a fault.
+                    for (e, challenge) in &windows {
+                        let e = *e;
+                        if e < deal.start_epoch || e >= deal.end_epoch || e <= deal.settled_through
+                        {
+                            continue;
+                        }
+                        if self.claimed.lock().expect("claimed").insert((key, e)) {
+                            self.spawn_proof(key, deal.clone(), e, challenge.clone());
+                        }
+                        break;
                     }
-                    if !self.claimed.lock().expect("claimed").insert((key, epoch)) {
-                        continue;
-                    }
-                    self.spawn_proof(key, deal, epoch, challenge.clone());
                 }
                 _ => {}
             }

@@ -193,6 +193,7 @@ fn write_keypair(kp: &Keypair, path: &Path) {
 }
 
 fn node_config(dir: &Path, chain: &Chain, authority: &Pubkey, operator: &Keypair) -> Config {
+    std::fs::create_dir_all(dir).unwrap();
     let keypair = dir.join("operator.json");
     write_keypair(operator, &keypair);
     Config {
@@ -248,13 +249,26 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
         &[&operator_b],
     );
 
-    let mut config = node_config(dir.path(), &chain, &authority_a.pubkey(), &operator_a);
-    config.bounty_token_account = bounty.to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    // A node started with a key that is not the provider's operator refuses to run.
+    let impostor = node_config(
+        &dir.path().join("impostor"),
+        &chain,
+        &authority_a.pubkey(),
+        &Keypair::new(),
+    );
+    let err = rt
+        .block_on(cairn_storage_node::node::start(impostor))
+        .err()
+        .expect("impostor refused");
+    assert!(err.to_string().contains("operator_keypair"), "{err:#}");
+
+    let mut config = node_config(dir.path(), &chain, &authority_a.pubkey(), &operator_a);
+    config.bounty_token_account = bounty.to_string();
     let node = rt
         .block_on(cairn_storage_node::node::start(config))
         .expect("node starts");
