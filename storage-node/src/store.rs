@@ -527,23 +527,18 @@ impl Store {
                 }
             }
         }
-        let known: std::collections::HashSet<String> =
-            self.records()?.iter().map(|(d, _)| deal_name(d)).collect();
+        // Which file each record owns: `shards/` for stored, `partial/` otherwise.
+        let owned: std::collections::HashSet<(bool, String)> = self
+            .records()?
+            .iter()
+            .map(|(d, r)| (r.state == RecordState::Stored, deal_name(d)))
+            .collect();
         for sub in ["shards", "partial"] {
             let dir = self.dir.join(sub);
             for entry in fs::read_dir(&dir).map_err(io("list", &dir))? {
                 let entry = entry.map_err(io("list", &dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let is_ours = known.contains(&name)
-                    && match sub {
-                        "shards" => self
-                            .records()?
-                            .iter()
-                            .any(|(d, r)| deal_name(d) == name && r.state == RecordState::Stored),
-                        _ => self.records()?.iter().any(|(d, r)| {
-                            deal_name(d) == name && r.state == RecordState::Receiving
-                        }),
-                    };
+                let is_ours = owned.contains(&(sub == "shards", name));
                 if !is_ours {
                     fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
                     report.orphans.push(entry.path());
