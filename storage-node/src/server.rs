@@ -48,6 +48,9 @@ struct Upload {
 }
 
 /// The node's request handling state, shared by every connection.
+///
+/// File reads, writes and fsyncs run under `tokio::task::block_in_place`, so
+/// the node needs a multi-thread tokio runtime.
 pub struct Node<C> {
     /// The shard store.
     pub store: Arc<Store>,
