@@ -354,3 +354,32 @@ async fn the_bench_command_measures_every_number() {
     assert!(report.contains("MB/s, raw quinn"), "{report}");
     assert!(report.contains("epoch of 20 deals"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_until_one_closes() {
+    let f = start(1 << 20).await;
+    // The fixture allows 8 connections.
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+        c.info().await.unwrap();
+        open.push(c);
+    }
+    match NodeClient::connect(f.addr, f.operator).await {
+        Err(e) => assert!(e.to_string().contains("cannot connect"), "{e}"),
+        Ok(_) => panic!("a ninth connection was accepted"),
+    }
+    open.pop().unwrap().close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match NodeClient::connect(f.addr, f.operator).await {
+            Ok(c) => {
+                c.info().await.unwrap();
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f.cancel.cancel();
+}
