@@ -383,3 +383,42 @@ async fn connections_beyond_the_limit_are_refused_until_one_closes() {
     }
     f.cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_upload_from_a_file_and_download_into_a_file() {
+    let f = start(1 << 30).await;
+    let client = Keypair::new();
+    let shard = TestShard::random(3_000_000, 9);
+    let key = f.propose(&client, &shard);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("shard");
+    std::fs::write(&source, &shard.data).unwrap();
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    let file = tokio::fs::File::open(&source).await.unwrap();
+    let status = c
+        .put_shard_from(&key, &client, 0, shard.data.len() as u64, file)
+        .await
+        .unwrap();
+    assert_eq!(status.state, ShardState::Stored);
+    let target = dir.path().join("back");
+    let sink = tokio::fs::File::create(&target).await.unwrap();
+    c.get_shard_into(&key, 0, shard.data.len() as u64, sink)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&target).unwrap() == shard.data);
+    // A source shorter than announced is a client-side error, and the node
+    // keeps nothing past what arrived.
+    let short = TestShard::random(100_000, 10);
+    let short_key = f.propose(&client, &short);
+    let err = c
+        .put_shard_from(&short_key, &client, 0, 100_000, &short.data[..50_000])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("shard source"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = c.status(&short_key).await.unwrap();
+    assert_eq!(status.state, ShardState::Receiving);
+    assert!(status.received <= 50_000, "{status:?}");
+    c.close().await;
+    f.cancel.cancel();
+}
