@@ -48,6 +48,8 @@ pub struct Prover {
     /// Epochs this node already tried to open.
     opened: HashSet<u64>,
     permits: Arc<Semaphore>,
+    /// Stops the proof tasks with the prover.
+    cancel: CancellationToken,
 }
 
 impl Prover {
@@ -61,11 +63,13 @@ impl Prover {
             claimed: Arc::default(),
             reported: HashMap::new(),
             opened: HashSet::new(),
+            cancel: CancellationToken::new(),
         }
     }
 
     /// Runs until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.cancel = cancel.clone();
         info!(provider = %self.chain.provider, "prover started");
         loop {
             if let Err(e) = self.tick().await {
@@ -172,12 +176,16 @@ impl Prover {
         let node = self.node.clone();
         let permits = self.permits.clone();
         let claimed = self.claimed.clone();
+        let cancel = self.cancel.clone();
         tokio::spawn(
             async move {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                let done = prove(&chain, &node, &key, &deal, epoch, &challenge).await;
+                let done = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    done = prove(&chain, &node, &key, &deal, epoch, &challenge) => done,
+                };
                 if !done {
                     // Give a later round a chance while the window is open.
                     claimed.lock().expect("claimed").remove(&(key, epoch));

@@ -214,7 +214,7 @@ fn operator_key(kp: &Keypair) -> Pubkey {
 }
 
 #[test]
-fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported() {
+fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_reported() {
     let _serial = one_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),
@@ -225,11 +225,11 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
     let chain = Chain::new(&localnet);
     let dir = tempfile::tempdir().unwrap();
 
-    // Provider A runs a node; provider B accepts a deal and never proves.
+    // Provider A runs a node; provider B runs one that proves an epoch, then stops.
     let operator_a = Keypair::new();
     let (authority_a, provider_a) = chain.provider(&operator_a);
     let operator_b = Keypair::new();
-    let (_authority_b, provider_b) = chain.provider(&operator_b);
+    let (authority_b, provider_b) = chain.provider(&operator_b);
     let bounty = chain.token_account(&operator_a.pubkey(), 0);
 
     let client = Keypair::new();
@@ -242,12 +242,6 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
         .collect();
     let lazy_shard = TestShard::random(10_000, 3);
     let lazy = chain.propose(&client, &provider_b, &lazy_shard, 5, 3);
-    chain.send(
-        &[chain
-            .ix
-            .accept_deal_ix(&operator_b.pubkey(), &provider_b, &lazy)],
-        &[&operator_b],
-    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -288,6 +282,33 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
         }
         c.close().await;
     });
+    // Node B stores its shard, proves its first epoch, and is stopped.
+    let config_b = node_config(
+        &dir.path().join("b"),
+        &chain,
+        &authority_b.pubkey(),
+        &operator_b,
+    );
+    let node_b = rt
+        .block_on(cairn_storage_node::node::start(config_b))
+        .expect("node B starts");
+    rt.block_on(async {
+        let c = NodeClient::connect(node_b.quic_addr, operator_key(&operator_b))
+            .await
+            .unwrap();
+        let status = c
+            .upload(&lazy, &client, &lazy_shard.data)
+            .await
+            .expect("upload to B");
+        assert_eq!(status.state, ShardState::Stored);
+        c.close().await;
+    });
+    poll("node B's first proof", Duration::from_secs(180), || {
+        (chain.deal(&lazy).proven_epochs >= 1).then_some(())
+    });
+    rt.block_on(node_b.stop());
+    let lazy_proven = chain.deal(&lazy).proven_epochs;
+
     let accepted: Vec<Deal> = deals.iter().map(|d| chain.deal(d)).collect();
     for d in &accepted {
         assert_eq!(d.state, DealState::Active);
@@ -324,8 +345,16 @@ fn uploads_are_accepted_and_every_epoch_proven_once_and_missed_epochs_reported()
     assert_eq!(metrics.deals_accepted.load(Relaxed), 2);
 
     // Provider B's missed epochs were reported by A's node, which earned the bounty.
+    // Node B's epochs after it stopped were reported by A's node, which earned
+    // the bounty; its proven epoch stays proven.
     let lazy_now = chain.deal(&lazy);
     assert!(lazy_now.total_faults >= 1, "{lazy_now:?}");
+    assert_eq!(lazy_now.proven_epochs, lazy_proven, "{lazy_now:?}");
+    assert_eq!(
+        lazy_now.proven_epochs + lazy_now.total_faults,
+        lazy_now.settled_through - lazy_now.start_epoch + 1,
+        "every settled epoch is a proof or a fault: {lazy_now:?}"
+    );
     assert!(metrics.faults_reported.load(Relaxed) >= 1);
     assert!(chain.token_balance(&bounty) > 0);
 
