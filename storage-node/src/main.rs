@@ -83,7 +83,7 @@ impl Overrides {
             c.listen = v;
         }
         if let Some(v) = self.metrics_listen {
-            c.metrics_listen = Some(v);
+            c.metrics_listen = v.to_string();
         }
         if let Some(v) = self.rpc_url {
             c.rpc_url = v;
@@ -159,7 +159,12 @@ fn real_main() -> anyhow::Result<()> {
             let mut config = if cli.config.exists() {
                 let text = std::fs::read_to_string(&cli.config)
                     .with_context(|| format!("reading {}", cli.config.display()))?;
-                toml::from_str(&text).with_context(|| format!("in {}", cli.config.display()))?
+                let mut config: Config = toml::from_str(&text)
+                    .with_context(|| format!("in {}", cli.config.display()))?;
+                if let Some(dir) = cli.config.parent() {
+                    config.resolve_paths(dir);
+                }
+                config
             } else {
                 Config::default()
             };

@@ -101,7 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let mut tasks = vec![tokio::spawn(node.clone().serve(endpoint, cancel.clone()))];
 
     let mut metrics_addr = None;
-    if let Some(addr) = config.metrics_listen {
+    if let Some(addr) = config.metrics_addr() {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("config field `metrics_listen`: cannot bind {addr}"))?;

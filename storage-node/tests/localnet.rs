@@ -199,7 +199,7 @@ fn node_config(dir: &Path, chain: &Chain, authority: &Pubkey, operator: &Keypair
     Config {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        metrics_listen: "127.0.0.1:0".into(),
         rpc_url: chain.info.rpc_url.clone(),
         provider_authority: authority.to_string(),
         operator_keypair: keypair,
@@ -437,7 +437,7 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
     };
     let mut config = node_config(dir.path(), &chain, &authority.pubkey(), &operator);
     config.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.metrics_listen = None;
+    config.metrics_listen = String::new();
     let config_path = dir.path().join("cairn-node.toml");
     std::fs::write(&config_path, config.documented_toml()).unwrap();
     let addr = config.listen;
