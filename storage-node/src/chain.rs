@@ -38,7 +38,8 @@ pub trait ChainView: Send + Sync + 'static {
     /// The deal account, if it exists.
     fn deal(&self, deal: &Pubkey) -> impl Future<Output = Result<Option<Deal>, ChainError>> + Send;
     /// Sends `accept_deal` for a deal of this provider and waits for confirmation.
-    fn accept_deal(&self, deal: &Pubkey) -> impl Future<Output = Result<String, ChainError>> + Send;
+    fn accept_deal(&self, deal: &Pubkey)
+        -> impl Future<Output = Result<String, ChainError>> + Send;
     /// This node's provider account address.
     fn provider(&self) -> Pubkey;
 }
@@ -88,7 +89,10 @@ impl RpcChain {
     }
 
     /// Fetches and decodes an account, `None` if it does not exist.
-    pub async fn fetch<T: AccountDeserialize>(&self, key: &Pubkey) -> Result<Option<T>, ChainError> {
+    pub async fn fetch<T: AccountDeserialize>(
+        &self,
+        key: &Pubkey,
+    ) -> Result<Option<T>, ChainError> {
         let got = self
             .rpc
             .get_account_with_commitment(key, CommitmentConfig::confirmed())

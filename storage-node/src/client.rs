@@ -9,6 +9,10 @@ use cairn_core::wire::{
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use std::{net::SocketAddr, time::Duration};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest piece sent or received at once.
+const PIECE: usize = 256 * 1024;
 
 /// Why a request to a node failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +68,7 @@ impl NodeClient {
         } else {
             "0.0.0.0:0".parse().expect("address")
         };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
         endpoint.set_default_client_config(config);
         let server_name = solana_tls_utils::socket_addr_to_quic_server_name(addr);
         let connection = endpoint
@@ -141,8 +144,22 @@ impl NodeClient {
         offset: u64,
         bytes: &[u8],
     ) -> Result<ShardStatus, ClientError> {
+        self.put_shard_from(deal, client, offset, bytes.len() as u64, bytes)
+            .await
+    }
+
+    /// Uploads `len` bytes read from `source` as shard bytes
+    /// `offset..offset + len`, signed by the deal's `client`. Memory use is one
+    /// 256 KiB buffer whatever the size.
+    pub async fn put_shard_from<R: AsyncRead + Unpin>(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        len: u64,
+        source: R,
+    ) -> Result<ShardStatus, ClientError> {
         let deal = deal.to_bytes();
-        let len = bytes.len() as u64;
         let message = PutShard::signing_message(&deal, offset, len);
         let request = Request::PutShard(PutShard {
             deal,
@@ -151,23 +168,46 @@ impl NodeClient {
             client: client.pubkey().to_bytes(),
             signature: client.sign_message(&message).into(),
         });
-        self.put_raw(request, bytes).await
+        self.put_stream(request, len, source).await
     }
 
     /// Sends an already built `PutShard` request and its body (also used to send
     /// deliberately wrong requests in tests).
     pub async fn put_raw(&self, request: Request, body: &[u8]) -> Result<ShardStatus, ClientError> {
+        self.put_stream(request, body.len() as u64, body).await
+    }
+
+    async fn put_stream<R: AsyncRead + Unpin>(
+        &self,
+        request: Request,
+        len: u64,
+        mut source: R,
+    ) -> Result<ShardStatus, ClientError> {
         let (mut send, mut recv) = self.request(&request).await?;
         // The node may refuse early and stop reading: then the write fails and
         // the answer says why.
         let sent = async {
-            for piece in body.chunks(256 * 1024) {
-                send.write_all(piece).await?;
+            let mut buf = vec![0u8; PIECE.min(len as usize)];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                source
+                    .read_exact(&mut buf[..n])
+                    .await
+                    .map_err(|e| format!("reading the shard source: {e}"))?;
+                send.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+                left -= n as u64;
             }
-            send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
-            Ok::<_, quinn::WriteError>(())
+            send.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
         }
         .await;
+        if let Err(e) = &sent {
+            if e.starts_with("reading the shard source") {
+                let _ = send.reset(0u32.into());
+                return Err(ClientError::Stream(e.clone()));
+            }
+        }
         let answer = self.response(&mut recv).await;
         match (answer, sent) {
             (Ok(Response::PutShard(status)), _) => Ok(status),
@@ -190,11 +230,30 @@ impl NodeClient {
             return Ok(status);
         }
         let from = status.received.min(shard.len() as u64) as usize;
-        self.put_shard(deal, client, from as u64, &shard[from..]).await
+        self.put_shard(deal, client, from as u64, &shard[from..])
+            .await
     }
 
-    /// Downloads shard bytes `offset..offset + len`.
-    pub async fn get_shard(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, ClientError> {
+    /// Downloads shard bytes `offset..offset + len` into memory.
+    pub async fn get_shard(
+        &self,
+        deal: &Pubkey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+        self.get_shard_into(deal, offset, len, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Streams shard bytes `offset..offset + len` into `sink`, whatever the size.
+    pub async fn get_shard_into<W: AsyncWrite + Unpin>(
+        &self,
+        deal: &Pubkey,
+        offset: u64,
+        len: u64,
+        mut sink: W,
+    ) -> Result<(), ClientError> {
         let (mut send, mut recv) = self
             .request(&Request::GetShard(GetShard {
                 deal: deal.to_bytes(),
@@ -205,9 +264,20 @@ impl NodeClient {
         send.finish().map_err(stream_err)?;
         match self.response(&mut recv).await? {
             Response::ShardData(d) if d.offset == offset && d.len == len => {
-                let mut out = vec![0u8; len as usize];
-                recv.read_exact(&mut out).await.map_err(stream_err)?;
-                Ok(out)
+                let mut left = len;
+                while left > 0 {
+                    let chunk = recv
+                        .read_chunk(left.min(PIECE as u64) as usize, true)
+                        .await
+                        .map_err(stream_err)?
+                        .ok_or_else(|| {
+                            ClientError::Stream(format!("the node stopped {left} bytes short"))
+                        })?;
+                    sink.write_all(&chunk.bytes).await.map_err(stream_err)?;
+                    left -= chunk.bytes.len() as u64;
+                }
+                sink.flush().await.map_err(stream_err)?;
+                Ok(())
             }
             Response::Error(e) => Err(e.into()),
             other => Err(unexpected(&other)),
@@ -249,7 +319,10 @@ fn unexpected(r: &Response) -> ClientError {
 }
 
 /// Reads one response frame (bounded by the codec) from a stream.
-pub async fn read_response(codec: &Codec, recv: &mut quinn::RecvStream) -> Result<Response, ClientError> {
+pub async fn read_response(
+    codec: &Codec,
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ClientError> {
     let mut prefix = [0u8; LEN_PREFIX];
     recv.read_exact(&mut prefix).await.map_err(stream_err)?;
     let len = codec

@@ -17,8 +17,8 @@ pub mod defaults {
         SocketAddr::from(([0, 0, 0, 0], 7000))
     }
     /// Prometheus metrics on localhost, port 9100.
-    pub fn metrics_listen() -> Option<SocketAddr> {
-        Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+    pub fn metrics_listen() -> String {
+        "127.0.0.1:9100".into()
     }
     /// The local network's RPC endpoint.
     pub fn rpc_url() -> String {
@@ -97,9 +97,9 @@ pub struct Config {
     /// UDP address the QUIC server listens on (ALPN `cairn/1`).
     #[serde(default = "defaults::listen")]
     pub listen: SocketAddr,
-    /// TCP address of the Prometheus `/metrics` endpoint; absent to disable it.
+    /// TCP address of the Prometheus `/metrics` endpoint; empty to disable it.
     #[serde(default = "defaults::metrics_listen")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: String,
     /// Solana JSON-RPC endpoint.
     #[serde(default = "defaults::rpc_url")]
     pub rpc_url: String,
@@ -119,7 +119,8 @@ pub struct Config {
     /// Bytes of shard data this node accepts in total.
     #[serde(default = "defaults::capacity_bytes")]
     pub capacity_bytes: u64,
-    /// Price asked per MiB per epoch (token base units), used when registering.
+    /// Price per MiB per epoch (token base units) the provider is registered
+    /// with; the node warns at start when the chain's price differs.
     #[serde(default = "defaults::price_per_mib_epoch")]
     pub price_per_mib_epoch: u64,
     /// Largest request header frame accepted, in bytes.
@@ -236,6 +237,15 @@ impl Config {
                 .parse::<cairn_chain::Pubkey>()
                 .map_err(|_| bad("bounty_token_account", "not a base58 public key"))?;
         }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "metrics_listen",
+                format!(
+                    "`{}` is not a host:port address (empty disables metrics)",
+                    self.metrics_listen
+                ),
+            ));
+        }
         if self.capacity_bytes == 0 {
             return Err(bad("capacity_bytes", "must be more than 0"));
         }
@@ -271,6 +281,20 @@ impl Config {
         self.provider_authority.parse().expect("validated")
     }
 
+    /// The metrics address, `None` when disabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
+    }
+
+    /// Makes relative paths relative to `dir` (the config file's directory).
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        for path in [&mut self.data_dir, &mut self.operator_keypair] {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+    }
+
     /// [`Config::idle_timeout_ms`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
@@ -285,8 +309,9 @@ impl Config {
     pub fn documented_toml(&self) -> String {
         let values = toml::to_string(self).expect("config serializes");
         let mut out = String::from(
-            "# cairn-node configuration. Every value can also be set with a flag or an\n\
-             # environment variable: see `cairn-node run --help`.\n\n",
+            "# cairn-node configuration. Many values can also be set with a flag or an\n\
+             # environment variable: see `cairn-node run --help`. Relative paths are\n\
+             # relative to this file's directory.\n",
         );
         for line in values.lines() {
             if let Some((key, _)) = line.split_once(" = ") {
@@ -310,13 +335,13 @@ impl Config {
 const FIELD_DOCS: &[(&str, &str)] = &[
     ("data_dir", "Directory holding shard files (shards/, partial/) and the RocksDB (db/)."),
     ("listen", "UDP address the QUIC server listens on (ALPN cairn/1)."),
-    ("metrics_listen", "TCP address of the Prometheus /metrics endpoint; remove the line to disable it."),
+    ("metrics_listen", "TCP address of the Prometheus /metrics endpoint; \"\" disables it."),
     ("rpc_url", "Solana JSON-RPC endpoint."),
     ("program_id", "The storage-market program id (base58)."),
     ("provider_authority", "The provider's authority public key (base58): the node serves deals of\nthe provider account [\"provider\", authority]."),
     ("operator_keypair", "Keypair file of the provider's operator (hot) key: signs accept_deal, proofs\nand fault reports, pays their fees, and is the node's TLS identity."),
     ("capacity_bytes", "Bytes of shard data this node accepts in total."),
-    ("price_per_mib_epoch", "Price per MiB per epoch (token base units), used when registering."),
+    ("price_per_mib_epoch", "Price per MiB per epoch (token base units) the provider is registered with;\nthe node warns at start when the chain's price differs."),
     ("max_header_bytes", "Largest request header frame accepted, in bytes."),
     ("max_connections", "Most simultaneous QUIC connections; more are refused."),
     ("max_streams_per_connection", "Most simultaneous requests (streams) per connection."),
@@ -348,7 +373,10 @@ mod tests {
         let text = config.documented_toml();
         assert_eq!(Config::from_toml(&text).unwrap(), config);
         for (field, _) in FIELD_DOCS {
-            assert!(text.contains(&format!("{field} = ")) || *field == "metrics_listen", "{field}");
+            assert!(
+                text.contains(&format!("{field} = ")) || *field == "metrics_listen",
+                "{field}"
+            );
         }
         assert!(text.contains("# Bytes of shard data this node accepts in total."));
     }

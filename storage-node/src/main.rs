@@ -9,7 +9,13 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 #[command(name = "cairn-node", version, about = "Cairn storage provider node")]
 struct Cli {
     /// Config file.
-    #[arg(long, short, global = true, env = "CAIRN_NODE_CONFIG", default_value = "cairn-node.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CAIRN_NODE_CONFIG",
+        default_value = "cairn-node.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -28,6 +34,9 @@ enum Command {
     },
     /// Serve shards, accept deals and prove.
     Run(Overrides),
+    /// Measure upload throughput (next to raw quinn), proof generation and
+    /// proving one epoch, on this machine, chain excluded.
+    Bench(cairn_storage_node::bench::BenchOptions),
 }
 
 /// Values that override the config file (flags, or environment variables).
@@ -74,7 +83,7 @@ impl Overrides {
             c.listen = v;
         }
         if let Some(v) = self.metrics_listen {
-            c.metrics_listen = Some(v);
+            c.metrics_listen = v.to_string();
         }
         if let Some(v) = self.rpc_url {
             c.rpc_url = v;
@@ -114,9 +123,15 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Init { provider_authority, force } => {
+        Command::Init {
+            provider_authority,
+            force,
+        } => {
             if cli.config.exists() && !force {
-                anyhow::bail!("{} exists; pass --force to overwrite it", cli.config.display());
+                anyhow::bail!(
+                    "{} exists; pass --force to overwrite it",
+                    cli.config.display()
+                );
             }
             let config = Config {
                 provider_authority: provider_authority.unwrap_or_default(),
@@ -130,21 +145,39 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(options) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            print!(
+                "{}",
+                runtime.block_on(cairn_storage_node::bench::run(options))?
+            );
+            Ok(())
+        }
         Command::Run(overrides) => {
             let mut config = if cli.config.exists() {
                 let text = std::fs::read_to_string(&cli.config)
                     .with_context(|| format!("reading {}", cli.config.display()))?;
-                toml::from_str(&text).with_context(|| format!("in {}", cli.config.display()))?
+                let mut config: Config = toml::from_str(&text)
+                    .with_context(|| format!("in {}", cli.config.display()))?;
+                if let Some(dir) = cli.config.parent() {
+                    config.resolve_paths(dir);
+                }
+                config
             } else {
                 Config::default()
             };
             overrides.apply(&mut config);
             config.validate()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let node = cairn_storage_node::node::start(config).await?;
                 println!("cairn-node listening on {} (QUIC, cairn/1)", node.quic_addr);
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}

@@ -39,17 +39,72 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 11] = [
-            ("cairn_node_shards_stored", "gauge", "Shards stored with a verified root.", &self.shards_stored),
-            ("cairn_node_stored_bytes", "gauge", "Bytes of stored shards.", &self.stored_bytes),
-            ("cairn_node_upload_bytes_total", "counter", "Shard bytes received by uploads.", &self.upload_bytes),
-            ("cairn_node_download_bytes_total", "counter", "Shard bytes served by downloads.", &self.download_bytes),
-            ("cairn_node_proofs_ok_total", "counter", "Proofs accepted on chain.", &self.proofs_ok),
-            ("cairn_node_proofs_failed_total", "counter", "Proof attempts that failed.", &self.proofs_failed),
-            ("cairn_node_epochs_opened_total", "counter", "Epochs opened by this node.", &self.epochs_opened),
-            ("cairn_node_faults_reported_total", "counter", "Fault reports sent for other providers' deals.", &self.faults_reported),
-            ("cairn_node_deals_accepted_total", "counter", "Deals accepted on chain.", &self.deals_accepted),
-            ("cairn_node_requests_refused_total", "counter", "Requests answered with an error frame.", &self.requests_refused),
-            ("cairn_node_connections", "gauge", "Open QUIC connections.", &self.connections),
+            (
+                "cairn_node_shards_stored",
+                "gauge",
+                "Shards stored with a verified root.",
+                &self.shards_stored,
+            ),
+            (
+                "cairn_node_stored_bytes",
+                "gauge",
+                "Bytes of stored shards.",
+                &self.stored_bytes,
+            ),
+            (
+                "cairn_node_upload_bytes_total",
+                "counter",
+                "Shard bytes received by uploads.",
+                &self.upload_bytes,
+            ),
+            (
+                "cairn_node_download_bytes_total",
+                "counter",
+                "Shard bytes served by downloads.",
+                &self.download_bytes,
+            ),
+            (
+                "cairn_node_proofs_ok_total",
+                "counter",
+                "Proofs accepted on chain.",
+                &self.proofs_ok,
+            ),
+            (
+                "cairn_node_proofs_failed_total",
+                "counter",
+                "Proof attempts that failed.",
+                &self.proofs_failed,
+            ),
+            (
+                "cairn_node_epochs_opened_total",
+                "counter",
+                "Epochs opened by this node.",
+                &self.epochs_opened,
+            ),
+            (
+                "cairn_node_faults_reported_total",
+                "counter",
+                "Fault reports sent for other providers' deals.",
+                &self.faults_reported,
+            ),
+            (
+                "cairn_node_deals_accepted_total",
+                "counter",
+                "Deals accepted on chain.",
+                &self.deals_accepted,
+            ),
+            (
+                "cairn_node_requests_refused_total",
+                "counter",
+                "Requests answered with an error frame.",
+                &self.requests_refused,
+            ),
+            (
+                "cairn_node_connections",
+                "gauge",
+                "Open QUIC connections.",
+                &self.connections,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -81,7 +136,9 @@ impl Metrics {
             let metrics = self.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
-                let read = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf)).await;
+                let read =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
+                        .await;
                 let Ok(Ok(n)) = read else { return };
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let target = request.split_whitespace().nth(1).unwrap_or("");
@@ -110,6 +167,7 @@ mod tests {
         let m = Metrics::default();
         m.proofs_ok.fetch_add(3, Relaxed);
         let text = m.render();
-        assert!(text.contains("# TYPE cairn_node_proofs_ok_total counter\ncairn_node_proofs_ok_total 3\n"));
+        assert!(text
+            .contains("# TYPE cairn_node_proofs_ok_total counter\ncairn_node_proofs_ok_total 3\n"));
     }
 }

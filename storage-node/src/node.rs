@@ -62,9 +62,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let report = tokio::task::block_in_place(|| store.reconcile(config.verify_samples))?;
     info!(%report, "store reconciled with disk");
 
-    let chain = RpcChain::connect(&config.rpc_url, operator.clone(), &config.provider_authority())
-        .await
-        .context("config field `rpc_url`")?;
+    let chain = RpcChain::connect(
+        &config.rpc_url,
+        operator.clone(),
+        &config.provider_authority(),
+    )
+    .await
+    .context("config field `rpc_url`")?;
+    check_provider(&config, &chain, &operator.pubkey().to_bytes()).await?;
     reconcile_with_chain(&store, &chain).await;
 
     let metrics = Arc::new(Metrics::default());
@@ -96,12 +101,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let mut tasks = vec![tokio::spawn(node.clone().serve(endpoint, cancel.clone()))];
 
     let mut metrics_addr = None;
-    if let Some(addr) = config.metrics_listen {
+    if let Some(addr) = config.metrics_addr() {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("config field `metrics_listen`: cannot bind {addr}"))?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.push(tokio::spawn(metrics.clone().serve(listener, cancel.clone())));
+        tasks.push(tokio::spawn(
+            metrics.clone().serve(listener, cancel.clone()),
+        ));
     }
     if config.prover {
         let bounty_account = (config.report_faults && !config.bounty_token_account.is_empty())
@@ -130,6 +137,41 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     })
 }
 
+/// The provider account must exist and name this operator; a price different
+/// from the config's is reported.
+async fn check_provider(
+    config: &Config,
+    chain: &RpcChain,
+    operator: &[u8; 32],
+) -> anyhow::Result<()> {
+    let provider: storage_market::state::Provider = chain
+        .fetch(&chain.provider)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "config field `provider_authority`: no provider account {} for authority {} on chain; register the provider first",
+                chain.provider,
+                config.provider_authority
+            )
+        })?;
+    if provider.operator.to_bytes() != *operator {
+        anyhow::bail!(
+            "config field `operator_keypair`: key {} is not the operator {} of provider {}",
+            bs58::encode(operator).into_string(),
+            provider.operator,
+            chain.provider
+        );
+    }
+    if provider.price_per_mib_epoch != config.price_per_mib_epoch {
+        warn!(
+            on_chain = provider.price_per_mib_epoch,
+            configured = config.price_per_mib_epoch,
+            "the provider's on-chain price differs from price_per_mib_epoch; update the provider to change it"
+        );
+    }
+    Ok(())
+}
+
 /// Partial uploads whose deal is no longer Proposed for this provider are
 /// discarded; the rest stay resumable.
 async fn reconcile_with_chain(store: &Store, chain: &RpcChain) {
@@ -141,14 +183,18 @@ async fn reconcile_with_chain(store: &Store, chain: &RpcChain) {
         }
         let key = cairn_chain::Pubkey::new_from_array(deal);
         match chain.deal(&key).await {
-            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => kept += 1,
+            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => {
+                kept += 1
+            }
             Ok(_) => {
                 if let Err(e) = store.discard(&deal) {
                     warn!(deal = %key, error = %e, "cannot discard a stale upload");
                 }
                 dropped += 1;
             }
-            Err(e) => warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept"),
+            Err(e) => {
+                warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept")
+            }
         }
     }
     info!(kept, dropped, "partial uploads reconciled with chain");

@@ -48,6 +48,8 @@ pub struct Prover {
     /// Epochs this node already tried to open.
     opened: HashSet<u64>,
     permits: Arc<Semaphore>,
+    /// Stops the proof tasks with the prover.
+    cancel: CancellationToken,
 }
 
 impl Prover {
@@ -61,11 +63,13 @@ impl Prover {
             claimed: Arc::default(),
             reported: HashMap::new(),
             opened: HashSet::new(),
+            cancel: CancellationToken::new(),
         }
     }
 
     /// Runs until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.cancel = cancel.clone();
         info!(provider = %self.chain.provider, "prover started");
         loop {
             if let Err(e) = self.tick().await {
@@ -83,7 +87,19 @@ impl Prover {
         let slot = self.chain.slot().await?;
         let market = self.chain.market.clone();
         let epoch = market.epoch_at(slot);
-        let challenge = self.open(epoch).await?;
+        // Epochs whose proof window is open: the previous one during its grace
+        // slots, and the current one (opened here if nobody has).
+        let mut windows: Vec<(u64, Challenge)> = Vec::with_capacity(2);
+        if epoch > 0 {
+            if let Some(c) = self.chain.challenge(epoch - 1).await? {
+                if slot < c.deadline_slot {
+                    windows.push((epoch - 1, c));
+                }
+            }
+        }
+        if let Some(c) = self.open(epoch).await? {
+            windows.push((epoch, c));
+        }
 
         let ours = self.chain.deals(true).await?;
         for (key, deal) in ours {
@@ -99,16 +115,19 @@ impl Prover {
                     if !record.accepted {
                         let _ = self.node.store.mark_accepted(&key.to_bytes());
                     }
-                    let Some(challenge) = challenge.as_ref() else {
-                        continue;
-                    };
-                    if epoch < deal.start_epoch || epoch >= deal.end_epoch || epoch <= deal.settled_through {
-                        continue;
+                    // The oldest unsettled epoch first: a proof for a later
+                    // epoch would settle the earlier one as a fault.
+                    for (e, challenge) in &windows {
+                        let e = *e;
+                        if e < deal.start_epoch || e >= deal.end_epoch || e <= deal.settled_through
+                        {
+                            continue;
+                        }
+                        if self.claimed.lock().expect("claimed").insert((key, e)) {
+                            self.spawn_proof(key, deal.clone(), e, challenge.clone());
+                        }
+                        break;
                     }
-                    if !self.claimed.lock().expect("claimed").insert((key, epoch)) {
-                        continue;
-                    }
-                    self.spawn_proof(key, deal, epoch, challenge.clone());
                 }
                 _ => {}
             }
@@ -132,7 +151,10 @@ impl Prover {
             return Ok(Some(c));
         }
         if self.opened.insert(epoch) {
-            let ix = self.chain.ix.open_epoch_ix(&self.chain.operator.pubkey(), epoch);
+            let ix = self
+                .chain
+                .ix
+                .open_epoch_ix(&self.chain.operator.pubkey(), epoch);
             match self.chain.send(&[ix]).await {
                 Ok(sig) => {
                     info!(epoch, %sig, "opened epoch");
@@ -154,10 +176,16 @@ impl Prover {
         let node = self.node.clone();
         let permits = self.permits.clone();
         let claimed = self.claimed.clone();
+        let cancel = self.cancel.clone();
         tokio::spawn(
             async move {
-                let Ok(_permit) = permits.acquire_owned().await else { return };
-                let done = prove(&chain, &node, &key, &deal, epoch, &challenge).await;
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                let done = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    done = prove(&chain, &node, &key, &deal, epoch, &challenge) => done,
+                };
                 if !done {
                     // Give a later round a chance while the window is open.
                     claimed.lock().expect("claimed").remove(&(key, epoch));
@@ -167,10 +195,17 @@ impl Prover {
         );
     }
 
-    async fn report_faults(&mut self, closed: u64, bounty: Pubkey) -> Result<(), crate::chain::ChainError> {
+    async fn report_faults(
+        &mut self,
+        closed: u64,
+        bounty: Pubkey,
+    ) -> Result<(), crate::chain::ChainError> {
         let provider = self.chain.provider;
         for (key, deal) in self.chain.deals(false).await? {
-            if deal.provider == provider || deal.state != DealState::Active || closed < deal.start_epoch {
+            if deal.provider == provider
+                || deal.state != DealState::Active
+                || closed < deal.start_epoch
+            {
                 continue;
             }
             let through = closed.min(deal.end_epoch.saturating_sub(1));
@@ -254,7 +289,9 @@ async fn prove(
                 node.metrics.proofs_ok.fetch_add(1, Relaxed);
                 return true;
             }
-            Err(e) if e.custom_code() == Some(code(MarketError::EpochAlreadySettled)) => return true,
+            Err(e) if e.custom_code() == Some(code(MarketError::EpochAlreadySettled)) => {
+                return true
+            }
             Err(e) => {
                 node.metrics.proofs_failed.fetch_add(1, Relaxed);
                 warn!(error = %e, attempt, "proof failed; retrying");

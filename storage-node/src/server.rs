@@ -48,6 +48,9 @@ struct Upload {
 }
 
 /// The node's request handling state, shared by every connection.
+///
+/// File reads, writes and fsyncs run under `tokio::task::block_in_place`, so
+/// the node needs a multi-thread tokio runtime.
 pub struct Node<C> {
     /// The shard store.
     pub store: Arc<Store>,
@@ -62,6 +65,7 @@ pub struct Node<C> {
     codec: Codec,
     uploads: Mutex<HashMap<DealId, Arc<tokio::sync::Mutex<Option<Upload>>>>>,
     trees: Mutex<HashMap<DealId, Arc<Tree>>>,
+    accepting: Mutex<std::collections::HashSet<Pubkey>>,
 }
 
 /// Trees kept in memory for proofs before the cache is emptied.
@@ -92,7 +96,13 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 impl<C: ChainView> Node<C> {
     /// A node over `store` and `chain`.
-    pub fn new(store: Arc<Store>, chain: Arc<C>, operator: Pubkey, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        chain: Arc<C>,
+        operator: Pubkey,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let node = Node {
             codec: Codec::new(limits.max_header_bytes),
             store,
@@ -102,6 +112,7 @@ impl<C: ChainView> Node<C> {
             limits,
             uploads: Mutex::new(HashMap::new()),
             trees: Mutex::new(HashMap::new()),
+            accepting: Mutex::new(Default::default()),
         };
         node.refresh_store_metrics();
         node
@@ -114,7 +125,9 @@ impl<C: ChainView> Node<C> {
                 .iter()
                 .filter(|(_, r)| r.state == RecordState::Stored)
                 .collect();
-            self.metrics.shards_stored.store(stored.len() as u64, Relaxed);
+            self.metrics
+                .shards_stored
+                .store(stored.len() as u64, Relaxed);
             self.metrics
                 .stored_bytes
                 .store(stored.iter().map(|(_, r)| r.size).sum(), Relaxed);
@@ -185,11 +198,17 @@ impl<C: ChainView> Node<C> {
     }
 
     async fn stream(self: Arc<Self>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let answer = match tokio::time::timeout(self.limits.request_timeout, self.read_request(&mut recv)).await {
-            Err(_) => Err(refuse(ErrorCode::BadRequest, "no complete request header before the request timeout")),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(request)) => self.handle(request, &mut send, &mut recv).await,
-        };
+        let answer =
+            match tokio::time::timeout(self.limits.request_timeout, self.read_request(&mut recv))
+                .await
+            {
+                Err(_) => Err(refuse(
+                    ErrorCode::BadRequest,
+                    "no complete request header before the request timeout",
+                )),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(request)) => self.handle(request, &mut send, &mut recv).await,
+            };
         let frame = match answer {
             Ok(None) => {
                 let _ = send.finish();
@@ -219,7 +238,10 @@ impl<C: ChainView> Node<C> {
         recv.read_exact(&mut prefix)
             .await
             .map_err(|e| refuse(ErrorCode::BadRequest, format!("reading the header: {e}")))?;
-        let len = self.codec.header_len(prefix).map_err(|e| decode_refusal(&e))?;
+        let len = self
+            .codec
+            .header_len(prefix)
+            .map_err(|e| decode_refusal(&e))?;
         let mut header = vec![0u8; len];
         recv.read_exact(&mut header)
             .await
@@ -242,10 +264,18 @@ impl<C: ChainView> Node<C> {
                 operator: self.operator.to_bytes(),
                 free_capacity: self.free_capacity(),
             }))),
-            Request::ShardStatus(s) => self.status(&s.deal).await.map(|s| Some(Response::ShardStatus(s))),
+            Request::ShardStatus(s) => self
+                .status(&s.deal)
+                .await
+                .map(|s| Some(Response::ShardStatus(s))),
             Request::PutShard(p) => self.put(p, recv).await.map(|s| Some(Response::PutShard(s))),
-            Request::GetShard(g) => self.get(&g.deal, g.offset, g.len, send).await.map(|()| None),
-            Request::GetProof(g) => self.proof(&g.deal, g.index).map(|p| Some(Response::Proof(p))),
+            Request::GetShard(g) => self
+                .get(&g.deal, g.offset, g.len, send)
+                .await
+                .map(|()| None),
+            Request::GetProof(g) => self
+                .proof(&g.deal, g.index)
+                .map(|p| Some(Response::Proof(p))),
         }
     }
 
@@ -270,22 +300,34 @@ impl<C: ChainView> Node<C> {
 
     async fn our_deal(&self, deal: &DealId) -> Result<storage_market::state::Deal, WireError> {
         let key = Pubkey::new_from_array(*deal);
-        let found = self
-            .chain
-            .deal(&key)
-            .await
-            .map_err(|e| refuse(ErrorCode::Internal, format!("reading deal {key} from chain: {e}")))?;
+        let found = self.chain.deal(&key).await.map_err(|e| {
+            refuse(
+                ErrorCode::Internal,
+                format!("reading deal {key} from chain: {e}"),
+            )
+        })?;
         match found {
             Some(d) if d.provider == self.chain.provider() => Ok(d),
             Some(d) => Err(refuse(
                 ErrorCode::UnknownDeal,
-                format!("deal {key} belongs to provider {}, not {}", d.provider, self.chain.provider()),
+                format!(
+                    "deal {key} belongs to provider {}, not {}",
+                    d.provider,
+                    self.chain.provider()
+                ),
             )),
-            None => Err(refuse(ErrorCode::UnknownDeal, format!("no deal account {key} on chain"))),
+            None => Err(refuse(
+                ErrorCode::UnknownDeal,
+                format!("no deal account {key} on chain"),
+            )),
         }
     }
 
-    async fn put(&self, p: PutShard, recv: &mut quinn::RecvStream) -> Result<ShardStatus, WireError> {
+    async fn put(
+        &self,
+        p: PutShard,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<ShardStatus, WireError> {
         let key = Pubkey::new_from_array(p.deal);
         let deal = self.our_deal(&p.deal).await?;
         if deal.state != DealState::Proposed {
@@ -297,20 +339,42 @@ impl<C: ChainView> Node<C> {
         if p.client != deal.client.to_bytes() {
             return Err(refuse(
                 ErrorCode::BadSignature,
-                format!("the request names client {}, the deal's client is {}", Pubkey::new_from_array(p.client), deal.client),
+                format!(
+                    "the request names client {}, the deal's client is {}",
+                    Pubkey::new_from_array(p.client),
+                    deal.client
+                ),
             ));
         }
-        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&p.client)
-            .map_err(|_| refuse(ErrorCode::BadSignature, "the client key is not a valid ed25519 point"))?;
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&p.client).map_err(|_| {
+            refuse(
+                ErrorCode::BadSignature,
+                "the client key is not a valid ed25519 point",
+            )
+        })?;
         let signature = ed25519_dalek::Signature::from_bytes(&p.signature);
         verifying
             .verify_strict(&p.message(), &signature)
-            .map_err(|_| refuse(ErrorCode::BadSignature, format!("signature over deal {key} bytes {}+{} does not verify", p.offset, p.len)))?;
-        let end = p.offset.checked_add(p.len).ok_or_else(|| refuse(ErrorCode::WrongSize, "offset + len overflows"))?;
+            .map_err(|_| {
+                refuse(
+                    ErrorCode::BadSignature,
+                    format!(
+                        "signature over deal {key} bytes {}+{} does not verify",
+                        p.offset, p.len
+                    ),
+                )
+            })?;
+        let end = p
+            .offset
+            .checked_add(p.len)
+            .ok_or_else(|| refuse(ErrorCode::WrongSize, "offset + len overflows"))?;
         if end > deal.shard_bytes {
             return Err(refuse(
                 ErrorCode::WrongSize,
-                format!("bytes {}..{end} run past the deal's shard size {}", p.offset, deal.shard_bytes),
+                format!(
+                    "bytes {}..{end} run past the deal's shard size {}",
+                    p.offset, deal.shard_bytes
+                ),
             ));
         }
 
@@ -323,35 +387,52 @@ impl<C: ChainView> Node<C> {
             .or_default()
             .clone();
         let Ok(mut guard) = slot.try_lock() else {
-            return Err(refuse(ErrorCode::Busy, format!("another upload of deal {key} is in progress")));
+            return Err(refuse(
+                ErrorCode::Busy,
+                format!("another upload of deal {key} is in progress"),
+            ));
         };
 
         let record = match self.store.record(&p.deal).map_err(internal)? {
             Some(r) if r.state == RecordState::Stored => {
-                return Err(refuse(ErrorCode::NotProposed, format!("the node already stores deal {key}'s shard")));
+                return Err(refuse(
+                    ErrorCode::NotProposed,
+                    format!("the node already stores deal {key}'s shard"),
+                ));
             }
             Some(r) => r,
             None => {
                 if deal.shard_bytes > self.free_capacity() {
                     return Err(refuse(
                         ErrorCode::CapacityExceeded,
-                        format!("shard of {} bytes, {} bytes free", deal.shard_bytes, self.free_capacity()),
+                        format!(
+                            "shard of {} bytes, {} bytes free",
+                            deal.shard_bytes,
+                            self.free_capacity()
+                        ),
                     ));
                 }
                 *guard = None;
-                blocking(|| self.store.begin(&p.deal, deal.shard_bytes, deal.shard_root)).map_err(internal)?
+                blocking(|| self.store.begin(&p.deal, deal.shard_bytes, deal.shard_root))
+                    .map_err(internal)?
             }
         };
         if record.size != deal.shard_bytes || record.root != deal.shard_root {
             // The deal account was replaced since the upload began.
             blocking(|| self.store.discard(&p.deal)).map_err(internal)?;
             *guard = None;
-            return Err(refuse(ErrorCode::OffsetMismatch, "the deal changed; upload again from offset 0"));
+            return Err(refuse(
+                ErrorCode::OffsetMismatch,
+                "the deal changed; upload again from offset 0",
+            ));
         }
         if p.offset != record.received {
             return Err(refuse(
                 ErrorCode::OffsetMismatch,
-                format!("the node holds {} bytes of deal {key}; resume from there", record.received),
+                format!(
+                    "the node holds {} bytes of deal {key}; resume from there",
+                    record.received
+                ),
             ));
         }
         if guard.as_ref().is_none_or(|u| u.received != record.received) {
@@ -359,12 +440,22 @@ impl<C: ChainView> Node<C> {
             let (file, builder) = blocking(|| {
                 let builder = self.store.rehash_partial(&p.deal, received)?;
                 let mut file = self.store.open_partial(&p.deal, received)?;
-                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(received))
-                    .map_err(|e| StoreError::Io { what: "seek", path: self.store.partial_path(&p.deal), source: e })?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(received)).map_err(
+                    |e| StoreError::Io {
+                        what: "seek",
+                        path: self.store.partial_path(&p.deal),
+                        source: e,
+                    },
+                )?;
                 Ok::<_, StoreError>((file, builder))
             })
             .map_err(internal)?;
-            *guard = Some(Upload { file, builder, received, since_checkpoint: 0 });
+            *guard = Some(Upload {
+                file,
+                builder,
+                received,
+                since_checkpoint: 0,
+            });
         }
         let upload = guard.as_mut().expect("set above");
 
@@ -381,15 +472,27 @@ impl<C: ChainView> Node<C> {
             let chunk = match piece {
                 Ok(Ok(Some(c))) => c.bytes,
                 Ok(Ok(None)) => {
-                    failure = Some(refuse(ErrorCode::WrongSize, format!("the stream ended {left} bytes short of the announced {}", p.len)));
+                    failure = Some(refuse(
+                        ErrorCode::WrongSize,
+                        format!(
+                            "the stream ended {left} bytes short of the announced {}",
+                            p.len
+                        ),
+                    ));
                     break;
                 }
                 Ok(Err(e)) => {
-                    failure = Some(refuse(ErrorCode::BadRequest, format!("reading the body: {e}")));
+                    failure = Some(refuse(
+                        ErrorCode::BadRequest,
+                        format!("reading the body: {e}"),
+                    ));
                     break;
                 }
                 Err(_) => {
-                    failure = Some(refuse(ErrorCode::BadRequest, "no body bytes before the request timeout"));
+                    failure = Some(refuse(
+                        ErrorCode::BadRequest,
+                        "no body bytes before the request timeout",
+                    ));
                     break;
                 }
             };
@@ -401,44 +504,81 @@ impl<C: ChainView> Node<C> {
             upload.received += chunk.len() as u64;
             upload.since_checkpoint += chunk.len() as u64;
             left -= chunk.len() as u64;
-            self.metrics.upload_bytes.fetch_add(chunk.len() as u64, Relaxed);
+            self.metrics
+                .upload_bytes
+                .fetch_add(chunk.len() as u64, Relaxed);
             if upload.since_checkpoint >= self.limits.checkpoint_bytes {
-                blocking(|| self.store.checkpoint(&p.deal, &upload.file, upload.received)).map_err(internal)?;
+                blocking(|| {
+                    self.store
+                        .checkpoint(&p.deal, &upload.file, upload.received)
+                })
+                .map_err(internal)?;
                 upload.since_checkpoint = 0;
             }
         }
         if let Some(e) = failure {
             // Keep what arrived: the client resumes from the reported offset.
-            blocking(|| self.store.checkpoint(&p.deal, &upload.file, upload.received)).map_err(internal)?;
+            blocking(|| {
+                self.store
+                    .checkpoint(&p.deal, &upload.file, upload.received)
+            })
+            .map_err(internal)?;
             return Err(e);
         }
         if upload.received < deal.shard_bytes {
-            blocking(|| self.store.checkpoint(&p.deal, &upload.file, upload.received)).map_err(internal)?;
+            blocking(|| {
+                self.store
+                    .checkpoint(&p.deal, &upload.file, upload.received)
+            })
+            .map_err(internal)?;
             upload.since_checkpoint = 0;
-            return Ok(ShardStatus { state: ShardState::Receiving, received: upload.received, size: deal.shard_bytes });
+            return Ok(ShardStatus {
+                state: ShardState::Receiving,
+                received: upload.received,
+                size: deal.shard_bytes,
+            });
         }
 
         // Complete: keep it only if the root matches the deal's.
         let done = guard.take().expect("set above");
         let tree = done.builder.finish();
+        self.uploads.lock().expect("uploads lock").remove(&p.deal);
         if tree.root() != deal.shard_root {
             blocking(|| self.store.discard(&p.deal)).map_err(internal)?;
             warn!(deal = %key, "uploaded shard does not match the deal's root; discarded");
             return Err(refuse(
                 ErrorCode::RootMismatch,
-                format!("computed root {} but deal {key} has {}", bs58::encode(tree.root()).into_string(), bs58::encode(deal.shard_root).into_string()),
+                format!(
+                    "computed root {} but deal {key} has {}",
+                    bs58::encode(tree.root()).into_string(),
+                    bs58::encode(deal.shard_root).into_string()
+                ),
             ));
         }
         blocking(|| self.store.finish(&p.deal, &done.file, &tree)).map_err(internal)?;
         self.refresh_store_metrics();
         info!(deal = %key, bytes = deal.shard_bytes, "shard stored");
         self.accept(&key).await;
-        Ok(ShardStatus { state: ShardState::Stored, received: deal.shard_bytes, size: deal.shard_bytes })
+        Ok(ShardStatus {
+            state: ShardState::Stored,
+            received: deal.shard_bytes,
+            size: deal.shard_bytes,
+        })
     }
 
     /// Sends `accept_deal`; on failure the prover retries it.
     pub async fn accept(&self, key: &Pubkey) {
-        match self.chain.accept_deal(key).await {
+        // One acceptance in flight per deal (the upload path and the prover).
+        if !self.accepting.lock().expect("accepting lock").insert(*key) {
+            return;
+        }
+        if matches!(self.store.record(&key.to_bytes()), Ok(Some(r)) if r.accepted) {
+            self.accepting.lock().expect("accepting lock").remove(key);
+            return;
+        }
+        let result = self.chain.accept_deal(key).await;
+        self.accepting.lock().expect("accepting lock").remove(key);
+        match result {
             Ok(sig) => {
                 info!(deal = %key, %sig, "deal accepted on chain");
                 self.metrics.deals_accepted.fetch_add(1, Relaxed);
@@ -456,7 +596,10 @@ impl<C: ChainView> Node<C> {
         }
         let record = self.store.record(deal).map_err(internal)?;
         if record.is_none_or(|r| r.state != RecordState::Stored) {
-            return Err(refuse(ErrorCode::NotStored, format!("deal {}", Pubkey::new_from_array(*deal))));
+            return Err(refuse(
+                ErrorCode::NotStored,
+                format!("deal {}", Pubkey::new_from_array(*deal)),
+            ));
         }
         let tree = Arc::new(
             self.store
@@ -485,10 +628,19 @@ impl<C: ChainView> Node<C> {
         }
     }
 
-    async fn get(&self, deal: &DealId, offset: u64, len: u64, send: &mut quinn::SendStream) -> Result<(), WireError> {
+    async fn get(
+        &self,
+        deal: &DealId,
+        offset: u64,
+        len: u64,
+        send: &mut quinn::SendStream,
+    ) -> Result<(), WireError> {
         let record = self.store.record(deal).map_err(internal)?;
         let Some(record) = record.filter(|r| r.state == RecordState::Stored) else {
-            return Err(refuse(ErrorCode::NotStored, format!("deal {}", Pubkey::new_from_array(*deal))));
+            return Err(refuse(
+                ErrorCode::NotStored,
+                format!("deal {}", Pubkey::new_from_array(*deal)),
+            ));
         };
         if offset.checked_add(len).is_none_or(|end| end > record.size) {
             return Err(refuse(
@@ -508,7 +660,8 @@ impl<C: ChainView> Node<C> {
         let end = offset + len;
         while at < end {
             let n = ((end - at).min(PIECE as u64)) as usize;
-            blocking(|| std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf[..n], at)).map_err(internal)?;
+            blocking(|| std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf[..n], at))
+                .map_err(internal)?;
             if send.write_all(&buf[..n]).await.is_err() {
                 return Ok(()); // the client went away
             }

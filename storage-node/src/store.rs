@@ -36,6 +36,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// A deal address.
 pub type DealId = [u8; 32];
 
+/// A 64-byte segment and its Merkle path, leaf to root.
+pub type SegmentPath = ([u8; 64], Vec<[u8; 32]>);
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -264,7 +267,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("opened with every column family")
+        self.db
+            .cf_handle(name)
+            .expect("opened with every column family")
     }
 
     /// Path of a stored shard.
@@ -286,17 +291,22 @@ impl Store {
     pub fn record(&self, deal: &DealId) -> Result<Option<ShardRecord>, StoreError> {
         match self.db.get_cf(self.cf(CF_SHARDS), deal)? {
             None => Ok(None),
-            Some(v) => ShardRecord::decode(&v).map(Some).ok_or(StoreError::Corrupt {
-                what: "record",
-                deal: deal_name(deal),
-            }),
+            Some(v) => ShardRecord::decode(&v)
+                .map(Some)
+                .ok_or(StoreError::Corrupt {
+                    what: "record",
+                    deal: deal_name(deal),
+                }),
         }
     }
 
     /// Every record, in deal order.
     pub fn records(&self) -> Result<Vec<(DealId, ShardRecord)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_SHARDS), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_SHARDS), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item?;
             let deal: DealId = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                 what: "record key",
@@ -313,7 +323,12 @@ impl Store {
 
     /// Starts an upload: an empty partial file and a `Receiving` record reserving
     /// `size` bytes.
-    pub fn begin(&self, deal: &DealId, size: u64, root: [u8; 32]) -> Result<ShardRecord, StoreError> {
+    pub fn begin(
+        &self,
+        deal: &DealId,
+        size: u64,
+        root: [u8; 32],
+    ) -> Result<ShardRecord, StoreError> {
         let path = self.partial_path(deal);
         let file = File::create(&path).map_err(io("create", &path))?;
         file.sync_all().map_err(io("fsync", &path))?;
@@ -368,7 +383,12 @@ impl Store {
 
     /// Moves a complete upload whose tree matched into `shards/` and records it
     /// with its tree in one batch.
-    pub fn finish(&self, deal: &DealId, file: &File, tree: &Tree) -> Result<ShardRecord, StoreError> {
+    pub fn finish(
+        &self,
+        deal: &DealId,
+        file: &File,
+        tree: &Tree,
+    ) -> Result<ShardRecord, StoreError> {
         let from = self.partial_path(deal);
         file.sync_all().map_err(io("fsync", &from))?;
         let to = self.shard_path(deal);
@@ -445,7 +465,7 @@ impl Store {
         deal: &DealId,
         tree: &Tree,
         index: u64,
-    ) -> Result<Result<([u8; 64], Vec<[u8; 32]>), cairn_proof::TreeError>, StoreError> {
+    ) -> Result<Result<SegmentPath, cairn_proof::TreeError>, StoreError> {
         if index >= tree.segments() {
             return Ok(Err(cairn_proof::TreeError::IndexOutOfRange {
                 index,
@@ -488,7 +508,9 @@ impl Store {
                     let path = self.partial_path(deal);
                     let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     let resume = len.min(record.received);
-                    self.open_partial(deal, resume)?.sync_all().map_err(io("fsync", &path))?;
+                    self.open_partial(deal, resume)?
+                        .sync_all()
+                        .map_err(io("fsync", &path))?;
                     if resume != record.received {
                         let file = File::open(&path).map_err(io("open", &path))?;
                         self.checkpoint(deal, &file, resume)?;
@@ -505,24 +527,18 @@ impl Store {
                 }
             }
         }
-        let known: std::collections::HashSet<String> =
-            self.records()?.iter().map(|(d, _)| deal_name(d)).collect();
+        // Which file each record owns: `shards/` for stored, `partial/` otherwise.
+        let owned: std::collections::HashSet<(bool, String)> = self
+            .records()?
+            .iter()
+            .map(|(d, r)| (r.state == RecordState::Stored, deal_name(d)))
+            .collect();
         for sub in ["shards", "partial"] {
             let dir = self.dir.join(sub);
             for entry in fs::read_dir(&dir).map_err(io("list", &dir))? {
                 let entry = entry.map_err(io("list", &dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let is_ours = known.contains(&name)
-                    && match sub {
-                        "shards" => self
-                            .records()?
-                            .iter()
-                            .any(|(d, r)| deal_name(d) == name && r.state == RecordState::Stored),
-                        _ => self
-                            .records()?
-                            .iter()
-                            .any(|(d, r)| deal_name(d) == name && r.state == RecordState::Receiving),
-                    };
+                let is_ours = owned.contains(&(sub == "shards", name));
                 if !is_ours {
                     fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
                     report.orphans.push(entry.path());
@@ -532,7 +548,12 @@ impl Store {
         Ok(report)
     }
 
-    fn verify_stored(&self, deal: &DealId, record: &ShardRecord, samples: u32) -> Result<bool, StoreError> {
+    fn verify_stored(
+        &self,
+        deal: &DealId,
+        record: &ShardRecord,
+        samples: u32,
+    ) -> Result<bool, StoreError> {
         let path = self.shard_path(deal);
         match fs::metadata(&path) {
             Ok(m) if m.len() == record.size => {}
@@ -597,7 +618,9 @@ mod tests {
     use super::*;
 
     fn shard(len: usize, seed: u8) -> (Vec<u8>, Tree) {
-        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect();
         let mut b = TreeBuilder::new();
         b.update(&data);
         (data, b.finish())
@@ -652,7 +675,10 @@ mod tests {
         let report = store.reconcile(4).unwrap();
         assert_eq!(report.finished, vec![good]);
         assert_eq!(report.discarded, vec![bad_deal]);
-        assert_eq!(store.record(&good).unwrap().unwrap().state, RecordState::Stored);
+        assert_eq!(
+            store.record(&good).unwrap().unwrap().state,
+            RecordState::Stored
+        );
         assert!(store.record(&bad_deal).unwrap().is_none());
         assert!(!store.shard_path(&bad_deal).exists());
         assert_eq!(store.used_bytes(), 50_000);
@@ -670,7 +696,12 @@ mod tests {
             append(&mut file, &store.partial_path(&partial), &data[..10_000]).unwrap();
             store.checkpoint(&partial, &file, 10_000).unwrap();
             // Written after the checkpoint, then the crash.
-            append(&mut file, &store.partial_path(&partial), &data[10_000..12_000]).unwrap();
+            append(
+                &mut file,
+                &store.partial_path(&partial),
+                &data[10_000..12_000],
+            )
+            .unwrap();
             let f2 = upload(&store, &stored, &data, &tree);
             store.finish(&stored, &f2, &tree).unwrap();
             // Flip a byte of the stored shard.
@@ -686,7 +717,10 @@ mod tests {
         assert_eq!(report.resumable, vec![(partial, 10_000)]);
         assert_eq!(report.corrupt, vec![stored]);
         assert_eq!(report.orphans.len(), 1);
-        assert_eq!(fs::metadata(store.partial_path(&partial)).unwrap().len(), 10_000);
+        assert_eq!(
+            fs::metadata(store.partial_path(&partial)).unwrap().len(),
+            10_000
+        );
         let builder = store.rehash_partial(&partial, 10_000).unwrap();
         assert_eq!(builder.shard_bytes(), 10_000);
     }

@@ -19,12 +19,11 @@ pub fn server_config(
     idle_timeout: Duration,
 ) -> anyhow::Result<quinn::ServerConfig> {
     let (cert, key) = solana_tls_utils::new_dummy_x509_certificate(operator);
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        solana_tls_utils::crypto_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)?;
+    let mut tls =
+        rustls::ServerConfig::builder_with_provider(Arc::new(solana_tls_utils::crypto_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)?;
     tls.alpn_protocols = vec![cairn_core::wire::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -38,7 +37,10 @@ pub fn server_config(
 
 /// The client's QUIC configuration, accepting only a server whose certificate
 /// key is `operator`.
-pub fn client_config(operator: Pubkey, idle_timeout: Duration) -> anyhow::Result<quinn::ClientConfig> {
+pub fn client_config(
+    operator: Pubkey,
+    idle_timeout: Duration,
+) -> anyhow::Result<quinn::ClientConfig> {
     let provider = Arc::new(solana_tls_utils::crypto_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -76,9 +78,10 @@ impl ServerCertVerifier for PinnedOperator {
                 "a node certificate is self-signed, without intermediates".into(),
             ));
         }
-        let key = solana_tls_utils::get_pubkey_from_tls_certificate(end_entity).ok_or_else(
-            || rustls::Error::General("the node certificate holds no ed25519 key".into()),
-        )?;
+        let key =
+            solana_tls_utils::get_pubkey_from_tls_certificate(end_entity).ok_or_else(|| {
+                rustls::Error::General("the node certificate holds no ed25519 key".into())
+            })?;
         if key.to_bytes() != self.operator.to_bytes() {
             return Err(rustls::Error::General(format!(
                 "the node identifies as {key}, but the provider's operator on chain is {}",
@@ -94,7 +97,12 @@ impl ServerCertVerifier for PinnedOperator {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -103,10 +111,17 @@ impl ServerCertVerifier for PinnedOperator {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

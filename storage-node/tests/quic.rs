@@ -128,7 +128,12 @@ impl Fixture {
         let key = Pubkey::new_unique();
         self.chain.deals.lock().unwrap().insert(
             key,
-            deal(client, self.chain.provider, shard.root(), shard.data.len() as u64),
+            deal(
+                client,
+                self.chain.provider,
+                shard.root(),
+                shard.data.len() as u64,
+            ),
         );
         key
     }
@@ -147,11 +152,21 @@ async fn upload_download_range_and_proof_through_the_real_client() {
     assert_eq!(info.free_capacity, 1 << 30);
 
     // In two pieces, the second resuming from the reported offset.
-    let s = c.put_shard(&key, &client, 0, &shard.data[..300_000]).await.unwrap();
+    let s = c
+        .put_shard(&key, &client, 0, &shard.data[..300_000])
+        .await
+        .unwrap();
     assert_eq!((s.state, s.received), (ShardState::Receiving, 300_000));
     let s = c.upload(&key, &client, &shard.data).await.unwrap();
-    assert_eq!((s.state, s.received, s.size), (ShardState::Stored, 1_000_003, 1_000_003));
-    assert_eq!(*f.chain.accepted.lock().unwrap(), vec![key], "accept_deal sent once");
+    assert_eq!(
+        (s.state, s.received, s.size),
+        (ShardState::Stored, 1_000_003, 1_000_003)
+    );
+    assert_eq!(
+        *f.chain.accepted.lock().unwrap(),
+        vec![key],
+        "accept_deal sent once"
+    );
     assert_eq!(c.status(&key).await.unwrap().state, ShardState::Stored);
 
     let all = c.get_shard(&key, 0, shard.data.len() as u64).await.unwrap();
@@ -163,14 +178,24 @@ async fn upload_download_range_and_proof_through_the_real_client() {
 
     for index in [0, 4095, 15_625] {
         let p = c.get_proof(&key, index).await.unwrap();
-        assert!(cairn_proof::verify_for_shard(&shard.root(), 1_000_003, &p.segment, index, &p.path).is_ok());
+        assert!(cairn_proof::verify_for_shard(
+            &shard.root(),
+            1_000_003,
+            &p.segment,
+            index,
+            &p.path
+        )
+        .is_ok());
     }
     let err = c.get_proof(&key, 15_626).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::OutOfRange), "{err}");
 
     let text = f.node.metrics.render();
     assert!(text.contains("cairn_node_shards_stored 1\n"), "{text}");
-    assert!(text.contains("cairn_node_upload_bytes_total 1000003\n"), "{text}");
+    assert!(
+        text.contains("cairn_node_upload_bytes_total 1000003\n"),
+        "{text}"
+    );
     c.close().await;
     f.cancel.cancel();
 }
@@ -191,34 +216,60 @@ async fn refusals_are_typed_errors() {
     let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
 
     // Unknown deal; a deal of another provider.
-    assert_eq!(code(c.put_shard(&Pubkey::new_unique(), &client, 0, b"abc").await), ErrorCode::UnknownDeal);
+    assert_eq!(
+        code(c.put_shard(&Pubkey::new_unique(), &client, 0, b"abc").await),
+        ErrorCode::UnknownDeal
+    );
     let other = Pubkey::new_unique();
-    f.chain.deals.lock().unwrap().insert(other, deal(&client, Pubkey::new_unique(), shard.root(), 100_000));
+    f.chain.deals.lock().unwrap().insert(
+        other,
+        deal(&client, Pubkey::new_unique(), shard.root(), 100_000),
+    );
     assert_eq!(code(c.status(&other).await), ErrorCode::UnknownDeal);
     // Signed by someone else; claiming the client but signed by someone else.
-    assert_eq!(code(c.put_shard(&key, &Keypair::new(), 0, &shard.data).await), ErrorCode::BadSignature);
+    assert_eq!(
+        code(c.put_shard(&key, &Keypair::new(), 0, &shard.data).await),
+        ErrorCode::BadSignature
+    );
     let forged = Request::PutShard(PutShard {
         deal: key.to_bytes(),
         offset: 0,
         len: 10,
         client: client.pubkey().to_bytes(),
-        signature: Keypair::new().sign_message(&PutShard::signing_message(&key.to_bytes(), 0, 10)).into(),
+        signature: Keypair::new()
+            .sign_message(&PutShard::signing_message(&key.to_bytes(), 0, 10))
+            .into(),
     });
-    assert_eq!(code(c.put_raw(forged, &shard.data[..10]).await), ErrorCode::BadSignature);
+    assert_eq!(
+        code(c.put_raw(forged, &shard.data[..10]).await),
+        ErrorCode::BadSignature
+    );
     // Past the deal's size; not at the resume offset.
     let mut long = shard.data.clone();
     long.push(0);
-    assert_eq!(code(c.put_shard(&key, &client, 0, &long).await), ErrorCode::WrongSize);
-    assert_eq!(code(c.put_shard(&key, &client, 10, &shard.data[10..]).await), ErrorCode::OffsetMismatch);
+    assert_eq!(
+        code(c.put_shard(&key, &client, 0, &long).await),
+        ErrorCode::WrongSize
+    );
+    assert_eq!(
+        code(c.put_shard(&key, &client, 10, &shard.data[10..]).await),
+        ErrorCode::OffsetMismatch
+    );
     // Too large for the node's capacity.
     let big = TestShard::random(3_000_000, 3);
     let big_key = f.propose(&client, &big);
-    assert_eq!(code(c.put_shard(&big_key, &client, 0, &big.data[..1000]).await), ErrorCode::CapacityExceeded);
+    assert_eq!(
+        code(c.put_shard(&big_key, &client, 0, &big.data[..1000]).await),
+        ErrorCode::CapacityExceeded
+    );
 
     // Root mismatch: the bytes are discarded, the partial file is gone.
     let mut wrong = shard.data.clone();
     wrong[50_000] ^= 1;
-    assert_eq!(code(c.put_shard(&key, &client, 0, &wrong).await), ErrorCode::RootMismatch);
+    assert_eq!(
+        code(c.put_shard(&key, &client, 0, &wrong).await),
+        ErrorCode::RootMismatch
+    );
     assert!(!f.node.store.partial_path(&key.to_bytes()).exists());
     assert!(f.node.store.record(&key.to_bytes()).unwrap().is_none());
     assert_eq!(c.status(&key).await.unwrap().received, 0);
@@ -228,16 +279,28 @@ async fn refusals_are_typed_errors() {
     assert_eq!(code(c.get_proof(&key, 0).await), ErrorCode::NotStored);
     // Not Proposed anymore.
     f.chain.deals.lock().unwrap().get_mut(&key).unwrap().state = DealState::Cancelled;
-    assert_eq!(code(c.put_shard(&key, &client, 0, &shard.data).await), ErrorCode::NotProposed);
+    assert_eq!(
+        code(c.put_shard(&key, &client, 0, &shard.data).await),
+        ErrorCode::NotProposed
+    );
 
     // Frame garbage, an unknown type, a wrong version, an oversized header.
     let refusal = |r: Response| match r {
         Response::Error(e) => e.code,
         other => panic!("answered {other:?}"),
     };
-    assert_eq!(refusal(c.raw(&[3, 0, 0, 0, 1, 0x7f, 9]).await.unwrap()), ErrorCode::BadRequest);
-    assert_eq!(refusal(c.raw(&[2, 0, 0, 0, 9, 0x01]).await.unwrap()), ErrorCode::UnsupportedVersion);
-    assert_eq!(refusal(c.raw(&[5, 0, 0, 0, 1, 0x03, 1, 2, 3]).await.unwrap()), ErrorCode::BadRequest);
+    assert_eq!(
+        refusal(c.raw(&[3, 0, 0, 0, 1, 0x7f, 9]).await.unwrap()),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        refusal(c.raw(&[2, 0, 0, 0, 9, 0x01]).await.unwrap()),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        refusal(c.raw(&[5, 0, 0, 0, 1, 0x03, 1, 2, 3]).await.unwrap()),
+        ErrorCode::BadRequest
+    );
     let huge = (1_000_000u32).to_le_bytes();
     assert_eq!(refusal(c.raw(&huge).await.unwrap()), ErrorCode::TooLarge);
     // An encodable request whose header exceeds the node's 1 KiB bound.
@@ -275,5 +338,87 @@ async fn streams_beyond_the_limit_wait_for_a_free_one() {
     drop(held);
     let info = tokio::time::timeout(Duration::from_secs(15), c.info()).await;
     assert!(info.expect("a stream frees up").is_ok());
+    f.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_command_measures_every_number() {
+    let report = cairn_storage_node::bench::run(cairn_storage_node::bench::BenchOptions {
+        shards: 1,
+        shard_mib: 1,
+        proofs: 50,
+        epoch_deals: 20,
+    })
+    .await
+    .unwrap();
+    assert!(report.contains("MB/s, raw quinn"), "{report}");
+    assert!(report.contains("epoch of 20 deals"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_until_one_closes() {
+    let f = start(1 << 20).await;
+    // The fixture allows 8 connections.
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+        c.info().await.unwrap();
+        open.push(c);
+    }
+    match NodeClient::connect(f.addr, f.operator).await {
+        Err(e) => assert!(e.to_string().contains("cannot connect"), "{e}"),
+        Ok(_) => panic!("a ninth connection was accepted"),
+    }
+    open.pop().unwrap().close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match NodeClient::connect(f.addr, f.operator).await {
+            Ok(c) => {
+                c.info().await.unwrap();
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_upload_from_a_file_and_download_into_a_file() {
+    let f = start(1 << 30).await;
+    let client = Keypair::new();
+    let shard = TestShard::random(3_000_000, 9);
+    let key = f.propose(&client, &shard);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("shard");
+    std::fs::write(&source, &shard.data).unwrap();
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    let file = tokio::fs::File::open(&source).await.unwrap();
+    let status = c
+        .put_shard_from(&key, &client, 0, shard.data.len() as u64, file)
+        .await
+        .unwrap();
+    assert_eq!(status.state, ShardState::Stored);
+    let target = dir.path().join("back");
+    let sink = tokio::fs::File::create(&target).await.unwrap();
+    c.get_shard_into(&key, 0, shard.data.len() as u64, sink)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&target).unwrap() == shard.data);
+    // A source shorter than announced is a client-side error, and the node
+    // keeps nothing past what arrived.
+    let short = TestShard::random(100_000, 10);
+    let short_key = f.propose(&client, &short);
+    let err = c
+        .put_shard_from(&short_key, &client, 0, 100_000, &short.data[..50_000])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("shard source"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = c.status(&short_key).await.unwrap();
+    assert_eq!(status.state, ShardState::Receiving);
+    assert!(status.received <= 50_000, "{status:?}");
+    c.close().await;
     f.cancel.cancel();
 }

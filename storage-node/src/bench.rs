@@ -1,0 +1,283 @@
+//! `cairn-node bench`: the data path of one node measured on this machine, with
+//! the chain left out. Deals live in a [`LocalDeals`] table owned by the
+//! benchmark (there is no validator); everything else is the real server, store,
+//! client and QUIC stack, in a temporary directory.
+
+use crate::{
+    chain::{ChainError, ChainView},
+    client::NodeClient,
+    metrics::Metrics,
+    server::{Limits, Node},
+    store::{append, Store},
+};
+use cairn_chain::Pubkey;
+use cairn_proof::TreeBuilder;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use storage_market::state::{Deal, DealState};
+use tokio_util::sync::CancellationToken;
+
+/// Deals known only to the benchmark: the chain is not part of what it measures.
+#[derive(Default)]
+pub struct LocalDeals {
+    deals: Mutex<HashMap<Pubkey, Deal>>,
+    provider: Pubkey,
+}
+
+impl LocalDeals {
+    fn add(&self, client: &Keypair, data: &[u8]) -> Pubkey {
+        let mut b = TreeBuilder::new();
+        b.update(data);
+        let key = Pubkey::new_unique();
+        let deal = Deal {
+            client: Pubkey::new_from_array(client.pubkey().to_bytes()),
+            provider: self.provider,
+            dataset_id: [0; 32],
+            shard_index: 0,
+            k: 1,
+            n: 1,
+            shard_root: b.finish().root(),
+            shard_bytes: data.len() as u64,
+            price_per_epoch: 0,
+            duration_epochs: 1,
+            escrow: 0,
+            collateral: 0,
+            collateral_left: 0,
+            client_refund: 0,
+            state: DealState::Proposed,
+            proposed_epoch: 0,
+            start_epoch: 0,
+            end_epoch: 1,
+            settled_through: 0,
+            proven_epochs: 0,
+            total_faults: 0,
+            consecutive_faults: 0,
+            slash_bps: 0,
+            bounty_bps: 0,
+            max_consecutive_faults: 0,
+            bump: 0,
+        };
+        self.deals.lock().expect("deals").insert(key, deal);
+        key
+    }
+}
+
+impl ChainView for LocalDeals {
+    async fn deal(&self, deal: &Pubkey) -> Result<Option<Deal>, ChainError> {
+        Ok(self.deals.lock().expect("deals").get(deal).cloned())
+    }
+    async fn accept_deal(&self, deal: &Pubkey) -> Result<String, ChainError> {
+        if let Some(d) = self.deals.lock().expect("deals").get_mut(deal) {
+            d.state = DealState::Active;
+        }
+        Ok(String::from("local"))
+    }
+    fn provider(&self) -> Pubkey {
+        self.provider
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOptions {
+    /// Shards uploaded.
+    #[arg(long, default_value_t = 4)]
+    pub shards: usize,
+    /// Size of each shard, MiB.
+    #[arg(long, default_value_t = 64)]
+    pub shard_mib: usize,
+    /// Proofs generated from the uploaded shards.
+    #[arg(long, default_value_t = 10_000)]
+    pub proofs: usize,
+    /// Deals proven for one epoch (16 KiB shards written straight to the store).
+    #[arg(long, default_value_t = 10_000)]
+    pub epoch_deals: usize,
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut h = blake3::Hasher::new();
+        h.update(&seed.to_le_bytes());
+        h.update(&counter.to_le_bytes());
+        let mut reader = h.finalize_xof();
+        let mut block = [0u8; 4096];
+        reader.fill(&mut block);
+        out.extend_from_slice(&block);
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn mbps(bytes: usize, took: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
+}
+
+/// Runs every measurement and returns a printable report.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
+    let dir = tempfile_dir()?;
+    let operator = Keypair::new();
+    let operator_key = Pubkey::new_from_array(operator.pubkey().to_bytes());
+    let chain = Arc::new(LocalDeals {
+        provider: Pubkey::new_unique(),
+        ..LocalDeals::default()
+    });
+    let store = Arc::new(Store::open(&dir)?);
+    let node = Arc::new(Node::new(
+        store.clone(),
+        chain.clone(),
+        operator_key,
+        Limits {
+            capacity_bytes: u64::MAX,
+            max_header_bytes: cairn_core::wire::DEFAULT_MAX_HEADER_LEN,
+            max_connections: 16,
+            request_timeout: Duration::from_secs(30),
+            checkpoint_bytes: 8 << 20,
+        },
+        Arc::new(Metrics::default()),
+    ));
+    let cancel = CancellationToken::new();
+    let config = crate::tls::server_config(&operator, 16, Duration::from_secs(30))?;
+    let endpoint = quinn::Endpoint::server(config.clone(), "127.0.0.1:0".parse()?)?;
+    let addr = endpoint.local_addr()?;
+    tokio::spawn(node.clone().serve(endpoint, cancel.clone()));
+
+    let client = Keypair::new();
+    let shard_len = opts.shard_mib << 20;
+    let shards: Vec<Vec<u8>> = (0..opts.shards)
+        .map(|i| random_bytes(shard_len, i as u64))
+        .collect();
+    let keys: Vec<Pubkey> = shards.iter().map(|s| chain.add(&client, s)).collect();
+    let total = shard_len * opts.shards;
+    let mut out = String::new();
+
+    // Uploads through the node (stream to disk, hash, fsync, rename, RocksDB).
+    let c = NodeClient::connect(addr, operator_key).await?;
+    let start = Instant::now();
+    for (key, shard) in keys.iter().zip(&shards) {
+        c.put_shard(key, &client, 0, shard).await?;
+    }
+    let upload = start.elapsed();
+    c.close().await;
+
+    // Raw quinn: the same bytes into a stream that discards them.
+    let raw_endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
+    let raw_addr = raw_endpoint.local_addr()?;
+    tokio::spawn(async move {
+        while let Some(incoming) = raw_endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    while let Ok(Some(_)) = recv.read_chunk(1 << 20, false).await {}
+                    let _ = send.write_all(&[1]).await;
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                }
+            });
+        }
+    });
+    let raw = NodeClient::connect(raw_addr, operator_key).await?;
+    let start = Instant::now();
+    for shard in &shards {
+        let (mut send, mut recv) = raw.connection().open_bi().await?;
+        for piece in shard.chunks(256 * 1024) {
+            send.write_all(piece).await?;
+        }
+        send.finish()?;
+        let mut ack = [0u8; 1];
+        recv.read_exact(&mut ack).await?;
+    }
+    let raw_took = start.elapsed();
+    raw.close().await;
+    out.push_str(&format!(
+        "upload {} x {} MiB: node {:.1} MB/s, raw quinn {:.1} MB/s (same bytes, same run)\n",
+        opts.shards,
+        opts.shard_mib,
+        mbps(total, upload),
+        mbps(total, raw_took)
+    ));
+
+    // Proof generation from the kept levels: one 4 KiB read + hashing.
+    if let Some(key) = keys.first() {
+        let deal = key.to_bytes();
+        let segments = cairn_proof::segment_count(shard_len as u64);
+        let tree = store
+            .tree(&deal)?
+            .ok_or_else(|| anyhow::anyhow!("no tree"))?;
+        let _ = node.proof(&deal, 0); // warm the tree cache
+        let start = Instant::now();
+        for j in 0..opts.proofs {
+            let index = cairn_proof::challenge_index(&[7; 32], &deal, j as u32, segments);
+            node.proof(&deal, index)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let with_read = start.elapsed() / opts.proofs.max(1) as u32;
+        let start = Instant::now();
+        for j in 0..opts.proofs {
+            let index = cairn_proof::challenge_index(&[7; 32], &deal, j as u32, segments);
+            let range = tree.chunk_range(index);
+            let chunk = &shards[0][range.start as usize..range.end as usize];
+            tree.path(index, chunk)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let hashing = start.elapsed() / opts.proofs.max(1) as u32;
+        out.push_str(&format!(
+            "proof from kept levels ({} MiB shard, {} proofs): {:.1} us each with the 4 KiB read, {:.1} us hashing only (target < 50 us)\n",
+            opts.shard_mib,
+            opts.proofs,
+            with_read.as_secs_f64() * 1e6,
+            hashing.as_secs_f64() * 1e6
+        ));
+    }
+
+    // One epoch for many deals, chain excluded.
+    let small = random_bytes(16 * 1024, 99);
+    let mut tree_builder = TreeBuilder::new();
+    tree_builder.update(&small);
+    let small_tree = tree_builder.finish();
+    let mut epoch_keys = Vec::with_capacity(opts.epoch_deals);
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        for _ in 0..opts.epoch_deals {
+            let deal = Pubkey::new_unique().to_bytes();
+            store.begin(&deal, small.len() as u64, small_tree.root())?;
+            let mut file = store.open_partial(&deal, 0)?;
+            append(&mut file, &store.partial_path(&deal), &small)?;
+            store.finish(&deal, &file, &small_tree)?;
+            epoch_keys.push(deal);
+        }
+        Ok(())
+    })?;
+    let seed = [42u8; 32];
+    let segments = small_tree.segments();
+    let start = Instant::now();
+    for deal in &epoch_keys {
+        let index = cairn_proof::challenge_index(&seed, deal, 0, segments);
+        node.proof(deal, index)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let epoch = start.elapsed();
+    out.push_str(&format!(
+        "epoch of {} deals (samples built, chain excluded): {:.1} ms ({:.1} us per deal)\n",
+        opts.epoch_deals,
+        epoch.as_secs_f64() * 1e3,
+        epoch.as_secs_f64() * 1e6 / opts.epoch_deals.max(1) as f64
+    ));
+    cancel.cancel();
+    drop(node);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cairn-node-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
