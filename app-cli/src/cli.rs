@@ -85,7 +85,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
     }
     let ctx = Ctx::new(&cli.global.url, cli.global.keypair.clone());
     let g = &cli.global;
-    let progress = Progress::new(!(g.no_progress || g.quiet || g.json), !(g.quiet || g.json));
+    let progress = Progress::new(!(g.no_progress || g.quiet || g.json), !(g.quiet || g.json), g.verbose > 0);
     let connector = || {
         QuicConnector::new().map_err(|e| CliError::Io {
             path: "tokio runtime".into(),

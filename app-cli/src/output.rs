@@ -43,13 +43,14 @@ pub struct Progress {
 
 impl Progress {
     /// `bars`: draw progress bars; `notes`: print notes (what is happening,
-    /// replaced providers) on stderr.
-    pub fn new(bars: bool, notes: bool) -> Self {
+    /// replaced providers) on stderr, when it is a terminal or `verbose`
+    /// asks for them anyway (so scripts see only results and errors).
+    pub fn new(bars: bool, notes: bool, verbose: bool) -> Self {
         use std::io::IsTerminal;
-        let draw = bars && std::io::stderr().is_terminal();
+        let terminal = std::io::stderr().is_terminal();
         Progress {
-            bars: draw.then(indicatif::MultiProgress::new),
-            notes,
+            bars: (bars && terminal).then(indicatif::MultiProgress::new),
+            notes: notes && (terminal || verbose),
         }
     }
 

@@ -110,10 +110,14 @@ impl UploadState {
     }
 }
 
-/// The work directory of uploads of `dir`: under `root`, named by the BLAKE3
-/// of the directory's absolute path, so `--resume` finds it again.
-pub fn work_dir(root: &Path, dir: &Path) -> PathBuf {
-    let name = cairn_core::hash::to_hex(&cairn_core::hash::blake3(dir.as_os_str().as_encoded_bytes()));
+/// The work directory of `client`'s uploads of `dir`: under `root`, named by
+/// the BLAKE3 of the client and the directory's absolute path, so `--resume`
+/// finds it again.
+pub fn work_dir(root: &Path, client: &str, dir: &Path) -> PathBuf {
+    let mut key = client.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    let name = cairn_core::hash::to_hex(&cairn_core::hash::blake3(&key));
     root.join(&name[..32])
 }
 

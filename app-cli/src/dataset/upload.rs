@@ -122,9 +122,13 @@ pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Pr
     }
     let client = ctx.payer()?;
     let market = ctx.market()?;
-    let work = work_dir(&a.state_dir.clone().unwrap_or_else(default_root), &dir);
+    let work = work_dir(&a.state_dir.clone().unwrap_or_else(default_root), &client.pubkey().to_string(), &dir);
     let existing = UploadState::load(&work)?;
-    let unfinished = |s: &UploadState| s.shards.iter().any(|x| x.stage != Stage::Accepted);
+    // Unfinished with something on chain (a deal holds escrow): only
+    // --resume may go on. An upload that never proposed starts over.
+    let unfinished = |s: &UploadState| {
+        s.shards.iter().any(|x| x.stage != Stage::Accepted) && s.shards.iter().any(|x| x.stage != Stage::Prepared)
+    };
     let resumed = a.resume;
     let mut state = match existing {
         Some(s) if a.resume => {
@@ -289,35 +293,46 @@ fn propose_missing(
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let shard_bytes = state.shards[0].local.bytes;
     let from = cairn_chain::token::associated_token_address(&client.pubkey(), &market.ix.mint, &market.ix.token_program);
+    // Choose every missing shard's provider first, so the escrow of all of
+    // them is checked before anything is proposed.
+    let mut taken: Vec<Pubkey> = state
+        .shards
+        .iter()
+        .filter_map(|s| s.provider.as_deref().map(pubkey))
+        .collect();
+    let mut plan = Vec::new();
     for i in 0..state.shards.len() {
         if state.shards[i].stage != Stage::Prepared {
             continue;
         }
-        let mut exclude: Vec<Pubkey> = state
-            .shards
-            .iter()
-            .filter_map(|s| s.provider.as_deref().map(pubkey))
-            .collect();
+        let mut exclude = taken.clone();
         exclude.extend(state.shards[i].failed.iter().map(|p| pubkey(p)));
         let (found, short) = candidates(&providers, &market.account.params, shard_bytes, state.max_price_per_epoch, &exclude);
-        let Some(choice) = found.first() else {
+        let Some(choice) = found.into_iter().next() else {
             return Err(CliError::Refused(format!(
-                "no provider can take shard {i} ({} bytes): {} registered, {short}; {} shards need {} distinct providers",
-                shard_bytes,
+                "no provider can take shard {i} ({shard_bytes} bytes): {} registered, {short}; {} shards need {} distinct providers",
                 providers.len(),
                 state.shards.len(),
                 state.shards.len()
             )));
         };
-        let escrow = choice.price_per_epoch.saturating_mul(state.epochs);
-        let balance = ctx.token_balance(&from)?;
-        if balance < escrow {
-            return Err(CliError::Refused(format!(
-                "insufficient funds: shard {i}'s escrow is {}, token account {from} holds {}",
-                market.tokens(escrow),
-                market.tokens(balance)
-            )));
-        }
+        taken.push(choice.address);
+        plan.push((i, choice));
+    }
+    let escrow: u64 = plan
+        .iter()
+        .map(|(_, c)| c.price_per_epoch.saturating_mul(state.epochs))
+        .fold(0, u64::saturating_add);
+    let balance = ctx.token_balance(&from)?;
+    if balance < escrow {
+        return Err(CliError::Refused(format!(
+            "insufficient funds: the escrow of {} shard(s) is {}, token account {from} holds {}",
+            plan.len(),
+            market.tokens(escrow),
+            market.tokens(balance)
+        )));
+    }
+    for (i, choice) in plan {
         let shard = &state.shards[i].local;
         let args = ProposeDealArgs {
             dataset_id,

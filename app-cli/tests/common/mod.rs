@@ -127,3 +127,8 @@ pub fn assert_fails(out: &Output, code: i32, needle: &str) {
     assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
 }
 
+
+/// The pubkey of a keypair file.
+pub fn pubkey_of(path: &Path) -> Pubkey {
+    cairn_cli::context::read_keypair(path).unwrap().pubkey()
+}

@@ -1,0 +1,182 @@
+//! The `cairn` binary end to end against a local validator and six real
+//! storage nodes (cairn-storage-node started in this process: real QUIC,
+//! RocksDB and files): register, upload, status, download byte-exact, with
+//! nodes down, a resumed upload after the CLI is killed, and the errors a user
+//! can hit.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{assert_fails, wait, Fixture, TOKEN};
+use serde_json::Value;
+use solana_signer::Signer;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_tree(root: &Path, seed: u8, big: usize) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![
+        ("data/big.bin".to_string(), (0..big).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>()),
+        ("empty".to_string(), Vec::new()),
+        ("notes/ünï 名前.md".to_string(), format!("seed {seed}").into_bytes()),
+    ];
+    for i in 0..25 {
+        files.push((format!("small/{i:02}.txt"), vec![b'a' + (i as u8 % 26); i * 11]));
+    }
+    for (path, bytes) in &files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    files
+}
+
+fn assert_tree(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (path, bytes) in files {
+        assert_eq!(&std::fs::read(dir.join(path)).unwrap(), bytes, "{path}");
+    }
+}
+
+#[test]
+fn upload_status_download_resume_and_errors_with_six_real_nodes() {
+    let f = Fixture::start();
+    let info = f.localnet.info().clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        let (authority, key) = f.user(&format!("provider-{i}"), 10 * TOKEN);
+        let port = free_udp_port();
+        f.json(
+            &key,
+            &["provider", "register", "--endpoint", &format!("127.0.0.1:{port}"), "--capacity", "1GiB", "--price", "0.0001", "--stake", "5"],
+        );
+        let dir = f.dir.path().join(format!("node-{i}"));
+        let config = cairn_storage_node::config::Config {
+            data_dir: dir.join("data"),
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            metrics_listen: String::new(),
+            rpc_url: info.rpc_url.clone(),
+            provider_authority: authority.pubkey().to_string(),
+            operator_keypair: key.clone(),
+            price_per_mib_epoch: 100,
+            ..cairn_storage_node::config::Config::default()
+        };
+        nodes.push(Some(rt.block_on(cairn_storage_node::node::start(config)).expect("node starts")));
+    }
+
+    // Upload: every shard placed with a distinct provider and accepted.
+    let (_client, client_key) = f.user("client", 100 * TOKEN);
+    let data = tempfile::tempdir().unwrap();
+    let files = write_tree(data.path(), 1, 1_500_000);
+    let state_dir = f.dir.path().join("state");
+    let upload = |dir: &Path, extra: &[&str]| -> std::process::Output {
+        let mut args = vec!["upload", dir.to_str().unwrap(), "--epochs", "6", "--state-dir", state_dir.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        f.cairn(&client_key, &args)
+    };
+    let out = upload(data.path(), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["dataset_id"].as_str().unwrap().to_string();
+    assert_eq!(report["shards"].as_array().unwrap().len(), 6);
+    assert_eq!(report["files"], files.len());
+
+    let status = f.json(&client_key, &["status", &id]);
+    assert_eq!(status["health"], "healthy");
+    assert!(status["shards"].as_array().unwrap().iter().all(|s| s["state"] == "active"));
+
+    let outs = tempfile::tempdir().unwrap();
+    let dl = |name: &str, extra: &[&str]| -> (PathBuf, std::process::Output) {
+        let dest = outs.path().join(name);
+        let mut args = vec!["download", id.as_str(), "-o", dest.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        (dest.clone(), f.cairn(&client_key, &args))
+    };
+    let (dest, out) = dl("all", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_tree(&dest, &files);
+    let (dest, out) = dl("one", &["--file", "notes/ünï 名前.md"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dest.join("notes/ünï 名前.md")).unwrap(), b"seed 1");
+
+    // m = 2 nodes stopped: still byte-exact, and the two are named.
+    for i in [1, 4] {
+        rt.block_on(nodes[i].take().unwrap().stop());
+    }
+    let (dest, out) = dl("degraded", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_tree(&dest, &files);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let down = report["providers"].as_array().unwrap().iter().filter(|p| p["status"].as_str().unwrap().starts_with("unreachable")).count();
+    assert_eq!(down, 2);
+
+    // Errors a user can hit: one line each, exit 1 or 2.
+    let (_, out) = dl("nope", &[]);
+    assert!(out.status.success(), "a second download into a new directory works");
+    let (_, out) = dl("nope", &[]);
+    assert_fails(&out, 2, "exists and is not empty");
+    assert_fails(
+        &f.cairn(&client_key, &["download", &"0".repeat(64), "-o", outs.path().join("z").to_str().unwrap()]),
+        1,
+        "unknown dataset",
+    );
+    let small = tempfile::tempdir().unwrap();
+    write_tree(small.path(), 2, 1000);
+    assert_fails(&upload(small.path(), &["--data-shards", "8", "--parity-shards", "4"]), 1, "no provider can take shard");
+    let (_, poor_key) = f.user("poor", 0);
+    assert_fails(&f.cairn(&poor_key, &["upload", small.path().to_str().unwrap(), "--state-dir", state_dir.to_str().unwrap()]), 1, "insufficient funds");
+
+    // Resume: kill the CLI once some shards are proposed, then finish with
+    // --resume; no shard is proposed twice (escrow paid once per shard).
+    let nodes_up: Vec<usize> = (0..6).filter(|i| nodes[*i].is_some()).collect();
+    assert_eq!(nodes_up.len(), 4);
+    let second = tempfile::tempdir().unwrap();
+    let files2 = write_tree(second.path(), 3, 3_000_000);
+    let ata = f.ata(&common::pubkey_of(&client_key));
+    let before = f.balance(&ata);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--url", &info.rpc_url, "--keypair", client_key.to_str().unwrap()])
+        .args(["upload", second.path().to_str().unwrap(), "--data-shards", "2", "--parity-shards", "2", "--epochs", "6", "--state-dir", state_dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let record = cairn_cli::dataset::state::work_dir(&state_dir, &common::pubkey_of(&client_key).to_string(), second.path())
+        .join("upload.json");
+    wait("a proposed shard in the upload record", || {
+        let text = std::fs::read_to_string(&record).ok()?;
+        text.contains("\"stage\": \"proposed\"").then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = upload(second.path(), &["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["resumed"], true);
+    let paid: u64 = report["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let deal: storage_market::state::Deal = anchor_lang::AccountDeserialize::try_deserialize(
+                &mut f.rpc.get_account_data(&s["deal"].as_str().unwrap().parse().unwrap()).unwrap().as_slice(),
+            )
+            .unwrap();
+            deal.price_per_epoch * deal.duration_epochs
+        })
+        .sum();
+    assert_eq!(before - f.balance(&ata), paid, "each shard's escrow paid once");
+    let id2 = report["dataset_id"].as_str().unwrap();
+    let dest = outs.path().join("resumed");
+    let out = f.cairn(&client_key, &["download", id2, "-o", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_tree(&dest, &files2);
+
+    for node in nodes.into_iter().flatten() {
+        rt.block_on(node.stop());
+    }
+    std::thread::sleep(Duration::from_millis(10));
+}
