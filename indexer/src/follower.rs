@@ -123,8 +123,13 @@ impl Follower {
     }
 
     /// Signatures of the program newer than the cursor, oldest first.
+    ///
+    /// Asks with `until = cursor`; a node that cannot look the cursor up
+    /// (agave answers -32020 for a transaction only confirmed, not rooted) is
+    /// asked again without it, and the listing is cut at the cursor.
     async fn new_signatures(&mut self) -> Result<Vec<(String, u64)>, FollowError> {
-        let until = match self.store.cursor()? {
+        let cursor = self.store.cursor()?;
+        let until = match &cursor {
             Some(c) => Some(
                 c.signature
                     .parse::<Signature>()
@@ -132,6 +137,48 @@ impl Follower {
             ),
             None => None,
         };
+        match self.signatures(until).await {
+            Ok(sigs) => Ok(sigs),
+            Err(e) if until.is_some() => {
+                tracing::debug!("getSignaturesForAddress until the cursor: {e}; listing instead");
+                let cursor = cursor.map(|c| c.signature).unwrap_or_default();
+                let mut sigs = self.signatures_down_to(&cursor).await?;
+                sigs.reverse();
+                Ok(sigs)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pages `getSignaturesForAddress` (newest first) down to `until`
+    /// (exclusive), then returns them oldest first.
+    async fn signatures(&mut self, until: Option<Signature>) -> Result<Vec<(String, u64)>, FollowError> {
+        let mut out = self.pages(until, None).await?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Newest first, down to `cursor` (exclusive); an error if the listing
+    /// ends without reaching it (retried later rather than re-applying history).
+    async fn signatures_down_to(&mut self, cursor: &str) -> Result<Vec<(String, u64)>, FollowError> {
+        let mut out = self.pages(None, Some(cursor)).await?;
+        match out.iter().position(|(s, _)| s == cursor) {
+            Some(i) => {
+                out.truncate(i);
+                Ok(out)
+            }
+            None => Err(FollowError::Answer(format!(
+                "the indexed transaction {cursor} is no longer in the program's history \
+                 (a dropped fork?); index into a new --db"
+            ))),
+        }
+    }
+
+    async fn pages(
+        &mut self,
+        until: Option<Signature>,
+        stop_at: Option<&str>,
+    ) -> Result<Vec<(String, u64)>, FollowError> {
         let mut before = None;
         let mut out = Vec::new();
         loop {
@@ -155,12 +202,12 @@ impl Follower {
                     .map_err(|e| FollowError::Answer(format!("signature {}: {e}", last.signature)))?,
             );
             let full = page.len() == 1000;
+            let reached = stop_at.is_some_and(|s| page.iter().any(|p| p.signature == s));
             out.extend(page.into_iter().map(|s| (s.signature, s.slot)));
-            if !full {
+            if !full || reached {
                 break;
             }
         }
-        out.reverse();
         Ok(out)
     }
 
