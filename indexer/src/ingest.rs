@@ -519,3 +519,120 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
     c.commit(None)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{deal_key, key};
+    use anchor_lang::Event;
+    use storage_market::{events as ev, state::DealState};
+
+    fn tx(n: u64, slot: u64, events: &[&dyn Fn() -> Vec<u8>]) -> RecordedTx {
+        RecordedTx {
+            signature: format!("sig{n}"),
+            slot,
+            failed: false,
+            events: events.iter().map(|e| e()).collect(),
+        }
+    }
+
+    fn tagged(e: impl Event) -> Vec<u8> {
+        let mut out = cairn_chain::events::EVENT_IX_TAG.to_vec();
+        out.extend(e.data());
+        out
+    }
+
+    fn chain_deal(proven: u64) -> Deal {
+        Deal {
+            client: key(5, 0),
+            provider: key(1, 0),
+            dataset_id: [1; 32],
+            shard_index: 0,
+            k: 2,
+            n: 3,
+            shard_root: [0; 32],
+            shard_bytes: 10,
+            price_per_epoch: 100,
+            duration_epochs: 5,
+            escrow: 100 * (5 - proven),
+            collateral: 50,
+            collateral_left: 50,
+            client_refund: 0,
+            state: DealState::Active,
+            proposed_epoch: 0,
+            start_epoch: 1,
+            end_epoch: 6,
+            settled_through: proven,
+            proven_epochs: proven,
+            total_faults: 0,
+            consecutive_faults: 0,
+            slash_bps: 0,
+            bounty_bps: 0,
+            max_consecutive_faults: 3,
+            bump: 255,
+        }
+    }
+
+    #[test]
+    fn events_already_in_a_snapshot_do_not_count_twice_and_later_ones_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let deal = deal_key(0, 0);
+        let proposed = || {
+            tagged(ev::DealProposed {
+                deal: deal_key(0, 0),
+                client: key(5, 0),
+                provider: key(1, 0),
+                dataset_id: [1; 32],
+                shard_index: 0,
+                shard_bytes: 10,
+                shard_root: [0; 32],
+                price_per_epoch: 100,
+                duration_epochs: 5,
+                escrow: 500,
+                collateral: 50,
+            })
+        };
+        let accepted = || {
+            tagged(ev::DealAccepted {
+                deal: deal_key(0, 0),
+                provider: key(1, 0),
+                start_epoch: 1,
+                end_epoch: 6,
+                collateral: 50,
+            })
+        };
+        let proof = |epoch: u64| {
+            move || {
+                tagged(ev::ProofAccepted {
+                    deal: deal_key(0, 0),
+                    provider: key(1, 0),
+                    epoch,
+                    paid: 100,
+                })
+            }
+        };
+        apply(&store, &[tx(0, 1, &[&proposed, &accepted])]).unwrap();
+        // The chain at slot 5 already holds the proof of epoch 1 (slot 4).
+        reconcile(
+            &store,
+            &Snapshot {
+                slot: 5,
+                deals: vec![(deal, chain_deal(1))],
+                ..Snapshot::default()
+            },
+        )
+        .unwrap();
+        let get = |s: &Store| s.get::<DealRecord>(cf::DEALS, deal.as_ref()).unwrap().unwrap();
+        assert_eq!((get(&store).proven_epochs, get(&store).k), (1, Some(2)));
+        apply(&store, &[tx(1, 4, &[&proof(1)])]).unwrap();
+        let d = get(&store);
+        assert_eq!((d.proven_epochs, d.escrow, d.paid), (1, 400, 100), "not counted twice");
+        apply(&store, &[tx(2, 6, &[&proof(2)])]).unwrap();
+        let d = get(&store);
+        assert_eq!((d.proven_epochs, d.escrow, d.paid), (2, 300, 200), "a later proof counts");
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.proofs, stats.deals, stats.active_deals, stats.stored_bytes), (2, 1, 1, 10));
+        assert_eq!(store.cursor().unwrap().unwrap().signature, "sig2");
+    }
+}
