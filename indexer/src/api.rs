@@ -57,22 +57,97 @@ impl Metrics {
             ));
         };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        metric("cairn_indexer_http_requests_total", "counter", "HTTP requests served.", load(&self.http_requests));
-        metric("cairn_indexer_ingested_transactions_total", "counter", "Transactions applied by this process.", load(&self.ingested_transactions));
-        metric("cairn_indexer_ingested_events_total", "counter", "Events applied by this process.", load(&self.ingested_events));
-        metric("cairn_indexer_undecodable_events_total", "counter", "Event instructions that did not decode.", load(&self.undecodable_events));
-        metric("cairn_indexer_rpc_errors_total", "counter", "RPC calls that failed (retried).", load(&self.rpc_errors));
-        metric("cairn_indexer_reconciliations_total", "counter", "Account reconciliations done.", load(&self.reconciliations));
-        metric("cairn_indexer_chain_slot", "gauge", "Newest confirmed slot seen.", load(&self.chain_slot));
-        metric("cairn_indexer_indexed_slot", "gauge", "Slot of the newest transaction indexed.", stats.last_slot);
-        metric("cairn_indexer_transactions", "gauge", "Transactions in the store.", stats.transactions);
-        metric("cairn_indexer_events", "gauge", "Events in the store.", stats.events);
-        metric("cairn_indexer_providers", "gauge", "Providers known.", stats.providers);
+        metric(
+            "cairn_indexer_http_requests_total",
+            "counter",
+            "HTTP requests served.",
+            load(&self.http_requests),
+        );
+        metric(
+            "cairn_indexer_ingested_transactions_total",
+            "counter",
+            "Transactions applied by this process.",
+            load(&self.ingested_transactions),
+        );
+        metric(
+            "cairn_indexer_ingested_events_total",
+            "counter",
+            "Events applied by this process.",
+            load(&self.ingested_events),
+        );
+        metric(
+            "cairn_indexer_undecodable_events_total",
+            "counter",
+            "Event instructions that did not decode.",
+            load(&self.undecodable_events),
+        );
+        metric(
+            "cairn_indexer_rpc_errors_total",
+            "counter",
+            "RPC calls that failed (retried).",
+            load(&self.rpc_errors),
+        );
+        metric(
+            "cairn_indexer_reconciliations_total",
+            "counter",
+            "Account reconciliations done.",
+            load(&self.reconciliations),
+        );
+        metric(
+            "cairn_indexer_chain_slot",
+            "gauge",
+            "Newest confirmed slot seen.",
+            load(&self.chain_slot),
+        );
+        metric(
+            "cairn_indexer_indexed_slot",
+            "gauge",
+            "Slot of the newest transaction indexed.",
+            stats.last_slot,
+        );
+        metric(
+            "cairn_indexer_transactions",
+            "gauge",
+            "Transactions in the store.",
+            stats.transactions,
+        );
+        metric(
+            "cairn_indexer_events",
+            "gauge",
+            "Events in the store.",
+            stats.events,
+        );
+        metric(
+            "cairn_indexer_providers",
+            "gauge",
+            "Providers known.",
+            stats.providers,
+        );
         metric("cairn_indexer_deals", "gauge", "Deals known.", stats.deals);
-        metric("cairn_indexer_active_deals", "gauge", "Active deals.", stats.active_deals);
-        metric("cairn_indexer_stored_bytes", "gauge", "Shard bytes under active deals.", stats.stored_bytes);
-        metric("cairn_indexer_proofs", "gauge", "Proofs accepted.", stats.proofs);
-        metric("cairn_indexer_faults", "gauge", "Missed epochs settled.", stats.faults);
+        metric(
+            "cairn_indexer_active_deals",
+            "gauge",
+            "Active deals.",
+            stats.active_deals,
+        );
+        metric(
+            "cairn_indexer_stored_bytes",
+            "gauge",
+            "Shard bytes under active deals.",
+            stats.stored_bytes,
+        );
+        metric(
+            "cairn_indexer_proofs",
+            "gauge",
+            "Proofs accepted.",
+            stats.proofs,
+        );
+        metric(
+            "cairn_indexer_faults",
+            "gauge",
+            "Missed epochs settled.",
+            stats.faults,
+        );
         out
     }
 }
@@ -148,7 +223,11 @@ fn only(params: &HashMap<String, String>, allowed: &[&'static str]) -> Result<()
             status: StatusCode::BAD_REQUEST,
             error: format!(
                 "unknown parameter {unknown:?}; this endpoint takes {}",
-                if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
             ),
             parameter: allowed
                 .iter()
@@ -194,7 +273,12 @@ fn pubkey(parameter: &'static str, s: &str) -> Result<[u8; 32], ApiError> {
         .into_vec()
         .ok()
         .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        .ok_or_else(|| ApiError::bad(parameter, format!("{parameter} {s:?} is not a base58 address")))
+        .ok_or_else(|| {
+            ApiError::bad(
+                parameter,
+                format!("{parameter} {s:?} is not a base58 address"),
+            )
+        })
 }
 
 fn hex32(parameter: &'static str, s: &str) -> Result<[u8; 32], ApiError> {
@@ -202,7 +286,10 @@ fn hex32(parameter: &'static str, s: &str) -> Result<[u8; 32], ApiError> {
         .ok()
         .and_then(|v| <[u8; 32]>::try_from(v).ok())
         .ok_or_else(|| {
-            ApiError::bad(parameter, format!("{parameter} {s:?} is not 64 hex digits (a dataset id)"))
+            ApiError::bad(
+                parameter,
+                format!("{parameter} {s:?} is not 64 hex digits (a dataset id)"),
+            )
         })
 }
 
@@ -219,7 +306,13 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
         .route(routes::DATASET, get(dataset::<S>))
         .route(routes::EPOCHS, get(epochs::<S>))
         .route(routes::EPOCH, get(epoch::<S>))
-        .fallback(|| async { ApiError { status: StatusCode::NOT_FOUND, error: "no such endpoint".into(), parameter: None } })
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                error: "no such endpoint".into(),
+                parameter: None,
+            }
+        })
         .layer(axum::middleware::from_fn_with_state(
             api.metrics.clone(),
             count_requests,
@@ -262,11 +355,7 @@ async fn health<S: IndexRead>(State(api): State<Api<S>>) -> Result<Json<Health>,
 
 async fn metrics<S: IndexRead>(State(api): State<Api<S>>) -> Result<Response, ApiError> {
     let text = api.metrics.render(&api.store.stats()?);
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn stats<S: IndexRead>(
@@ -304,14 +393,23 @@ async fn deals<S: IndexRead>(
 ) -> Result<Response, ApiError> {
     only(&params, &["client", "provider", "state", "cursor", "limit"])?;
     let filter = DealFilter {
-        client: params.get("client").map(|s| pubkey("client", s)).transpose()?,
-        provider: params.get("provider").map(|s| pubkey("provider", s)).transpose()?,
+        client: params
+            .get("client")
+            .map(|s| pubkey("client", s))
+            .transpose()?,
+        provider: params
+            .get("provider")
+            .map(|s| pubkey("provider", s))
+            .transpose()?,
         state: params
             .get("state")
             .map(|s| {
                 DealStatus::parse(s).ok_or_else(|| {
                     let names: Vec<&str> = DealStatus::ALL.iter().map(|s| s.name()).collect();
-                    ApiError::bad("state", format!("state {s:?} is not one of {}", names.join(", ")))
+                    ApiError::bad(
+                        "state",
+                        format!("state {s:?} is not one of {}", names.join(", ")),
+                    )
                 })
             })
             .transpose()?,

@@ -33,9 +33,16 @@ impl fmt::Display for BenchReport {
         writeln!(
             f,
             "ingest: {} events in {} transactions in {:.2} s: {:.0} events/s",
-            self.ingest_events, self.ingest_transactions, self.ingest_seconds, self.ingest_events_per_second
+            self.ingest_events,
+            self.ingest_transactions,
+            self.ingest_seconds,
+            self.ingest_events_per_second
         )?;
-        writeln!(f, "API over {} deals (filled in {:.1} s):", self.deals_in_store, self.fill_seconds)?;
+        writeln!(
+            f,
+            "API over {} deals (filled in {:.1} s):",
+            self.deals_in_store, self.fill_seconds
+        )?;
         for l in &self.latency {
             writeln!(
                 f,
@@ -48,7 +55,11 @@ impl fmt::Display for BenchReport {
 }
 
 /// Applies `txs` in write batches of `batch`; returns events and seconds.
-fn ingest_all(store: &Store, txs: &[crate::model::RecordedTx], batch: usize) -> Result<(u64, f64), StoreError> {
+fn ingest_all(
+    store: &Store,
+    txs: &[crate::model::RecordedTx],
+    batch: usize,
+) -> Result<(u64, f64), StoreError> {
     let started = Instant::now();
     let mut events = 0;
     for chunk in txs.chunks(batch) {
@@ -112,20 +123,47 @@ pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, Store
     };
     type UriFn<'a> = Box<dyn FnMut() -> String + 'a>;
     let cases: Vec<(&str, UriFn)> = vec![
-        ("GET /v1/deals/{id}", Box::new(|| {
-            format!("/v1/deals/{}", synthetic::deal_key(rand(providers), rand(per_provider)))
-        })),
-        ("GET /v1/deals?limit=50&cursor=…", Box::new(|| {
-            let after = synthetic::deal_key(rand(providers), rand(per_provider));
-            format!("/v1/deals?limit=50&cursor={}", hex::encode(after.to_bytes()))
-        })),
-        ("GET /v1/deals?provider=…&limit=50", Box::new(|| {
-            format!("/v1/deals?provider={}&limit=50", synthetic::key(1, rand(providers)))
-        })),
-        ("GET /v1/deals?client=…&state=active", Box::new(|| {
-            format!("/v1/deals?client={}&state=active&limit=50", synthetic::key(5, rand(10_000)))
-        })),
-        ("GET /v1/providers?limit=100", Box::new(|| "/v1/providers?limit=100".to_string())),
+        (
+            "GET /v1/deals/{id}",
+            Box::new(|| {
+                format!(
+                    "/v1/deals/{}",
+                    synthetic::deal_key(rand(providers), rand(per_provider))
+                )
+            }),
+        ),
+        (
+            "GET /v1/deals?limit=50&cursor=…",
+            Box::new(|| {
+                let after = synthetic::deal_key(rand(providers), rand(per_provider));
+                format!(
+                    "/v1/deals?limit=50&cursor={}",
+                    hex::encode(after.to_bytes())
+                )
+            }),
+        ),
+        (
+            "GET /v1/deals?provider=…&limit=50",
+            Box::new(|| {
+                format!(
+                    "/v1/deals?provider={}&limit=50",
+                    synthetic::key(1, rand(providers))
+                )
+            }),
+        ),
+        (
+            "GET /v1/deals?client=…&state=active",
+            Box::new(|| {
+                format!(
+                    "/v1/deals?client={}&state=active&limit=50",
+                    synthetic::key(5, rand(10_000))
+                )
+            }),
+        ),
+        (
+            "GET /v1/providers?limit=100",
+            Box::new(|| "/v1/providers?limit=100".to_string()),
+        ),
         ("GET /v1/stats", Box::new(|| "/v1/stats".to_string())),
     ];
     for (name, mut uri) in cases {
@@ -140,7 +178,9 @@ pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, Store
                     .await
                     .expect("infallible");
                 let status = res.status();
-                axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
+                axum::body::to_bytes(res.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
                 status
             });
             times.push(started.elapsed().as_secs_f64() * 1e3);

@@ -10,7 +10,9 @@ use base64::Engine;
 use cairn_chain::Pubkey;
 use serde_json::{json, Value};
 use solana_commitment_config::CommitmentConfig;
-use solana_rpc_client::{nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config};
+use solana_rpc_client::{
+    nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
+};
 use solana_rpc_client_api::{config::RpcTransactionConfig, request::RpcRequest};
 use solana_signature::Signature;
 use solana_transaction_status_client_types::UiTransactionEncoding;
@@ -61,7 +63,12 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(url: String, store: Arc<Store>, metrics: Arc<Metrics>, config: FollowerConfig) -> Self {
+    pub fn new(
+        url: String,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        config: FollowerConfig,
+    ) -> Self {
         Follower {
             rpc: RpcClient::new_with_commitment(url, CommitmentConfig::confirmed()),
             store,
@@ -129,14 +136,13 @@ impl Follower {
     /// asked again without it, and the listing is cut at the cursor.
     async fn new_signatures(&mut self) -> Result<Vec<(String, u64)>, FollowError> {
         let cursor = self.store.cursor()?;
-        let until = match &cursor {
-            Some(c) => Some(
-                c.signature
-                    .parse::<Signature>()
-                    .map_err(|e| FollowError::Answer(format!("stored cursor {}: {e}", c.signature)))?,
-            ),
-            None => None,
-        };
+        let until =
+            match &cursor {
+                Some(c) => Some(c.signature.parse::<Signature>().map_err(|e| {
+                    FollowError::Answer(format!("stored cursor {}: {e}", c.signature))
+                })?),
+                None => None,
+            };
         match self.signatures(until).await {
             Ok(sigs) => Ok(sigs),
             Err(e) if until.is_some() => {
@@ -152,25 +158,35 @@ impl Follower {
 
     /// Pages `getSignaturesForAddress` (newest first) down to `until`
     /// (exclusive), then returns them oldest first.
-    async fn signatures(&mut self, until: Option<Signature>) -> Result<Vec<(String, u64)>, FollowError> {
+    async fn signatures(
+        &mut self,
+        until: Option<Signature>,
+    ) -> Result<Vec<(String, u64)>, FollowError> {
         let mut out = self.pages(until, None).await?;
         out.reverse();
         Ok(out)
     }
 
-    /// Newest first, down to `cursor` (exclusive); an error if the listing
-    /// ends without reaching it (retried later rather than re-applying history).
-    async fn signatures_down_to(&mut self, cursor: &str) -> Result<Vec<(String, u64)>, FollowError> {
+    /// Newest first, down to `cursor` (exclusive). A recently confirmed
+    /// cursor can be missing from the node's listing for a while (measured on
+    /// agave 4.2.2 under load): then nothing is returned and the next poll
+    /// asks again, rather than re-applying history below the cursor.
+    async fn signatures_down_to(
+        &mut self,
+        cursor: &str,
+    ) -> Result<Vec<(String, u64)>, FollowError> {
         let mut out = self.pages(None, Some(cursor)).await?;
         match out.iter().position(|(s, _)| s == cursor) {
             Some(i) => {
                 out.truncate(i);
                 Ok(out)
             }
-            None => Err(FollowError::Answer(format!(
-                "the indexed transaction {cursor} is no longer in the program's history \
-                 (a dropped fork?); index into a new --db"
-            ))),
+            None => {
+                tracing::debug!(
+                    "the indexed transaction {cursor} is not listed yet; polling again"
+                );
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -196,11 +212,10 @@ impl Follower {
                 )
                 .await?;
             let Some(last) = page.last() else { break };
-            before = Some(
-                last.signature
-                    .parse()
-                    .map_err(|e| FollowError::Answer(format!("signature {}: {e}", last.signature)))?,
-            );
+            before =
+                Some(last.signature.parse().map_err(|e| {
+                    FollowError::Answer(format!("signature {}: {e}", last.signature))
+                })?);
             let full = page.len() == 1000;
             let reached = stop_at.is_some_and(|s| page.iter().any(|p| p.signature == s));
             out.extend(page.into_iter().map(|s| (s.signature, s.slot)));
@@ -238,7 +253,9 @@ impl Follower {
             self.metrics
                 .ingested_transactions
                 .fetch_add(done.transactions, Ordering::Relaxed);
-            self.metrics.ingested_events.fetch_add(done.events, Ordering::Relaxed);
+            self.metrics
+                .ingested_events
+                .fetch_add(done.events, Ordering::Relaxed);
             self.metrics
                 .undecodable_events
                 .fetch_add(done.undecodable, Ordering::Relaxed);
@@ -261,12 +278,14 @@ impl Follower {
         };
         self.pace().await;
         match self.rpc.get_transaction_with_config(&sig, config).await {
-            Ok(tx) => ingest::record(signature, &tx)
-                .map(Some)
-                .map_err(|source| FollowError::Decode {
-                    signature: signature.to_string(),
-                    source,
-                }),
+            Ok(tx) => {
+                ingest::record(signature, &tx)
+                    .map(Some)
+                    .map_err(|source| FollowError::Decode {
+                        signature: signature.to_string(),
+                        source,
+                    })
+            }
             // Confirmed but not yet readable from history: `null` (a
             // deserialization error in the client) or -32011 / -32009.
             Err(e) => {
@@ -285,8 +304,16 @@ impl Follower {
         let (slot_c, challenges) = self.accounts::<Challenge>().await?;
         // Each list is exact at its own slot; reconcile each at that slot.
         for snap in [
-            Snapshot { slot: slot_p, providers, ..Snapshot::default() },
-            Snapshot { slot: slot_d, deals, ..Snapshot::default() },
+            Snapshot {
+                slot: slot_p,
+                providers,
+                ..Snapshot::default()
+            },
+            Snapshot {
+                slot: slot_d,
+                deals,
+                ..Snapshot::default()
+            },
             Snapshot {
                 slot: slot_c,
                 challenges: challenges.into_iter().map(|(_, c)| c).collect(),
@@ -315,9 +342,14 @@ impl Follower {
                 "filters": [{ "memcmp": { "offset": 0, "bytes": bs58::encode(T::DISCRIMINATOR).into_string(), "encoding": "base58" } }],
             }
         ]);
-        let answer: Value = self.rpc.send(RpcRequest::GetProgramAccounts, params).await?;
+        let answer: Value = self
+            .rpc
+            .send(RpcRequest::GetProgramAccounts, params)
+            .await?;
         let bad = |what: &str| FollowError::Answer(format!("getProgramAccounts: {what}"));
-        let slot = answer["context"]["slot"].as_u64().ok_or_else(|| bad("no context slot"))?;
+        let slot = answer["context"]["slot"]
+            .as_u64()
+            .ok_or_else(|| bad("no context slot"))?;
         let mut out = Vec::new();
         for item in answer["value"].as_array().ok_or_else(|| bad("no value"))? {
             let key: Pubkey = item["pubkey"]

@@ -131,7 +131,11 @@ fn put_deal(c: &mut Change, old: Option<&DealRecord>, new: &DealRecord) {
             let provider = pubkey_bytes(&new.provider);
             let dataset = hex::decode(&new.dataset_id).unwrap_or_default();
             c.put_raw(cf::DEALS_BY_CLIENT, key::cat(&[&client, &deal]), Vec::new());
-            c.put_raw(cf::DEALS_BY_PROVIDER, key::cat(&[&provider, &deal]), Vec::new());
+            c.put_raw(
+                cf::DEALS_BY_PROVIDER,
+                key::cat(&[&provider, &deal]),
+                Vec::new(),
+            );
             c.put_raw(
                 cf::DEALS_BY_DATASET,
                 key::cat(&[&dataset, &new.shard_index.to_be_bytes(), &deal]),
@@ -143,7 +147,11 @@ fn put_deal(c: &mut Change, old: Option<&DealRecord>, new: &DealRecord) {
         }
         Some(_) => {}
     }
-    c.put_raw(cf::DEALS_BY_STATE, key::cat(&[&[new.state.code()], &deal]), Vec::new());
+    c.put_raw(
+        cf::DEALS_BY_STATE,
+        key::cat(&[&[new.state.code()], &deal]),
+        Vec::new(),
+    );
     c.put(cf::DEALS, deal, new);
 }
 
@@ -623,16 +631,36 @@ mod tests {
             },
         )
         .unwrap();
-        let get = |s: &Store| s.get::<DealRecord>(cf::DEALS, deal.as_ref()).unwrap().unwrap();
+        let get = |s: &Store| {
+            s.get::<DealRecord>(cf::DEALS, deal.as_ref())
+                .unwrap()
+                .unwrap()
+        };
         assert_eq!((get(&store).proven_epochs, get(&store).k), (1, Some(2)));
         apply(&store, &[tx(1, 4, &[&proof(1)])]).unwrap();
         let d = get(&store);
-        assert_eq!((d.proven_epochs, d.escrow, d.paid), (1, 400, 100), "not counted twice");
+        assert_eq!(
+            (d.proven_epochs, d.escrow, d.paid),
+            (1, 400, 100),
+            "not counted twice"
+        );
         apply(&store, &[tx(2, 6, &[&proof(2)])]).unwrap();
         let d = get(&store);
-        assert_eq!((d.proven_epochs, d.escrow, d.paid), (2, 300, 200), "a later proof counts");
+        assert_eq!(
+            (d.proven_epochs, d.escrow, d.paid),
+            (2, 300, 200),
+            "a later proof counts"
+        );
         let stats = store.stats().unwrap();
-        assert_eq!((stats.proofs, stats.deals, stats.active_deals, stats.stored_bytes), (2, 1, 1, 10));
+        assert_eq!(
+            (
+                stats.proofs,
+                stats.deals,
+                stats.active_deals,
+                stats.stored_bytes
+            ),
+            (2, 1, 1, 10)
+        );
         assert_eq!(store.cursor().unwrap().unwrap().signature, "sig2");
     }
 }

@@ -7,10 +7,10 @@
 //! - [`follower`]: the RPC loop around [`ingest`].
 //! - [`query`] and [`api`]: the paginated reads and the axum routes.
 pub mod api;
+pub mod bench;
 pub mod follower;
 pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod store;
 pub mod synthetic;
-pub mod bench;

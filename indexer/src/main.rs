@@ -10,7 +10,11 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn-indexer", version, about = "Follows the Cairn storage market into RocksDB and serves an HTTP API and explorer")]
+#[command(
+    name = "cairn-indexer",
+    version,
+    about = "Follows the Cairn storage market into RocksDB and serves an HTTP API and explorer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -63,14 +67,18 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Cmd::Bench { deals, requests, dir, json }) => bench(deals, requests, dir, json),
+        Some(Cmd::Bench {
+            deals,
+            requests,
+            dir,
+            json,
+        }) => bench(deals, requests, dir, json),
         None => run(cli),
     };
     match result {
@@ -83,7 +91,10 @@ fn main() -> ExitCode {
 }
 
 fn bench(deals: u64, requests: usize, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(deals > 0 && requests > 0, "--deals and --requests must be at least 1");
+    anyhow::ensure!(
+        deals > 0 && requests > 0,
+        "--deals and --requests must be at least 1"
+    );
     let temp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
     let report = cairn_indexer::bench::run(&dir, deals, requests)?;
@@ -105,10 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--program-id {} is not a base58 address", cli.program_id))?;
     anyhow::ensure!(cli.batch > 0, "--batch must be at least 1");
-    anyhow::ensure!(cli.max_rps.is_none_or(|r| r > 0.0), "--max-rps must be positive");
-    let store = Arc::new(
-        Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?,
+    anyhow::ensure!(
+        cli.max_rps.is_none_or(|r| r > 0.0),
+        "--max-rps must be positive"
     );
+    let store =
+        Arc::new(Store::open(&db).with_context(|| format!("opening the store {}", db.display()))?);
     let metrics = Arc::new(Metrics::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

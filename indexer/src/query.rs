@@ -159,7 +159,9 @@ impl IndexRead for Store {
                         None => continue,
                     }
                 };
-                let keep = f.client.is_none_or(|c| deal.client == cairn_chain::Pubkey::from(c).to_string())
+                let keep = f
+                    .client
+                    .is_none_or(|c| deal.client == cairn_chain::Pubkey::from(c).to_string())
                     && f.provider
                         .is_none_or(|p| deal.provider == cairn_chain::Pubkey::from(p).to_string())
                     && f.state.is_none_or(|s| deal.state == s);

@@ -5,7 +5,9 @@
 //! and [`Change::commit`] writes them with the cursor and the totals in one
 //! `WriteBatch`, so a crash at any point leaves either all of it or none.
 use crate::model::*;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use std::{collections::BTreeMap, path::Path};
 
@@ -196,7 +198,9 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(handle, mode) {
             let (k, v) = item?;
-            if Some(&*k) == after || (reverse && after.is_none() && Some(&*k) == upper_bound.as_deref()) {
+            if Some(&*k) == after
+                || (reverse && after.is_none() && Some(&*k) == upper_bound.as_deref())
+            {
                 continue;
             }
             if !k.starts_with(prefix) {

@@ -40,7 +40,9 @@ async fn get(app: &Router, uri: &str) -> (u16, Value) {
         .await
         .unwrap();
     let status = res.status().as_u16();
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 26).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 26)
+        .await
+        .unwrap();
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value)
@@ -62,7 +64,11 @@ async fn all_pages(app: &Router, base: &str, limit: usize, id: &str) -> Vec<Valu
         let page_items = page["items"].as_array().unwrap();
         assert!(page_items.len() <= limit);
         for item in page_items {
-            assert!(seen.insert(item[id].to_string()), "{uri}: duplicate {}", item[id]);
+            assert!(
+                seen.insert(item[id].to_string()),
+                "{uri}: duplicate {}",
+                item[id]
+            );
             items.push(item.clone());
         }
         match page["next_cursor"].as_str() {
@@ -88,7 +94,10 @@ fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
         assert_eq!(stats["providers"], exp.providers);
         assert_eq!(stats["deals"], exp.deals);
         assert_eq!(stats["active_deals"], exp.active_deals);
-        assert_eq!(stats["stored_bytes"], exp.active_deals * synthetic::SHARD_BYTES);
+        assert_eq!(
+            stats["stored_bytes"],
+            exp.active_deals * synthetic::SHARD_BYTES
+        );
         assert_eq!(stats["proofs"], exp.proofs);
         assert_eq!(stats["faults"], exp.faults);
         assert_eq!(stats["events"], exp.events);
@@ -107,7 +116,13 @@ fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
         let count = |f: &dyn Fn(&Value) -> bool| all.iter().filter(|d| f(d)).count();
         for p in 0..SHAPE.providers {
             let provider = synthetic::key(1, p).to_string();
-            let got = all_pages(&app, &format!("/v1/deals?provider={provider}"), 4, "address").await;
+            let got = all_pages(
+                &app,
+                &format!("/v1/deals?provider={provider}"),
+                4,
+                "address",
+            )
+            .await;
             assert_eq!(got.len(), count(&|d| d["provider"] == provider.as_str()));
             assert_eq!(got.len() as u64, SHAPE.deals_per_provider);
             assert!(got.iter().all(|d| d["provider"] == provider.as_str()));
@@ -141,7 +156,10 @@ fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
 
         // Epochs, newest first, with their proof and fault counts.
         let epochs = all_pages(&app, "/v1/epochs", 3, "epoch").await;
-        let numbers: Vec<u64> = epochs.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+        let numbers: Vec<u64> = epochs
+            .iter()
+            .map(|e| e["epoch"].as_u64().unwrap())
+            .collect();
         assert_eq!(numbers, (1..=SHAPE.epochs).rev().collect::<Vec<_>>());
         let settled: u64 = epochs
             .iter()
@@ -161,8 +179,18 @@ fn details_of_providers_deals_datasets_and_epochs() {
         let (status, d) = get(&app, &format!("/v1/deals/{deal}")).await;
         assert_eq!(status, 200, "{d}");
         assert_eq!(d["state"], "active");
-        let proofs: Vec<u64> = d["proofs"].as_array().unwrap().iter().map(|p| p["epoch"].as_u64().unwrap()).collect();
-        let faults: Vec<u64> = d["faults"].as_array().unwrap().iter().map(|f| f["first_epoch"].as_u64().unwrap()).collect();
+        let proofs: Vec<u64> = d["proofs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["epoch"].as_u64().unwrap())
+            .collect();
+        let faults: Vec<u64> = d["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["first_epoch"].as_u64().unwrap())
+            .collect();
         assert_eq!(proofs, [2, 4]);
         assert_eq!(faults, [1, 3]);
         assert_eq!(d["proven_epochs"], 2);
@@ -179,7 +207,10 @@ fn details_of_providers_deals_datasets_and_epochs() {
         assert_eq!(p["slashed"], 8 * synthetic::SLASH);
         assert_eq!(p["active_deals"], 13);
         assert_eq!(p["used_bytes"], 13 * synthetic::SHARD_BYTES);
-        assert_eq!(p["stake_locked"], 13 * synthetic::COLLATERAL - 8 * synthetic::SLASH);
+        assert_eq!(
+            p["stake_locked"],
+            13 * synthetic::COLLATERAL - 8 * synthetic::SLASH
+        );
         assert!((p["reliability"].as_f64().unwrap() - 44.0 / 52.0).abs() < 1e-9);
 
         let dataset = hex::encode(synthetic::dataset_id(0, 0));
@@ -214,11 +245,17 @@ fn details_of_providers_deals_datasets_and_epochs() {
         let (status, metrics) = get(&app, "/metrics").await;
         assert_eq!(status, 200);
         let metrics = metrics.as_str().unwrap().to_string();
-        assert!(metrics.contains("\ncairn_indexer_active_deals 78\n"), "{metrics}");
+        assert!(
+            metrics.contains("\ncairn_indexer_active_deals 78\n"),
+            "{metrics}"
+        );
         assert!(metrics.contains("# TYPE cairn_indexer_http_requests_total counter"));
         let (status, page) = get(&app, "/").await;
         assert_eq!(status, 200);
-        assert!(page.as_str().unwrap().contains("<h1><a href=\"#\">Cairn explorer</a></h1>"));
+        assert!(page
+            .as_str()
+            .unwrap()
+            .contains("<h1><a href=\"#\">Cairn explorer</a></h1>"));
     });
 }
 
@@ -271,7 +308,11 @@ fn applying_in_any_batching_across_reopens_gives_the_same_store() {
         }
         let store = Store::open(two.path()).unwrap();
         if let Some(cursor) = store.cursor().unwrap() {
-            let next = txs.iter().position(|t| t.signature == cursor.signature).unwrap() + 1;
+            let next = txs
+                .iter()
+                .position(|t| t.signature == cursor.signature)
+                .unwrap()
+                + 1;
             assert_eq!(next, start, "the cursor is the last transaction applied");
         }
         let end = (start + size).min(txs.len());
@@ -287,7 +328,12 @@ fn a_store_of_another_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
     {
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cairn_indexer::store::cf::ALL).unwrap();
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path(),
+            cairn_indexer::store::cf::ALL,
+        )
+        .unwrap();
         db.put_cf(
             db.cf_handle(cairn_indexer::store::cf::META).unwrap(),
             cairn_indexer::store::meta::SCHEMA_VERSION,

@@ -12,7 +12,12 @@ const CHROMIUM: &str = "chromium";
 
 fn chromium(args: &[&str]) -> std::process::Output {
     Command::new(CHROMIUM)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ])
         .args(["--window-size=1280,900", "--virtual-time-budget=15000"])
         .args(args)
         .stdin(Stdio::null())
@@ -24,13 +29,19 @@ fn wait_http(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
             let mut out = String::new();
             if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "the indexer's API did not come up");
+        assert!(
+            Instant::now() < deadline,
+            "the indexer's API did not come up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -52,7 +63,11 @@ fn the_explorer_page_shows_the_providers_table_in_headless_chromium() {
     }
     // Serve the store; the RPC URL points nowhere, so the follower only
     // retries in the background and the page shows what is stored.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-indexer"))
         .args(["--url", "http://127.0.0.1:9", "--db", db.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -72,7 +87,11 @@ fn the_explorer_page_shows_the_providers_table_in_headless_chromium() {
         .split("</table>")
         .next()
         .unwrap();
-    assert_eq!(table.matches("<tr>").count(), 1 + shape.providers as usize, "header + one row per provider");
+    assert_eq!(
+        table.matches("<tr>").count(),
+        1 + shape.providers as usize,
+        "header + one row per provider"
+    );
     let first = synthetic::key(1, 0).to_string();
     assert!(table.contains(&format!("#provider/{first}")), "{table}");
     assert!(dom.contains("<table id=\"epochs\">"));
@@ -81,7 +100,11 @@ fn the_explorer_page_shows_the_providers_table_in_headless_chromium() {
     let _ = std::fs::remove_file(&shot);
     let out = chromium(&[&format!("--screenshot={}", shot.display()), &url]);
     let png = std::fs::read(&shot).unwrap_or_else(|e| {
-        panic!("no screenshot at {}: {e}; {}", shot.display(), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "no screenshot at {}: {e}; {}",
+            shot.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "a blank page? {} bytes", png.len());

@@ -40,7 +40,10 @@ fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -56,7 +59,8 @@ impl Client {
         let mut all: Vec<&Keypair> = vec![&self.faucet];
         all.extend_from_slice(signers);
         let blockhash = self.rpc.get_latest_blockhash().expect("blockhash");
-        let tx = Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
+        let tx =
+            Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
         self.rpc
             .send_and_confirm_transaction(&tx)
             .expect("transaction confirms")
@@ -85,8 +89,14 @@ impl Client {
         .expect("token program")
         .to_vec();
         ixs.push(
-            token::mint_to_ix(&program, &self.info.mint, &account.pubkey(), &self.faucet.pubkey(), amount)
-                .expect("token program"),
+            token::mint_to_ix(
+                &program,
+                &self.info.mint,
+                &account.pubkey(),
+                &self.faucet.pubkey(),
+                amount,
+            )
+            .expect("token program"),
         );
         self.send(&ixs, &[&account]);
         account.pubkey()
@@ -123,16 +133,29 @@ impl Client {
 /// A plain HTTP GET (no client library needed for a local test).
 fn http_get(port: u16, path: &str) -> Option<(u16, Value)> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split(' ').nth(1)?.parse().ok()?;
     // A chunked body: the JSON is the first chunk's payload.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body.split_once("\r\n")?.1.rsplit_once("\r\n0\r\n")?.0.to_string()
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.split_once("\r\n")?
+            .1
+            .rsplit_once("\r\n0\r\n")?
+            .0
+            .to_string()
     } else {
         body.to_string()
     };
@@ -140,13 +163,19 @@ fn http_get(port: u16, path: &str) -> Option<(u16, Value)> {
 }
 
 fn api(port: u16, path: &str) -> Value {
-    let (status, body) = poll(&format!("GET {path}"), Duration::from_secs(60), || http_get(port, path));
+    let (status, body) = poll(&format!("GET {path}"), Duration::from_secs(60), || {
+        http_get(port, path)
+    });
     assert_eq!(status, 200, "{path}: {body}");
     body
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Indexer {
@@ -158,8 +187,18 @@ impl Indexer {
     fn spawn(info: &LocalnetInfo, db: &Path, extra: &[&str]) -> Indexer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_cairn-indexer"))
-            .args(["--url", &info.rpc_url, "--program-id", &info.program_id.to_string()])
-            .args(["--db", db.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--url",
+                &info.rpc_url,
+                "--program-id",
+                &info.program_id.to_string(),
+            ])
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--poll-ms", "100", "--reconcile-secs", "2"])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -168,7 +207,9 @@ impl Indexer {
             .spawn()
             .expect("spawn cairn-indexer");
         let indexer = Indexer { child, port };
-        poll("the indexer's API", Duration::from_secs(60), || http_get(port, "/health"));
+        poll("the indexer's API", Duration::from_secs(60), || {
+            http_get(port, "/health")
+        });
         indexer
     }
 
@@ -185,23 +226,35 @@ impl Indexer {
 
     /// Waits until the cursor is at `signature` and `n` more reconciliations ran.
     fn caught_up(&self, signature: &str) {
-        poll("the indexer to reach the newest transaction", Duration::from_secs(180), || {
-            let health = http_get(self.port, "/health")?.1;
-            (health["cursor"]["signature"] == signature).then_some(())
-        });
+        poll(
+            "the indexer to reach the newest transaction",
+            Duration::from_secs(180),
+            || {
+                let health = http_get(self.port, "/health")?.1;
+                (health["cursor"]["signature"] == signature).then_some(())
+            },
+        );
         let reconciled = || -> u64 {
-            let res = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok().and_then(|mut s| {
-                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-                let mut out = String::new();
-                s.read_to_string(&mut out).ok()?;
-                out.lines()
-                    .find_map(|l| l.strip_prefix("cairn_indexer_reconciliations_total "))
-                    .and_then(|v| v.trim().parse().ok())
-            });
+            let res = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .ok()
+                .and_then(|mut s| {
+                    write!(
+                        s,
+                        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    .ok()?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).ok()?;
+                    out.lines()
+                        .find_map(|l| l.strip_prefix("cairn_indexer_reconciliations_total "))
+                        .and_then(|v| v.trim().parse().ok())
+                });
             res.unwrap_or(0)
         };
         let start = reconciled();
-        poll("two reconciliations", Duration::from_secs(120), || (reconciled() >= start + 2).then_some(()));
+        poll("two reconciliations", Duration::from_secs(120), || {
+            (reconciled() >= start + 2).then_some(())
+        });
     }
 
     /// Everything the API lists, without the per-process `synced_slot`.
@@ -212,10 +265,17 @@ impl Indexer {
             let mut cursor = String::new();
             loop {
                 let page = api(self.port, &format!("{list}?limit=2{cursor}"));
-                items.extend(page["items"].as_array().unwrap().iter().cloned().map(|mut v| {
-                    v.as_object_mut().unwrap().remove("synced_slot");
-                    v
-                }));
+                items.extend(
+                    page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .cloned()
+                        .map(|mut v| {
+                            v.as_object_mut().unwrap().remove("synced_slot");
+                            v
+                        }),
+                );
                 match page["next_cursor"].as_str() {
                     Some(c) => cursor = format!("&cursor={c}"),
                     None => break,
@@ -281,10 +341,14 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let first = Indexer::spawn(&info, &db, &["--max-rps", "4"]);
-    let at_kill = poll("the first transactions indexed", Duration::from_secs(120), || {
-        let stats = first.stats();
-        (stats["transactions"].as_u64()? >= 3).then_some(stats)
-    });
+    let at_kill = poll(
+        "the first transactions indexed",
+        Duration::from_secs(120),
+        || {
+            let stats = first.stats();
+            (stats["transactions"].as_u64()? >= 3).then_some(stats)
+        },
+    );
     first.sigkill();
     let indexed_at_kill = at_kill["transactions"].as_u64().unwrap();
     assert!(indexed_at_kill < 13, "killed mid-ingest: {at_kill}");
@@ -297,7 +361,11 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     let client = Keypair::new();
     let reporter = Keypair::new();
     c.send(
-        &[c.fund(&operator.pubkey()), c.fund(&client.pubkey()), c.fund(&reporter.pubkey())],
+        &[
+            c.fund(&operator.pubkey()),
+            c.fund(&client.pubkey()),
+            c.fund(&reporter.pubkey()),
+        ],
         &[],
     );
     register(&authority, &operator.pubkey(), 99);
@@ -306,11 +374,16 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     let client_token = c.token_account(&client.pubkey(), 10_000_000);
     let reporter_token = c.token_account(&reporter.pubkey(), 0);
     let provider = provider_pda(&authority.pubkey());
-    c.send(&[ix.deposit_stake_ix(&authority.pubkey(), &authority_token, stake)], &[&authority]);
+    c.send(
+        &[ix.deposit_stake_ix(&authority.pubkey(), &authority_token, stake)],
+        &[&authority],
+    );
 
     let dataset_id = [7u8; 32];
     let shards: Vec<TestShard> = (0..2).map(|i| TestShard::random(100_000, i)).collect();
-    let deals: Vec<Pubkey> = (0..2u16).map(|i| deal_pda(&client.pubkey(), &dataset_id, i)).collect();
+    let deals: Vec<Pubkey> = (0..2u16)
+        .map(|i| deal_pda(&client.pubkey(), &dataset_id, i))
+        .collect();
     for (i, shard) in shards.iter().enumerate() {
         let args = ProposeDealArgs {
             dataset_id,
@@ -322,8 +395,14 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
             duration_epochs: 4,
             max_price_per_epoch: u64::MAX,
         };
-        c.send(&[ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)], &[&client]);
-        c.send(&[ix.accept_deal_ix(&operator.pubkey(), &provider, &deals[i])], &[&operator]);
+        c.send(
+            &[ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
+            &[&client],
+        );
+        c.send(
+            &[ix.accept_deal_ix(&operator.pubkey(), &provider, &deals[i])],
+            &[&operator],
+        );
     }
     let start = c.fetch::<Deal>(&deals[0]).start_epoch;
     assert_eq!(c.fetch::<Deal>(&deals[1]).start_epoch, start);
@@ -335,13 +414,19 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
         for deal in proving {
             let i = deals.iter().position(|d| d == deal).unwrap();
             let proof = shards[i].proof(deal, &challenge);
-            c.send(&[ix.submit_proof_ix(&operator.pubkey(), &provider, deal, epoch, proof)], &[&operator]);
+            c.send(
+                &[ix.submit_proof_ix(&operator.pubkey(), &provider, deal, epoch, proof)],
+                &[&operator],
+            );
         }
     }
     // Deal 1 missed `start + 1`: reported once its proof window closed.
     let grace = (EPOCH_SLOTS / 5).max(1);
     c.wait_for_slot((start + 2) * EPOCH_SLOTS + grace);
-    c.send(&[ix.report_faults_ix(&reporter.pubkey(), &provider, &deals[1], &reporter_token)], &[&reporter]);
+    c.send(
+        &[ix.report_faults_ix(&reporter.pubkey(), &provider, &deals[1], &reporter_token)],
+        &[&reporter],
+    );
 
     let newest = c.newest_signature();
     indexer.caught_up(&newest);
@@ -349,7 +434,16 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     // The API's numbers are the chain's.
     let chain_provider: Provider = c.fetch(&provider);
     let p = api(indexer.port, &format!("/v1/providers/{provider}"));
-    for field in ["proofs", "faults", "slashed", "active_deals", "used_bytes", "stake_free", "stake_locked", "earnings"] {
+    for field in [
+        "proofs",
+        "faults",
+        "slashed",
+        "active_deals",
+        "used_bytes",
+        "stake_free",
+        "stake_locked",
+        "earnings",
+    ] {
         let chain = match field {
             "proofs" => chain_provider.proofs,
             "faults" => chain_provider.faults,
@@ -374,7 +468,10 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
         assert_eq!(d["total_faults"], chain.total_faults, "{d}");
         assert_eq!(d["escrow"], chain.escrow, "{d}");
         assert_eq!((d["k"].as_u64(), d["n"].as_u64()), (Some(1), Some(2)));
-        assert_eq!(d["proofs"].as_array().unwrap().len() as u64, chain.proven_epochs);
+        assert_eq!(
+            d["proofs"].as_array().unwrap().len() as u64,
+            chain.proven_epochs
+        );
         // Event-only sums (never overwritten by reconciliation) agree too:
         // nothing was lost or counted twice across the SIGKILL.
         paid += d["paid"].as_u64().unwrap();
@@ -389,9 +486,21 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     assert_eq!(stats["proofs"], chain_provider.proofs);
     assert_eq!(stats["faults"], chain_provider.faults);
     let epoch = api(indexer.port, &format!("/v1/epochs/{}", start + 1));
-    assert_eq!((epoch["proofs"].as_u64(), epoch["faults"].as_u64()), (Some(1), Some(1)));
-    let dataset = api(indexer.port, &format!("/v1/datasets/{}", hex::encode(dataset_id)));
-    assert_eq!((dataset["shards"].as_u64(), dataset["active_shards"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (epoch["proofs"].as_u64(), epoch["faults"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let dataset = api(
+        indexer.port,
+        &format!("/v1/datasets/{}", hex::encode(dataset_id)),
+    );
+    assert_eq!(
+        (
+            dataset["shards"].as_u64(),
+            dataset["active_shards"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
 
     // A fresh indexer over the same chain ends identical.
     let fresh_db = dir.path().join("fresh");
