@@ -91,6 +91,9 @@ pub struct Store {
     db: DB,
 }
 
+/// Key and value of one stored entry.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Big-endian key helpers: byte order is numeric order.
 pub mod key {
     pub fn u64(n: u64) -> [u8; 8] {
@@ -172,7 +175,7 @@ impl Store {
         after: Option<&[u8]>,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf);
         let mut upper = prefix.to_vec();
         // The first key after every key with this prefix (for a reverse scan).

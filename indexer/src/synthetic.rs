@@ -52,13 +52,13 @@ pub const COLLATERAL: u64 = 5_000;
 pub const SLASH: u64 = 500;
 
 pub fn deal_key(provider: u64, i: u64) -> Pubkey {
-    key(3, provider << 32 | i)
+    key(3, (provider << 32) | i)
 }
 
 pub fn dataset_id(provider: u64, i: u64) -> [u8; 32] {
     let mut id = [0u8; 32];
     id[0] = 9;
-    id[1..9].copy_from_slice(&(provider << 32 | i / 6).to_be_bytes());
+    id[1..9].copy_from_slice(&((provider << 32) | (i / 6)).to_be_bytes());
     id
 }
 
