@@ -1,0 +1,297 @@
+//! The RocksDB store: one column family per entity and per secondary index,
+//! big-endian ordered keys, JSON values, a schema version checked at open.
+//!
+//! Every change goes through a [`Change`]: reads see the change's own writes,
+//! and [`Change::commit`] writes them with the cursor and the totals in one
+//! `WriteBatch`, so a crash at any point leaves either all of it or none.
+use crate::model::*;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::{collections::BTreeMap, path::Path};
+
+/// Column families (created on open when missing).
+pub mod cf {
+    /// Schema version, cursor, totals.
+    pub const META: &str = "meta";
+    /// provider address (32) → `ProviderRecord`
+    pub const PROVIDERS: &str = "providers";
+    /// deal address (32) → `DealRecord`
+    pub const DEALS: &str = "deals";
+    /// epoch (u64 BE) → `EpochRecord`
+    pub const EPOCHS: &str = "epochs";
+    /// deal (32) ‖ epoch (u64 BE) → `ProofRecord`
+    pub const PROOFS: &str = "proofs";
+    /// deal (32) ‖ first epoch (u64 BE) → `FaultRecord`
+    pub const FAULTS: &str = "faults";
+    /// sequence number (u64 BE) → `EventRecord`
+    pub const EVENTS: &str = "events";
+    /// client (32) ‖ deal (32) → ()
+    pub const DEALS_BY_CLIENT: &str = "deals_by_client";
+    /// provider (32) ‖ deal (32) → ()
+    pub const DEALS_BY_PROVIDER: &str = "deals_by_provider";
+    /// state (1) ‖ deal (32) → ()
+    pub const DEALS_BY_STATE: &str = "deals_by_state";
+    /// dataset id (32) ‖ shard index (u16 BE) ‖ deal (32) → ()
+    pub const DEALS_BY_DATASET: &str = "deals_by_dataset";
+    /// epoch (u64 BE) ‖ deal (32) → ()
+    pub const PROOFS_BY_EPOCH: &str = "proofs_by_epoch";
+    /// epoch (u64 BE) ‖ deal (32) → first epoch of the settlement (u64 BE)
+    pub const FAULTS_BY_EPOCH: &str = "faults_by_epoch";
+
+    pub const ALL: [&str; 13] = [
+        META,
+        PROVIDERS,
+        DEALS,
+        EPOCHS,
+        PROOFS,
+        FAULTS,
+        EVENTS,
+        DEALS_BY_CLIENT,
+        DEALS_BY_PROVIDER,
+        DEALS_BY_STATE,
+        DEALS_BY_DATASET,
+        PROOFS_BY_EPOCH,
+        FAULTS_BY_EPOCH,
+    ];
+}
+
+/// Keys of the `meta` column family.
+pub mod meta {
+    pub const SCHEMA_VERSION: &[u8] = b"schema_version";
+    pub const CURSOR: &[u8] = b"cursor";
+    pub const STATS: &[u8] = b"stats";
+}
+
+/// Version of the layout above; a store written by another version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error(
+        "the store at {path} has schema version {found}, this indexer writes version {expected}; \
+         delete the directory and index again"
+    )]
+    Schema {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("corrupt value in column family {cf}: {source}")]
+    Corrupt {
+        cf: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+pub struct Store {
+    db: DB,
+}
+
+/// Key and value of one stored entry.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Big-endian key helpers: byte order is numeric order.
+pub mod key {
+    pub fn u64(n: u64) -> [u8; 8] {
+        n.to_be_bytes()
+    }
+    pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, creating missing column
+    /// families, and checks the schema version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = cf::ALL
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let store = Store { db };
+        let meta = store.cf(cf::META);
+        match store.db.get_cf(meta, meta::SCHEMA_VERSION)? {
+            None => store
+                .db
+                .put_cf(meta, meta::SCHEMA_VERSION, SCHEMA_VERSION.to_be_bytes())?,
+            Some(v) => {
+                let found = v
+                    .as_slice()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        path: path.display().to_string(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created at open")
+    }
+
+    pub fn get_raw(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(cf, key)?.map(|v| decode(cf, &v)).transpose()
+    }
+
+    pub fn cursor(&self) -> Result<Option<Cursor>, StoreError> {
+        self.get(cf::META, meta::CURSOR)
+    }
+
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        Ok(self.get(cf::META, meta::STATS)?.unwrap_or_default())
+    }
+
+    /// Up to `limit` entries of `cf` whose key starts with `prefix`, in key
+    /// order (or reverse), strictly after `after` when given.
+    pub fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let handle = self.cf(cf);
+        let mut upper = prefix.to_vec();
+        // The first key after every key with this prefix (for a reverse scan).
+        let upper_bound = loop {
+            match upper.pop() {
+                None => break None,
+                Some(0xff) => continue,
+                Some(b) => {
+                    upper.push(b + 1);
+                    break Some(upper);
+                }
+            }
+        };
+        let mode = match (reverse, after) {
+            (false, Some(a)) => IteratorMode::From(a, Direction::Forward),
+            (false, None) => IteratorMode::From(prefix, Direction::Forward),
+            (true, Some(a)) => IteratorMode::From(a, Direction::Reverse),
+            (true, None) => match &upper_bound {
+                Some(u) => IteratorMode::From(u, Direction::Reverse),
+                None => IteratorMode::End,
+            },
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(handle, mode) {
+            let (k, v) = item?;
+            if Some(&*k) == after
+                || (reverse && after.is_none() && Some(&*k) == upper_bound.as_deref())
+            {
+                continue;
+            }
+            if !k.starts_with(prefix) {
+                if reverse && upper_bound.as_deref().is_some_and(|u| *k >= *u) {
+                    continue;
+                }
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn change(&self) -> Result<Change<'_>, StoreError> {
+        Ok(Change {
+            stats: self.stats()?,
+            store: self,
+            writes: BTreeMap::new(),
+        })
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(cf: &'static str, v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|source| StoreError::Corrupt { cf, source })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+/// Writes in preparation: read-your-writes over the store, committed at once.
+pub struct Change<'a> {
+    store: &'a Store,
+    writes: BTreeMap<(&'static str, Vec<u8>), Option<Vec<u8>>>,
+    pub stats: Stats,
+}
+
+impl Change<'_> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.writes.get(&(cf, key.to_vec())) {
+            Some(Some(v)) => decode(cf, v).map(Some),
+            Some(None) => Ok(None),
+            None => self.store.get(cf, key),
+        }
+    }
+
+    pub fn exists(&self, cf: &'static str, key: &[u8]) -> Result<bool, StoreError> {
+        match self.writes.get(&(cf, key.to_vec())) {
+            Some(v) => Ok(v.is_some()),
+            None => Ok(self.store.get_raw(cf, key)?.is_some()),
+        }
+    }
+
+    pub fn put<T: Serialize>(&mut self, cf: &'static str, key: Vec<u8>, value: &T) {
+        self.writes.insert((cf, key), Some(encode(value)));
+    }
+
+    pub fn put_raw(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert((cf, key), Some(value));
+    }
+
+    pub fn delete(&mut self, cf: &'static str, key: Vec<u8>) {
+        self.writes.insert((cf, key), None);
+    }
+
+    /// Writes everything, the totals and (when given) the new cursor in one batch.
+    pub fn commit(self, cursor: Option<&Cursor>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for ((cf, key), value) in &self.writes {
+            let handle = self.store.cf(cf);
+            match value {
+                Some(v) => batch.put_cf(handle, key, v),
+                None => batch.delete_cf(handle, key),
+            }
+        }
+        let meta = self.store.cf(cf::META);
+        batch.put_cf(meta, meta::STATS, encode(&self.stats));
+        if let Some(cursor) = cursor {
+            batch.put_cf(meta, meta::CURSOR, encode(cursor));
+        }
+        self.store.db.write(batch)?;
+        Ok(())
+    }
+}

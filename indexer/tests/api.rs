@@ -1,0 +1,346 @@
+//! Every endpoint over a store built from recorded transactions of a
+//! synthetic market: filters, pagination to the end, 400s naming the
+//! parameter, and restart safety of the apply path.
+use axum::{body::Body, http::Request, Router};
+use cairn_indexer::{
+    api::{self, Api, Metrics},
+    ingest,
+    store::Store,
+    synthetic::{self, Shape},
+};
+use serde_json::Value;
+use std::{collections::HashSet, sync::Arc};
+use tower::ServiceExt;
+
+const SHAPE: Shape = Shape {
+    providers: 7,
+    clients: 5,
+    deals_per_provider: 13,
+    epochs: 4,
+    fault_every: 4,
+};
+
+fn indexed(dir: &std::path::Path) -> (Router, synthetic::Expected) {
+    let store = Store::open(dir).unwrap();
+    let (txs, expected) = synthetic::market(SHAPE);
+    for chunk in txs.chunks(10) {
+        ingest::apply(&store, chunk).unwrap();
+    }
+    let app = api::router(Api {
+        store: Arc::new(store),
+        metrics: Arc::new(Metrics::default()),
+    });
+    (app, expected)
+}
+
+async fn get(app: &Router, uri: &str) -> (u16, Value) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 26)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+/// Follows `next_cursor` to the end; panics on a duplicate.
+async fn all_pages(app: &Router, base: &str, limit: usize, id: &str) -> Vec<Value> {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let uri = match &cursor {
+            None => format!("{base}{sep}limit={limit}"),
+            Some(c) => format!("{base}{sep}limit={limit}&cursor={c}"),
+        };
+        let (status, page) = get(app, &uri).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        let page_items = page["items"].as_array().unwrap();
+        assert!(page_items.len() <= limit);
+        for item in page_items {
+            assert!(
+                seen.insert(item[id].to_string()),
+                "{uri}: duplicate {}",
+                item[id]
+            );
+            items.push(item.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return items,
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, exp) = indexed(dir.path());
+    rt().block_on(async {
+        let (_, stats) = get(&app, "/v1/stats").await;
+        assert_eq!(stats["providers"], exp.providers);
+        assert_eq!(stats["deals"], exp.deals);
+        assert_eq!(stats["active_deals"], exp.active_deals);
+        assert_eq!(
+            stats["stored_bytes"],
+            exp.active_deals * synthetic::SHARD_BYTES
+        );
+        assert_eq!(stats["proofs"], exp.proofs);
+        assert_eq!(stats["faults"], exp.faults);
+        assert_eq!(stats["events"], exp.events);
+        assert_eq!(stats["transactions"], exp.transactions);
+        assert_eq!(stats["epochs"], exp.epochs);
+
+        for limit in [1, 3, 500] {
+            let providers = all_pages(&app, "/v1/providers", limit, "address").await;
+            assert_eq!(providers.len() as u64, exp.providers, "limit {limit}");
+            let deals = all_pages(&app, "/v1/deals", limit.max(4), "address").await;
+            assert_eq!(deals.len() as u64, exp.deals, "limit {limit}");
+        }
+        let all = all_pages(&app, "/v1/deals", 500, "address").await;
+
+        // Every filter, alone and combined, against the full list.
+        let count = |f: &dyn Fn(&Value) -> bool| all.iter().filter(|d| f(d)).count();
+        for p in 0..SHAPE.providers {
+            let provider = synthetic::key(1, p).to_string();
+            let got = all_pages(
+                &app,
+                &format!("/v1/deals?provider={provider}"),
+                4,
+                "address",
+            )
+            .await;
+            assert_eq!(got.len(), count(&|d| d["provider"] == provider.as_str()));
+            assert_eq!(got.len() as u64, SHAPE.deals_per_provider);
+            assert!(got.iter().all(|d| d["provider"] == provider.as_str()));
+        }
+        for c in 0..SHAPE.clients {
+            let client = synthetic::key(5, c).to_string();
+            let got = all_pages(&app, &format!("/v1/deals?client={client}"), 2, "address").await;
+            assert_eq!(got.len(), count(&|d| d["client"] == client.as_str()));
+            assert!(!got.is_empty());
+            let provider = synthetic::key(1, 0).to_string();
+            let both = all_pages(
+                &app,
+                &format!("/v1/deals?client={client}&provider={provider}&state=active"),
+                2,
+                "address",
+            )
+            .await;
+            assert_eq!(
+                both.len(),
+                count(&|d| d["client"] == client.as_str()
+                    && d["provider"] == provider.as_str()
+                    && d["state"] == "active")
+            );
+        }
+        for state in ["proposed", "active", "completed", "terminated", "cancelled"] {
+            let got = all_pages(&app, &format!("/v1/deals?state={state}"), 5, "address").await;
+            assert_eq!(got.len(), count(&|d| d["state"] == state), "{state}");
+        }
+        let proposed = all_pages(&app, "/v1/deals?state=proposed", 500, "address").await;
+        assert_eq!(proposed.len() as u64, SHAPE.deals_per_provider);
+
+        // Epochs, newest first, with their proof and fault counts.
+        let epochs = all_pages(&app, "/v1/epochs", 3, "epoch").await;
+        let numbers: Vec<u64> = epochs
+            .iter()
+            .map(|e| e["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, (1..=SHAPE.epochs).rev().collect::<Vec<_>>());
+        let settled: u64 = epochs
+            .iter()
+            .map(|e| e["proofs"].as_u64().unwrap() + e["faults"].as_u64().unwrap())
+            .sum();
+        assert_eq!(settled, exp.proofs + exp.faults);
+    });
+}
+
+#[test]
+fn details_of_providers_deals_datasets_and_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = indexed(dir.path());
+    rt().block_on(async {
+        // Deal 0 of provider 0 misses odd epochs (fault_every = 4).
+        let deal = synthetic::deal_key(0, 0);
+        let (status, d) = get(&app, &format!("/v1/deals/{deal}")).await;
+        assert_eq!(status, 200, "{d}");
+        assert_eq!(d["state"], "active");
+        let proofs: Vec<u64> = d["proofs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["epoch"].as_u64().unwrap())
+            .collect();
+        let faults: Vec<u64> = d["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["first_epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(proofs, [2, 4]);
+        assert_eq!(faults, [1, 3]);
+        assert_eq!(d["proven_epochs"], 2);
+        assert_eq!(d["total_faults"], 2);
+        assert_eq!(d["slashed"], 2 * synthetic::SLASH);
+        assert_eq!(d["paid"], 2 * synthetic::PRICE);
+
+        let provider = synthetic::key(1, 0);
+        let (status, p) = get(&app, &format!("/v1/providers/{provider}")).await;
+        assert_eq!(status, 200, "{p}");
+        // 13 deals, deals 0, 4, 8, 12 miss epochs 1 and 3.
+        assert_eq!(p["faults"], 8);
+        assert_eq!(p["proofs"], 13 * 4 - 8);
+        assert_eq!(p["slashed"], 8 * synthetic::SLASH);
+        assert_eq!(p["active_deals"], 13);
+        assert_eq!(p["used_bytes"], 13 * synthetic::SHARD_BYTES);
+        assert_eq!(
+            p["stake_locked"],
+            13 * synthetic::COLLATERAL - 8 * synthetic::SLASH
+        );
+        assert!((p["reliability"].as_f64().unwrap() - 44.0 / 52.0).abs() < 1e-9);
+
+        let dataset = hex::encode(synthetic::dataset_id(0, 0));
+        let (status, ds) = get(&app, &format!("/v1/datasets/{dataset}")).await;
+        assert_eq!(status, 200, "{ds}");
+        assert_eq!(ds["shards"], 6);
+        assert_eq!(ds["active_shards"], 6);
+        assert_eq!(ds["stored_bytes"], 6 * synthetic::SHARD_BYTES);
+
+        let (status, e) = get(&app, "/v1/epochs/1").await;
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(e["seed"], hex::encode([1u8; 32]));
+        // 6 accepting providers × 13 deals; 4 per provider fault in epoch 1.
+        assert_eq!(e["faults"], 6 * 4);
+        assert_eq!(e["proofs"], 6 * 9);
+        assert_eq!(e["proof_list"].as_array().unwrap().len(), 6 * 9);
+        assert_eq!(e["fault_list"].as_array().unwrap().len(), 6 * 4);
+
+        for missing in [
+            format!("/v1/deals/{}", synthetic::key(8, 8)),
+            format!("/v1/providers/{}", synthetic::key(8, 8)),
+            format!("/v1/datasets/{}", hex::encode([1u8; 32])),
+            "/v1/epochs/999".to_string(),
+        ] {
+            let (status, body) = get(&app, &missing).await;
+            assert_eq!(status, 404, "{missing}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("not indexed"));
+        }
+
+        let (status, health) = get(&app, "/health").await;
+        assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+        let (status, metrics) = get(&app, "/metrics").await;
+        assert_eq!(status, 200);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(
+            metrics.contains("\ncairn_indexer_active_deals 78\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("# TYPE cairn_indexer_http_requests_total counter"));
+        let (status, page) = get(&app, "/").await;
+        assert_eq!(status, 200);
+        assert!(page
+            .as_str()
+            .unwrap()
+            .contains("<h1><a href=\"#\">Cairn explorer</a></h1>"));
+    });
+}
+
+#[test]
+fn bad_parameters_get_a_400_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = indexed(dir.path());
+    rt().block_on(async {
+        for (uri, parameter) in [
+            ("/v1/providers?limit=0", "limit"),
+            ("/v1/providers?limit=501", "limit"),
+            ("/v1/providers?limit=ten", "limit"),
+            ("/v1/providers?cursor=zz", "cursor"),
+            ("/v1/deals?cursor=", "cursor"),
+            ("/v1/deals?client=notakey", "client"),
+            ("/v1/deals?provider=111", "provider"),
+            ("/v1/deals?state=open", "state"),
+            ("/v1/deals?owner=x", "query"),
+            ("/v1/deals/xyz", "id"),
+            ("/v1/providers/0OIl", "id"),
+            ("/v1/datasets/abc", "id"),
+            ("/v1/epochs/-1", "n"),
+            ("/v1/epochs?limit=1000", "limit"),
+            ("/v1/stats?verbose=1", "query"),
+        ] {
+            let (status, body) = get(&app, uri).await;
+            assert_eq!(status, 400, "{uri}: {body}");
+            assert_eq!(body["parameter"], parameter, "{uri}: {body}");
+            assert!(!body["error"].as_str().unwrap().is_empty());
+        }
+    });
+}
+
+#[test]
+fn applying_in_any_batching_across_reopens_gives_the_same_store() {
+    let (txs, _) = synthetic::market(SHAPE);
+    let one = tempfile::tempdir().unwrap();
+    let store = Store::open(one.path()).unwrap();
+    ingest::apply(&store, &txs).unwrap();
+    let whole = store.stats().unwrap();
+    drop(store);
+
+    // The same transactions in uneven batches, reopening the store between
+    // them and resuming after the stored cursor, as the follower does.
+    let two = tempfile::tempdir().unwrap();
+    let mut start = 0;
+    for size in [1usize, 7, 50, 3].iter().cycle() {
+        if start >= txs.len() {
+            break;
+        }
+        let store = Store::open(two.path()).unwrap();
+        if let Some(cursor) = store.cursor().unwrap() {
+            let next = txs
+                .iter()
+                .position(|t| t.signature == cursor.signature)
+                .unwrap()
+                + 1;
+            assert_eq!(next, start, "the cursor is the last transaction applied");
+        }
+        let end = (start + size).min(txs.len());
+        ingest::apply(&store, &txs[start..end]).unwrap();
+        start = end;
+    }
+    let store = Store::open(two.path()).unwrap();
+    assert_eq!(store.stats().unwrap(), whole);
+}
+
+#[test]
+fn a_store_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path(),
+            cairn_indexer::store::cf::ALL,
+        )
+        .unwrap();
+        db.put_cf(
+            db.cf_handle(cairn_indexer::store::cf::META).unwrap(),
+            cairn_indexer::store::meta::SCHEMA_VERSION,
+            99u32.to_be_bytes(),
+        )
+        .unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("refused");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
