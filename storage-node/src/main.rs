@@ -51,8 +51,8 @@ struct Overrides {
     /// Metrics listen address.
     #[arg(long, env = "CAIRN_NODE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Solana RPC URL.
-    #[arg(long, env = "CAIRN_NODE_RPC_URL")]
+    /// Solana RPC URL (`--url`, as in the other binaries).
+    #[arg(long, visible_alias = "url", env = "CAIRN_NODE_RPC_URL")]
     rpc_url: Option<String>,
     /// Provider authority public key.
     #[arg(long, env = "CAIRN_NODE_PROVIDER_AUTHORITY")]
