@@ -248,7 +248,16 @@ fn apply_event(c: &mut Change, tx: &RecordedTx, event: MarketEvent) -> Result<()
         })?,
         MarketEvent::DealProposed(e) => {
             let old = load_deal(c, &e.deal)?;
-            if old.as_ref().is_none_or(|o| slot > o.synced_slot) {
+            if let Some(o) = old
+                .as_ref()
+                .filter(|o| slot <= o.synced_slot && o.proposed_slot == 0)
+            {
+                // A snapshot newer than this event holds the deal's state, but
+                // only the event knows the slot it was proposed in.
+                let mut new = o.clone();
+                new.proposed_slot = slot;
+                put_deal(c, old.as_ref(), &new);
+            } else if old.as_ref().is_none_or(|o| slot > o.synced_slot) {
                 let new = DealRecord {
                     address: b58(&e.deal),
                     client: b58(&e.client),
@@ -662,5 +671,50 @@ mod tests {
             (2, 1, 1, 10)
         );
         assert_eq!(store.cursor().unwrap().unwrap().signature, "sig2");
+    }
+
+    #[test]
+    fn a_fresh_indexer_takes_the_proposal_slot_from_an_event_older_than_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let deal = deal_key(0, 0);
+        // A fresh indexer reconciles first (the chain at slot 9)...
+        reconcile(
+            &store,
+            &Snapshot {
+                slot: 9,
+                deals: vec![(deal, chain_deal(1))],
+                ..Snapshot::default()
+            },
+        )
+        .unwrap();
+        let before: DealRecord = store.get(cf::DEALS, deal.as_ref()).unwrap().unwrap();
+        assert_eq!(before.proposed_slot, 0);
+        // ...then ingests history: the proposal at slot 3 only adds its slot.
+        let proposed = || {
+            tagged(ev::DealProposed {
+                deal: deal_key(0, 0),
+                client: key(5, 0),
+                provider: key(1, 0),
+                dataset_id: [1; 32],
+                shard_index: 0,
+                shard_bytes: 10,
+                shard_root: [0; 32],
+                price_per_epoch: 100,
+                duration_epochs: 5,
+                escrow: 500,
+                collateral: 50,
+            })
+        };
+        apply(&store, &[tx(0, 3, &[&proposed])]).unwrap();
+        let after: DealRecord = store.get(cf::DEALS, deal.as_ref()).unwrap().unwrap();
+        assert_eq!(after.proposed_slot, 3);
+        assert_eq!(
+            DealRecord {
+                proposed_slot: 0,
+                ..after
+            },
+            before
+        );
     }
 }
