@@ -25,36 +25,92 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     // register with stake in one transaction; info shows exactly that.
     f.json(
         &key,
-        &["provider", "register", "--endpoint", "127.0.0.1:7000", "--capacity", "1GiB", "--price", "0.0001", "--stake", "2.5"],
+        &[
+            "provider",
+            "register",
+            "--endpoint",
+            "127.0.0.1:7000",
+            "--capacity",
+            "1GiB",
+            "--price",
+            "0.0001",
+            "--stake",
+            "2.5",
+        ],
     );
     let info = f.json(&key, &["provider", "info"]);
     assert_eq!(info["stake_free"], 2_500_000);
     assert_eq!(info["capacity_bytes"], 1u64 << 30);
     assert_eq!(info["price_per_mib_epoch"], 100);
     assert_eq!(info["operator"], authority.pubkey().to_string());
-    assert_eq!(f.balance(&f.ata(&authority.pubkey())), 10 * TOKEN - 2_500_000);
+    assert_eq!(
+        f.token_balance(&f.ata(&authority.pubkey())),
+        10 * TOKEN - 2_500_000
+    );
 
     // stake more, withdraw some, update the price.
     f.json(&key, &["provider", "stake", "0.5"]);
     f.json(&key, &["provider", "withdraw", "--stake", "1"]);
-    f.json(&key, &["provider", "update", "--price", "0.0002", "--endpoint", "127.0.0.1:7001"]);
+    f.json(
+        &key,
+        &[
+            "provider",
+            "update",
+            "--price",
+            "0.0002",
+            "--endpoint",
+            "127.0.0.1:7001",
+        ],
+    );
     let info = f.json(&key, &["provider", "info"]);
     assert_eq!(info["stake_free"], 2_000_000);
     assert_eq!(info["price_per_mib_epoch"], 200);
     assert_eq!(info["endpoint"], "127.0.0.1:7001");
-    assert_eq!(f.balance(&f.ata(&authority.pubkey())), 8 * TOKEN);
+    assert_eq!(f.token_balance(&f.ata(&authority.pubkey())), 8 * TOKEN);
 
     // Refusals a provider can hit: one line, exit 1 (expected) or 2 (error).
-    assert_fails(&f.cairn(&key, &["provider", "withdraw", "--stake", "100"]), 1, "insufficient free stake");
-    assert_fails(&f.cairn(&key, &["provider", "stake", "1000"]), 1, "insufficient funds");
-    assert_fails(&f.cairn(&key, &["provider", "stake", "0.0000001"]), 2, "7 decimals");
-    assert_fails(&f.cairn(&key, &["provider", "withdraw", "--earnings"]), 1, "earnings available: 0");
     assert_fails(
-        &f.cairn(&key, &["provider", "register", "--endpoint", "nowhere", "--capacity", "1GiB", "--price", "1"]),
+        &f.cairn(&key, &["provider", "withdraw", "--stake", "100"]),
+        1,
+        "insufficient free stake",
+    );
+    assert_fails(
+        &f.cairn(&key, &["provider", "stake", "1000"]),
+        1,
+        "insufficient funds",
+    );
+    assert_fails(
+        &f.cairn(&key, &["provider", "stake", "0.0000001"]),
+        2,
+        "7 decimals",
+    );
+    assert_fails(
+        &f.cairn(&key, &["provider", "withdraw", "--earnings"]),
+        1,
+        "earnings available: 0",
+    );
+    assert_fails(
+        &f.cairn(
+            &key,
+            &[
+                "provider",
+                "register",
+                "--endpoint",
+                "nowhere",
+                "--capacity",
+                "1GiB",
+                "--price",
+                "1",
+            ],
+        ),
         2,
         "--endpoint",
     );
-    assert_fails(&f.cairn(&key, &["provider", "update"]), 2, "nothing to change");
+    assert_fails(
+        &f.cairn(&key, &["provider", "update"]),
+        2,
+        "nothing to change",
+    );
 
     // A client proposes a 3-shard deal set directly; status and ls show it.
     let (client, client_key) = f.user("client", 10 * TOKEN);
@@ -72,25 +128,39 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
             duration_epochs: 4,
             max_price_per_epoch: u64::MAX,
         };
-        f.send(&[ix.propose_deal_ix(&client.pubkey(), &provider, &f.ata(&client.pubkey()), args)], &[&client]);
+        f.send(
+            &[ix.propose_deal_ix(&client.pubkey(), &provider, &f.ata(&client.pubkey()), args)],
+            &[&client],
+        );
     }
     let id = cairn_core::DatasetId(dataset_id).to_string();
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["dataset_id"], id);
-    assert_eq!((status["k"].as_u64(), status["n"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (status["k"].as_u64(), status["n"].as_u64()),
+        (Some(2), Some(3))
+    );
     let shards = status["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 3);
-    assert!(shards.iter().all(|s| s["state"] == "proposed" && s["proving"] == false));
+    assert!(shards
+        .iter()
+        .all(|s| s["state"] == "proposed" && s["proving"] == false));
     assert_eq!(status["health"], "at risk");
     // Escrow: 4 epochs at the provider's price for a shard under 1 MiB.
     assert_eq!(status["escrow_left"], 3 * 4 * 200);
     let text = String::from_utf8(f.cairn(&client_key, &["status", &id]).stdout).unwrap();
-    assert!(text.contains("at risk: 0 of 3 shards proving (2 needed to rebuild)"), "{text}");
+    assert!(
+        text.contains("at risk: 0 of 3 shards proving (2 needed to rebuild)"),
+        "{text}"
+    );
 
     // The provider accepts two shards: they are active and proving.
     for shard_index in 0..2u16 {
         let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id, shard_index);
-        f.send(&[ix.accept_deal_ix(&authority.pubkey(), &provider, &deal)], &[&authority]);
+        f.send(
+            &[ix.accept_deal_ix(&authority.pubkey(), &provider, &deal)],
+            &[&authority],
+        );
     }
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["proving"], 2);
@@ -99,33 +169,90 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     assert_eq!(listing["datasets"].as_array().unwrap().len(), 1);
     assert_eq!(listing["datasets"][0]["dataset_id"], id);
     let info = f.json(&key, &["provider", "info"]);
-    assert_eq!((info["deals"]["active"].as_u64(), info["deals"]["proposed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (
+            info["deals"]["active"].as_u64(),
+            info["deals"]["proposed"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
 
     // Errors any user can hit.
     let unknown = "ab".repeat(32);
-    assert_fails(&f.cairn(&client_key, &["status", &unknown]), 1, "unknown dataset");
-    assert_fails(&f.cairn(&client_key, &["status", "xyz"]), 2, "64 hex characters");
+    assert_fails(
+        &f.cairn(&client_key, &["status", &unknown]),
+        1,
+        "unknown dataset",
+    );
+    assert_fails(
+        &f.cairn(&client_key, &["status", "xyz"]),
+        2,
+        "64 hex characters",
+    );
     let bad = f.dir.path().join("bad.json");
     std::fs::write(&bad, "not a keypair").unwrap();
     assert_fails(&f.cairn(&bad, &["ls"]), 2, "not a JSON array of bytes");
-    assert_fails(&f.cairn(&f.dir.path().join("missing.json"), &["ls"]), 2, "missing.json");
+    assert_fails(
+        &f.cairn(&f.dir.path().join("missing.json"), &["ls"]),
+        2,
+        "missing.json",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["--url", "http://127.0.0.1:9", "--keypair", key.to_str().unwrap(), "market", "info"])
+        .args([
+            "--url",
+            "http://127.0.0.1:9",
+            "--keypair",
+            key.to_str().unwrap(),
+            "market",
+            "info",
+        ])
         .output()
         .unwrap();
     assert_fails(&out, 2, "cannot reach the RPC endpoint http://127.0.0.1:9");
     let broke = f.dir.path().join("broke.json");
-    std::fs::write(&broke, serde_json::to_string(&Keypair::new().to_bytes().to_vec()).unwrap()).unwrap();
+    std::fs::write(
+        &broke,
+        serde_json::to_string(&Keypair::new().to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
     assert_fails(
-        &f.cairn(&broke, &["provider", "register", "--endpoint", "h:1", "--capacity", "1GiB", "--price", "1"]),
+        &f.cairn(
+            &broke,
+            &[
+                "provider",
+                "register",
+                "--endpoint",
+                "h:1",
+                "--capacity",
+                "1GiB",
+                "--price",
+                "1",
+            ],
+        ),
         1,
         "no SOL for the fee",
     );
     assert_fails(
-        &f.cairn(&key, &["--program-id", &Pubkey::new_unique().to_string(), "market", "info"]),
+        &f.cairn(
+            &key,
+            &[
+                "--program-id",
+                &Pubkey::new_unique().to_string(),
+                "market",
+                "info",
+            ],
+        ),
         2,
         "--program-id",
     );
-    assert_fails(&f.cairn(&key, &["provider", "deregister"]), 1, "2 active deal(s)");
-    assert_fails(&f.cairn(&client_key, &["provider", "info"]), 1, "register it with `cairn provider register`");
+    assert_fails(
+        &f.cairn(&key, &["provider", "deregister"]),
+        1,
+        "2 active deal(s)",
+    );
+    assert_fails(
+        &f.cairn(&client_key, &["provider", "info"]),
+        1,
+        "register it with `cairn provider register`",
+    );
 }

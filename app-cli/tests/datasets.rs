@@ -42,12 +42,15 @@ impl MemoryNodeTestDouble {
             .rpc
             .get_account_data(deal)
             .map_err(|_| TransportError::refused(format!("unknown deal {deal}")))?;
-        Deal::try_deserialize(&mut data.as_slice()).map_err(|e| TransportError::refused(e.to_string()))
+        Deal::try_deserialize(&mut data.as_slice())
+            .map_err(|e| TransportError::refused(e.to_string()))
     }
 
     fn check_up(&self) -> Result<(), TransportError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(TransportError::unreachable("connection refused (node down)"));
+            return Err(TransportError::unreachable(
+                "connection refused (node down)",
+            ));
         }
         Ok(())
     }
@@ -65,20 +68,37 @@ impl Node for MemoryNodeTestDouble {
         })
     }
 
-    fn put(&self, deal_key: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError> {
+    fn put(
+        &self,
+        deal_key: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Held, TransportError> {
         self.check_up()?;
         let deal = self.deal(deal_key)?;
-        if deal.provider != self.provider || deal.state != DealState::Proposed || deal.client != client.pubkey() {
-            return Err(TransportError::refused("deal is not a proposal of this client to this node"));
+        if deal.provider != self.provider
+            || deal.state != DealState::Proposed
+            || deal.client != client.pubkey()
+        {
+            return Err(TransportError::refused(
+                "deal is not a proposal of this client to this node",
+            ));
         }
         let mut shards = self.shards.lock().unwrap();
         let shard = shards.entry(*deal_key).or_default();
         if offset != shard.len() as u64 || offset + bytes.len() as u64 > deal.shard_bytes {
-            return Err(TransportError::refused(format!("bad offset {offset}, have {}", shard.len())));
+            return Err(TransportError::refused(format!(
+                "bad offset {offset}, have {}",
+                shard.len()
+            )));
         }
         shard.extend_from_slice(bytes);
         if (shard.len() as u64) < deal.shard_bytes {
-            return Ok(Held { received: shard.len() as u64, complete: false });
+            return Ok(Held {
+                received: shard.len() as u64,
+                complete: false,
+            });
         }
         if cairn_proof::root_of(shard) != deal.shard_root {
             shards.remove(deal_key);
@@ -87,7 +107,9 @@ impl Node for MemoryNodeTestDouble {
         drop(shards);
         let blockhash = self.rpc.get_latest_blockhash().unwrap();
         let tx = Transaction::new_signed_with_payer(
-            &[self.ix.accept_deal_ix(&self.operator.pubkey(), &self.provider, deal_key)],
+            &[self
+                .ix
+                .accept_deal_ix(&self.operator.pubkey(), &self.provider, deal_key)],
             Some(&self.operator.pubkey()),
             &[&self.operator],
             blockhash,
@@ -95,13 +117,18 @@ impl Node for MemoryNodeTestDouble {
         self.rpc
             .send_and_confirm_transaction(&tx)
             .map_err(|e| TransportError::refused(format!("accept_deal: {e}")))?;
-        Ok(Held { received: deal.shard_bytes, complete: true })
+        Ok(Held {
+            received: deal.shard_bytes,
+            complete: true,
+        })
     }
 
     fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
         self.check_up()?;
         let shards = self.shards.lock().unwrap();
-        let shard = shards.get(deal).ok_or_else(|| TransportError::refused("no such shard"))?;
+        let shard = shards
+            .get(deal)
+            .ok_or_else(|| TransportError::refused("no such shard"))?;
         shard
             .get(offset as usize..(offset + len) as usize)
             .map(<[u8]>::to_vec)
@@ -113,10 +140,15 @@ struct Nodes(HashMap<String, Arc<MemoryNodeTestDouble>>);
 
 impl Connector for Nodes {
     fn connect(&self, endpoint: &str, operator: &Pubkey) -> Result<Box<dyn Node>, TransportError> {
-        let node = self.0.get(endpoint).ok_or_else(|| TransportError::unreachable("no such host"))?;
+        let node = self
+            .0
+            .get(endpoint)
+            .ok_or_else(|| TransportError::unreachable("no such host"))?;
         node.check_up()?;
         if node.operator.pubkey() != *operator {
-            return Err(TransportError::refused("certificate is not the operator's key"));
+            return Err(TransportError::refused(
+                "certificate is not the operator's key",
+            ));
         }
         Ok(Box::new(node.clone()))
     }
@@ -124,12 +156,23 @@ impl Connector for Nodes {
 
 fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
-        ("a/b/big.bin".to_string(), (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect::<Vec<u8>>()),
+        (
+            "a/b/big.bin".to_string(),
+            (0..300_000u32)
+                .map(|i| (i * 7 + i / 13) as u8)
+                .collect::<Vec<u8>>(),
+        ),
         ("empty.txt".to_string(), Vec::new()),
-        ("ünïcode/名前.txt".to_string(), "héllo wörld".as_bytes().to_vec()),
+        (
+            "ünïcode/名前.txt".to_string(),
+            "héllo wörld".as_bytes().to_vec(),
+        ),
     ];
     for i in 0..40 {
-        files.push((format!("many/small-{i:02}.txt"), format!("file {i}\n").repeat(i + 1).into_bytes()));
+        files.push((
+            format!("many/small-{i:02}.txt"),
+            format!("file {i}\n").repeat(i + 1).into_bytes(),
+        ));
     }
     for (path, bytes) in &files {
         let p = root.join(path);
@@ -161,13 +204,19 @@ fn upload_then_download_with_dead_and_lying_nodes() {
         };
         let ix = f.localnet.market_ix();
         f.send(
-            &[ix.register_provider_ix(&authority.pubkey(), args), ix.deposit_stake_ix(&authority.pubkey(), &f.ata(&authority.pubkey()), TOKEN)],
+            &[
+                ix.register_provider_ix(&authority.pubkey(), args),
+                ix.deposit_stake_ix(&authority.pubkey(), &f.ata(&authority.pubkey()), TOKEN),
+            ],
             &[&authority],
         );
         nodes.insert(
             endpoint,
             Arc::new(MemoryNodeTestDouble {
-                rpc: RpcClient::new_with_commitment(info.rpc_url.clone(), CommitmentConfig::confirmed()),
+                rpc: RpcClient::new_with_commitment(
+                    info.rpc_url.clone(),
+                    CommitmentConfig::confirmed(),
+                ),
                 ix,
                 provider: cairn_chain::provider_pda(&authority.pubkey()),
                 operator: authority,
@@ -207,7 +256,14 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     providers.dedup();
     assert_eq!(providers.len(), 6, "one provider per shard");
     for s in &report.shards {
-        let deal: Deal = Deal::try_deserialize(&mut f.rpc.get_account_data(&s.deal.parse().unwrap()).unwrap().as_slice()).unwrap();
+        let deal: Deal = Deal::try_deserialize(
+            &mut f
+                .rpc
+                .get_account_data(&s.deal.parse().unwrap())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
         assert_eq!(deal.state, DealState::Active);
         assert_eq!(deal.client, client.pubkey());
     }
@@ -236,16 +292,31 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     // One file only: just it is written.
     let one = outs.path().join("one");
     dl(&one, Some("ünïcode/名前.txt")).expect("single file");
-    assert_eq!(std::fs::read(one.join("ünïcode/名前.txt")).unwrap(), "héllo wörld".as_bytes());
+    assert_eq!(
+        std::fs::read(one.join("ünïcode/名前.txt")).unwrap(),
+        "héllo wörld".as_bytes()
+    );
     assert_eq!(std::fs::read_dir(&one).unwrap().count(), 1);
 
     // Two nodes dead (m = 2): still byte-exact, and the report says which.
-    let by_shard = |i: usize| nodes.0.values().find(|n| n.provider.to_string() == report.shards[i].provider).unwrap().clone();
+    let by_shard = |i: usize| {
+        nodes
+            .0
+            .values()
+            .find(|n| n.provider.to_string() == report.shards[i].provider)
+            .unwrap()
+            .clone()
+    };
     by_shard(0).down.store(true, Ordering::SeqCst);
     by_shard(3).down.store(true, Ordering::SeqCst);
     let degraded = dl(&outs.path().join("degraded"), None).expect("download with 2 dead");
     assert_same_files(&outs.path().join("degraded"), &files);
-    let unreachable: Vec<u16> = degraded.providers.iter().filter(|p| p.status.starts_with("unreachable")).map(|p| p.shard_index).collect();
+    let unreachable: Vec<u16> = degraded
+        .providers
+        .iter()
+        .filter(|p| p.status.starts_with("unreachable"))
+        .map(|p| p.shard_index)
+        .collect();
     assert_eq!(unreachable, [0, 3]);
 
     // A lying node: one flipped byte in shard 1's data; still byte-exact, and
@@ -255,7 +326,12 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     by_shard(1).shards.lock().unwrap().get_mut(&deal1).unwrap()[10] ^= 0x40;
     let lied = dl(&outs.path().join("lied"), None).expect("download around a liar");
     assert_same_files(&outs.path().join("lied"), &files);
-    let named: Vec<&str> = lied.providers.iter().filter(|p| p.status.starts_with("bad data")).map(|p| p.provider.as_str()).collect();
+    let named: Vec<&str> = lied
+        .providers
+        .iter()
+        .filter(|p| p.status.starts_with("bad data"))
+        .map(|p| p.provider.as_str())
+        .collect();
     assert_eq!(named, [report.shards[1].provider.as_str()]);
 
     // Three of six gone: a clear refusal, nothing written.
@@ -268,7 +344,12 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     // An unknown dataset.
     let err = download(
         &ctx,
-        DownloadArgs { dataset: "00".repeat(32), out: outs.path().join("x"), file: None, client: None },
+        DownloadArgs {
+            dataset: "00".repeat(32),
+            out: outs.path().join("x"),
+            file: None,
+            client: None,
+        },
         &nodes,
         &Progress::hidden(),
     )

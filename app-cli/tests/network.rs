@@ -14,17 +14,32 @@ use serde_json::Value;
 use solana_signer::Signer;
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_tree(root: &Path, seed: u8, big: usize) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
-        ("data/big.bin".to_string(), (0..big).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>()),
+        (
+            "data/big.bin".to_string(),
+            (0..big)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect::<Vec<u8>>(),
+        ),
         ("empty".to_string(), Vec::new()),
-        ("notes/ünï 名前.md".to_string(), format!("seed {seed}").into_bytes()),
+        (
+            "notes/ünï 名前.md".to_string(),
+            format!("seed {seed}").into_bytes(),
+        ),
     ];
     for i in 0..25 {
-        files.push((format!("small/{i:02}.txt"), vec![b'a' + (i as u8 % 26); i * 11]));
+        files.push((
+            format!("small/{i:02}.txt"),
+            vec![b'a' + (i as u8 % 26); i * 11],
+        ));
     }
     for (path, bytes) in &files {
         let p = root.join(path);
@@ -44,14 +59,29 @@ fn assert_tree(dir: &Path, files: &[(String, Vec<u8>)]) {
 fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let f = Fixture::start();
     let info = f.localnet.info().clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut nodes = Vec::new();
     for i in 0..6 {
         let (authority, key) = f.user(&format!("provider-{i}"), 10 * TOKEN);
         let port = free_udp_port();
         f.json(
             &key,
-            &["provider", "register", "--endpoint", &format!("127.0.0.1:{port}"), "--capacity", "1GiB", "--price", "0.0001", "--stake", "5"],
+            &[
+                "provider",
+                "register",
+                "--endpoint",
+                &format!("127.0.0.1:{port}"),
+                "--capacity",
+                "1GiB",
+                "--price",
+                "0.0001",
+                "--stake",
+                "5",
+            ],
         );
         let dir = f.dir.path().join(format!("node-{i}"));
         let config = cairn_storage_node::config::Config {
@@ -64,7 +94,10 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
             price_per_mib_epoch: 100,
             ..cairn_storage_node::config::Config::default()
         };
-        nodes.push(Some(rt.block_on(cairn_storage_node::node::start(config)).expect("node starts")));
+        nodes.push(Some(
+            rt.block_on(cairn_storage_node::node::start(config))
+                .expect("node starts"),
+        ));
     }
 
     // Upload: every shard placed with a distinct provider and accepted.
@@ -73,12 +106,24 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let files = write_tree(data.path(), 1, 1_500_000);
     let state_dir = f.dir.path().join("state");
     let upload = |dir: &Path, extra: &[&str]| -> std::process::Output {
-        let mut args = vec!["upload", dir.to_str().unwrap(), "--epochs", "6", "--state-dir", state_dir.to_str().unwrap(), "--json"];
+        let mut args = vec![
+            "upload",
+            dir.to_str().unwrap(),
+            "--epochs",
+            "6",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--json",
+        ];
         args.extend_from_slice(extra);
         f.cairn(&client_key, &args)
     };
     let out = upload(data.path(), &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = report["dataset_id"].as_str().unwrap().to_string();
     assert_eq!(report["shards"].as_array().unwrap().len(), 6);
@@ -86,48 +131,108 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
 
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["health"], "healthy");
-    assert!(status["shards"].as_array().unwrap().iter().all(|s| s["state"] == "active"));
+    assert!(status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["state"] == "active"));
 
     let outs = tempfile::tempdir().unwrap();
     let dl = |name: &str, extra: &[&str]| -> (PathBuf, std::process::Output) {
         let dest = outs.path().join(name);
-        let mut args = vec!["download", id.as_str(), "-o", dest.to_str().unwrap(), "--json"];
+        let mut args = vec![
+            "download",
+            id.as_str(),
+            "-o",
+            dest.to_str().unwrap(),
+            "--json",
+        ];
         args.extend_from_slice(extra);
         (dest.clone(), f.cairn(&client_key, &args))
     };
     let (dest, out) = dl("all", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_tree(&dest, &files);
     let (dest, out) = dl("one", &["--file", "notes/ünï 名前.md"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read(dest.join("notes/ünï 名前.md")).unwrap(), b"seed 1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("notes/ünï 名前.md")).unwrap(),
+        b"seed 1"
+    );
 
     // m = 2 nodes stopped: still byte-exact, and the two are named.
     for i in [1, 4] {
         rt.block_on(nodes[i].take().unwrap().stop());
     }
     let (dest, out) = dl("degraded", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_tree(&dest, &files);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let down = report["providers"].as_array().unwrap().iter().filter(|p| p["status"].as_str().unwrap().starts_with("unreachable")).count();
+    let down = report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"].as_str().unwrap().starts_with("unreachable"))
+        .count();
     assert_eq!(down, 2);
 
     // Errors a user can hit: one line each, exit 1 or 2.
     let (_, out) = dl("nope", &[]);
-    assert!(out.status.success(), "a second download into a new directory works");
+    assert!(
+        out.status.success(),
+        "a second download into a new directory works"
+    );
     let (_, out) = dl("nope", &[]);
     assert_fails(&out, 2, "exists and is not empty");
     assert_fails(
-        &f.cairn(&client_key, &["download", &"0".repeat(64), "-o", outs.path().join("z").to_str().unwrap()]),
+        &f.cairn(
+            &client_key,
+            &[
+                "download",
+                &"0".repeat(64),
+                "-o",
+                outs.path().join("z").to_str().unwrap(),
+            ],
+        ),
         1,
         "unknown dataset",
     );
     let small = tempfile::tempdir().unwrap();
     write_tree(small.path(), 2, 1000);
-    assert_fails(&upload(small.path(), &["--data-shards", "8", "--parity-shards", "4"]), 1, "no provider can take shard");
+    assert_fails(
+        &upload(
+            small.path(),
+            &["--data-shards", "8", "--parity-shards", "4"],
+        ),
+        1,
+        "no provider can take shard",
+    );
     let (_, poor_key) = f.user("poor", 0);
-    assert_fails(&f.cairn(&poor_key, &["upload", small.path().to_str().unwrap(), "--state-dir", state_dir.to_str().unwrap()]), 1, "insufficient funds");
+    assert_fails(
+        &f.cairn(
+            &poor_key,
+            &[
+                "upload",
+                small.path().to_str().unwrap(),
+                "--state-dir",
+                state_dir.to_str().unwrap(),
+            ],
+        ),
+        1,
+        "insufficient funds",
+    );
 
     // Resume: kill the CLI once some shards are proposed, then finish with
     // --resume; no shard is proposed twice (escrow paid once per shard).
@@ -136,16 +241,36 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let second = tempfile::tempdir().unwrap();
     let files2 = write_tree(second.path(), 3, 3_000_000);
     let ata = f.ata(&common::pubkey_of(&client_key));
-    let before = f.balance(&ata);
+    let before = f.token_balance(&ata);
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["--url", &info.rpc_url, "--keypair", client_key.to_str().unwrap()])
-        .args(["upload", second.path().to_str().unwrap(), "--data-shards", "2", "--parity-shards", "2", "--epochs", "6", "--state-dir", state_dir.to_str().unwrap()])
+        .args([
+            "--url",
+            &info.rpc_url,
+            "--keypair",
+            client_key.to_str().unwrap(),
+        ])
+        .args([
+            "upload",
+            second.path().to_str().unwrap(),
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "2",
+            "--epochs",
+            "6",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let record = cairn_cli::dataset::state::work_dir(&state_dir, &common::pubkey_of(&client_key).to_string(), second.path())
-        .join("upload.json");
+    let record = cairn_cli::dataset::state::work_dir(
+        &state_dir,
+        &common::pubkey_of(&client_key).to_string(),
+        second.path(),
+    )
+    .join("upload.json");
     wait("a proposed shard in the upload record", || {
         let text = std::fs::read_to_string(&record).ok()?;
         text.contains("\"stage\": \"proposed\"").then_some(())
@@ -153,7 +278,11 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     child.kill().unwrap();
     child.wait().unwrap();
     let out = upload(second.path(), &["--resume"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["resumed"], true);
     let paid: u64 = report["shards"]
@@ -161,18 +290,34 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         .unwrap()
         .iter()
         .map(|s| {
-            let deal: storage_market::state::Deal = anchor_lang::AccountDeserialize::try_deserialize(
-                &mut f.rpc.get_account_data(&s["deal"].as_str().unwrap().parse().unwrap()).unwrap().as_slice(),
-            )
-            .unwrap();
+            let deal: storage_market::state::Deal =
+                anchor_lang::AccountDeserialize::try_deserialize(
+                    &mut f
+                        .rpc
+                        .get_account_data(&s["deal"].as_str().unwrap().parse().unwrap())
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap();
             deal.price_per_epoch * deal.duration_epochs
         })
         .sum();
-    assert_eq!(before - f.balance(&ata), paid, "each shard's escrow paid once");
+    assert_eq!(
+        before - f.token_balance(&ata),
+        paid,
+        "each shard's escrow paid once"
+    );
     let id2 = report["dataset_id"].as_str().unwrap();
     let dest = outs.path().join("resumed");
-    let out = f.cairn(&client_key, &["download", id2, "-o", dest.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = f.cairn(
+        &client_key,
+        &["download", id2, "-o", dest.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_tree(&dest, &files2);
 
     for node in nodes.into_iter().flatten() {

@@ -1,118 +1,50 @@
 //! The indexer binary against the local network: it ingests while a deal is
 //! proposed, proved and faulted; it is SIGKILLed mid-ingest and restarted; at
 //! the end its numbers equal the chain's accounts and a fresh indexer's.
-use anchor_lang::AccountDeserialize;
-use cairn_chain::{challenge_pda, deal_pda, provider_pda, token, Instruction, Pubkey};
+use cairn_chain::{challenge_pda, deal_pda, provider_pda, Instruction, Pubkey};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo};
+use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
 use serde_json::Value;
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
-use solana_rpc_client::rpc_client::{GetConfirmedSignaturesForAddress2Config, RpcClient};
+use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
 use std::{
     io::{Read, Write},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::Duration,
 };
 use storage_market::{
     instructions::{ProposeDealArgs, RegisterProviderArgs},
     state::{Challenge, Deal, DealState, Provider},
 };
 
-/// One validator at a time on a shared machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const SLOT_MS: u64 = 300;
 const EPOCH_SLOTS: u64 = 10;
-const SOL: u64 = 1_000_000_000;
 
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
+/// The shared test client plus what this test needs: transfers from the
+/// faucet and the program's newest signature.
 struct Client {
-    rpc: RpcClient,
-    faucet: Keypair,
+    chain: TestChain,
     info: LocalnetInfo,
 }
 
-impl Client {
-    fn send(&self, ixs: &[Instruction], signers: &[&Keypair]) -> String {
-        let mut all: Vec<&Keypair> = vec![&self.faucet];
-        all.extend_from_slice(signers);
-        let blockhash = self.rpc.get_latest_blockhash().expect("blockhash");
-        let tx =
-            Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
-        self.rpc
-            .send_and_confirm_transaction(&tx)
-            .expect("transaction confirms")
-            .to_string()
+impl std::ops::Deref for Client {
+    type Target = TestChain;
+    fn deref(&self) -> &TestChain {
+        &self.chain
     }
+}
 
+impl Client {
     fn fund(&self, to: &Pubkey) -> Instruction {
         solana_system_interface::instruction::transfer(&self.faucet.pubkey(), to, SOL)
     }
 
-    fn token_account(&self, owner: &Pubkey, amount: u64) -> Pubkey {
-        let account = Keypair::new();
-        let rent = self
-            .rpc
-            .get_minimum_balance_for_rent_exemption(token::TOKEN_ACCOUNT_LEN)
-            .expect("rent");
-        let program = self.info.token_program;
-        let mut ixs = token::create_token_account_ixs(
-            &program,
-            &self.faucet.pubkey(),
-            &account.pubkey(),
-            &self.info.mint,
-            owner,
-            rent,
-        )
-        .expect("token program")
-        .to_vec();
-        ixs.push(
-            token::mint_to_ix(
-                &program,
-                &self.info.mint,
-                &account.pubkey(),
-                &self.faucet.pubkey(),
-                amount,
-            )
-            .expect("token program"),
-        );
-        self.send(&ixs, &[&account]);
-        account.pubkey()
-    }
-
-    fn fetch<T: AccountDeserialize>(&self, key: &Pubkey) -> T {
-        let data = self.rpc.get_account_data(key).expect("account");
-        T::try_deserialize(&mut data.as_slice()).expect("decode account")
-    }
-
     fn wait_for_slot(&self, slot: u64) {
-        let now = self.rpc.get_slot().unwrap_or(0);
-        let timeout = Duration::from_millis(4 * SLOT_MS * (slot.saturating_sub(now) + 20));
-        poll(&format!("slot {slot}"), timeout, || {
-            self.rpc.get_slot().ok().filter(|s| *s >= slot)
-        });
+        self.chain.wait_for_slot(slot, SLOT_MS);
     }
 
     /// The newest signature of the program (confirmed).
@@ -299,7 +231,7 @@ impl Drop for Indexer {
 
 #[test]
 fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexer() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(SLOT_MS),
         epoch_slots: Some(EPOCH_SLOTS),
@@ -308,8 +240,7 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     .expect("localnet starts");
     let info = localnet.info().clone();
     let c = Client {
-        rpc: RpcClient::new_with_commitment(info.rpc_url.clone(), CommitmentConfig::confirmed()),
-        faucet: solana_keypair::read_keypair_file(&info.faucet_keypair).expect("faucet"),
+        chain: TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix()),
         info: info.clone(),
     };
     let ix = info.market_ix();

@@ -5,11 +5,9 @@ use anchor_lang::{AccountDeserialize, Discriminator};
 use anchor_lang_idl::types::{
     Idl, IdlArrayLen, IdlDefinedFields, IdlGenericArg, IdlType, IdlTypeDefTy,
 };
-use cairn_chain::{
-    challenge_pda, deal_pda, events::MarketEvent, layout, provider_pda, token, Instruction,
-    MarketIx, Pubkey,
-};
+use cairn_chain::{challenge_pda, deal_pda, events::MarketEvent, layout, provider_pda, Pubkey};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo, INFO_FILE};
+use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -18,7 +16,6 @@ use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_pubsub_client::nonblocking::pubsub_client::PubsubClient;
 use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
-use solana_rpc_client::rpc_client::RpcClient;
 use solana_rpc_client_api::{
     client_error::Error as ClientError,
     config::{
@@ -28,14 +25,12 @@ use solana_rpc_client_api::{
     filter::{Memcmp, RpcFilterType},
 };
 use solana_signer::Signer;
-use solana_transaction::Transaction;
 use solana_transaction_status_client_types::{
     EncodedConfirmedTransactionWithStatusMeta, UiTransactionEncoding,
 };
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 use storage_market::{
@@ -43,19 +38,10 @@ use storage_market::{
     state::{Challenge, Deal, DealState, Market, Provider},
 };
 
-/// A validator per test on a shared 2-core machine: run them one at a time so
-/// slot timing stays regular.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// 300 ms slots (the shortest agave 4.2.2's leader sustains here, see
 /// `cairn_localnet::defaults::SLOT_MS`) and 20-slot (6 s) epochs: room for a loaded machine.
 const SLOT_MS: u64 = 300;
 const EPOCH_SLOTS: u64 = 20;
-const SOL: u64 = 1_000_000_000;
 
 fn config(ledger: Option<PathBuf>) -> LocalnetConfig {
     LocalnetConfig {
@@ -66,128 +52,32 @@ fn config(ledger: Option<PathBuf>) -> LocalnetConfig {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A client of one local network: its RPC endpoint and faucet.
+/// A client of one local network, connected with nothing but `localnet.json`
+/// and the faucet keypair file, as another binary would.
 struct Client {
-    rpc: RpcClient,
-    faucet: Keypair,
-    ix: MarketIx,
+    chain: TestChain,
     info: LocalnetInfo,
 }
 
+impl std::ops::Deref for Client {
+    type Target = TestChain;
+    fn deref(&self) -> &TestChain {
+        &self.chain
+    }
+}
+
 impl Client {
-    /// Connects with nothing but `localnet.json` and the faucet keypair file,
-    /// as another binary would.
     fn connect(ledger: &Path) -> Client {
         let info = LocalnetInfo::read(ledger).expect("localnet.json");
-        let faucet =
-            solana_keypair::read_keypair_file(&info.faucet_keypair).expect("faucet keypair");
         Client {
-            rpc: RpcClient::new_with_commitment(
-                info.rpc_url.clone(),
-                CommitmentConfig::confirmed(),
-            ),
-            faucet,
-            ix: info.market_ix(),
+            chain: TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix()),
             info,
         }
     }
 
-    /// Sends one transaction paid by the faucet and waits for `confirmed`.
-    fn send(&self, ixs: &[Instruction], signers: &[&Keypair]) -> Result<String, ClientError> {
-        let mut all: Vec<&Keypair> = vec![&self.faucet];
-        all.extend_from_slice(signers);
-        let blockhash = self.rpc.get_latest_blockhash()?;
-        let tx =
-            Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
-        self.rpc
-            .send_and_confirm_transaction(&tx)
-            .map(|sig| sig.to_string())
-    }
-
-    /// Funds `to` through `requestAirdrop` (the faucet service).
-    fn airdrop(&self, to: &Pubkey, lamports: u64) {
-        let sig = self
-            .rpc
-            .request_airdrop(to, lamports)
-            .expect("requestAirdrop");
-        poll("airdrop confirmation", Duration::from_secs(30), || {
-            self.rpc.confirm_transaction(&sig).ok().filter(|ok| *ok)
-        });
-        assert_eq!(self.rpc.get_balance(to).expect("balance"), lamports);
-    }
-
-    /// A token account of the market's mint owned by `owner` holding `amount`
-    /// (minted by the faucet, the mint authority).
-    fn token_account(&self, owner: &Pubkey, amount: u64) -> Pubkey {
-        let account = Keypair::new();
-        let rent = self
-            .rpc
-            .get_minimum_balance_for_rent_exemption(token::TOKEN_ACCOUNT_LEN)
-            .expect("rent");
-        let program = self.info.token_program;
-        let mut ixs = token::create_token_account_ixs(
-            &program,
-            &self.faucet.pubkey(),
-            &account.pubkey(),
-            &self.info.mint,
-            owner,
-            rent,
-        )
-        .expect("token program")
-        .to_vec();
-        ixs.push(
-            token::mint_to_ix(
-                &program,
-                &self.info.mint,
-                &account.pubkey(),
-                &self.faucet.pubkey(),
-                amount,
-            )
-            .expect("token program"),
-        );
-        self.send(&ixs, &[&account]).expect("create token account");
-        account.pubkey()
-    }
-
-    fn token_balance(&self, account: &Pubkey) -> u64 {
-        let data = self.rpc.get_account_data(account).expect("token account");
-        token::token_account_amount(&data).expect("token account data")
-    }
-
-    fn fetch<T: AccountDeserialize>(&self, key: &Pubkey) -> T {
-        let data = self.rpc.get_account_data(key).expect("account");
-        T::try_deserialize(&mut data.as_slice()).expect("decode account")
-    }
-
-    fn slot(&self) -> u64 {
-        self.rpc
-            .get_slot_with_commitment(CommitmentConfig::processed())
-            .expect("getSlot")
-    }
-
-    /// Waits until the chain is at least at `slot` (confirmed). The timeout
-    /// allows slots four times longer than configured (a loaded machine).
+    /// Waits until the chain is at least at `slot`.
     fn wait_for_slot(&self, slot: u64) {
-        let slots = slot.saturating_sub(self.slot()) + 20;
-        let timeout = Duration::from_millis(4 * SLOT_MS * slots);
-        poll(&format!("slot {slot}"), timeout, || {
-            self.rpc.get_slot().ok().filter(|s| *s >= slot)
-        });
+        self.chain.wait_for_slot(slot, SLOT_MS);
     }
 
     /// `getTransaction` with the inner instructions; polls, because a
@@ -262,7 +152,7 @@ fn custom_code(err: &ClientError) -> Option<u32> {
 
 #[test]
 fn the_first_transaction_after_start_succeeds_every_time() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     for round in 0..3 {
         let localnet = Localnet::start(config(None)).expect("localnet starts");
         // `start` already ran the program (init_market); send the next program
@@ -284,7 +174,7 @@ fn the_first_transaction_after_start_succeeds_every_time() {
             },
         );
         client
-            .send(&[fund, register], &[&authority])
+            .try_send(&[fund, register], &[&authority])
             .unwrap_or_else(|e| panic!("round {round}: first transaction failed: {e}"));
         assert_eq!(
             client
@@ -309,7 +199,7 @@ fn the_first_transaction_after_start_succeeds_every_time() {
 
 #[test]
 fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     // Built under the lock: a cargo build beside a running validator starves it.
     let idl = cairn_tests::idl::build_idl();
     let localnet = Localnet::start(config(None)).expect("localnet starts");
@@ -381,7 +271,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     let deposit =
         c.ix.deposit_stake_ix(&authority.pubkey(), &authority_token, stake);
     let sig_register = c
-        .send(&[register, deposit], &[&authority])
+        .try_send(&[register, deposit], &[&authority])
         .expect("register + stake");
 
     // Propose a 3-epoch deal for a 300 kB shard; the provider accepts.
@@ -399,13 +289,13 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     };
     let deal = deal_pda(&client.pubkey(), &dataset_id, 0);
     let sig_propose = c
-        .send(
+        .try_send(
             &[c.ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
             &[&client],
         )
         .expect("propose");
     let sig_accept = c
-        .send(
+        .try_send(
             &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal)],
             &[&operator],
         )
@@ -419,13 +309,13 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     // Epoch `start`: open it (SlotHashes seed) and prove.
     c.wait_for_slot(start * EPOCH_SLOTS + 1);
     let sig_open = c
-        .send(&[c.ix.open_epoch_ix(&c.faucet.pubkey(), start)], &[])
+        .try_send(&[c.ix.open_epoch_ix(&c.faucet.pubkey(), start)], &[])
         .expect("open epoch");
     let challenge: Challenge = c.fetch(&challenge_pda(start));
     let proof = shard.proof(&deal, &challenge);
     let prove =
         c.ix.submit_proof_ix(&operator.pubkey(), &provider, &deal, start, proof);
-    let sig_prove = c.send(&[prove], &[&operator]).expect("proof accepted");
+    let sig_prove = c.try_send(&[prove], &[&operator]).expect("proof accepted");
     assert_eq!(
         epoch_of(c.transaction(&sig_prove).slot),
         start,
@@ -441,7 +331,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         shard.proof(&deal, &challenge),
     );
     let err = c
-        .send(&[replay], &[&operator])
+        .try_send(&[replay], &[&operator])
         .expect_err("replayed proof is refused");
     assert_eq!(
         custom_code(&err),
@@ -456,7 +346,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     c.wait_for_slot((start + 2) * EPOCH_SLOTS + params.grace_slots);
     let report =
         c.ix.report_faults_ix(&reporter.pubkey(), &provider, &deal, &reporter_token);
-    let sig_report = c.send(&[report], &[&reporter]).expect("report faults");
+    let sig_report = c.try_send(&[report], &[&reporter]).expect("report faults");
     let slash = collateral * u64::from(params.slash_bps) / 10_000;
     let bounty = slash * u64::from(params.bounty_bps) / 10_000;
     assert_eq!(c.token_balance(&reporter_token), bounty);
@@ -621,7 +511,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
 
 #[test]
 fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger");
 
@@ -651,7 +541,7 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
     );
     let deposit =
         c.ix.deposit_stake_ix(&authority.pubkey(), &authority_token, 1_000_000);
-    c.send(&[register, deposit], &[&authority])
+    c.try_send(&[register, deposit], &[&authority])
         .expect("register");
     let shard = TestShard::random(1_000, 3);
     let args = ProposeDealArgs {
@@ -666,7 +556,7 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
     };
     let deal = deal_pda(&client.pubkey(), &[1; 32], 0);
     let sig_propose = c
-        .send(
+        .try_send(
             &[c.ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
             &[&client],
         )
@@ -735,7 +625,7 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
         other => panic!("history lost the proposal: {other:?}"),
     }
     // The program runs after the restart: the provider accepts the deal.
-    c.send(
+    c.try_send(
         &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal)],
         &[&operator],
     )
@@ -757,7 +647,7 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
 
 #[test]
 fn the_binary_prints_its_endpoints_writes_localnet_json_and_stops_on_ctrl_c() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger");
     let port = free_port_pair();

@@ -3,20 +3,18 @@
 //! SIGKILL in the middle of an upload of the `cairn-node` binary.
 
 use anchor_lang::AccountDeserialize;
-use cairn_chain::{deal_pda, provider_pda, token, Instruction, MarketIx, Pubkey};
+use cairn_chain::{deal_pda, provider_pda, Pubkey};
 use cairn_core::wire::{Codec, PutShard, Request, ShardState};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo};
 use cairn_storage_node::{client::NodeClient, config::Config};
+use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
-use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
-use solana_rpc_client::rpc_client::RpcClient;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{atomic::Ordering::Relaxed, Mutex, MutexGuard},
+    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 use storage_market::{
@@ -24,113 +22,31 @@ use storage_market::{
     state::{Deal, DealState},
 };
 
-/// One validator at a time on this machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-const SOL: u64 = 1_000_000_000;
-
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
+/// The local network's market, funded by its faucet (the shared test client)
+/// and what these tests add: deals, providers and proposals.
 struct Chain {
-    rpc: RpcClient,
-    faucet: Keypair,
-    ix: MarketIx,
+    chain: TestChain,
     info: LocalnetInfo,
+}
+
+impl std::ops::Deref for Chain {
+    type Target = TestChain;
+    fn deref(&self) -> &TestChain {
+        &self.chain
+    }
 }
 
 impl Chain {
     fn new(localnet: &Localnet) -> Chain {
         let info = localnet.info().clone();
         Chain {
-            rpc: RpcClient::new_with_commitment(
-                info.rpc_url.clone(),
-                CommitmentConfig::confirmed(),
-            ),
-            faucet: solana_keypair::read_keypair_file(&info.faucet_keypair).unwrap(),
-            ix: info.market_ix(),
+            chain: TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix()),
             info,
         }
     }
 
-    fn send(&self, ixs: &[Instruction], signers: &[&Keypair]) {
-        let mut all = vec![&self.faucet];
-        all.extend_from_slice(signers);
-        let blockhash = self.rpc.get_latest_blockhash().expect("blockhash");
-        let tx =
-            Transaction::new_signed_with_payer(ixs, Some(&self.faucet.pubkey()), &all, blockhash);
-        self.rpc
-            .send_and_confirm_transaction(&tx)
-            .expect("transaction");
-    }
-
-    fn airdrop(&self, to: &Pubkey, lamports: u64) {
-        let sig = self
-            .rpc
-            .request_airdrop(to, lamports)
-            .expect("requestAirdrop");
-        poll("airdrop", Duration::from_secs(60), || {
-            self.rpc.confirm_transaction(&sig).ok().filter(|ok| *ok)
-        });
-    }
-
-    fn token_account(&self, owner: &Pubkey, amount: u64) -> Pubkey {
-        let account = Keypair::new();
-        let rent = self
-            .rpc
-            .get_minimum_balance_for_rent_exemption(token::TOKEN_ACCOUNT_LEN)
-            .unwrap();
-        let program = self.info.token_program;
-        let mut ixs = token::create_token_account_ixs(
-            &program,
-            &self.faucet.pubkey(),
-            &account.pubkey(),
-            &self.info.mint,
-            owner,
-            rent,
-        )
-        .unwrap()
-        .to_vec();
-        ixs.push(
-            token::mint_to_ix(
-                &program,
-                &self.info.mint,
-                &account.pubkey(),
-                &self.faucet.pubkey(),
-                amount,
-            )
-            .unwrap(),
-        );
-        self.send(&ixs, &[&account]);
-        account.pubkey()
-    }
-
-    fn token_balance(&self, account: &Pubkey) -> u64 {
-        token::token_account_amount(&self.rpc.get_account_data(account).unwrap()).unwrap()
-    }
-
     fn deal(&self, key: &Pubkey) -> Deal {
-        let data = self.rpc.get_account_data(key).expect("deal account");
-        Deal::try_deserialize(&mut data.as_slice()).unwrap()
-    }
-
-    fn slot(&self) -> u64 {
-        self.rpc.get_slot().unwrap()
+        self.fetch(key)
     }
 
     /// A registered, staked provider whose operator is funded.
@@ -215,7 +131,7 @@ fn operator_key(kp: &Keypair) -> Pubkey {
 
 #[test]
 fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_reported() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),
         epoch_slots: Some(10),
@@ -414,7 +330,7 @@ impl Drop for NodeProcess {
 
 #[test]
 fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
-    let _serial = one_at_a_time();
+    let _serial = one_validator_at_a_time();
     // Longer epochs: the deal must be accepted within 2 epochs of its proposal.
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),

@@ -7,5 +7,6 @@
 //! unless it is substituting one on purpose.
 pub mod idl;
 pub mod market;
+pub mod rpc;
 
 pub use market::*;

@@ -1,28 +1,33 @@
-//! Fixtures shared by the CLI's tests: a local validator, funded keypair
-//! files, and running the `cairn` binary.
+//! Fixtures shared by the CLI's tests: a local validator with the shared test
+//! client (`cairn_tests::rpc::TestChain`), funded keypair files, and running
+//! the `cairn` binary.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use cairn_chain::token;
 use cairn_localnet::{Localnet, LocalnetConfig};
+use cairn_tests::rpc::{TestChain, SOL};
 use serde_json::Value;
-use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
-use solana_rpc_client::rpc_client::RpcClient;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
 
-pub const SOL: u64 = 1_000_000_000;
 /// The localnet mint has 6 decimals: one token is 10^6 base units.
 pub const TOKEN: u64 = 1_000_000;
 
 pub struct Fixture {
     pub localnet: Localnet,
-    pub rpc: RpcClient,
+    pub chain: TestChain,
     pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = TestChain;
+    fn deref(&self) -> &TestChain {
+        &self.chain
+    }
 }
 
 impl Fixture {
@@ -33,13 +38,11 @@ impl Fixture {
             ..LocalnetConfig::default()
         })
         .expect("localnet starts");
-        let rpc = RpcClient::new_with_commitment(
-            localnet.rpc_url().to_string(),
-            CommitmentConfig::confirmed(),
-        );
+        let info = localnet.info();
+        let chain = TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix());
         Fixture {
             localnet,
-            rpc,
+            chain,
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -49,46 +52,30 @@ impl Fixture {
     pub fn user(&self, name: &str, tokens: u64) -> (Keypair, PathBuf) {
         let k = Keypair::new();
         let path = self.dir.path().join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_string(&k.to_bytes().to_vec()).unwrap()).unwrap();
-        let sig = self.rpc.request_airdrop(&k.pubkey(), 10 * SOL).expect("airdrop");
-        wait("airdrop", || self.rpc.confirm_transaction(&sig).ok().filter(|ok| *ok));
-        let info = self.localnet.info();
-        let faucet = self.localnet.faucet();
-        let ixs = [
-            token::create_associated_token_account_ix(&info.token_program, &faucet.pubkey(), &k.pubkey(), &info.mint)
-                .unwrap(),
-            token::mint_to_ix(
-                &info.token_program,
-                &info.mint,
-                &self.ata(&k.pubkey()),
-                &faucet.pubkey(),
-                tokens,
-            )
-            .unwrap(),
-        ];
-        self.send(&ixs, &[faucet]);
+        std::fs::write(
+            &path,
+            serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
+        )
+        .unwrap();
+        self.airdrop(&k.pubkey(), 10 * SOL);
+        self.associated_token_account(&k.pubkey(), tokens);
         (k, path)
     }
 
+    /// `owner`'s associated token account of the market's mint.
     pub fn ata(&self, owner: &Pubkey) -> Pubkey {
-        let info = self.localnet.info();
-        token::associated_token_address(owner, &info.mint, &info.token_program)
-    }
-
-    pub fn balance(&self, account: &Pubkey) -> u64 {
-        token::token_account_amount(&self.rpc.get_account_data(account).unwrap()).unwrap()
-    }
-
-    pub fn send(&self, ixs: &[anchor_lang::solana_program::instruction::Instruction], signers: &[&Keypair]) {
-        let blockhash = self.rpc.get_latest_blockhash().unwrap();
-        let tx = Transaction::new_signed_with_payer(ixs, Some(&signers[0].pubkey()), signers, blockhash);
-        self.rpc.send_and_confirm_transaction(&tx).expect("transaction");
+        token::associated_token_address(owner, &self.ix.mint, &self.ix.token_program)
     }
 
     /// Runs `cairn --url <localnet> --keypair <keypair> args…`.
     pub fn cairn(&self, keypair: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--url", self.localnet.rpc_url(), "--keypair", keypair.to_str().unwrap()])
+            .args([
+                "--url",
+                self.localnet.rpc_url(),
+                "--keypair",
+                keypair.to_str().unwrap(),
+            ])
             .args(args)
             .output()
             .expect("run cairn")
@@ -106,15 +93,9 @@ impl Fixture {
     }
 }
 
-pub fn wait<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Polls `f` for up to a minute.
+pub fn wait<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    cairn_tests::rpc::poll(what, Duration::from_secs(60), f)
 }
 
 /// Asserts a failed run: exit `code`, exactly one line on stderr, containing
@@ -126,7 +107,6 @@ pub fn assert_fails(out: &Output, code: i32, needle: &str) {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
 }
-
 
 /// The pubkey of a keypair file.
 pub fn pubkey_of(path: &Path) -> Pubkey {
