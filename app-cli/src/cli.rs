@@ -4,13 +4,17 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{deals, market, provider};
-use crate::dataset::{download, quic::QuicConnector, upload};
 use crate::context::Ctx;
+use crate::dataset::{download, quic::QuicConnector, upload};
 use crate::error::CliError;
 use crate::output::{Progress, Report};
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about = "Cairn: verifiable decentralized storage on Solana")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: verifiable decentralized storage on Solana"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -21,7 +25,13 @@ pub struct Cli {
 #[derive(clap::Args, Debug)]
 pub struct Global {
     /// RPC URL, or a cluster moniker: localnet, devnet, testnet, mainnet-beta.
-    #[arg(long, short = 'u', global = true, env = "CAIRN_URL", default_value = "localnet")]
+    #[arg(
+        long,
+        short = 'u',
+        global = true,
+        env = "CAIRN_URL",
+        default_value = "localnet"
+    )]
     pub url: String,
     /// Signing keypair (a Solana CLI keypair file).
     #[arg(long, short = 'k', global = true, env = "CAIRN_KEYPAIR", default_value_os_t = default_keypair())]
@@ -85,7 +95,11 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
     }
     let ctx = Ctx::new(&cli.global.url, cli.global.keypair.clone());
     let g = &cli.global;
-    let progress = Progress::new(!(g.no_progress || g.quiet || g.json), !(g.quiet || g.json), g.verbose > 0);
+    let progress = Progress::new(
+        !(g.no_progress || g.quiet || g.json),
+        !(g.quiet || g.json),
+        g.verbose > 0,
+    );
     let connector = || {
         QuicConnector::new().map_err(|e| CliError::Io {
             path: "tokio runtime".into(),
@@ -94,7 +108,12 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
     };
     match cli.command {
         Command::Upload(a) => Ok(Box::new(upload::upload(&ctx, a, &connector()?, &progress)?)),
-        Command::Download(a) => Ok(Box::new(download::download(&ctx, a, &connector()?, &progress)?)),
+        Command::Download(a) => Ok(Box::new(download::download(
+            &ctx,
+            a,
+            &connector()?,
+            &progress,
+        )?)),
         Command::Ls(a) => deals::ls(&ctx, a),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),

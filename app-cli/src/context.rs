@@ -43,8 +43,7 @@ pub fn read_keypair(path: &Path) -> Result<Keypair, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let bytes: Vec<u8> = serde_json::from_str(&text)
         .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
-    Keypair::try_from(bytes.as_slice())
-        .map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
+    Keypair::try_from(bytes.as_slice()).map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
 }
 
 /// The market as deployed: its account and instruction builders for its mint.
@@ -99,7 +98,8 @@ impl Ctx {
             // Some client calls fold a connection failure into their own
             // message; a probe tells an unreachable endpoint from an error.
             if let Err(probe) = self.rpc.get_version() {
-                if let unreachable @ CliError::Unreachable { .. } = CliError::rpc(&self.url, probe) {
+                if let unreachable @ CliError::Unreachable { .. } = CliError::rpc(&self.url, probe)
+                {
                     return unreachable;
                 }
             }
@@ -149,18 +149,21 @@ impl Ctx {
             address,
             hint: " on this cluster; create it with `cairn market init --mint MINT`, or point --url at a cluster that has one",
         })?;
-        let (_, mint_data) = self.account_data(&account.mint)?.ok_or(CliError::NotFound {
-            what: "mint",
-            address: account.mint,
-            hint: "",
-        })?;
-        let decimals = *mint_data
-            .get(MINT_DECIMALS_OFFSET)
-            .ok_or_else(|| CliError::BadAccount {
+        let (_, mint_data) = self
+            .account_data(&account.mint)?
+            .ok_or(CliError::NotFound {
                 what: "mint",
                 address: account.mint,
-                reason: format!("{} bytes is too short for a mint", mint_data.len()),
+                hint: "",
             })?;
+        let decimals =
+            *mint_data
+                .get(MINT_DECIMALS_OFFSET)
+                .ok_or_else(|| CliError::BadAccount {
+                    what: "mint",
+                    address: account.mint,
+                    reason: format!("{} bytes is too short for a mint", mint_data.len()),
+                })?;
         Ok(MarketView {
             address,
             ix: MarketIx {
@@ -191,11 +194,9 @@ impl Ctx {
             0,
             T::DISCRIMINATOR.to_vec(),
         ))];
-        all.extend(
-            filters
-                .iter()
-                .map(|(offset, bytes)| RpcFilterType::Memcmp(Memcmp::new_raw_bytes(*offset, bytes.to_vec()))),
-        );
+        all.extend(filters.iter().map(|(offset, bytes)| {
+            RpcFilterType::Memcmp(Memcmp::new_raw_bytes(*offset, bytes.to_vec()))
+        }));
         let config = RpcProgramAccountsConfig {
             filters: Some(all),
             account_config: RpcAccountInfoConfig {
@@ -216,11 +217,12 @@ impl Ctx {
                 address,
                 reason: "undecodable data encoding".into(),
             })?;
-            let value = T::try_deserialize(&mut data.as_slice()).map_err(|e| CliError::BadAccount {
-                what: "program account",
-                address,
-                reason: e.to_string(),
-            })?;
+            let value =
+                T::try_deserialize(&mut data.as_slice()).map_err(|e| CliError::BadAccount {
+                    what: "program account",
+                    address,
+                    reason: e.to_string(),
+                })?;
             out.push((address, value));
         }
         Ok(out)

@@ -28,10 +28,7 @@ pub enum CliError {
     },
     /// The program refused the transaction, with its own error.
     #[error("the storage-market program refused {action}: {} ({}, code {code})", error, error.name(), code = u32::from(*error))]
-    Program {
-        action: String,
-        error: MarketError,
-    },
+    Program { action: String, error: MarketError },
     /// The runtime refused the transaction for another reason.
     #[error("{action} failed: {reason}")]
     Transaction { action: String, reason: String },

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if json {
-                let error = serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
+                let error =
+                    serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
                 println!("{error}");
             }
             eprintln!("error: {e}");

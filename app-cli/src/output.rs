@@ -18,7 +18,10 @@ impl<T: Serialize + Display> Report for T {
 /// Prints a result the way the global flags ask for.
 pub fn print(report: &dyn Report, json: bool, quiet: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("JSON value prints"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).expect("JSON value prints")
+        );
     } else if !quiet {
         print!("{report}");
     }

@@ -32,7 +32,11 @@ pub fn parse_tokens(text: &str, decimals: u8) -> Result<u64, String> {
     if whole.is_empty() && frac.is_empty() {
         return Err(format!("{text:?} is not an amount"));
     }
-    if !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+    if !whole
+        .chars()
+        .chain(frac.chars())
+        .all(|c| c.is_ascii_digit())
+    {
         return Err(format!("{text:?} is not an amount (digits and one '.')"));
     }
     if frac.len() > usize::from(decimals) {
@@ -47,13 +51,17 @@ pub fn parse_tokens(text: &str, decimals: u8) -> Result<u64, String> {
     let whole: u64 = if whole.is_empty() {
         0
     } else {
-        whole.parse().map_err(|_| format!("{text:?} is too large"))?
+        whole
+            .parse()
+            .map_err(|_| format!("{text:?} is too large"))?
     };
     let frac: u64 = if frac.is_empty() {
         0
     } else {
         let padded = format!("{frac:0<width$}", width = usize::from(decimals));
-        padded.parse().map_err(|_| format!("{text:?} is too large"))?
+        padded
+            .parse()
+            .map_err(|_| format!("{text:?} is too large"))?
     };
     whole
         .checked_mul(scale)
@@ -116,17 +124,27 @@ mod tests {
         assert_eq!(parse_tokens("0.5", 6), Ok(500_000));
         assert_eq!(parse_tokens(".000001", 6), Ok(1));
         assert_eq!(parse_tokens("1_000", 0), Ok(1_000));
-        assert!(parse_tokens("0.0000001", 6).unwrap_err().contains("7 decimals"));
+        assert!(parse_tokens("0.0000001", 6)
+            .unwrap_err()
+            .contains("7 decimals"));
         assert!(parse_tokens("1e5", 6).is_err());
         assert!(parse_tokens("-1", 6).is_err());
         assert!(parse_tokens(".", 6).is_err());
-        assert!(parse_tokens("18446744073709551615", 6).unwrap_err().contains("too large"));
+        assert!(parse_tokens("18446744073709551615", 6)
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(parse_tokens("18446744073709551615", 0), Ok(u64::MAX));
     }
 
     #[test]
     fn token_amounts_display_with_the_mints_decimals() {
-        let t = |base_units, decimals| Tokens { base_units, decimals }.to_string();
+        let t = |base_units, decimals| {
+            Tokens {
+                base_units,
+                decimals,
+            }
+            .to_string()
+        };
         assert_eq!(t(12_000_000, 6), "12");
         assert_eq!(t(12_500_000, 6), "12.5");
         assert_eq!(t(1, 6), "0.000001");
@@ -140,9 +158,13 @@ mod tests {
         assert_eq!(parse_bytes("10GB"), Ok(10_000_000_000));
         assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("2tib"), Ok(2 << 40));
-        assert!(parse_bytes("1 XB").unwrap_err().contains("unknown size unit"));
+        assert!(parse_bytes("1 XB")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(parse_bytes("GiB").is_err());
-        assert!(parse_bytes("99999999 TiB").unwrap_err().contains("too large"));
+        assert!(parse_bytes("99999999 TiB")
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(human_bytes(1536 << 20), "1.50 GiB");
         assert_eq!(human_bytes(12), "12 B");
     }

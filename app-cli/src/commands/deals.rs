@@ -98,7 +98,13 @@ fn state_name(state: DealState) -> &'static str {
     }
 }
 
-fn report(m: &MarketView, slot: u64, dataset: [u8; 32], client: Pubkey, mut deals: Vec<(Pubkey, Deal)>) -> DatasetReport {
+fn report(
+    m: &MarketView,
+    slot: u64,
+    dataset: [u8; 32],
+    client: Pubkey,
+    mut deals: Vec<(Pubkey, Deal)>,
+) -> DatasetReport {
     deals.sort_by_key(|(_, d)| d.shard_index);
     let (k, n) = deals.first().map(|(_, d)| (d.k, d.n)).unwrap_or((0, 0));
     let shards: Vec<ShardReport> = deals
@@ -117,7 +123,9 @@ fn report(m: &MarketView, slot: u64, dataset: [u8; 32], client: Pubkey, mut deal
             slashed: if d.state == DealState::Proposed || d.state == DealState::Cancelled {
                 0
             } else {
-                d.collateral.saturating_sub(d.collateral_left).min(d.collateral)
+                d.collateral
+                    .saturating_sub(d.collateral_left)
+                    .min(d.collateral)
             },
             escrow_left: d.escrow,
             refund_owed: d.client_refund,
@@ -181,8 +189,17 @@ impl fmt::Display for DatasetReport {
             "health   {}: {} of {} shards proving ({} needed to rebuild), epoch {}",
             self.health, self.proving, self.n, self.k, self.epoch
         )?;
-        writeln!(f, "stored   {} in shards, escrow left {}", human_bytes(self.bytes), t(self.escrow_left))?;
-        writeln!(f, "{:>5}  {:<11} {:<8} {:>6} {:>6} {:>12}  provider", "shard", "state", "proving", "proven", "faults", "slashed")?;
+        writeln!(
+            f,
+            "stored   {} in shards, escrow left {}",
+            human_bytes(self.bytes),
+            t(self.escrow_left)
+        )?;
+        writeln!(
+            f,
+            "{:>5}  {:<11} {:<8} {:>6} {:>6} {:>12}  provider",
+            "shard", "state", "proving", "proven", "faults", "slashed"
+        )?;
         for s in &self.shards {
             writeln!(
                 f,
@@ -218,7 +235,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<Box<dyn Report>, CliError> {
     for (address, deal) in
         ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_CLIENT, client.as_ref())])?
     {
-        by_dataset.entry(deal.dataset_id).or_default().push((address, deal));
+        by_dataset
+            .entry(deal.dataset_id)
+            .or_default()
+            .push((address, deal));
     }
     let datasets = by_dataset
         .into_iter()
@@ -232,7 +252,11 @@ impl fmt::Display for Listing {
         if self.datasets.is_empty() {
             return writeln!(f, "client {} has no datasets", self.client);
         }
-        writeln!(f, "{:<64}  {:>5}  {:<9} {:>10}", "dataset", "k/n", "health", "size")?;
+        writeln!(
+            f,
+            "{:<64}  {:>5}  {:<9} {:>10}",
+            "dataset", "k/n", "health", "size"
+        )?;
         for d in &self.datasets {
             writeln!(
                 f,

@@ -122,10 +122,27 @@ impl fmt::Display for MarketInfo {
         };
         writeln!(f, "market       {}", self.address)?;
         writeln!(f, "authority    {}", self.authority)?;
-        writeln!(f, "mint         {} ({} decimals, {})", self.mint, self.decimals, self.token_program)?;
-        writeln!(f, "vault        {} holding {}", self.vault, t(self.vault_balance))?;
-        writeln!(f, "epoch        {} (slot {}, {} slots per epoch, {} grace slots)", self.epoch, self.slot, self.epoch_slots, self.grace_slots)?;
-        writeln!(f, "collateral   {} per MiB of shard", t(self.collateral_per_mib))?;
+        writeln!(
+            f,
+            "mint         {} ({} decimals, {})",
+            self.mint, self.decimals, self.token_program
+        )?;
+        writeln!(
+            f,
+            "vault        {} holding {}",
+            self.vault,
+            t(self.vault_balance)
+        )?;
+        writeln!(
+            f,
+            "epoch        {} (slot {}, {} slots per epoch, {} grace slots)",
+            self.epoch, self.slot, self.epoch_slots, self.grace_slots
+        )?;
+        writeln!(
+            f,
+            "collateral   {} per MiB of shard",
+            t(self.collateral_per_mib)
+        )?;
         writeln!(
             f,
             "slashing     {}% of collateral per missed epoch, {}% of it to the reporter; {} misses in a row end a deal",
@@ -133,7 +150,11 @@ impl fmt::Display for MarketInfo {
             f64::from(self.bounty_bps) / 100.0,
             self.max_consecutive_faults
         )?;
-        writeln!(f, "deals        accepted within {} epochs, shards up to {} bytes, {} sample(s) per proof", self.accept_timeout_epochs, self.max_shard_bytes, self.samples_per_proof)
+        writeln!(
+            f,
+            "deals        accepted within {} epochs, shards up to {} bytes, {} sample(s) per proof",
+            self.accept_timeout_epochs, self.max_shard_bytes, self.samples_per_proof
+        )
     }
 }
 
@@ -150,7 +171,11 @@ pub struct MarketCreated {
 
 impl fmt::Display for MarketCreated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "created market {} for mint {} (vault {})", self.market, self.mint, self.vault)?;
+        writeln!(
+            f,
+            "created market {} for mint {} (vault {})",
+            self.market, self.mint, self.vault
+        )?;
         writeln!(f, "signature {}", self.signature)
     }
 }
@@ -171,7 +196,10 @@ fn init(ctx: &Ctx, args: InitArgs) -> Result<MarketCreated, CliError> {
     if !cairn_chain::token::is_token_program(&token_program) {
         return Err(CliError::bad(
             "--mint",
-            format!("{} is owned by {token_program}, not a token program", args.mint),
+            format!(
+                "{} is owned by {token_program}, not a token program",
+                args.mint
+            ),
         ));
     }
     let params = MarketParams {

@@ -198,7 +198,11 @@ pub struct Sent {
 
 impl fmt::Display for Sent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: provider {}{}", self.action, self.provider, self.detail)?;
+        writeln!(
+            f,
+            "{}: provider {}{}",
+            self.action, self.provider, self.detail
+        )?;
         writeln!(f, "signature {}", self.signature)
     }
 }
@@ -247,7 +251,11 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<Sent, CliError> {
         operator: a.operator.as_deref().map(operator_key).transpose()?,
         endpoint: a.endpoint.map(endpoint_arg).transpose()?,
         capacity_bytes: a.capacity,
-        price_per_mib_epoch: a.price.as_deref().map(|p| tokens_arg(&m, "--price", p)).transpose()?,
+        price_per_mib_epoch: a
+            .price
+            .as_deref()
+            .map(|p| tokens_arg(&m, "--price", p))
+            .transpose()?,
     };
     if args.operator.is_none()
         && args.endpoint.is_none()
@@ -261,10 +269,19 @@ fn update(ctx: &Ctx, a: UpdateArgs) -> Result<Sent, CliError> {
     }
     let detail = format!(
         "{}{}{}{}",
-        args.operator.map(|o| format!(" operator {o}")).unwrap_or_default(),
-        args.endpoint.as_ref().map(|e| format!(" endpoint {e}")).unwrap_or_default(),
-        args.capacity_bytes.map(|c| format!(" capacity {}", human_bytes(c))).unwrap_or_default(),
-        args.price_per_mib_epoch.map(|p| format!(" price {}", m.tokens(p))).unwrap_or_default(),
+        args.operator
+            .map(|o| format!(" operator {o}"))
+            .unwrap_or_default(),
+        args.endpoint
+            .as_ref()
+            .map(|e| format!(" endpoint {e}"))
+            .unwrap_or_default(),
+        args.capacity_bytes
+            .map(|c| format!(" capacity {}", human_bytes(c)))
+            .unwrap_or_default(),
+        args.price_per_mib_epoch
+            .map(|p| format!(" price {}", m.tokens(p)))
+            .unwrap_or_default(),
     );
     let signature = ctx.send(
         "update_provider",
@@ -308,7 +325,13 @@ fn destination(
     ctx: &Ctx,
     m: &MarketView,
     to: Option<Pubkey>,
-) -> Result<(Pubkey, Vec<anchor_lang::solana_program::instruction::Instruction>), CliError> {
+) -> Result<
+    (
+        Pubkey,
+        Vec<anchor_lang::solana_program::instruction::Instruction>,
+    ),
+    CliError,
+> {
     if let Some(to) = to {
         return Ok((to, Vec::new()));
     }
@@ -343,7 +366,11 @@ fn withdraw(ctx: &Ctx, a: WithdrawArgs) -> Result<Sent, CliError> {
                     m.tokens(amount)
                 )));
             }
-            ("withdraw_stake", m.ix.withdraw_stake_ix(&authority, &to, amount), amount)
+            (
+                "withdraw_stake",
+                m.ix.withdraw_stake_ix(&authority, &to, amount),
+                amount,
+            )
         }
         (None, Some(earnings)) => {
             let amount = if earnings == "all" {
@@ -358,7 +385,11 @@ fn withdraw(ctx: &Ctx, a: WithdrawArgs) -> Result<Sent, CliError> {
                     m.tokens(amount)
                 )));
             }
-            ("withdraw_earnings", m.ix.withdraw_earnings_ix(&authority, &to, amount), amount)
+            (
+                "withdraw_earnings",
+                m.ix.withdraw_earnings_ix(&authority, &to, amount),
+                amount,
+            )
         }
         (None, None) => unreachable!("clap requires --stake or --earnings"),
     };
@@ -450,10 +481,9 @@ pub fn info(ctx: &Ctx, authority: Option<Pubkey>) -> Result<ProviderInfo, CliErr
     };
     let (address, p) = provider(ctx, &authority)?;
     let mut deals = DealCounts::default();
-    for (_, deal) in ctx.program_accounts::<Deal>(&[(
-        cairn_chain::layout::DEAL_PROVIDER,
-        address.as_ref(),
-    )])? {
+    for (_, deal) in
+        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_PROVIDER, address.as_ref())])?
+    {
         deals.add(deal.state);
     }
     Ok(ProviderInfo {
@@ -487,15 +517,35 @@ impl fmt::Display for ProviderInfo {
         writeln!(f, "authority  {}", self.authority)?;
         writeln!(f, "operator   {}", self.operator)?;
         writeln!(f, "endpoint   {}", self.endpoint)?;
-        writeln!(f, "capacity   {} used of {}", human_bytes(self.used_bytes), human_bytes(self.capacity_bytes))?;
-        writeln!(f, "price      {} per MiB per epoch", t(self.price_per_mib_epoch))?;
-        writeln!(f, "stake      {} free, {} locked", t(self.stake_free), t(self.stake_locked))?;
+        writeln!(
+            f,
+            "capacity   {} used of {}",
+            human_bytes(self.used_bytes),
+            human_bytes(self.capacity_bytes)
+        )?;
+        writeln!(
+            f,
+            "price      {} per MiB per epoch",
+            t(self.price_per_mib_epoch)
+        )?;
+        writeln!(
+            f,
+            "stake      {} free, {} locked",
+            t(self.stake_free),
+            t(self.stake_locked)
+        )?;
         writeln!(f, "earnings   {}", t(self.earnings))?;
         writeln!(
             f,
             "deals      {} active, {} proposed, {} completed, {} terminated, {} cancelled",
             d.active, d.proposed, d.completed, d.terminated, d.cancelled
         )?;
-        writeln!(f, "record     {} proofs, {} faults, {} slashed", self.proofs, self.faults, t(self.slashed))
+        writeln!(
+            f,
+            "record     {} proofs, {} faults, {} slashed",
+            self.proofs,
+            self.faults,
+            t(self.slashed)
+        )
     }
 }

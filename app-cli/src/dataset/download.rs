@@ -74,7 +74,11 @@ impl fmt::Display for DownloadReport {
         )?;
         for p in &self.providers {
             if p.status != "ok" {
-                writeln!(f, "  shard {} provider {} ({}): {}", p.shard_index, p.provider, p.endpoint, p.status)?;
+                writeln!(
+                    f,
+                    "  shard {} provider {} ({}): {}",
+                    p.shard_index, p.provider, p.endpoint, p.status
+                )?;
             }
         }
         Ok(())
@@ -120,7 +124,12 @@ struct Shard {
     connect_ms: Option<u64>,
 }
 
-pub fn download(ctx: &Ctx, a: DownloadArgs, connector: &dyn Connector, progress: &Progress) -> Result<DownloadReport, CliError> {
+pub fn download(
+    ctx: &Ctx,
+    a: DownloadArgs,
+    connector: &dyn Connector,
+    progress: &Progress,
+) -> Result<DownloadReport, CliError> {
     let started = Instant::now();
     let id: DatasetId = a
         .dataset
@@ -146,7 +155,10 @@ pub fn download(ctx: &Ctx, a: DownloadArgs, connector: &dyn Connector, progress:
     let (range, files) = match &a.file {
         Some(path) => {
             let entry = manifest.file(path).ok_or_else(|| {
-                CliError::Refused(format!("dataset {id} has no file {path:?} ({} files)", manifest.files().len()))
+                CliError::Refused(format!(
+                    "dataset {id} has no file {path:?} ({} files)",
+                    manifest.files().len()
+                ))
             })?;
             (entry.range(), 1)
         }
@@ -187,12 +199,18 @@ pub fn download(ctx: &Ctx, a: DownloadArgs, connector: &dyn Connector, progress:
                     .unwrap_or_default();
                 format!("failed mid-download: {why}")
             };
-            progress.note(&format!("shard {} provider {} ({}): {}", s.index, s.provider, s.endpoint, s.status));
+            progress.note(&format!(
+                "shard {} provider {} ({}): {}",
+                s.index, s.provider, s.endpoint, s.status
+            ));
         }
     }
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&partial);
-        return Err(CliError::Refused(format!("dataset {id}: {e}; {}", describe(&shards))));
+        return Err(CliError::Refused(format!(
+            "dataset {id}: {e}; {}",
+            describe(&shards)
+        )));
     }
     std::fs::rename(&partial, &a.out).map_err(|e| CliError::Io {
         path: a.out.clone(),
@@ -232,7 +250,10 @@ fn check_out_dir(out: &Path) -> Result<(), CliError> {
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(CliError::bad("--out", format!("{} exists and is not empty", out.display())));
+                return Err(CliError::bad(
+                    "--out",
+                    format!("{} exists and is not empty", out.display()),
+                ));
             }
             std::fs::remove_dir(out).map_err(|e| CliError::Io {
                 path: out.to_path_buf(),
@@ -250,9 +271,9 @@ fn check_out_dir(out: &Path) -> Result<(), CliError> {
 /// A sibling of `out` to write into, renamed to `out` only when every file
 /// is complete and verified.
 fn partial_dir(out: &Path) -> Result<PathBuf, CliError> {
-    let name = out
-        .file_name()
-        .ok_or_else(|| CliError::bad("--out", format!("{} has no directory name", out.display())))?;
+    let name = out.file_name().ok_or_else(|| {
+        CliError::bad("--out", format!("{} has no directory name", out.display()))
+    })?;
     let mut partial = name.to_os_string();
     partial.push(".cairn-partial");
     let partial = out.with_file_name(partial);
@@ -289,7 +310,9 @@ fn write_one_file(
         file: std::io::BufWriter::new(std::fs::File::create(&target).map_err(|e| e.to_string())?),
         hasher: blake3::Hasher::new(),
     };
-    decoder.read_range(entry.range(), &mut file).map_err(|e| e.to_string())?;
+    decoder
+        .read_range(entry.range(), &mut file)
+        .map_err(|e| e.to_string())?;
     file.file.flush().map_err(|e| e.to_string())?;
     if *file.hasher.finalize().as_bytes() != entry.blake3 {
         return Err(format!("{path}: BLAKE3 does not match the manifest"));
@@ -316,11 +339,15 @@ impl Write for HashingFile {
 
 /// The dataset's deals, one per shard index, with each provider's endpoint.
 fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<Shard>, CliError> {
-    let deals = ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
+    let deals =
+        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
     let mut by_client: BTreeMap<Pubkey, Vec<(Pubkey, Deal)>> = BTreeMap::new();
     for (address, deal) in deals {
         if deal.state != DealState::Cancelled {
-            by_client.entry(deal.client).or_default().push((address, deal));
+            by_client
+                .entry(deal.client)
+                .or_default()
+                .push((address, deal));
         }
     }
     let own = ctx.payer().ok().map(|k| k.pubkey());
@@ -329,11 +356,19 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
         .or_else(|| {
             by_client
                 .iter()
-                .max_by_key(|(_, deals)| deals.iter().filter(|(_, d)| d.state == DealState::Active).count())
+                .max_by_key(|(_, deals)| {
+                    deals
+                        .iter()
+                        .filter(|(_, d)| d.state == DealState::Active)
+                        .count()
+                })
                 .map(|(c, _)| *c)
         });
     let Some(deals) = chosen.and_then(|c| by_client.remove(&c)) else {
-        return Err(CliError::Refused(format!("unknown dataset {id}: no deals hold it on {}", ctx.url)));
+        return Err(CliError::Refused(format!(
+            "unknown dataset {id}: no deals hold it on {}",
+            ctx.url
+        )));
     };
     let mut shards = Vec::with_capacity(deals.len());
     for (address, deal) in deals {
@@ -350,7 +385,11 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
             operator,
             endpoint,
             node: None,
-            status: if provider.is_some() { "ok".into() } else { "provider deregistered".into() },
+            status: if provider.is_some() {
+                "ok".into()
+            } else {
+                "provider deregistered".into()
+            },
             connect_ms: None,
         });
     }
@@ -375,7 +414,12 @@ fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
                             s.connect_ms = Some(t.elapsed().as_millis() as u64);
                             s.node = Some(node);
                         }
-                        Ok((_, held)) => s.status = format!("missing shard (holds {} of {} bytes)", held.received, s.deal_bytes),
+                        Ok((_, held)) => {
+                            s.status = format!(
+                                "missing shard (holds {} of {} bytes)",
+                                held.received, s.deal_bytes
+                            )
+                        }
                         Err(e) => s.status = format!("unreachable: {e}"),
                     }
                 })
@@ -392,7 +436,9 @@ fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
 fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError> {
     let mut trailer = None;
     for s in shards.iter().filter(|s| s.node.is_some()) {
-        let Some(range) = trailer_range(s.deal_bytes) else { continue };
+        let Some(range) = trailer_range(s.deal_bytes) else {
+            continue;
+        };
         let node = s.node.as_ref().expect("filtered");
         if let Ok(bytes) = node.get(&s.deal, range.start, range.end - range.start) {
             if let Ok(t) = Trailer::decode(&bytes) {
@@ -420,7 +466,10 @@ fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError>
                 let range = range.clone();
                 scope.spawn(move || {
                     let node = s.node.as_ref().expect("filtered");
-                    (s.index, node.get(&s.deal, range.start, range.end - range.start).ok())
+                    (
+                        s.index,
+                        node.get(&s.deal, range.start, range.end - range.start).ok(),
+                    )
                 })
             })
             .collect();
@@ -429,8 +478,7 @@ fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError>
             units[usize::from(index)] = unit;
         }
     });
-    let (manifest, _) = recover_manifest(id, &trailer, &units).map_err(|e| {
-        CliError::Refused(format!("dataset {id}: {e}; {}", describe(shards)))
-    })?;
+    let (manifest, _) = recover_manifest(id, &trailer, &units)
+        .map_err(|e| CliError::Refused(format!("dataset {id}: {e}; {}", describe(shards))))?;
     Ok(manifest)
 }

@@ -87,7 +87,10 @@ pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliE
     for (i, ((mut sink, tail), path)) in sinks.into_iter().zip(tails).zip(paths).enumerate() {
         sink.write_all(&tail).map_err(|e| io_err(&path, e))?;
         sink.file.flush().map_err(|e| io_err(&path, e))?;
-        let file = sink.file.into_inner().map_err(|e| io_err(&path, e.into_error()))?;
+        let file = sink
+            .file
+            .into_inner()
+            .map_err(|e| io_err(&path, e.into_error()))?;
         file.sync_all().map_err(|e| io_err(&path, e))?;
         let bytes = sink.bytes;
         shards.push(LocalShard {

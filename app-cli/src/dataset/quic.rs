@@ -46,7 +46,9 @@ fn classify(e: ClientError) -> TransportError {
         ClientError::Refused(_) => TransportError::refused(e.to_string()),
         // A node that is not who the chain says (certificate) is refused too:
         // retrying cannot fix it.
-        ClientError::Connect { ref reason, .. } if reason.contains("certificate") || reason.contains("operator") => {
+        ClientError::Connect { ref reason, .. }
+            if reason.contains("certificate") || reason.contains("operator") =>
+        {
             TransportError::refused(e.to_string())
         }
         _ => TransportError::unreachable(e.to_string()),
@@ -59,7 +61,11 @@ impl Connector for QuicConnector {
         let client = self.runtime.block_on(async {
             tokio::time::timeout(CONNECT_TIMEOUT, NodeClient::connect(addr, *operator))
                 .await
-                .map_err(|_| TransportError::unreachable(format!("no answer from {endpoint} in {CONNECT_TIMEOUT:?}")))?
+                .map_err(|_| {
+                    TransportError::unreachable(format!(
+                        "no answer from {endpoint} in {CONNECT_TIMEOUT:?}"
+                    ))
+                })?
                 .map_err(classify)
         })?;
         Ok(Box::new(QuicNode {
@@ -75,11 +81,18 @@ struct QuicNode {
 }
 
 impl QuicNode {
-    fn run<T>(&self, f: impl std::future::Future<Output = Result<T, ClientError>>) -> Result<T, TransportError> {
+    fn run<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, TransportError> {
         self.runtime.block_on(async {
             tokio::time::timeout(REQUEST_TIMEOUT, f)
                 .await
-                .map_err(|_| TransportError::unreachable(format!("request timed out after {REQUEST_TIMEOUT:?}")))?
+                .map_err(|_| {
+                    TransportError::unreachable(format!(
+                        "request timed out after {REQUEST_TIMEOUT:?}"
+                    ))
+                })?
                 .map_err(classify)
         })
     }
@@ -94,7 +107,13 @@ impl Node for QuicNode {
         })
     }
 
-    fn put(&self, deal: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError> {
+    fn put(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Held, TransportError> {
         let s = self.run(self.client.put_shard(deal, client, offset, bytes))?;
         Ok(Held {
             received: s.received,

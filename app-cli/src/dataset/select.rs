@@ -66,7 +66,7 @@ pub fn candidates(
             continue;
         }
         let settled = p.proofs + p.faults;
-        let fault_rate = if settled == 0 { 0 } else { p.faults * 1000 / settled };
+        let fault_rate = (p.faults * 1000).checked_div(settled).unwrap_or(0);
         out.push((
             Candidate {
                 address: *address,
@@ -77,12 +77,18 @@ pub fn candidates(
         ));
     }
     out.sort_by(|(a, a_free), (b, b_free)| {
-        (a.fault_rate, a.price_per_epoch, std::cmp::Reverse(*a_free), a.address).cmp(&(
-            b.fault_rate,
-            b.price_per_epoch,
-            std::cmp::Reverse(*b_free),
-            b.address,
-        ))
+        (
+            a.fault_rate,
+            a.price_per_epoch,
+            std::cmp::Reverse(*a_free),
+            a.address,
+        )
+            .cmp(&(
+                b.fault_rate,
+                b.price_per_epoch,
+                std::cmp::Reverse(*b_free),
+                b.address,
+            ))
     });
     (out.into_iter().map(|(c, _)| c).collect(), short)
 }
@@ -91,7 +97,14 @@ pub fn candidates(
 mod tests {
     use super::*;
 
-    fn provider(capacity: u64, used: u64, stake: u64, price: u64, proofs: u64, faults: u64) -> Provider {
+    fn provider(
+        capacity: u64,
+        used: u64,
+        stake: u64,
+        price: u64,
+        proofs: u64,
+        faults: u64,
+    ) -> Provider {
         Provider {
             authority: Pubkey::new_unique(),
             operator: Pubkey::new_unique(),
@@ -129,12 +142,12 @@ mod tests {
     fn reliable_then_cheap_providers_come_first_and_unfit_ones_are_counted() {
         let mib = 1 << 20;
         let list: Vec<(Pubkey, Provider)> = vec![
-            provider(10 * mib, 0, 1_000, 5, 100, 10),  // 100‰ faults
-            provider(10 * mib, 0, 1_000, 9, 100, 0),   // reliable, pricier
-            provider(10 * mib, 0, 1_000, 3, 0, 0),     // new: no record, cheapest
+            provider(10 * mib, 0, 1_000, 5, 100, 10),    // 100‰ faults
+            provider(10 * mib, 0, 1_000, 9, 100, 0),     // reliable, pricier
+            provider(10 * mib, 0, 1_000, 3, 0, 0),       // new: no record, cheapest
             provider(10 * mib, 9 * mib, 1_000, 1, 0, 0), // full
-            provider(10 * mib, 0, 100, 1, 0, 0),       // stake below 2 MiB of collateral
-            provider(10 * mib, 0, 1_000, 50, 0, 0),    // too expensive
+            provider(10 * mib, 0, 100, 1, 0, 0),         // stake below 2 MiB of collateral
+            provider(10 * mib, 0, 1_000, 50, 0, 0),      // too expensive
         ]
         .into_iter()
         .map(|p| (Pubkey::new_unique(), p))
@@ -147,7 +160,12 @@ mod tests {
         assert_eq!(c[2].fault_rate, 90);
         assert_eq!(
             short,
-            Shortfall { no_room: 1, no_stake: 1, too_expensive: 1, excluded: 0 }
+            Shortfall {
+                no_room: 1,
+                no_stake: 1,
+                too_expensive: 1,
+                excluded: 0
+            }
         );
         let (c, short) = candidates(&list, &params(), 2 * mib - 1, 2 * 20, &[excluded]);
         assert_eq!(c.len(), 2);

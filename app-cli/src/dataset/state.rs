@@ -51,7 +51,20 @@ pub struct UploadState {
 }
 
 impl UploadState {
-    pub fn new(dir: PathBuf, dataset_id: String, client: String, k: u16, m: u16, epochs: u64, max_price_per_epoch: u64, shards: Vec<LocalShard>) -> Self {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one field each, named at the call"
+    )]
+    pub fn new(
+        dir: PathBuf,
+        dataset_id: String,
+        client: String,
+        k: u16,
+        m: u16,
+        epochs: u64,
+        max_price_per_epoch: u64,
+        shards: Vec<LocalShard>,
+    ) -> Self {
         UploadState {
             version: VERSION,
             dir,
@@ -88,7 +101,10 @@ impl UploadState {
         if state.version != VERSION {
             return Err(CliError::Io {
                 path,
-                reason: format!("upload record version {} (this cairn writes {VERSION})", state.version),
+                reason: format!(
+                    "upload record version {} (this cairn writes {VERSION})",
+                    state.version
+                ),
             });
         }
         Ok(Some(state))

@@ -43,7 +43,13 @@ pub trait Node: Send + Sync {
     /// What the node holds of `deal`.
     fn held(&self, deal: &Pubkey) -> Result<Held, TransportError>;
     /// Sends shard bytes `offset..offset + bytes.len()`, signed by `client`.
-    fn put(&self, deal: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError>;
+    fn put(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Held, TransportError>;
     /// Reads shard bytes `offset..offset + len`.
     fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError>;
 }
@@ -58,7 +64,13 @@ impl<T: Node + ?Sized> Node for std::sync::Arc<T> {
         (**self).held(deal)
     }
 
-    fn put(&self, deal: &Pubkey, client: &Keypair, offset: u64, bytes: &[u8]) -> Result<Held, TransportError> {
+    fn put(
+        &self,
+        deal: &Pubkey,
+        client: &Keypair,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Held, TransportError> {
         (**self).put(deal, client, offset, bytes)
     }
 

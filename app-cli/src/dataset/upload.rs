@@ -102,10 +102,18 @@ impl fmt::Display for UploadReport {
             t
         )?;
         for s in &self.shards {
-            writeln!(f, "  shard {:>3}  provider {}  deal {}", s.shard_index, s.provider, s.deal)?;
+            writeln!(
+                f,
+                "  shard {:>3}  provider {}  deal {}",
+                s.shard_index, s.provider, s.deal
+            )?;
         }
         if self.replaced_providers > 0 {
-            writeln!(f, "{} failing provider(s) were replaced", self.replaced_providers)?;
+            writeln!(
+                f,
+                "{} failing provider(s) were replaced",
+                self.replaced_providers
+            )?;
         }
         writeln!(f, "dataset id {}", self.dataset_id)
     }
@@ -115,19 +123,32 @@ fn pubkey(text: &str) -> Pubkey {
     Pubkey::from_str(text).expect("pubkeys in the upload record are written by cairn")
 }
 
-pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Progress) -> Result<UploadReport, CliError> {
+pub fn upload(
+    ctx: &Ctx,
+    a: UploadArgs,
+    connector: &dyn Connector,
+    progress: &Progress,
+) -> Result<UploadReport, CliError> {
     let dir = std::path::absolute(&a.dir).map_err(|e| CliError::bad("DIR", e.to_string()))?;
     if !dir.is_dir() {
-        return Err(CliError::bad("DIR", format!("{} is not a directory", dir.display())));
+        return Err(CliError::bad(
+            "DIR",
+            format!("{} is not a directory", dir.display()),
+        ));
     }
     let client = ctx.payer()?;
     let market = ctx.market()?;
-    let work = work_dir(&a.state_dir.clone().unwrap_or_else(default_root), &client.pubkey().to_string(), &dir);
+    let work = work_dir(
+        &a.state_dir.clone().unwrap_or_else(default_root),
+        &client.pubkey().to_string(),
+        &dir,
+    );
     let existing = UploadState::load(&work)?;
     // Unfinished with something on chain (a deal holds escrow): only
     // --resume may go on. An upload that never proposed starts over.
     let unfinished = |s: &UploadState| {
-        s.shards.iter().any(|x| x.stage != Stage::Accepted) && s.shards.iter().any(|x| x.stage != Stage::Prepared)
+        s.shards.iter().any(|x| x.stage != Stage::Accepted)
+            && s.shards.iter().any(|x| x.stage != Stage::Prepared)
     };
     let resumed = a.resume;
     let mut state = match existing {
@@ -182,7 +203,8 @@ pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Pr
             s
         }
     };
-    let dataset_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let dataset_id =
+        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
     let mut replaced = 0;
 
     for _round in 0..PROVIDERS_PER_SHARD {
@@ -212,7 +234,9 @@ pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Pr
             if wait_accepted(ctx, &deal, deadline)? {
                 state.shards[i].stage = Stage::Accepted;
             } else {
-                progress.note(&format!("shard {i}: the provider did not accept its deal in time; choosing another"));
+                progress.note(&format!(
+                    "shard {i}: the provider did not accept its deal in time; choosing another"
+                ));
                 release(ctx, &market, client, &mut state, i, dataset_id.0)?;
                 replaced += 1;
             }
@@ -259,7 +283,8 @@ pub fn upload(ctx: &Ctx, a: UploadArgs, connector: &dyn Connector, progress: &Pr
             .iter()
             .map(|s| ShardPlaced {
                 shard_index: s.local.index,
-                deal: cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index).to_string(),
+                deal: cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index)
+                    .to_string(),
                 provider: s.provider.clone().unwrap_or_default(),
                 bytes: s.local.bytes,
                 root: cairn_core::hash::to_hex(&s.local.root),
@@ -292,7 +317,11 @@ fn propose_missing(
     }
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let shard_bytes = state.shards[0].local.bytes;
-    let from = cairn_chain::token::associated_token_address(&client.pubkey(), &market.ix.mint, &market.ix.token_program);
+    let from = cairn_chain::token::associated_token_address(
+        &client.pubkey(),
+        &market.ix.mint,
+        &market.ix.token_program,
+    );
     // Choose every missing shard's provider first, so the escrow of all of
     // them is checked before anything is proposed.
     let mut taken: Vec<Pubkey> = state
@@ -307,7 +336,13 @@ fn propose_missing(
         }
         let mut exclude = taken.clone();
         exclude.extend(state.shards[i].failed.iter().map(|p| pubkey(p)));
-        let (found, short) = candidates(&providers, &market.account.params, shard_bytes, state.max_price_per_epoch, &exclude);
+        let (found, short) = candidates(
+            &providers,
+            &market.account.params,
+            shard_bytes,
+            state.max_price_per_epoch,
+            &exclude,
+        );
         let Some(choice) = found.into_iter().next() else {
             return Err(CliError::Refused(format!(
                 "no provider can take shard {i} ({shard_bytes} bytes): {} registered, {short}; {} shards need {} distinct providers",
@@ -346,7 +381,9 @@ fn propose_missing(
         };
         ctx.send(
             &format!("propose_deal for shard {i}"),
-            &[market.ix.propose_deal_ix(&client.pubkey(), &choice.address, &from, args)],
+            &[market
+                .ix
+                .propose_deal_ix(&client.pubkey(), &choice.address, &from, args)],
             &[],
         )?;
         state.shards[i].stage = Stage::Proposed;
@@ -367,14 +404,22 @@ fn release(
     dataset_id: [u8; 32],
 ) -> Result<(), CliError> {
     let deal_address = cairn_chain::deal_pda(&client.pubkey(), &dataset_id, i as u16);
-    let to = cairn_chain::token::associated_token_address(&client.pubkey(), &market.ix.mint, &market.ix.token_program);
+    let to = cairn_chain::token::associated_token_address(
+        &client.pubkey(),
+        &market.ix.mint,
+        &market.ix.token_program,
+    );
     match ctx.fetch::<Deal>("deal", &deal_address)? {
         Some(deal) if deal.state == DealState::Proposed => {
             ctx.send(
                 &format!("cancel_deal for shard {i}"),
                 &[
-                    market.ix.cancel_deal_ix(&client.pubkey(), &deal_address, &to),
-                    market.ix.close_deal_ix(&client.pubkey(), &deal_address, &to),
+                    market
+                        .ix
+                        .cancel_deal_ix(&client.pubkey(), &deal_address, &to),
+                    market
+                        .ix
+                        .close_deal_ix(&client.pubkey(), &deal_address, &to),
                 ],
                 &[],
             )?;
@@ -387,7 +432,9 @@ fn release(
         Some(_) => {
             ctx.send(
                 &format!("close_deal for shard {i}"),
-                &[market.ix.close_deal_ix(&client.pubkey(), &deal_address, &to)],
+                &[market
+                    .ix
+                    .close_deal_ix(&client.pubkey(), &deal_address, &to)],
                 &[],
             )?;
         }
@@ -400,6 +447,9 @@ fn release(
     Ok(())
 }
 
+/// A shard's index and how its transfer ended.
+type Outcome = (usize, Result<(), TransportError>);
+
 /// Sends every proposed shard to its provider's node in parallel; returns
 /// each shard's outcome.
 fn send_all(
@@ -408,21 +458,35 @@ fn send_all(
     connector: &dyn Connector,
     client: &Keypair,
     progress: &Progress,
-) -> Result<Vec<(usize, Result<(), TransportError>)>, CliError> {
-    let dataset_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+) -> Result<Vec<Outcome>, CliError> {
+    let dataset_id =
+        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
     let mut jobs = Vec::new();
     for (i, s) in state.shards.iter().enumerate() {
         if s.stage != Stage::Proposed {
             continue;
         }
-        let provider_address = pubkey(s.provider.as_deref().expect("a proposed shard has a provider"));
-        let provider: Provider = ctx.fetch("provider", &provider_address)?.ok_or(CliError::NotFound {
-            what: "provider",
-            address: provider_address,
-            hint: "",
-        })?;
+        let provider_address = pubkey(
+            s.provider
+                .as_deref()
+                .expect("a proposed shard has a provider"),
+        );
+        let provider: Provider =
+            ctx.fetch("provider", &provider_address)?
+                .ok_or(CliError::NotFound {
+                    what: "provider",
+                    address: provider_address,
+                    hint: "",
+                })?;
         let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index);
-        jobs.push((i, provider.endpoint, provider.operator, deal, s.local.path.clone(), s.local.bytes));
+        jobs.push((
+            i,
+            provider.endpoint,
+            provider.operator,
+            deal,
+            s.local.path.clone(),
+            s.local.bytes,
+        ));
     }
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
@@ -430,13 +494,18 @@ fn send_all(
             .map(|(i, endpoint, operator, deal, path, bytes)| {
                 let bar = progress.bar(&format!("shard {i}"), bytes);
                 scope.spawn(move || {
-                    let outcome = send_one(connector, &endpoint, &operator, &deal, client, &path, bytes, &bar);
+                    let outcome = send_one(
+                        connector, &endpoint, &operator, &deal, client, &path, bytes, &bar,
+                    );
                     bar.finish(outcome.is_ok());
                     (i, outcome)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("upload thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("upload thread"))
+            .collect()
     });
     Ok(results)
 }

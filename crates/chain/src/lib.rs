@@ -491,7 +491,10 @@ mod tests {
         let data = serialized(&deal);
         assert_eq!(&data[layout::DEAL_CLIENT..][..32], client.as_ref());
         assert_eq!(&data[layout::DEAL_PROVIDER..][..32], provider.as_ref());
-        assert_eq!(&data[layout::DEAL_DATASET_ID..][..32], deal.dataset_id.as_ref());
+        assert_eq!(
+            &data[layout::DEAL_DATASET_ID..][..32],
+            deal.dataset_id.as_ref()
+        );
 
         let (authority, operator) = (Pubkey::new_unique(), Pubkey::new_unique());
         let p = Provider {

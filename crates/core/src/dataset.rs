@@ -364,7 +364,10 @@ mod tests {
         let len = stored_shard_len(&manifest);
         assert!(shards.iter().all(|s| s.len() as u64 == len));
         for lost in [[0, 1], [2, 5], [4, 5], [0, 3]] {
-            let t = Trailer::decode(&shards[3 - lost[0].min(3)][trailer_range(len).unwrap().start as usize..]).unwrap();
+            let t = Trailer::decode(
+                &shards[3 - lost[0].min(3)][trailer_range(len).unwrap().start as usize..],
+            )
+            .unwrap();
             assert_eq!(t.stored_len(), len);
             let mut units = units_of(&shards, &t);
             for i in lost {
@@ -381,7 +384,10 @@ mod tests {
     fn a_corrupted_unit_is_routed_around_and_too_few_is_an_error() {
         let (manifest, data) = manifest(4, 2);
         let shards = stored(&manifest, &data);
-        let t = Trailer::decode(&shards[0][trailer_range(shards[0].len() as u64).unwrap().start as usize..]).unwrap();
+        let t = Trailer::decode(
+            &shards[0][trailer_range(shards[0].len() as u64).unwrap().start as usize..],
+        )
+        .unwrap();
         let mut units = units_of(&shards, &t);
         units[1].as_mut().unwrap()[5] ^= 1;
         let (got, used) = recover_manifest(&manifest.id(), &t, &units).unwrap();
@@ -392,7 +398,11 @@ mod tests {
         units[5] = None;
         assert_eq!(
             recover_manifest(&manifest.id(), &t, &units).unwrap_err(),
-            RecoverManifestError::NoMatch { id: manifest.id(), k: 4, have: 5 }
+            RecoverManifestError::NoMatch {
+                id: manifest.id(),
+                k: 4,
+                have: 5
+            }
         );
         units[0] = None;
         units[3] = None;
@@ -420,25 +430,83 @@ mod tests {
         };
         let bytes = t.encode();
         assert_eq!(Trailer::decode(&bytes), Ok(t));
-        assert!(matches!(Trailer::decode(&bytes[..63]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Trailer::decode(&bytes[..63]),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut long = bytes.to_vec();
         long.push(0);
-        assert!(matches!(Trailer::decode(&long), Err(DecodeError::TrailingBytes { .. })));
+        assert!(matches!(
+            Trailer::decode(&long),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
         let bad = |at: usize, value: u8| {
             let mut b = bytes;
             b[at] = value;
             Trailer::decode(&b).unwrap_err()
         };
-        assert!(matches!(bad(0, b'X'), DecodeError::Invalid { field: "trailer.magic", .. }));
+        assert!(matches!(
+            bad(0, b'X'),
+            DecodeError::Invalid {
+                field: "trailer.magic",
+                ..
+            }
+        ));
         assert_eq!(bad(7, 2), DecodeError::BadVersion(2));
-        assert!(matches!(bad(8, 6), DecodeError::Invalid { field: "trailer.shard_index", .. }));
-        assert!(matches!(bad(10, 0), DecodeError::Invalid { field: "trailer.k", .. }));
-        assert!(matches!(bad(14, 1), DecodeError::Invalid { field: "trailer.padding", .. }));
-        assert!(matches!(bad(63, 1), DecodeError::Invalid { field: "trailer.padding", .. }));
-        assert!(matches!(bad(32, 7), DecodeError::Invalid { field: "trailer.manifest_unit", .. }));
-        assert!(matches!(bad(31, 0xff), DecodeError::Invalid { field: "trailer.manifest_len", .. }));
-        let huge = Trailer { data_len: u64::MAX - 100, ..t }.encode();
-        assert!(matches!(Trailer::decode(&huge), Err(DecodeError::Invalid { field: "trailer.data_len", .. })));
+        assert!(matches!(
+            bad(8, 6),
+            DecodeError::Invalid {
+                field: "trailer.shard_index",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(10, 0),
+            DecodeError::Invalid {
+                field: "trailer.k",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(14, 1),
+            DecodeError::Invalid {
+                field: "trailer.padding",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(63, 1),
+            DecodeError::Invalid {
+                field: "trailer.padding",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(32, 7),
+            DecodeError::Invalid {
+                field: "trailer.manifest_unit",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(31, 0xff),
+            DecodeError::Invalid {
+                field: "trailer.manifest_len",
+                ..
+            }
+        ));
+        let huge = Trailer {
+            data_len: u64::MAX - 100,
+            ..t
+        }
+        .encode();
+        assert!(matches!(
+            Trailer::decode(&huge),
+            Err(DecodeError::Invalid {
+                field: "trailer.data_len",
+                ..
+            })
+        ));
         assert_eq!(trailer_range(63), None);
         assert_eq!(trailer_range(64), Some(0..64));
     }

@@ -168,10 +168,20 @@ mod tests {
     fn all_lists_every_error_in_code_order() {
         for (i, e) in MarketError::ALL.iter().enumerate() {
             let code = u32::from(*e);
-            assert_eq!(code, anchor_lang::error::ERROR_CODE_OFFSET + i as u32, "{}", e.name());
-            assert_eq!(MarketError::from_code(code).map(|e| e.name()), Some(e.name()));
+            assert_eq!(
+                code,
+                anchor_lang::error::ERROR_CODE_OFFSET + i as u32,
+                "{}",
+                e.name()
+            );
+            assert_eq!(
+                MarketError::from_code(code).map(|e| e.name()),
+                Some(e.name())
+            );
         }
         assert!(MarketError::from_code(anchor_lang::error::ERROR_CODE_OFFSET - 1).is_none());
-        assert!(MarketError::from_code(u32::from(MarketError::WrongTokenAccountMint) + 1).is_none());
+        assert!(
+            MarketError::from_code(u32::from(MarketError::WrongTokenAccountMint) + 1).is_none()
+        );
     }
 }
