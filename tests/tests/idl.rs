@@ -67,7 +67,11 @@ fn idl_lists_every_instruction_account_event_and_error() {
             + storage_market::errors::MarketError::InvalidProof as u32
     );
     // `MarketError::ALL` (how off-chain code names a code) matches the IDL.
-    let by_idl: Vec<(u32, &str)> = idl.errors.iter().map(|e| (e.code, e.name.as_str())).collect();
+    let by_idl: Vec<(u32, &str)> = idl
+        .errors
+        .iter()
+        .map(|e| (e.code, e.name.as_str()))
+        .collect();
     let by_all: Vec<(u32, String)> = storage_market::errors::MarketError::ALL
         .iter()
         .map(|e| (u32::from(*e), e.name()))

@@ -132,7 +132,9 @@ async fn proofs_outside_their_window_are_refused() {
 
     // Within the grace period after epoch 1, its proof is still accepted.
     t.m.warp_to_epoch(2, params.grace_slots - 1).await;
-    t.submit(1, proof1.clone()).await.expect("proof within grace");
+    t.submit(1, proof1.clone())
+        .await
+        .expect("proof within grace");
 
     // Epoch 2 opened; its proof is never submitted in time.
     t.m.open_epoch(2).await.unwrap();
