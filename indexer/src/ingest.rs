@@ -590,26 +590,28 @@ mod tests {
         }
     }
 
+    /// The proposal of deal (0, 0): 10 bytes, 100 per epoch for 5 epochs.
+    fn proposed() -> Vec<u8> {
+        tagged(ev::DealProposed {
+            deal: deal_key(0, 0),
+            client: key(5, 0),
+            provider: key(1, 0),
+            dataset_id: [1; 32],
+            shard_index: 0,
+            shard_bytes: 10,
+            shard_root: [0; 32],
+            price_per_epoch: 100,
+            duration_epochs: 5,
+            escrow: 500,
+            collateral: 50,
+        })
+    }
+
     #[test]
     fn events_already_in_a_snapshot_do_not_count_twice_and_later_ones_do() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let deal = deal_key(0, 0);
-        let proposed = || {
-            tagged(ev::DealProposed {
-                deal: deal_key(0, 0),
-                client: key(5, 0),
-                provider: key(1, 0),
-                dataset_id: [1; 32],
-                shard_index: 0,
-                shard_bytes: 10,
-                shard_root: [0; 32],
-                price_per_epoch: 100,
-                duration_epochs: 5,
-                escrow: 500,
-                collateral: 50,
-            })
-        };
         let accepted = || {
             tagged(ev::DealAccepted {
                 deal: deal_key(0, 0),
@@ -691,21 +693,6 @@ mod tests {
         let before: DealRecord = store.get(cf::DEALS, deal.as_ref()).unwrap().unwrap();
         assert_eq!(before.proposed_slot, 0);
         // ...then ingests history: the proposal at slot 3 only adds its slot.
-        let proposed = || {
-            tagged(ev::DealProposed {
-                deal: deal_key(0, 0),
-                client: key(5, 0),
-                provider: key(1, 0),
-                dataset_id: [1; 32],
-                shard_index: 0,
-                shard_bytes: 10,
-                shard_root: [0; 32],
-                price_per_epoch: 100,
-                duration_epochs: 5,
-                escrow: 500,
-                collateral: 50,
-            })
-        };
         apply(&store, &[tx(0, 3, &[&proposed])]).unwrap();
         let after: DealRecord = store.get(cf::DEALS, deal.as_ref()).unwrap().unwrap();
         assert_eq!(after.proposed_slot, 3);
