@@ -55,6 +55,11 @@ pub struct MarketView {
 }
 
 impl MarketView {
+    /// `owner`'s associated token account for the market's mint.
+    pub fn token_account_of(&self, owner: &Pubkey) -> Pubkey {
+        cairn_chain::token::associated_token_address(owner, &self.ix.mint, &self.ix.token_program)
+    }
+
     pub fn tokens(&self, base_units: u64) -> Tokens {
         Tokens {
             base_units,

@@ -166,11 +166,7 @@ fn provider(ctx: &Ctx, authority: &Pubkey) -> Result<(Pubkey, Provider), CliErro
 
 /// The keypair's associated token account for the market's mint.
 fn own_token_account(ctx: &Ctx, m: &MarketView) -> Result<Pubkey, CliError> {
-    Ok(cairn_chain::token::associated_token_address(
-        &ctx.payer()?.pubkey(),
-        &m.ix.mint,
-        &m.ix.token_program,
-    ))
+    Ok(m.token_account_of(&ctx.payer()?.pubkey()))
 }
 
 /// Checks `from` holds `amount` before sending, so the error says so plainly.

@@ -317,11 +317,7 @@ fn propose_missing(
     }
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let shard_bytes = state.shards[0].local.bytes;
-    let from = cairn_chain::token::associated_token_address(
-        &client.pubkey(),
-        &market.ix.mint,
-        &market.ix.token_program,
-    );
+    let from = market.token_account_of(&client.pubkey());
     // Choose every missing shard's provider first, so the escrow of all of
     // them is checked before anything is proposed.
     let mut taken: Vec<Pubkey> = state
@@ -404,11 +400,7 @@ fn release(
     dataset_id: [u8; 32],
 ) -> Result<(), CliError> {
     let deal_address = cairn_chain::deal_pda(&client.pubkey(), &dataset_id, i as u16);
-    let to = cairn_chain::token::associated_token_address(
-        &client.pubkey(),
-        &market.ix.mint,
-        &market.ix.token_program,
-    );
+    let to = market.token_account_of(&client.pubkey());
     match ctx.fetch::<Deal>("deal", &deal_address)? {
         Some(deal) if deal.state == DealState::Proposed => {
             ctx.send(
