@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{deals, market, provider};
 use crate::context::Ctx;
-use crate::dataset::{download, quic::QuicConnector, upload};
+use crate::dataset::{download, quic::QuicConnector, repair, upload};
 use crate::error::CliError;
 use crate::output::{Progress, Report};
 
@@ -68,6 +68,9 @@ pub enum Command {
     Upload(upload::UploadArgs),
     /// Downloads a dataset (or one file of it) from any k of its providers.
     Download(download::DownloadArgs),
+    /// Rebuilds lost shards (deals terminated, providers gone) from k healthy
+    /// ones and places them with new providers.
+    Repair(repair::RepairArgs),
     /// Your datasets: shards, health and size.
     Ls(deals::LsArgs),
     /// One dataset's deals: states, proven epochs, faults, slashes, escrow, health.
@@ -114,6 +117,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
             &connector()?,
             &progress,
         )?)),
+        Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
         Command::Ls(a) => deals::ls(&ctx, a),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),

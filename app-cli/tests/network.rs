@@ -64,8 +64,8 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         .enable_all()
         .build()
         .unwrap();
-    let mut nodes = Vec::new();
-    for i in 0..6 {
+    // Registers provider `i` and starts its node; returns the provider account.
+    let start_node = |i: usize| {
         let (authority, key) = f.user(&format!("provider-{i}"), 10 * TOKEN);
         let port = free_udp_port();
         f.json(
@@ -94,11 +94,12 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
             price_per_mib_epoch: 100,
             ..cairn_storage_node::config::Config::default()
         };
-        nodes.push(Some(
-            rt.block_on(cairn_storage_node::node::start(config))
-                .expect("node starts"),
-        ));
-    }
+        let node = rt
+            .block_on(cairn_storage_node::node::start(config))
+            .expect("node starts");
+        (cairn_chain::provider_pda(&authority.pubkey()), node)
+    };
+    let mut nodes: Vec<Option<_>> = (0..6).map(|i| Some(start_node(i).1)).collect();
 
     // Upload: every shard placed with a distinct provider and accepted.
     let (_client, client_key) = f.user("client", 100 * TOKEN);
@@ -319,6 +320,78 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_tree(&dest, &files2);
+
+    // Repair: nothing to do for the healthy second dataset; for the first,
+    // the two shards on the stopped nodes are rebuilt from four and placed
+    // with two new providers once the chain terminates the old deals.
+    let out = f.json(
+        &client_key,
+        &["repair", id2, "--state-dir", state_dir.to_str().unwrap()],
+    );
+    assert_eq!(out["repaired"].as_array().unwrap().len(), 0, "{out}");
+    let fresh: Vec<_> = (6..8).map(start_node).collect();
+    let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
+    let out = f.json(
+        &client_key,
+        &["repair", &id, "--state-dir", state_dir.to_str().unwrap()],
+    );
+    let repaired = out["repaired"].as_array().unwrap();
+    assert_eq!(repaired.len(), 2, "{out}");
+    for r in repaired {
+        assert!(
+            fresh_providers.contains(&r["provider"].as_str().unwrap().to_string()),
+            "{r}"
+        );
+        assert_eq!(r["old_state"], "terminated");
+    }
+    assert_eq!(out["rebuilt_from"].as_array().unwrap().len(), 4);
+    // The new providers prove their shards, and the dataset reads back
+    // byte-exact with two of the original survivors stopped as well.
+    let repaired_deals: Vec<String> = repaired
+        .iter()
+        .map(|r| r["deal"].as_str().unwrap().to_string())
+        .collect();
+    wait("a proof from each new provider", || {
+        let status = f.json(&client_key, &["status", &id]);
+        let shards = status["shards"].as_array().unwrap().clone();
+        shards
+            .iter()
+            .filter(|s| repaired_deals.contains(&s["deal"].as_str().unwrap().to_string()))
+            .all(|s| s["proven_epochs"].as_u64().unwrap() >= 1)
+            .then_some(())
+    });
+    assert_eq!(f.json(&client_key, &["status", &id])["health"], "healthy");
+    let status = f.json(&client_key, &["status", &id]);
+    let survivors: Vec<usize> = nodes_up
+        .iter()
+        .copied()
+        .filter(|i| {
+            let provider = cairn_chain::provider_pda(&common::pubkey_of(
+                &f.dir.path().join(format!("provider-{i}.json")),
+            ))
+            .to_string();
+            status["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["provider"] == provider)
+        })
+        .take(2)
+        .collect();
+    assert_eq!(survivors.len(), 2);
+    for i in survivors {
+        rt.block_on(nodes[i].take().unwrap().stop());
+    }
+    let (dest, out) = dl("repaired", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_tree(&dest, &files);
+    for (_, node) in fresh {
+        rt.block_on(node.stop());
+    }
 
     for node in nodes.into_iter().flatten() {
         rt.block_on(node.stop());

@@ -88,7 +88,7 @@ pub struct DatasetReport {
     pub shards: Vec<ShardReport>,
 }
 
-fn state_name(state: DealState) -> &'static str {
+pub(crate) fn state_name(state: DealState) -> &'static str {
     match state {
         DealState::Proposed => "proposed",
         DealState::Active => "active",

@@ -86,10 +86,10 @@ impl fmt::Display for DownloadReport {
 }
 
 /// A shard source reading units from a node (what the decoder pulls from).
-struct RemoteShard<'a> {
-    node: &'a dyn Node,
-    deal: Pubkey,
-    bar: &'a Bar,
+pub(crate) struct RemoteShard<'a> {
+    pub node: &'a dyn Node,
+    pub deal: Pubkey,
+    pub bar: &'a Bar,
 }
 
 impl UnitSource for RemoteShard<'_> {
@@ -112,16 +112,18 @@ impl UnitSource for RemoteShard<'_> {
     }
 }
 
-struct Shard {
-    index: u16,
-    deal: Pubkey,
-    deal_bytes: u64,
-    provider: Pubkey,
-    operator: Pubkey,
-    endpoint: String,
-    node: Option<Box<dyn Node>>,
-    status: String,
-    connect_ms: Option<u64>,
+/// One shard's deal and, once connected, its provider's node.
+pub(crate) struct Shard {
+    pub index: u16,
+    pub deal: Pubkey,
+    pub deal_bytes: u64,
+    pub provider: Pubkey,
+    pub operator: Pubkey,
+    pub endpoint: String,
+    pub node: Option<Box<dyn Node>>,
+    /// `ok`, or why the shard cannot be read.
+    pub status: String,
+    pub connect_ms: Option<u64>,
 }
 
 pub fn download(
@@ -236,7 +238,7 @@ pub fn download(
     })
 }
 
-fn describe(shards: &[Shard]) -> String {
+pub(crate) fn describe(shards: &[Shard]) -> String {
     shards
         .iter()
         .filter(|s| s.status != "ok")
@@ -370,35 +372,39 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
             ctx.url
         )));
     };
-    let mut shards = Vec::with_capacity(deals.len());
-    for (address, deal) in deals {
-        let provider: Option<Provider> = ctx.fetch("provider", &deal.provider)?;
-        let (endpoint, operator) = match &provider {
-            Some(p) => (p.endpoint.clone(), p.operator),
-            None => ("(deregistered)".to_string(), Pubkey::default()),
-        };
-        shards.push(Shard {
-            index: deal.shard_index,
-            deal: address,
-            deal_bytes: deal.shard_bytes,
-            provider: deal.provider,
-            operator,
-            endpoint,
-            node: None,
-            status: if provider.is_some() {
-                "ok".into()
-            } else {
-                "provider deregistered".into()
-            },
-            connect_ms: None,
-        });
-    }
-    Ok(shards)
+    deals
+        .into_iter()
+        .map(|(address, deal)| shard_of(ctx, address, &deal))
+        .collect()
+}
+
+/// Shard `deal` (at `address`) with its provider's endpoint, not connected.
+pub(crate) fn shard_of(ctx: &Ctx, address: Pubkey, deal: &Deal) -> Result<Shard, CliError> {
+    let provider: Option<Provider> = ctx.fetch("provider", &deal.provider)?;
+    let (endpoint, operator) = match &provider {
+        Some(p) => (p.endpoint.clone(), p.operator),
+        None => ("(deregistered)".to_string(), Pubkey::default()),
+    };
+    Ok(Shard {
+        index: deal.shard_index,
+        deal: address,
+        deal_bytes: deal.shard_bytes,
+        provider: deal.provider,
+        operator,
+        endpoint,
+        node: None,
+        status: if provider.is_some() {
+            "ok".into()
+        } else {
+            "provider deregistered".into()
+        },
+        connect_ms: None,
+    })
 }
 
 /// Connects to every provider in parallel; a node that is unreachable or does
 /// not hold its complete shard is left out.
-fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
+pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter_mut()
@@ -433,7 +439,7 @@ fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
 
 /// Reads a trailer from the fastest node that gives a valid one, then the
 /// manifest units of every reachable node, and rebuilds the manifest.
-fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError> {
+pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError> {
     let mut trailer = None;
     for s in shards.iter().filter(|s| s.node.is_some()) {
         let Some(range) = trailer_range(s.deal_bytes) else {

@@ -3,6 +3,7 @@
 pub mod download;
 pub mod prepare;
 pub mod quic;
+pub mod repair;
 pub mod select;
 pub mod state;
 pub mod transport;

@@ -40,10 +40,45 @@ pub fn stripe_unit_for(total: u64, k: u16) -> u32 {
 }
 
 /// A shard file that also feeds every byte to the shard's Merkle tree.
-struct ShardSink {
+pub(crate) struct ShardSink {
     file: BufWriter<File>,
     tree: TreeBuilder,
     bytes: u64,
+}
+
+impl ShardSink {
+    /// Creates (truncates) the shard file at `path`.
+    pub(crate) fn create(path: &Path) -> Result<Self, CliError> {
+        let file = File::create(path).map_err(|e| io_err(path, e))?;
+        Ok(ShardSink {
+            file: BufWriter::with_capacity(1 << 20, file),
+            tree: TreeBuilder::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Appends the shard's `tail` (manifest unit and trailer), fsyncs the
+    /// file and returns the stored shard.
+    pub(crate) fn finish(
+        mut self,
+        index: u16,
+        path: PathBuf,
+        tail: &[u8],
+    ) -> Result<LocalShard, CliError> {
+        self.write_all(tail).map_err(|e| io_err(&path, e))?;
+        self.file.flush().map_err(|e| io_err(&path, e))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| io_err(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_err(&path, e))?;
+        Ok(LocalShard {
+            index,
+            path,
+            bytes: self.bytes,
+            root: self.tree.finish().root(),
+        })
+    }
 }
 
 impl Write for ShardSink {
@@ -71,12 +106,7 @@ pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliE
     let mut paths = Vec::with_capacity(params.n());
     for i in 0..params.n() {
         let path = work.join(format!("shard-{i}.bin"));
-        let file = File::create(&path).map_err(|e| io_err(&path, e))?;
-        sinks.push(ShardSink {
-            file: BufWriter::with_capacity(1 << 20, file),
-            tree: TreeBuilder::new(),
-            bytes: 0,
-        });
+        sinks.push(ShardSink::create(&path)?);
         paths.push(path);
     }
     let (manifest, sinks) =
@@ -84,21 +114,8 @@ pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliE
     let tails = cairn_core::dataset::shard_tails(&manifest)
         .map_err(|e| CliError::Refused(e.to_string()))?;
     let mut shards = Vec::with_capacity(sinks.len());
-    for (i, ((mut sink, tail), path)) in sinks.into_iter().zip(tails).zip(paths).enumerate() {
-        sink.write_all(&tail).map_err(|e| io_err(&path, e))?;
-        sink.file.flush().map_err(|e| io_err(&path, e))?;
-        let file = sink
-            .file
-            .into_inner()
-            .map_err(|e| io_err(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| io_err(&path, e))?;
-        let bytes = sink.bytes;
-        shards.push(LocalShard {
-            index: i as u16,
-            path,
-            bytes,
-            root: sink.tree.finish().root(),
-        });
+    for (i, ((sink, tail), path)) in sinks.into_iter().zip(tails).zip(paths).enumerate() {
+        shards.push(sink.finish(i as u16, path, &tail)?);
     }
     debug_assert!(shards
         .iter()

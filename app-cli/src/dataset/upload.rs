@@ -205,47 +205,16 @@ pub fn upload(
     };
     let dataset_id =
         cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
-    let mut replaced = 0;
-
-    for _round in 0..PROVIDERS_PER_SHARD {
-        propose_missing(ctx, &market, client, &mut state, &work, dataset_id.0)?;
-        let outcomes = send_all(ctx, &state, connector, client, progress)?;
-        for (i, outcome) in outcomes {
-            match outcome {
-                Ok(()) => state.shards[i].stage = Stage::Sent,
-                Err(e) => {
-                    progress.note(&format!(
-                        "shard {i}: provider {} failed ({e}); choosing another",
-                        state.shards[i].provider.as_deref().unwrap_or("?")
-                    ));
-                    release(ctx, &market, client, &mut state, i, dataset_id.0)?;
-                    replaced += 1;
-                }
-            }
-        }
-        state.save(&work)?;
-        // Nodes accept on chain once they verified the root.
-        let deadline = Instant::now() + Duration::from_secs(a.accept_timeout);
-        for i in 0..state.shards.len() {
-            if state.shards[i].stage != Stage::Sent {
-                continue;
-            }
-            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, i as u16);
-            if wait_accepted(ctx, &deal, deadline)? {
-                state.shards[i].stage = Stage::Accepted;
-            } else {
-                progress.note(&format!(
-                    "shard {i}: the provider did not accept its deal in time; choosing another"
-                ));
-                release(ctx, &market, client, &mut state, i, dataset_id.0)?;
-                replaced += 1;
-            }
-        }
-        state.save(&work)?;
-        if state.shards.iter().all(|s| s.stage == Stage::Accepted) {
-            break;
-        }
-    }
+    let replaced = place(
+        ctx,
+        &market,
+        client,
+        &mut state,
+        &work,
+        connector,
+        progress,
+        Duration::from_secs(a.accept_timeout),
+    )?;
     if let Some(s) = state.shards.iter().find(|s| s.stage != Stage::Accepted) {
         return Err(CliError::Refused(format!(
             "shard {} could not be placed after trying {} providers; run `cairn upload --resume {}` to try again",
@@ -293,6 +262,67 @@ pub fn upload(
         resumed,
         replaced_providers: replaced,
     })
+}
+
+/// Places every shard not yet accepted: proposes deals with providers not
+/// used by another shard (nor failed for this one), sends the shards in
+/// parallel, waits for acceptance, and replaces failing providers, for up to
+/// [`PROVIDERS_PER_SHARD`] rounds. Returns how many providers were replaced;
+/// the caller checks that every shard ended `Accepted`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn place(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    state: &mut UploadState,
+    work: &Path,
+    connector: &dyn Connector,
+    progress: &Progress,
+    accept_timeout: Duration,
+) -> Result<usize, CliError> {
+    let dataset_id =
+        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let mut replaced = 0;
+    for _round in 0..PROVIDERS_PER_SHARD {
+        propose_missing(ctx, market, client, state, work, dataset_id.0)?;
+        let outcomes = send_all(ctx, state, connector, client, progress)?;
+        for (i, outcome) in outcomes {
+            match outcome {
+                Ok(()) => state.shards[i].stage = Stage::Sent,
+                Err(e) => {
+                    progress.note(&format!(
+                        "shard {i}: provider {} failed ({e}); choosing another",
+                        state.shards[i].provider.as_deref().unwrap_or("?")
+                    ));
+                    release(ctx, market, client, state, i, dataset_id.0)?;
+                    replaced += 1;
+                }
+            }
+        }
+        state.save(work)?;
+        // Nodes accept on chain once they verified the root.
+        let deadline = Instant::now() + accept_timeout;
+        for i in 0..state.shards.len() {
+            if state.shards[i].stage != Stage::Sent {
+                continue;
+            }
+            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, i as u16);
+            if wait_accepted(ctx, &deal, deadline)? {
+                state.shards[i].stage = Stage::Accepted;
+            } else {
+                progress.note(&format!(
+                    "shard {i}: the provider did not accept its deal in time; choosing another"
+                ));
+                release(ctx, market, client, state, i, dataset_id.0)?;
+                replaced += 1;
+            }
+        }
+        state.save(work)?;
+        if state.shards.iter().all(|s| s.stage == Stage::Accepted) {
+            break;
+        }
+    }
+    Ok(replaced)
 }
 
 /// Files and bytes under `dir` (for the report).
