@@ -75,6 +75,12 @@ pub enum Command {
     Ls(deals::LsArgs),
     /// One dataset's deals: states, proven epochs, faults, slashes, escrow, health.
     Status(deals::StatusArgs),
+    /// The whole network on one machine: local chain, 6 storage nodes and the
+    /// indexer; upload, proofs, node failures and slashing, download, repair.
+    Demo(crate::demo::DemoArgs),
+    /// Upload and download a generated dataset (1 GiB) through 6 local nodes,
+    /// next to the bound of the slowest stage measured in the same run.
+    Bench(crate::demo::bench::BenchArgs),
     /// A storage provider's account.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -109,6 +115,17 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
             reason: e.to_string(),
         })
     };
+    let launcher = || {
+        crate::demo::launch::Launcher::this_exe().map_err(|e| CliError::Io {
+            path: "the cairn executable".into(),
+            reason: e.to_string(),
+        })
+    };
+    let say = |line: &str| {
+        if !(g.quiet || g.json) {
+            println!("{line}");
+        }
+    };
     match cli.command {
         Command::Upload(a) => Ok(Box::new(upload::upload(&ctx, a, &connector()?, &progress)?)),
         Command::Download(a) => Ok(Box::new(download::download(
@@ -118,6 +135,8 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
             &progress,
         )?)),
         Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
+        Command::Demo(a) => Ok(Box::new(crate::demo::run(a, launcher()?, &say)?)),
+        Command::Bench(a) => Ok(Box::new(crate::demo::bench::run(a, launcher()?, &say)?)),
         Command::Ls(a) => deals::ls(&ctx, a),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dataset;
+pub mod demo;
 pub mod error;
 pub mod output;
 pub mod units;

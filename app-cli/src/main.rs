@@ -4,7 +4,12 @@ use cairn_cli::cli::{run, Cli};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `cairn demo` runs the local chain, nodes and indexer as `cairn __serve …`.
+    if let Some(code) = cairn_cli::demo::launch::serve_if_asked(&argv) {
+        return code;
+    }
+    let cli = Cli::parse_from(argv);
     let (json, quiet) = (cli.global.json, cli.global.quiet);
     match run(cli) {
         Ok(report) => {

@@ -11,7 +11,6 @@ use solana_keypair::Keypair;
 use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
 use solana_signer::Signer;
 use std::{
-    io::{Read, Write},
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -62,36 +61,9 @@ impl Client {
     }
 }
 
-/// A plain HTTP GET (no client library needed for a local test).
+/// `GET path` from the indexer on `port` (`None` while it is not answering).
 fn http_get(port: u16, path: &str) -> Option<(u16, Value)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    // A chunked body: the JSON is the first chunk's payload.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body.split_once("\r\n")?
-            .1
-            .rsplit_once("\r\n0\r\n")?
-            .0
-            .to_string()
-    } else {
-        body.to_string()
-    };
-    Some((status, serde_json::from_str(&body).ok()?))
+    cairn_indexer::client::get_json(([127, 0, 0, 1], port).into(), path).ok()
 }
 
 fn api(port: u16, path: &str) -> Value {
@@ -167,17 +139,11 @@ impl Indexer {
             },
         );
         let reconciled = || -> u64 {
-            let res = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            let res = cairn_indexer::client::get(([127, 0, 0, 1], self.port).into(), "/metrics")
                 .ok()
-                .and_then(|mut s| {
-                    write!(
-                        s,
-                        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                    )
-                    .ok()?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out).ok()?;
-                    out.lines()
+                .and_then(|(_, body)| {
+                    String::from_utf8_lossy(&body)
+                        .lines()
                         .find_map(|l| l.strip_prefix("cairn_indexer_reconciliations_total "))
                         .and_then(|v| v.trim().parse().ok())
                 });

@@ -17,6 +17,7 @@
 //! an SPL mint for payments (the faucet is its mint authority) and the market
 //! initialised with local parameters. It writes [`LocalnetInfo`] to
 //! `<ledger>/localnet.json`; dropping the handle stops the validator.
+pub mod cli;
 pub mod builtin;
 pub mod catchup;
 

@@ -120,6 +120,45 @@ fn mbps(bytes: usize, took: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
 }
 
+/// Sends each of `shards` over its own stream of one loopback QUIC connection
+/// (the node's TLS setup) to a server that discards the bytes; the time taken.
+/// The ceiling for anything that moves those bytes through a node.
+pub async fn raw_quinn(shards: &[Vec<u8>]) -> anyhow::Result<Duration> {
+    let operator = Keypair::new();
+    let operator_key = Pubkey::new_from_array(operator.pubkey().to_bytes());
+    let config = crate::tls::server_config(&operator, 16, Duration::from_secs(30))?;
+    let raw_endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
+    let raw_addr = raw_endpoint.local_addr()?;
+    let server = tokio::spawn(async move {
+        while let Some(incoming) = raw_endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    while let Ok(Some(_)) = recv.read_chunk(1 << 20, false).await {}
+                    let _ = send.write_all(&[1]).await;
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                }
+            });
+        }
+    });
+    let raw = NodeClient::connect(raw_addr, operator_key).await?;
+    let start = Instant::now();
+    for shard in shards {
+        let (mut send, mut recv) = raw.connection().open_bi().await?;
+        for piece in shard.chunks(256 * 1024) {
+            send.write_all(piece).await?;
+        }
+        send.finish()?;
+        let mut ack = [0u8; 1];
+        recv.read_exact(&mut ack).await?;
+    }
+    let took = start.elapsed();
+    raw.close().await;
+    server.abort();
+    Ok(took)
+}
+
 /// Runs every measurement and returns a printable report.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
     let dir = tempfile_dir()?;
@@ -145,7 +184,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
     ));
     let cancel = CancellationToken::new();
     let config = crate::tls::server_config(&operator, 16, Duration::from_secs(30))?;
-    let endpoint = quinn::Endpoint::server(config.clone(), "127.0.0.1:0".parse()?)?;
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
     let addr = endpoint.local_addr()?;
     tokio::spawn(node.clone().serve(endpoint, cancel.clone()));
 
@@ -168,34 +207,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
     c.close().await;
 
     // Raw quinn: the same bytes into a stream that discards them.
-    let raw_endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
-    let raw_addr = raw_endpoint.local_addr()?;
-    tokio::spawn(async move {
-        while let Some(incoming) = raw_endpoint.accept().await {
-            tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    while let Ok(Some(_)) = recv.read_chunk(1 << 20, false).await {}
-                    let _ = send.write_all(&[1]).await;
-                    let _ = send.finish();
-                    let _ = send.stopped().await;
-                }
-            });
-        }
-    });
-    let raw = NodeClient::connect(raw_addr, operator_key).await?;
-    let start = Instant::now();
-    for shard in &shards {
-        let (mut send, mut recv) = raw.connection().open_bi().await?;
-        for piece in shard.chunks(256 * 1024) {
-            send.write_all(piece).await?;
-        }
-        send.finish()?;
-        let mut ack = [0u8; 1];
-        recv.read_exact(&mut ack).await?;
-    }
-    let raw_took = start.elapsed();
-    raw.close().await;
+    let raw_took = raw_quinn(&shards).await?;
     out.push_str(&format!(
         "upload {} x {} MiB: node {:.1} MB/s, raw quinn {:.1} MB/s (same bytes, same run)\n",
         opts.shards,

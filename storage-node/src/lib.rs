@@ -1,10 +1,10 @@
 //! `cairn-node`, a storage provider's node: a QUIC shard server ([`server`]), a
 //! durable shard store ([`store`]), the automatic prover ([`prover`]), Prometheus
 //! [`metrics`], and the [`client`] that the CLI and tests use to talk to a node.
-
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cli;
 pub mod chain;
 pub mod client;
 pub mod config;

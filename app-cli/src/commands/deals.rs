@@ -49,6 +49,16 @@ pub fn is_proving(deal: &Deal, market: &Market, slot: u64) -> bool {
     }
 }
 
+/// Collateral slashed from `deal` so far. Each missed epoch slashes
+/// `collateral * slash_bps / 10000`, capped by what is left; termination
+/// releases the rest, so the total is computed from the fault count.
+fn slashed(deal: &Deal) -> u64 {
+    storage_market::settlement::slash_per_epoch(deal)
+        .unwrap_or(deal.collateral)
+        .saturating_mul(deal.total_faults)
+        .min(deal.collateral)
+}
+
 #[derive(Serialize, Debug)]
 pub struct ShardReport {
     pub shard_index: u16,
@@ -120,13 +130,7 @@ fn report(
             end_epoch: d.end_epoch,
             proven_epochs: d.proven_epochs,
             faults: d.total_faults,
-            slashed: if d.state == DealState::Proposed || d.state == DealState::Cancelled {
-                0
-            } else {
-                d.collateral
-                    .saturating_sub(d.collateral_left)
-                    .min(d.collateral)
-            },
+            slashed: slashed(d),
             escrow_left: d.escrow,
             refund_owed: d.client_refund,
         })
@@ -268,5 +272,51 @@ impl fmt::Display for Listing {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal(state: DealState, faults: u64, collateral_left: u64) -> Deal {
+        Deal {
+            client: Pubkey::new_unique(),
+            provider: Pubkey::new_unique(),
+            dataset_id: [1; 32],
+            shard_index: 0,
+            k: 4,
+            n: 6,
+            shard_root: [2; 32],
+            shard_bytes: 1 << 20,
+            price_per_epoch: 100,
+            duration_epochs: 10,
+            escrow: 0,
+            collateral: 90_000,
+            collateral_left,
+            client_refund: 0,
+            state,
+            proposed_epoch: 0,
+            start_epoch: 1,
+            end_epoch: 11,
+            settled_through: 0,
+            proven_epochs: 0,
+            total_faults: faults,
+            consecutive_faults: 0,
+            slash_bps: 1_000,
+            bounty_bps: 2_000,
+            max_consecutive_faults: 3,
+            bump: 255,
+        }
+    }
+
+    #[test]
+    fn slashed_counts_missed_epochs_even_after_termination_released_the_rest() {
+        assert_eq!(slashed(&deal(DealState::Active, 2, 72_000)), 18_000);
+        // Terminated: collateral_left is 0 (released, not slashed).
+        assert_eq!(slashed(&deal(DealState::Terminated, 3, 0)), 27_000);
+        // Capped at the collateral.
+        assert_eq!(slashed(&deal(DealState::Terminated, 12, 0)), 90_000);
+        assert_eq!(slashed(&deal(DealState::Proposed, 0, 0)), 0);
     }
 }

@@ -1,0 +1,178 @@
+//! The whole network on one machine, under failure (the `cairn demo` story):
+//! a local validator, 6 storage nodes and the indexer as separate processes
+//! (this binary re-run as each service); a dataset with nested directories,
+//! empty files, unicode names, a 64 MiB file and many small files uploaded
+//! with k = 4, m = 2; three epochs of proofs counted on chain and in the
+//! indexer; two nodes SIGKILLed, their faults reported by the survivors and
+//! slashed by the formula; downloads from the 4 survivors; repair onto two
+//! fresh nodes; one corrupted byte on disk named by the download and failing
+//! that segment's proof.
+//!
+//! `harness = false`: `main` first checks whether it was started as a service
+//! (`__serve`), then runs the scenario once.
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cairn_cli::demo::{launch, DemoArgs};
+
+/// The dataset: (path, bytes) of every file, written under `root`.
+fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "model/weights.bin".into(),
+            (0..64 << 20).map(|_| next() as u8).collect(),
+        ),
+        ("empty".into(), Vec::new()),
+        ("a/b/c/d/also-empty".into(), Vec::new()),
+        ("données/ünï 名前 🚀.txt".into(), "bonjour 世界".as_bytes().to_vec()),
+    ];
+    for i in 0..300u64 {
+        let len = (next() % 5000) as usize;
+        files.push((
+            format!("small/{:02}/{i:03}.jsonl", i % 12),
+            (0..len).map(|_| next() as u8).collect(),
+        ));
+    }
+    for (path, bytes) in &files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    files
+}
+
+fn assert_same_tree(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (path, bytes) in files {
+        let got = std::fs::read(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(got == *bytes, "{path} differs in {}", dir.display());
+    }
+    let count = walk(dir);
+    assert_eq!(count, files.len(), "extra files in {}", dir.display());
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn scenario() {
+    let _validator = cairn_tests::rpc::one_validator_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("dataset");
+    let files = write_dataset(&data);
+    let work = root.path().join("network");
+    let say = |line: &str| println!("[scenario] {line}");
+    let report = cairn_cli::demo::run(
+        DemoArgs {
+            dir: Some(data.clone()),
+            sample_mib: 0,
+            work_dir: Some(work.clone()),
+            watch_epochs: 3,
+            rpc_port: None,
+            stay: false,
+        },
+        launch::Launcher::this_exe().unwrap(),
+        &say,
+    )
+    .unwrap_or_else(|e| panic!("scenario failed: {e}\nlogs in {}", work.display()));
+
+    // 3. Three epochs: each of the 6 deals proven exactly once per epoch,
+    // and the indexer counts the same proofs.
+    assert_eq!(report.epochs.len(), 3);
+    for e in &report.epochs {
+        assert_eq!((e.deals, e.proven_on_chain, e.proofs_in_indexer), (6, 6, 6), "{e:?}");
+    }
+
+    // 4. Two nodes killed: faults reported by survivors within two epochs,
+    // slashed by the formula, bounty and refund as the indexer recorded.
+    assert_eq!(report.slashings.len(), 2);
+    for s in &report.slashings {
+        let per_epoch = s.collateral * u64::from(s.slash_bps) / 10_000;
+        let bounty = per_epoch * u64::from(s.bounty_bps) / 10_000;
+        assert!(s.faults >= 1, "{s:?}");
+        assert_eq!(s.slashed, s.faults * per_epoch, "{s:?}");
+        assert_eq!(s.provider_slashed, s.slashed, "{s:?}");
+        assert_eq!(s.indexer_slashed, s.slashed, "{s:?}");
+        assert_eq!(s.indexer_bounty, s.faults * bounty, "{s:?}");
+        assert_eq!(
+            s.indexer_refunded_to_client,
+            s.faults * (per_epoch - bounty + s.price_per_epoch),
+            "{s:?}"
+        );
+        if s.state == "active" {
+            assert_eq!(s.client_refund, s.indexer_refunded_to_client, "{s:?}");
+        } else {
+            assert!(s.client_refund > s.indexer_refunded_to_client, "{s:?}");
+        }
+        assert!(s.reported_by_survivors, "{s:?}");
+        assert!(s.first_fault_settled_in_epoch <= s.killed_in_epoch + 2, "{s:?}");
+    }
+
+    // 5. Everything, and one file, from the 4 survivors: byte-exact.
+    assert_eq!(report.verified_files, files.len());
+    assert_same_tree(&work.join("download-all"), &files);
+    let (path, bytes) = files
+        .iter()
+        .find(|(p, _)| *p == report.single_file)
+        .expect("the single file is one of the dataset's");
+    assert_eq!(&std::fs::read(work.join("download-one").join(path)).unwrap(), bytes);
+    assert_eq!(walk(&work.join("download-one")), 1);
+
+    // 6. Repair: both lost shards on the two fresh nodes, proving.
+    let killed: Vec<&str> = report.slashings.iter().map(|s| s.provider.as_str()).collect();
+    assert_eq!(report.repaired.len(), 2);
+    for r in &report.repaired {
+        assert!(!killed.contains(&r.provider.as_str()), "{r:?}");
+        assert!(killed.contains(&r.old_provider.as_str()), "{r:?}");
+    }
+    assert_eq!(report.repaired_first_proof_epoch.len(), 2);
+
+    // 7. A corrupted byte: the download is still exact, names the provider,
+    // and the node's proof of that segment fails the program's check.
+    assert_same_tree(&work.join("download-after-corruption"), &files);
+    let c = &report.corrupted;
+    assert!(c.download_status.starts_with("bad data"), "{c:?}");
+    assert_ne!(c.proof_of_corrupted_segment, "valid", "{c:?}");
+    assert_eq!(c.proof_of_other_segment, "valid", "{c:?}");
+    println!("[scenario] passed in {:.0} s", report.seconds);
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(code) = launch::serve_if_asked(&argv) {
+        return code;
+    }
+    // libtest-style arguments: `--list` lists the one test; a name filter
+    // that does not match it skips it.
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("scenario: test");
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "scenario".contains(f.as_str())) {
+        return ExitCode::SUCCESS;
+    }
+    scenario();
+    ExitCode::SUCCESS
+}
