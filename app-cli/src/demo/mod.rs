@@ -608,7 +608,9 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             .filter(|(a, _)| repaired_deals.contains(&a.to_string()))
             .map(|(_, d)| d)
             .collect();
-        Ok((new.len() == 2 && new.iter().all(|d| d.proven_epochs >= 1))
+        // No fault before the first proof: the first proven epoch is the
+        // deal's start epoch.
+        Ok((new.len() == 2 && new.iter().all(|d| d.proven_epochs >= 1 && d.total_faults == 0))
             .then(|| new.iter().map(|d| d.start_epoch).collect::<Vec<u64>>()))
     })?;
     check(first_proofs.iter().all(|e| *e <= accepted_in + 1), || {
