@@ -1,10 +1,10 @@
 //! `cairn-indexer --url RPC --program-id ID --db DIR --listen ADDR`
-use anyhow::Context;
 use crate::{
     api::{self, Api, Metrics},
     follower::{Follower, FollowerConfig},
     store::Store,
 };
+use anyhow::Context;
 use clap::Parser;
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;

@@ -6,10 +6,10 @@
 //!   (pure: no RPC, so it is tested and benchmarked from recorded data).
 //! - [`follower`]: the RPC loop around [`ingest`].
 //! - [`query`] and [`api`]: the paginated reads and the axum routes.
-pub mod cli;
-pub mod client;
 pub mod api;
 pub mod bench;
+pub mod cli;
+pub mod client;
 pub mod follower;
 pub mod ingest;
 pub mod model;

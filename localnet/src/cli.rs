@@ -1,7 +1,7 @@
 //! `cairn-localnet`: starts a single-machine Solana validator running the
 //! storage-market program, prints where to reach it, and runs until Ctrl-C.
-use anyhow::Context;
 use crate::{defaults, Localnet, LocalnetConfig, INFO_FILE, LOG_FILE};
+use anyhow::Context;
 use clap::Parser;
 use std::{fs::File, io::Write, path::PathBuf, process::ExitCode};
 

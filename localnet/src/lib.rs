@@ -17,9 +17,9 @@
 //! an SPL mint for payments (the faucet is its mint authority) and the market
 //! initialised with local parameters. It writes [`LocalnetInfo`] to
 //! `<ledger>/localnet.json`; dropping the handle stops the validator.
-pub mod cli;
 pub mod builtin;
 pub mod catchup;
+pub mod cli;
 
 use anchor_lang::AccountDeserialize;
 use cairn_chain::{market_pda, token, vault_pda, MarketIx, Pubkey, PROGRAM_ID};

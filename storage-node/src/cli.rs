@@ -1,7 +1,7 @@
 //! `cairn-node`: `init` writes a documented config file; `run` serves.
 
-use anyhow::Context;
 use crate::config::Config;
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -150,10 +150,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            print!(
-                "{}",
-                runtime.block_on(crate::bench::run(options))?
-            );
+            print!("{}", runtime.block_on(crate::bench::run(options))?);
             Ok(())
         }
         Command::Run(overrides) => {

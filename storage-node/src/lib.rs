@@ -4,8 +4,8 @@
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod cli;
 pub mod chain;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod metrics;

@@ -32,7 +32,10 @@ fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
         ),
         ("empty".into(), Vec::new()),
         ("a/b/c/d/also-empty".into(), Vec::new()),
-        ("données/ünï 名前 🚀.txt".into(), "bonjour 世界".as_bytes().to_vec()),
+        (
+            "données/ünï 名前 🚀.txt".into(),
+            "bonjour 世界".as_bytes().to_vec(),
+        ),
     ];
     for i in 0..300u64 {
         let len = (next() % 5000) as usize;
@@ -97,7 +100,11 @@ fn scenario() {
     // and the indexer counts the same proofs.
     assert_eq!(report.epochs.len(), 3);
     for e in &report.epochs {
-        assert_eq!((e.deals, e.proven_on_chain, e.proofs_in_indexer), (6, 6, 6), "{e:?}");
+        assert_eq!(
+            (e.deals, e.proven_on_chain, e.proofs_in_indexer),
+            (6, 6, 6),
+            "{e:?}"
+        );
     }
 
     // 4. Two nodes killed: faults reported by survivors within two epochs,
@@ -122,7 +129,10 @@ fn scenario() {
             assert!(s.client_refund > s.indexer_refunded_to_client, "{s:?}");
         }
         assert!(s.reported_by_survivors, "{s:?}");
-        assert!(s.first_fault_settled_in_epoch <= s.killed_in_epoch + 2, "{s:?}");
+        assert!(
+            s.first_fault_settled_in_epoch <= s.killed_in_epoch + 2,
+            "{s:?}"
+        );
     }
 
     // 5. Everything, and one file, from the 4 survivors: byte-exact.
@@ -132,11 +142,18 @@ fn scenario() {
         .iter()
         .find(|(p, _)| *p == report.single_file)
         .expect("the single file is one of the dataset's");
-    assert_eq!(&std::fs::read(work.join("download-one").join(path)).unwrap(), bytes);
+    assert_eq!(
+        &std::fs::read(work.join("download-one").join(path)).unwrap(),
+        bytes
+    );
     assert_eq!(walk(&work.join("download-one")), 1);
 
     // 6. Repair: both lost shards on the two fresh nodes, proving.
-    let killed: Vec<&str> = report.slashings.iter().map(|s| s.provider.as_str()).collect();
+    let killed: Vec<&str> = report
+        .slashings
+        .iter()
+        .map(|s| s.provider.as_str())
+        .collect();
     assert_eq!(report.repaired.len(), 2);
     for r in &report.repaired {
         assert!(!killed.contains(&r.provider.as_str()), "{r:?}");

@@ -20,7 +20,9 @@ pub fn serve_if_asked(argv: &[OsString]) -> Option<ExitCode> {
     let service = argv.get(2).and_then(|s| s.to_str()).unwrap_or_default();
     let args = argv.iter().skip(3).cloned();
     Some(match service {
-        "localnet" => cairn_localnet::cli::main(std::iter::once("cairn-localnet".into()).chain(args)),
+        "localnet" => {
+            cairn_localnet::cli::main(std::iter::once("cairn-localnet".into()).chain(args))
+        }
         "node" => cairn_storage_node::cli::main(std::iter::once("cairn-node".into()).chain(args)),
         "indexer" => cairn_indexer::cli::main(std::iter::once("cairn-indexer".into()).chain(args)),
         other => {
@@ -93,7 +95,9 @@ impl Service {
 
     /// `Some(status)` once the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL, and reap.
@@ -101,7 +105,10 @@ impl Service {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            running().lock().expect("pid list").retain(|p| *p != child.id());
+            running()
+                .lock()
+                .expect("pid list")
+                .retain(|p| *p != child.id());
         }
     }
 

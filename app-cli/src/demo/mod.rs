@@ -105,6 +105,8 @@ pub struct DemoReport {
     pub repaired_first_proof_epoch: Vec<u64>,
     pub corrupted: Corruption,
     pub explorer: Option<String>,
+    /// Whether `work_dir` is kept (`--work-dir`) or was a removed temporary.
+    pub kept: bool,
     pub seconds: f64,
 }
 
@@ -150,7 +152,7 @@ impl fmt::Display for DemoReport {
         for s in &self.slashings {
             writeln!(
                 f,
-                "  provider {}: {} fault(s), slashed {} (= {} x {} x {}/10000), deal {}",
+                "  provider {}: {} fault(s), slashed {} base units (= {} x {} x {}/10000), deal {}",
                 s.provider, s.faults, s.slashed, s.faults, s.collateral, s.slash_bps, s.state
             )?;
         }
@@ -174,10 +176,14 @@ impl fmt::Display for DemoReport {
             self.corrupted.download_status,
             self.corrupted.proof_of_corrupted_segment
         )?;
-        if let Some(url) = &self.explorer {
-            writeln!(f, "  explorer: {url}")?;
+        if self.kept {
+            writeln!(f, "  files kept in {}", self.work_dir.display())
+        } else {
+            writeln!(
+                f,
+                "  the network is stopped and its temporary files removed"
+            )
         }
-        writeln!(f, "  files kept in {}", self.work_dir.display())
     }
 }
 
@@ -292,7 +298,12 @@ impl Story<'_> {
             for (address, d) in &deals {
                 check(
                     d.total_faults == 0 && d.proven_epochs == d.settled_through + 1 - d.start_epoch,
-                    || format!("deal {address} (shard {}): {} proven, {} faults through epoch {}", d.shard_index, d.proven_epochs, d.total_faults, d.settled_through),
+                    || {
+                        format!(
+                            "deal {address} (shard {}): {} proven, {} faults through epoch {}",
+                            d.shard_index, d.proven_epochs, d.total_faults, d.settled_through
+                        )
+                    },
                 )?;
             }
             let proofs = poll(&format!("the indexer's epoch {e}"), 120, || {
@@ -302,7 +313,10 @@ impl Story<'_> {
                     .filter(|p| *p >= deals.len() as u64))
             })?;
             check(proofs == deals.len() as u64, || {
-                format!("epoch {e}: the indexer counts {proofs} proofs for {} deals", deals.len())
+                format!(
+                    "epoch {e}: the indexer counts {proofs} proofs for {} deals",
+                    deals.len()
+                )
             })?;
             (self.say)(&format!(
                 "epoch {e}: {}/{} shards proven on chain (one proof each), indexer counts {proofs}",
@@ -337,7 +351,9 @@ impl Story<'_> {
                 .nodes
                 .iter()
                 .position(|n| n.provider == deal.provider)
-                .ok_or_else(|| CliError::Refused(format!("no local node runs provider {}", deal.provider)))?;
+                .ok_or_else(|| {
+                    CliError::Refused(format!("no local node runs provider {}", deal.provider))
+                })?;
             victims.push((address, deal, node));
         }
         let killed_in = self.epoch()?;
@@ -371,24 +387,27 @@ impl Story<'_> {
         for (address, _, _) in &victims {
             // One consistent snapshot: the indexer holds exactly the chain's
             // settlements of this deal (a later one may land meanwhile).
-            let (d, faults, p) = poll("the indexer to hold the chain's fault settlements", 120, || {
-                let Some(d) = self.ctx.fetch::<Deal>("deal", address)? else {
-                    return Ok(None);
-                };
-                let Some(p) = self.ctx.fetch::<Provider>("provider", &d.provider)? else {
-                    return Ok(None);
-                };
-                let faults: Vec<serde_json::Value> = self
-                    .net
-                    .indexer_get(&format!("/v1/deals/{address}"))?["faults"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let epochs: u64 = faults.iter().filter_map(|f| f["epochs"].as_u64()).sum();
-                // Each failed provider holds only this deal of the network.
-                Ok((epochs == d.total_faults && p.faults == d.total_faults)
-                    .then_some((d, faults, p)))
-            })?;
+            let (d, faults, p) = poll(
+                "the indexer to hold the chain's fault settlements",
+                120,
+                || {
+                    let Some(d) = self.ctx.fetch::<Deal>("deal", address)? else {
+                        return Ok(None);
+                    };
+                    let Some(p) = self.ctx.fetch::<Provider>("provider", &d.provider)? else {
+                        return Ok(None);
+                    };
+                    let faults: Vec<serde_json::Value> =
+                        self.net.indexer_get(&format!("/v1/deals/{address}"))?["faults"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                    let epochs: u64 = faults.iter().filter_map(|f| f["epochs"].as_u64()).sum();
+                    // Each failed provider holds only this deal of the network.
+                    Ok((epochs == d.total_faults && p.faults == d.total_faults)
+                        .then_some((d, faults, p)))
+                },
+            )?;
             let d = &d;
             let sum = |key: &str| faults.iter().filter_map(|f| f[key].as_u64()).sum::<u64>();
             let reporters: Vec<String> = faults
@@ -424,13 +443,22 @@ impl Story<'_> {
             let per_epoch = storage_market::settlement::bps_of(d.collateral, d.slash_bps)
                 .expect("collateral fits");
             check(slashed == d.total_faults * per_epoch, || {
-                format!("deal {address}: slashed {slashed}, formula {} x {per_epoch}", d.total_faults)
+                format!(
+                    "deal {address}: slashed {slashed}, formula {} x {per_epoch}",
+                    d.total_faults
+                )
             })?;
             check(s.indexer_slashed == slashed, || {
-                format!("deal {address}: chain {slashed}, indexer {}", s.indexer_slashed)
+                format!(
+                    "deal {address}: chain {slashed}, indexer {}",
+                    s.indexer_slashed
+                )
             })?;
             check(s.reported_by_survivors, || {
-                format!("deal {address}: reported by {:?}, survivors are {operators:?}", s.reporters)
+                format!(
+                    "deal {address}: reported by {:?}, survivors are {operators:?}",
+                    s.reporters
+                )
             })?;
             check(settled_in <= killed_in + 2, || {
                 format!("deal {address}: first fault settled in epoch {settled_in}, killed in {killed_in}")
@@ -453,7 +481,11 @@ impl Story<'_> {
         Ok(out)
     }
 
-    fn download(&self, out: PathBuf, file: Option<String>) -> Result<download::DownloadReport, CliError> {
+    fn download(
+        &self,
+        out: PathBuf,
+        file: Option<String>,
+    ) -> Result<download::DownloadReport, CliError> {
         download::download(
             &self.ctx,
             DownloadArgs {
@@ -479,7 +511,10 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             temp = tempfile::Builder::new()
                 .prefix("cairn-demo-")
                 .tempdir()
-                .map_err(|e| CliError::Io { path: std::env::temp_dir(), reason: e.to_string() })?;
+                .map_err(|e| CliError::Io {
+                    path: std::env::temp_dir(),
+                    reason: e.to_string(),
+                })?;
             temp.path().to_path_buf()
         }
     };
@@ -503,7 +538,10 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         None => {
             let dir = work.join("sample");
             let files = sample::write_sample(&dir, a.sample_mib)?;
-            say(&format!("generated a sample dataset: {files} files in {}", dir.display()));
+            say(&format!(
+                "generated a sample dataset: {files} files in {}",
+                dir.display()
+            ));
             dir
         }
     };
@@ -513,7 +551,10 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         path: "tokio runtime".into(),
         reason: e.to_string(),
     })?;
-    say(&format!("uploading {} with k = {K}, m = {M}", data.display()));
+    say(&format!(
+        "uploading {} with k = {K}, m = {M}",
+        data.display()
+    ));
     let up = upload::upload(
         &ctx,
         UploadArgs {
@@ -556,7 +597,9 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
     let _ = std::fs::remove_dir_all(&all);
     let got = story.download(all.clone(), None)?;
     let diff = sample::differences(&original, &sample::sha256_tree(&all)?);
-    check(diff.is_empty(), || format!("downloaded files differ: {diff:?}"))?;
+    check(diff.is_empty(), || {
+        format!("downloaded files differ: {diff:?}")
+    })?;
     say(&format!(
         "downloaded {} files from the 4 survivors in {:.1} s: SHA-256 of every file matches",
         original.len(),
@@ -572,10 +615,13 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
     let _ = std::fs::remove_dir_all(&one);
     story.download(one.clone(), Some(single.clone()))?;
     let got_one = sample::sha256_tree(&one)?;
-    check(got_one.len() == 1 && got_one.get(&single) == original.get(&single), || {
-        format!("single-file download of {single:?} differs")
-    })?;
-    say(&format!("downloaded the single file {single:?}: SHA-256 matches"));
+    check(
+        got_one.len() == 1 && got_one.get(&single) == original.get(&single),
+        || format!("single-file download of {single:?} differs"),
+    )?;
+    say(&format!(
+        "downloaded the single file {single:?}: SHA-256 matches"
+    ));
 
     // Step 6: two fresh nodes; repair onto them.
     for _ in 0..2 {
@@ -594,10 +640,18 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         &story.connector,
         &story.progress,
     )?;
-    let fresh: Vec<String> = story.net.nodes[n..].iter().map(|n| n.provider.to_string()).collect();
+    let fresh: Vec<String> = story.net.nodes[n..]
+        .iter()
+        .map(|n| n.provider.to_string())
+        .collect();
     check(
         fixed.repaired.len() == 2 && fixed.repaired.iter().all(|r| fresh.contains(&r.provider)),
-        || format!("repair placed {:?}, fresh providers are {fresh:?}", fixed.repaired),
+        || {
+            format!(
+                "repair placed {:?}, fresh providers are {fresh:?}",
+                fixed.repaired
+            )
+        },
     )?;
     let repaired_deals: Vec<String> = fixed.repaired.iter().map(|r| r.deal.clone()).collect();
     let accepted_in = story.epoch()?;
@@ -610,8 +664,11 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             .collect();
         // No fault before the first proof: the first proven epoch is the
         // deal's start epoch.
-        Ok((new.len() == 2 && new.iter().all(|d| d.proven_epochs >= 1 && d.total_faults == 0))
-            .then(|| new.iter().map(|d| d.start_epoch).collect::<Vec<u64>>()))
+        Ok((new.len() == 2
+            && new
+                .iter()
+                .all(|d| d.proven_epochs >= 1 && d.total_faults == 0))
+        .then(|| new.iter().map(|d| d.start_epoch).collect::<Vec<u64>>()))
     })?;
     check(first_proofs.iter().all(|e| *e <= accepted_in + 1), || {
         format!("repaired deals start in epochs {first_proofs:?}, accepted in {accepted_in}")
@@ -628,7 +685,14 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
 
     let explorer = story.net.explorer_url();
     if let Some(url) = &explorer {
-        say(&format!("explorer: {url}"));
+        say(&format!(
+            "explorer: {url}{}",
+            if a.stay {
+                ""
+            } else {
+                " (open while the demo runs; --stay keeps it up)"
+            }
+        ));
     }
     if a.stay {
         say("everything keeps running; Ctrl-C stops it and removes the temporary files");
@@ -649,6 +713,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         repaired_first_proof_epoch: first_proofs,
         corrupted,
         explorer,
+        kept: a.work_dir.is_some(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -667,19 +732,25 @@ fn corrupt_and_check(
         .find(|(_, d)| {
             d.state == DealState::Active
                 && d.shard_index < K
-                && story.net.node_of(&d.provider).is_some_and(|n| n.service.is_some())
+                && story
+                    .net
+                    .node_of(&d.provider)
+                    .is_some_and(|n| n.service.is_some())
         })
         .cloned()
         .ok_or_else(|| CliError::Refused("no surviving data shard to corrupt".into()))?;
     let node = story.net.node_of(&deal.provider).expect("found above");
-    let path = node
-        .data_dir
-        .join("data/shards")
-        .join(bs58_name(&address));
+    let path = node.data_dir.join("data/shards").join(bs58_name(&address));
     let offset = 100u64;
-    let mut bytes = std::fs::read(&path).map_err(|e| CliError::Io { path: path.clone(), reason: e.to_string() })?;
+    let mut bytes = std::fs::read(&path).map_err(|e| CliError::Io {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     bytes[offset as usize] ^= 0x01;
-    std::fs::write(&path, &bytes).map_err(|e| CliError::Io { path: path.clone(), reason: e.to_string() })?;
+    std::fs::write(&path, &bytes).map_err(|e| CliError::Io {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     (story.say)(&format!(
         "flipped byte {offset} of shard {} on node {}'s disk ({})",
         deal.shard_index,
@@ -690,7 +761,9 @@ fn corrupt_and_check(
     let _ = std::fs::remove_dir_all(&out);
     let got = story.download(out.clone(), None)?;
     let diff = sample::differences(original, &sample::sha256_tree(&out)?);
-    check(diff.is_empty(), || format!("download after corruption differs: {diff:?}"))?;
+    check(diff.is_empty(), || {
+        format!("download after corruption differs: {diff:?}")
+    })?;
     let status = got
         .providers
         .iter()
@@ -698,7 +771,10 @@ fn corrupt_and_check(
         .map(|p| p.status.clone())
         .unwrap_or_default();
     check(status.starts_with("bad data"), || {
-        format!("the download did not name provider {} (status {status:?})", deal.provider)
+        format!(
+            "the download did not name provider {} (status {status:?})",
+            deal.provider
+        )
     })?;
     (story.say)(&format!(
         "download still byte-exact; it names provider {} (shard {}): {status}",
@@ -718,9 +794,10 @@ fn corrupt_and_check(
             .parse()
             .map_err(|e| CliError::Refused(format!("endpoint {}: {e}", provider.endpoint)))?;
         runtime.block_on(async {
-            let client = cairn_storage_node::client::NodeClient::connect(endpoint, provider.operator)
-                .await
-                .map_err(|e| CliError::Refused(e.to_string()))?;
+            let client =
+                cairn_storage_node::client::NodeClient::connect(endpoint, provider.operator)
+                    .await
+                    .map_err(|e| CliError::Refused(e.to_string()))?;
             Ok(match client.get_proof(&address, segment).await {
                 Ok(proof) => match cairn_proof::verify_for_shard(
                     &deal.shard_root,

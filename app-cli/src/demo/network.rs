@@ -136,7 +136,10 @@ impl Network {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let ledger = dir.join("ledger");
         let rpc_port = config.rpc_port.unwrap_or_else(|| free_port_pair(8899));
-        say(&format!("starting the local chain (RPC port {rpc_port}, ledger {})", ledger.display()));
+        say(&format!(
+            "starting the local chain (RPC port {rpc_port}, ledger {})",
+            ledger.display()
+        ));
         let started = Instant::now();
         let mut localnet = launcher
             .spawn(
@@ -216,7 +219,10 @@ impl Network {
                 .ok()
                 .filter(|(status, _)| *status == 200)
         })?;
-        say(&format!("indexer up: explorer http://{addr}/ (log {})", service.log.display()));
+        say(&format!(
+            "indexer up: explorer http://{addr}/ (log {})",
+            service.log.display()
+        ));
         self.indexer = Some((service, addr));
         Ok(())
     }
@@ -233,8 +239,11 @@ impl Network {
         std::fs::create_dir_all(&keys).map_err(io(&keys))?;
         let key = Keypair::new();
         let path = keys.join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes"))
-            .map_err(io(&path))?;
+        std::fs::write(
+            &path,
+            serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes"),
+        )
+        .map_err(io(&path))?;
         let rpc = &self.faucet.rpc;
         let sig = rpc
             .request_airdrop(&key.pubkey(), 10 * SOL)
@@ -242,7 +251,10 @@ impl Network {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !rpc.confirm_transaction(&sig).unwrap_or(false) {
             if Instant::now() > deadline {
-                return Err(CliError::Refused(format!("the airdrop to {} was not confirmed in 60 s", key.pubkey())));
+                return Err(CliError::Refused(format!(
+                    "the airdrop to {} was not confirmed in 60 s",
+                    key.pubkey()
+                )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -364,7 +376,9 @@ impl Network {
             .ok_or_else(|| CliError::Refused("no indexer in this network".into()))?;
         match cairn_indexer::client::get_json(*addr, path) {
             Ok((200, v)) => Ok(v),
-            Ok((status, v)) => Err(CliError::Refused(format!("indexer GET {path}: {status} {v}"))),
+            Ok((status, v)) => Err(CliError::Refused(format!(
+                "indexer GET {path}: {status} {v}"
+            ))),
             Err(e) => Err(CliError::Refused(format!("indexer: {e}"))),
         }
     }
