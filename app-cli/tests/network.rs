@@ -111,7 +111,7 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
             "upload",
             dir.to_str().unwrap(),
             "--epochs",
-            "6",
+            "40",
             "--state-dir",
             state_dir.to_str().unwrap(),
             "--json",
