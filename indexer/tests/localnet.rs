@@ -233,11 +233,12 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
         register(&Keypair::new(), &Keypair::new().pubkey(), n);
     }
 
-    // The indexer starts, throttled to 4 requests/s so it is still
-    // ingesting when it is killed.
+    // The indexer starts, throttled to 4 requests/s and writing each
+    // transaction on its own (not 64 to a batch), so it is still ingesting
+    // when it is killed.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let first = Indexer::spawn(&info, &db, &["--max-rps", "4"]);
+    let first = Indexer::spawn(&info, &db, &["--max-rps", "4", "--batch", "1"]);
     let at_kill = poll(
         "the first transactions indexed",
         Duration::from_secs(120),
