@@ -204,21 +204,7 @@ fn measure_stages() -> Result<(Vec<Stage>, Vec<Stage>), CliError> {
 }
 
 pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<BenchReport, CliError> {
-    let temp;
-    let work = match &a.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("cairn-bench-")
-                .tempdir()
-                .map_err(|e| CliError::Io {
-                    path: std::env::temp_dir(),
-                    reason: e.to_string(),
-                })?;
-            temp.path().to_path_buf()
-        }
-    };
-    crate::demo::launch::clean_up_on_interrupt(a.work_dir.is_none().then(|| work.clone()));
+    let (work, _temp) = crate::demo::launch::work_dir(a.work_dir.as_deref(), "cairn-bench-")?;
     let nodes = usize::from(K + M);
     let net = Network::start(
         launcher,

@@ -168,3 +168,27 @@ pub fn clean_up_on_interrupt(remove: Option<PathBuf>) {
         std::process::exit(130);
     });
 }
+
+/// The directory a demo or bench keeps everything in: `given`, or a new
+/// temporary directory named `<prefix>…` (returned too: it is removed when
+/// dropped). Either way Ctrl-C kills the services and removes a temporary one.
+pub fn work_dir(
+    given: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), crate::error::CliError> {
+    let (work, temp) = match given {
+        Some(dir) => (dir.to_path_buf(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|e| crate::error::CliError::Io {
+                    path: std::env::temp_dir(),
+                    reason: e.to_string(),
+                })?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    clean_up_on_interrupt(temp.is_some().then(|| work.clone()));
+    Ok((work, temp))
+}

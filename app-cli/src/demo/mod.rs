@@ -504,21 +504,7 @@ impl Story<'_> {
 /// `launcher` (`cairn` itself, or the end-to-end test binary).
 pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoReport, CliError> {
     let started = Instant::now();
-    let temp;
-    let work = match &a.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("cairn-demo-")
-                .tempdir()
-                .map_err(|e| CliError::Io {
-                    path: std::env::temp_dir(),
-                    reason: e.to_string(),
-                })?;
-            temp.path().to_path_buf()
-        }
-    };
-    launch::clean_up_on_interrupt(a.work_dir.is_none().then(|| work.clone()));
+    let (work, _temp) = launch::work_dir(a.work_dir.as_deref(), "cairn-demo-")?;
     let n = usize::from(K + M);
     let net = Network::start(
         launcher,
