@@ -46,6 +46,12 @@ pub fn read_keypair(path: &Path) -> Result<Keypair, CliError> {
     Keypair::try_from(bytes.as_slice()).map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
 }
 
+/// A dataset id argument (64 hex characters).
+pub fn parse_dataset_id(text: &str) -> Result<cairn_core::DatasetId, CliError> {
+    text.parse()
+        .map_err(|e: cairn_core::hash::ParseIdError| CliError::bad("ID", e.to_string()))
+}
+
 /// The market as deployed: its account and instruction builders for its mint.
 pub struct MarketView {
     pub address: Pubkey,

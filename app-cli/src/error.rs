@@ -1,5 +1,5 @@
 //! What can go wrong in a command, and the exit code each kind maps to.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anchor_lang::prelude::Pubkey;
 use solana_rpc_client_api::client_error::Error as ClientError;
@@ -55,6 +55,14 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// For `map_err`: an I/O error on `path`.
+    pub fn io(path: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
+        move |e| CliError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
     /// 1 for an expected failure, 2 for an error.
     pub fn exit_code(&self) -> u8 {
         match self {

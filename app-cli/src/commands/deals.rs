@@ -158,10 +158,7 @@ fn report(
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<Box<dyn Report>, CliError> {
-    let dataset: DatasetId = a
-        .dataset
-        .parse()
-        .map_err(|e: cairn_core::hash::ParseIdError| CliError::bad("ID", e.to_string()))?;
+    let dataset = crate::context::parse_dataset_id(&a.dataset)?;
     let client = match a.client {
         Some(c) => c,
         None => ctx.payer()?.pubkey(),

@@ -133,10 +133,7 @@ pub fn download(
     progress: &Progress,
 ) -> Result<DownloadReport, CliError> {
     let started = Instant::now();
-    let id: DatasetId = a
-        .dataset
-        .parse()
-        .map_err(|e: cairn_core::hash::ParseIdError| CliError::bad("ID", e.to_string()))?;
+    let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
     let mut shards = find_shards(ctx, &id, a.client)?;
     connect_all(connector, &mut shards);
@@ -214,10 +211,7 @@ pub fn download(
             describe(&shards)
         )));
     }
-    std::fs::rename(&partial, &a.out).map_err(|e| CliError::Io {
-        path: a.out.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::rename(&partial, &a.out).map_err(CliError::io(&a.out))?;
     Ok(DownloadReport {
         dataset_id: id.to_string(),
         out: a.out,
@@ -257,10 +251,7 @@ fn check_out_dir(out: &Path) -> Result<(), CliError> {
                     format!("{} exists and is not empty", out.display()),
                 ));
             }
-            std::fs::remove_dir(out).map_err(|e| CliError::Io {
-                path: out.to_path_buf(),
-                reason: e.to_string(),
-            })
+            std::fs::remove_dir(out).map_err(CliError::io(out))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(CliError::Io {
@@ -280,10 +271,7 @@ fn partial_dir(out: &Path) -> Result<PathBuf, CliError> {
     partial.push(".cairn-partial");
     let partial = out.with_file_name(partial);
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(|e| CliError::Io {
-        path: partial.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&partial).map_err(CliError::io(&partial))?;
     Ok(partial)
 }
 

@@ -49,7 +49,7 @@ pub(crate) struct ShardSink {
 impl ShardSink {
     /// Creates (truncates) the shard file at `path`.
     pub(crate) fn create(path: &Path) -> Result<Self, CliError> {
-        let file = File::create(path).map_err(|e| io_err(path, e))?;
+        let file = File::create(path).map_err(CliError::io(path))?;
         Ok(ShardSink {
             file: BufWriter::with_capacity(1 << 20, file),
             tree: TreeBuilder::new(),
@@ -65,13 +65,13 @@ impl ShardSink {
         path: PathBuf,
         tail: &[u8],
     ) -> Result<LocalShard, CliError> {
-        self.write_all(tail).map_err(|e| io_err(&path, e))?;
-        self.file.flush().map_err(|e| io_err(&path, e))?;
+        self.write_all(tail).map_err(CliError::io(&path))?;
+        self.file.flush().map_err(CliError::io(&path))?;
         let file = self
             .file
             .into_inner()
-            .map_err(|e| io_err(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| io_err(&path, e))?;
+            .map_err(|e| CliError::io(&path)(e.into_error()))?;
+        file.sync_all().map_err(CliError::io(&path))?;
         Ok(LocalShard {
             index,
             path,
@@ -101,7 +101,7 @@ pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliE
     let total: u64 = files.iter().map(|f| f.size).sum();
     let params = ErasureParams::new(k, m, stripe_unit_for(total, k))
         .map_err(|e| CliError::bad("--data-shards/--parity-shards", e.to_string()))?;
-    std::fs::create_dir_all(work).map_err(|e| io_err(work, e))?;
+    std::fs::create_dir_all(work).map_err(CliError::io(work))?;
     let mut sinks = Vec::with_capacity(params.n());
     let mut paths = Vec::with_capacity(params.n());
     for i in 0..params.n() {
@@ -125,13 +125,6 @@ pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliE
         manifest,
         shards,
     })
-}
-
-fn io_err(path: &Path, e: io::Error) -> CliError {
-    CliError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
 }
 
 /// Serializes `[u8; 32]` as hex.

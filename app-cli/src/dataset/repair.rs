@@ -222,10 +222,7 @@ pub fn repair(
     progress: &Progress,
 ) -> Result<RepairReport, CliError> {
     let started = Instant::now();
-    let id: DatasetId = a
-        .dataset
-        .parse()
-        .map_err(|e: cairn_core::hash::ParseIdError| CliError::bad("ID", e.to_string()))?;
+    let id = crate::context::parse_dataset_id(&a.dataset)?;
     let client = ctx.payer()?;
     let market = ctx.market()?;
     let work = work_dir(
@@ -384,10 +381,7 @@ pub fn repair(
     let tails = shard_tails(&manifest).map_err(|e| CliError::Refused(e.to_string()))?;
     let stored_len = stored_shard_len(&manifest);
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| CliError::Io {
-        path: work.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&work).map_err(CliError::io(&work))?;
     let bar = progress.bar(
         "rebuild",
         lost.len() as u64 * u64::from(k) * manifest.shard_len(),

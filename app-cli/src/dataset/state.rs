@@ -92,7 +92,7 @@ impl UploadState {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, e)),
+            Err(e) => return Err(CliError::io(&path)(e)),
         };
         let state: UploadState = serde_json::from_str(&text).map_err(|e| CliError::Io {
             path: path.clone(),
@@ -122,7 +122,7 @@ impl UploadState {
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
-        write().map_err(|e| io_err(&path, e))
+        write().map_err(CliError::io(&path))
     }
 }
 
@@ -145,11 +145,4 @@ pub fn default_root() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("cairn/uploads")
-}
-
-fn io_err(path: &Path, e: std::io::Error) -> CliError {
-    CliError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
 }

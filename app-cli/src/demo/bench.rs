@@ -16,6 +16,8 @@ use crate::dataset::quic::QuicConnector;
 use crate::dataset::upload::{self, UploadArgs};
 use crate::demo::launch::Launcher;
 use crate::demo::network::{Network, NetworkConfig};
+use crate::demo::sample::random_bytes;
+use crate::demo::{K, M};
 use crate::error::CliError;
 use crate::output::Progress;
 
@@ -32,8 +34,6 @@ pub struct BenchArgs {
     pub rpc_port: Option<u16>,
 }
 
-const K: u16 = 4;
-const M: u16 = 2;
 /// Bytes each stage measurement processes.
 const STAGE_BYTES: usize = 64 << 20;
 
@@ -120,21 +120,9 @@ fn mb_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / 1e6 / took.as_secs_f64()
 }
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = vec![0u8; len];
-    for word in out.chunks_exact_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        word.copy_from_slice(&state.to_le_bytes());
-    }
-    out
-}
-
 /// Each stage on [`STAGE_BYTES`] of random bytes, on this machine now.
 fn measure_stages() -> Result<(Vec<Stage>, Vec<Stage>), CliError> {
-    let data = random(STAGE_BYTES, 7);
+    let data = random_bytes(STAGE_BYTES, 7);
     let expansion = f64::from(K + M) / f64::from(K);
 
     let t = Instant::now();
@@ -220,19 +208,13 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let ctx = net.ctx(&key);
 
     let data = work.join("dataset");
-    std::fs::create_dir_all(&data).map_err(|e| CliError::Io {
-        path: data.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&data).map_err(CliError::io(&data))?;
     let mut left = a.size_mib << 20;
     let mut i = 0;
     while left > 0 {
         let len = left.min(64 << 20);
         let path = data.join(format!("part-{i:03}.bin"));
-        std::fs::write(&path, random(len as usize, i + 1)).map_err(|e| CliError::Io {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        std::fs::write(&path, random_bytes(len as usize, i + 1)).map_err(CliError::io(&path))?;
         left -= len;
         i += 1;
     }

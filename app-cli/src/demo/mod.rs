@@ -55,9 +55,9 @@ pub struct DemoArgs {
     pub stay: bool,
 }
 
-/// Data shards and parity shards of the demo's upload.
-const K: u16 = 4;
-const M: u16 = 2;
+/// Data shards and parity shards of the demo's (and bench's) upload.
+pub(crate) const K: u16 = 4;
+pub(crate) const M: u16 = 2;
 
 /// One failed node's reckoning, chain and indexer side by side.
 #[derive(Serialize, Debug, Clone)]
@@ -728,15 +728,9 @@ fn corrupt_and_check(
     let node = story.net.node_of(&deal.provider).expect("found above");
     let path = node.data_dir.join("data/shards").join(bs58_name(&address));
     let offset = 100u64;
-    let mut bytes = std::fs::read(&path).map_err(|e| CliError::Io {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut bytes = std::fs::read(&path).map_err(CliError::io(&path))?;
     bytes[offset as usize] ^= 0x01;
-    std::fs::write(&path, &bytes).map_err(|e| CliError::Io {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    std::fs::write(&path, &bytes).map_err(CliError::io(&path))?;
     (story.say)(&format!(
         "flipped byte {offset} of shard {} on node {}'s disk ({})",
         deal.shard_index,

@@ -59,13 +59,6 @@ pub struct Network {
     faucet: Ctx,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
-    move |e| CliError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
 /// A free TCP port `p` with `p + 1` free as well (RPC and websocket).
 fn free_port_pair(preferred: u16) -> u16 {
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
@@ -132,8 +125,8 @@ impl Network {
         config: &NetworkConfig,
         say: &dyn Fn(&str),
     ) -> Result<Network, CliError> {
-        let dir = std::path::absolute(&config.dir).map_err(io(&config.dir))?;
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = std::path::absolute(&config.dir).map_err(CliError::io(&config.dir))?;
+        std::fs::create_dir_all(&dir).map_err(CliError::io(&dir))?;
         let ledger = dir.join("ledger");
         let rpc_port = config.rpc_port.unwrap_or_else(|| free_port_pair(8899));
         say(&format!(
@@ -158,7 +151,7 @@ impl Network {
                 ],
                 &dir.join("localnet.log"),
             )
-            .map_err(io(&launcher.exe))?;
+            .map_err(CliError::io(&launcher.exe))?;
         let info = wait_for("the local chain", &mut localnet, || {
             let info = LocalnetInfo::read(&ledger).ok()?;
             let ctx = Ctx::new(&info.rpc_url, info.faucet_keypair.clone());
@@ -213,7 +206,7 @@ impl Network {
                 ],
                 &self.dir.join("indexer.log"),
             )
-            .map_err(io(&self.launcher.exe))?;
+            .map_err(CliError::io(&self.launcher.exe))?;
         wait_for("the indexer", &mut service, || {
             cairn_indexer::client::get_json(addr, "/health")
                 .ok()
@@ -236,14 +229,14 @@ impl Network {
     /// base units in its associated token account.
     pub fn user(&self, name: &str, tokens: u64) -> Result<(Keypair, PathBuf), CliError> {
         let keys = self.dir.join("keys");
-        std::fs::create_dir_all(&keys).map_err(io(&keys))?;
+        std::fs::create_dir_all(&keys).map_err(CliError::io(&keys))?;
         let key = Keypair::new();
         let path = keys.join(format!("{name}.json"));
         std::fs::write(
             &path,
             serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes"),
         )
-        .map_err(io(&path))?;
+        .map_err(CliError::io(&path))?;
         let rpc = &self.faucet.rpc;
         let sig = rpc
             .request_airdrop(&key.pubkey(), 10 * SOL)
@@ -310,7 +303,7 @@ impl Network {
 
     /// Starts (or restarts) `node`'s process and waits until it serves.
     fn run_node(&self, node: &mut NodeProc) -> Result<(), CliError> {
-        std::fs::create_dir_all(&node.data_dir).map_err(io(&node.data_dir))?;
+        std::fs::create_dir_all(&node.data_dir).map_err(CliError::io(&node.data_dir))?;
         let metrics: SocketAddr = ([127, 0, 0, 1], free_port(false)).into();
         let config = cairn_storage_node::config::Config {
             data_dir: node.data_dir.join("data"),
@@ -333,7 +326,7 @@ impl Network {
         };
         let config_file = node.data_dir.join("cairn-node.toml");
         let text = toml::to_string(&config).map_err(|e| CliError::Refused(e.to_string()))?;
-        std::fs::write(&config_file, text).map_err(io(&config_file))?;
+        std::fs::write(&config_file, text).map_err(CliError::io(&config_file))?;
         let mut service = self
             .launcher
             .spawn(
@@ -345,7 +338,7 @@ impl Network {
                 ],
                 &node.data_dir.join("node.log"),
             )
-            .map_err(io(&self.launcher.exe))?;
+            .map_err(CliError::io(&self.launcher.exe))?;
         let log = service.log.clone();
         wait_for(&format!("node {}", node.index), &mut service, || {
             std::fs::read_to_string(&log)
