@@ -297,11 +297,14 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
             &[ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
             &[&client],
         );
-        c.send(
-            &[ix.accept_deal_ix(&operator.pubkey(), &provider, &deals[i])],
-            &[&operator],
-        );
     }
+    // Both accepted in one transaction, so they start in the same epoch
+    // however slowly the machine confirms transactions.
+    let accepts: Vec<_> = deals
+        .iter()
+        .map(|deal| ix.accept_deal_ix(&operator.pubkey(), &provider, deal))
+        .collect();
+    c.send(&accepts, &[&operator]);
     let start = c.fetch::<Deal>(&deals[0]).start_epoch;
     assert_eq!(c.fetch::<Deal>(&deals[1]).start_epoch, start);
     // Epoch `start`: both deals proved. Epoch `start + 1`: only deal 0.
