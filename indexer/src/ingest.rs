@@ -142,10 +142,18 @@ fn put_deal(c: &mut Change, old: Option<&DealRecord>, new: &DealRecord) {
                 Vec::new(),
             );
         }
-        Some(old) if old.state != new.state => {
-            c.delete(cf::DEALS_BY_STATE, key::cat(&[&[old.state.code()], &deal]));
+        Some(old) => {
+            if old.state != new.state {
+                c.delete(cf::DEALS_BY_STATE, key::cat(&[&[old.state.code()], &deal]));
+            }
+            // A repaired shard's new deal reuses the address (its seeds are
+            // client, dataset and shard) with another provider.
+            if old.provider != new.provider {
+                let (was, now) = (pubkey_bytes(&old.provider), pubkey_bytes(&new.provider));
+                c.delete(cf::DEALS_BY_PROVIDER, key::cat(&[&was, &deal]));
+                c.put_raw(cf::DEALS_BY_PROVIDER, key::cat(&[&now, &deal]), Vec::new());
+            }
         }
-        Some(_) => {}
     }
     c.put_raw(
         cf::DEALS_BY_STATE,
@@ -418,7 +426,18 @@ fn apply_event(c: &mut Change, tx: &RecordedTx, event: MarketEvent) -> Result<()
             })?;
             finish(c, &e.provider, slot, shard_bytes, e.collateral_released)?;
         }
-        MarketEvent::DealClosed(e) => update_deal(c, &e.deal, slot, |d, _| d.closed = true)?,
+        MarketEvent::DealClosed(e) => update_deal(c, &e.deal, slot, |d, live| {
+            if live {
+                d.closed = true;
+            } else {
+                // The record holds a snapshot newer than this close, so the
+                // account was proposed again at this address (a repair): what
+                // the events added so far belonged to the closed deal.
+                d.paid = 0;
+                d.slashed = 0;
+                d.proposed_slot = 0;
+            }
+        })?,
         MarketEvent::EarningsWithdrawn(e) => update_provider(c, &e.provider, slot, |p| {
             p.earnings = e.earnings_left;
         })?,
@@ -497,7 +516,9 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
         if old.as_ref().is_some_and(|o| o.synced_slot > snap.slot) {
             continue;
         }
-        let mut new = old.clone().unwrap_or_default();
+        // A closed deal's record describes an earlier deal at this address:
+        // the account the chain holds now starts a fresh record.
+        let mut new = old.clone().filter(|o| !o.closed).unwrap_or_default();
         new.address = b58(address);
         new.client = b58(&d.client);
         new.provider = b58(&d.provider);
@@ -703,5 +724,186 @@ mod tests {
             },
             before
         );
+    }
+
+    /// A repair closes a terminated deal and proposes the shard again at the
+    /// same address with another provider. Live, after a restart across the
+    /// repair, and fresh from a snapshot, the record is the new deal alone.
+    #[test]
+    fn a_deal_address_reused_by_a_repair_shows_only_the_new_deal() {
+        use crate::query::{DealFilter, IndexRead, PageReq};
+        let deal = deal_key(0, 0);
+        let (old_provider, new_provider) = (key(1, 0), key(1, 1));
+        let old_proposed = proposed;
+        let old_accepted = || {
+            tagged(ev::DealAccepted {
+                deal: deal_key(0, 0),
+                provider: key(1, 0),
+                start_epoch: 1,
+                end_epoch: 6,
+                collateral: 50,
+            })
+        };
+        let proof = |provider: u64, epoch: u64| {
+            move || {
+                tagged(ev::ProofAccepted {
+                    deal: deal_key(0, 0),
+                    provider: key(1, provider),
+                    epoch,
+                    paid: 100,
+                })
+            }
+        };
+        let faults = || {
+            tagged(ev::FaultsSettled {
+                deal: deal_key(0, 0),
+                provider: key(1, 0),
+                settled_by: key(7, 0),
+                first_epoch: 2,
+                last_epoch: 4,
+                epochs: 3,
+                slashed: 15,
+                bounty: 3,
+                refunded_to_client: 312,
+            })
+        };
+        let terminated = || {
+            tagged(ev::DealTerminated {
+                deal: deal_key(0, 0),
+                provider: key(1, 0),
+                epoch: 4,
+                escrow_refunded: 100,
+                collateral_released: 35,
+            })
+        };
+        let closed = || {
+            tagged(ev::DealClosed {
+                deal: deal_key(0, 0),
+                refunded: 0,
+            })
+        };
+        let new_proposed = || {
+            tagged(ev::DealProposed {
+                deal: deal_key(0, 0),
+                client: key(5, 0),
+                provider: key(1, 1),
+                dataset_id: [1; 32],
+                shard_index: 0,
+                shard_bytes: 10,
+                shard_root: [0; 32],
+                price_per_epoch: 100,
+                duration_epochs: 2,
+                escrow: 200,
+                collateral: 50,
+            })
+        };
+        let new_accepted = || {
+            tagged(ev::DealAccepted {
+                deal: deal_key(0, 0),
+                provider: key(1, 1),
+                start_epoch: 5,
+                end_epoch: 7,
+                collateral: 50,
+            })
+        };
+        let (p1, p5) = (proof(0, 1), proof(1, 5));
+        let before_repair = [
+            tx(0, 1, &[&old_proposed, &old_accepted]),
+            tx(1, 4, &[&p1]),
+            tx(2, 8, &[&faults, &terminated]),
+            tx(3, 9, &[&closed]),
+        ];
+        let after_repair = [
+            tx(4, 11, &[&new_proposed, &new_accepted]),
+            tx(5, 14, &[&p5]),
+        ];
+        // The chain at slot 15: the new deal, proven in epoch 5.
+        let snapshot = Snapshot {
+            slot: 15,
+            deals: vec![(
+                deal,
+                Deal {
+                    provider: new_provider,
+                    duration_epochs: 2,
+                    escrow: 100,
+                    start_epoch: 5,
+                    end_epoch: 7,
+                    settled_through: 5,
+                    ..chain_deal(1)
+                },
+            )],
+            ..Snapshot::default()
+        };
+
+        let live = tempfile::tempdir().unwrap();
+        let live = Store::open(live.path()).unwrap();
+        apply(&live, &before_repair).unwrap();
+        apply(&live, &after_repair).unwrap();
+
+        let restarted = tempfile::tempdir().unwrap();
+        let restarted = Store::open(restarted.path()).unwrap();
+        apply(&restarted, &before_repair).unwrap();
+        reconcile(&restarted, &snapshot).unwrap();
+        apply(&restarted, &after_repair).unwrap();
+
+        let fresh = tempfile::tempdir().unwrap();
+        let fresh = Store::open(fresh.path()).unwrap();
+        reconcile(&fresh, &snapshot).unwrap();
+        apply(&fresh, &before_repair).unwrap();
+        apply(&fresh, &after_repair).unwrap();
+
+        let by = |store: &Store, provider: Pubkey| {
+            let filter = DealFilter {
+                provider: Some(provider.to_bytes()),
+                ..DealFilter::default()
+            };
+            let req = PageReq {
+                after: None,
+                limit: 10,
+            };
+            let page = store.deals(&filter, &req).unwrap();
+            page.items
+                .into_iter()
+                .map(|d| d.address)
+                .collect::<Vec<_>>()
+        };
+        for (name, store) in [
+            ("live", &live),
+            ("restarted", &restarted),
+            ("fresh", &fresh),
+        ] {
+            let d = store.deal(&deal.to_bytes()).unwrap().unwrap();
+            assert_eq!(
+                (
+                    d.deal.provider.as_str(),
+                    d.deal.state,
+                    d.deal.start_epoch,
+                    d.deal.proven_epochs,
+                    d.deal.total_faults,
+                    d.deal.paid,
+                    d.deal.slashed,
+                    d.deal.escrow,
+                    d.deal.proposed_slot,
+                    d.deal.closed
+                ),
+                (
+                    new_provider.to_string().as_str(),
+                    DealStatus::Active,
+                    5,
+                    1,
+                    0,
+                    100,
+                    0,
+                    100,
+                    11,
+                    false
+                ),
+                "{name}"
+            );
+            let proofs: Vec<u64> = d.proofs.iter().map(|p| p.epoch).collect();
+            assert_eq!((proofs, d.faults.len()), (vec![5], 0), "{name}");
+            assert_eq!(by(store, new_provider), vec![deal.to_string()], "{name}");
+            assert!(by(store, old_provider).is_empty(), "{name}");
+        }
     }
 }

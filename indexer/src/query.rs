@@ -185,15 +185,19 @@ impl IndexRead for Store {
         let Some(deal) = self.deal_by_key(id)? else {
             return Ok(None);
         };
+        // Only this deal's history: an address reused by a repair also keys
+        // the closed deal's proofs and faults, all from before this proposal.
         let proofs = self
             .scan(cf::PROOFS, id, None, false, usize::MAX)?
             .into_iter()
-            .map(|(_, v)| decode(cf::PROOFS, &v))
+            .map(|(_, v)| decode::<ProofRecord>(cf::PROOFS, &v))
+            .filter(|p| p.as_ref().map_or(true, |p| p.slot >= deal.proposed_slot))
             .collect::<Result<_, _>>()?;
         let faults = self
             .scan(cf::FAULTS, id, None, false, usize::MAX)?
             .into_iter()
-            .map(|(_, v)| decode(cf::FAULTS, &v))
+            .map(|(_, v)| decode::<FaultRecord>(cf::FAULTS, &v))
+            .filter(|f| f.as_ref().map_or(true, |f| f.slot >= deal.proposed_slot))
             .collect::<Result<_, _>>()?;
         Ok(Some(DealDetail {
             deal,

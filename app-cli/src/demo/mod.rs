@@ -272,6 +272,7 @@ impl Story<'_> {
                 .all(|(address, d)| {
                     indexed.iter().any(|x| {
                         x["address"] == address.to_string()
+                            && x["provider"] == d.provider.to_string()
                             && x["proven_epochs"] == d.proven_epochs
                             && x["total_faults"] == d.total_faults
                     })
@@ -654,17 +655,41 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             && new
                 .iter()
                 .all(|d| d.proven_epochs >= 1 && d.total_faults == 0))
-        .then(|| new.iter().map(|d| d.start_epoch).collect::<Vec<u64>>()))
+        .then(|| {
+            // In the order of `fixed.repaired`.
+            fixed
+                .repaired
+                .iter()
+                .filter_map(|r| new.iter().find(|d| d.shard_index == r.shard_index))
+                .map(|d| d.start_epoch)
+                .collect::<Vec<u64>>()
+        }))
     })?;
     check(first_proofs.iter().all(|e| *e <= accepted_in + 1), || {
         format!("repaired deals start in epochs {first_proofs:?}, accepted in {accepted_in}")
     })?;
-    for r in &fixed.repaired {
+    for (r, epoch) in fixed.repaired.iter().zip(&first_proofs) {
         say(&format!(
-            "shard {} rebuilt from {:?} and placed on provider {}: proven in epoch {}",
-            r.shard_index, fixed.rebuilt_from, r.provider, first_proofs[0]
+            "shard {} rebuilt from {:?} and placed on provider {}: proven in epoch {epoch}",
+            r.shard_index, fixed.rebuilt_from, r.provider
         ));
     }
+    // The new deals reuse the old deals' addresses: the indexer shows the new
+    // provider and only the new deal's proofs, none of the old one's faults.
+    story.indexer_agrees()?;
+    for address in &repaired_deals {
+        let v = story.net.indexer_get(&format!("/v1/deals/{address}"))?;
+        let faults = v["faults"].as_array().map_or(0, Vec::len);
+        let old_proofs = v["proofs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["provider"] != v["provider"]);
+        check(faults == 0 && old_proofs.count() == 0, || {
+            format!("the indexer mixes the closed deal's history into repaired deal {address}: {v}")
+        })?;
+    }
+    say("the indexer shows the repaired deals on their new providers, with only their own proofs");
 
     // Step 7: one corrupted byte on a surviving data shard's disk.
     let corrupted = corrupt_and_check(&mut story, &work, &original)?;
