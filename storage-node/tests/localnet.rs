@@ -134,7 +134,8 @@ fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_repor
     let _serial = one_validator_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),
-        epoch_slots: Some(10),
+        // 6 s epochs: room for a loaded CI machine to prove every epoch.
+        epoch_slots: Some(20),
         ..LocalnetConfig::default()
     })
     .expect("localnet starts");
