@@ -1,7 +1,7 @@
 //! The chain as a command sees it: the RPC endpoint, the signing keypair and
 //! the market, with every failure mapped to a [`CliError`].
-use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::AccountDeserialize;
@@ -78,7 +78,7 @@ pub struct Ctx {
     pub url: String,
     pub rpc: RpcClient,
     keypair_path: PathBuf,
-    keypair: OnceCell<Keypair>,
+    keypair: OnceLock<Keypair>,
 }
 
 impl Ctx {
@@ -89,7 +89,7 @@ impl Ctx {
             url,
             rpc,
             keypair_path,
-            keypair: OnceCell::new(),
+            keypair: OnceLock::new(),
         }
     }
 

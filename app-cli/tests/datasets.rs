@@ -355,4 +355,43 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("unknown dataset"), "{err}");
+
+    // Interrupted after the proposals landed but before the upload record
+    // was saved: the record says "prepared", the chain holds the deals.
+    // `--resume` adopts them instead of proposing again (no second escrow).
+    let work = cairn_cli::dataset::state::work_dir(
+        state.path(),
+        &client.pubkey().to_string(),
+        &std::path::absolute(data.path()).unwrap(),
+    );
+    let record = work.join(cairn_cli::dataset::state::STATE_FILE);
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    for shard in saved["shards"].as_array_mut().unwrap() {
+        shard["stage"] = "prepared".into();
+        shard["provider"] = serde_json::Value::Null;
+    }
+    std::fs::write(&record, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let client_tokens = f.ata(&client.pubkey());
+    let balance = || ctx.token_balance(&client_tokens).unwrap();
+    let before = balance();
+    let resumed = upload(
+        &ctx,
+        UploadArgs {
+            dir: data.path().to_path_buf(),
+            data_shards: 4,
+            parity_shards: 2,
+            epochs: 5,
+            max_price: None,
+            resume: true,
+            state_dir: Some(state.path().to_path_buf()),
+            accept_timeout: 60,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("resume adopts the landed proposals");
+    assert_eq!(resumed.shards, report.shards);
+    assert_eq!(resumed.replaced_providers, 0);
+    assert_eq!(balance(), before, "no deal proposed twice");
 }

@@ -23,8 +23,11 @@ use crate::error::CliError;
 use crate::output::Progress;
 use crate::units::parse_tokens;
 
-/// Bytes per `PutShard` request: a failed request resends at most this much.
-pub const PUT_CHUNK: usize = 4 << 20;
+/// Bytes per `PutShard` request (each waits for the node's answer, so larger
+/// requests spend less time waiting; `cairn bench` at 512 MiB sent in 10.8 s
+/// with 32 MiB against 13.1 s with 4 MiB, one run each). One buffer per shard
+/// in flight; a node keeps what arrived of a broken request.
+pub const PUT_CHUNK: usize = 16 << 20;
 /// Attempts with one provider (each resumes) before it is replaced.
 const ATTEMPTS_PER_PROVIDER: usize = 3;
 /// Providers tried per shard before the upload gives up.
@@ -59,7 +62,7 @@ pub struct UploadArgs {
     pub accept_timeout: u64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct ShardPlaced {
     pub shard_index: u16,
     pub deal: String,
@@ -345,6 +348,10 @@ fn propose_missing(
     if state.shards.iter().all(|s| s.stage != Stage::Prepared) {
         return Ok(());
     }
+    adopt_landed_proposals(ctx, market, client, state, work, dataset_id)?;
+    if state.shards.iter().all(|s| s.stage != Stage::Prepared) {
+        return Ok(());
+    }
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let shard_bytes = state.shards[0].local.bytes;
     let from = market.token_account_of(&client.pubkey());
@@ -393,27 +400,116 @@ fn propose_missing(
             market.tokens(balance)
         )));
     }
-    for (i, choice) in plan {
-        let shard = &state.shards[i].local;
-        let args = ProposeDealArgs {
-            dataset_id,
-            shard_index: shard.index,
-            k: state.k,
-            n: state.k + state.m,
-            shard_root: shard.root,
-            shard_bytes: shard.bytes,
-            duration_epochs: state.epochs,
-            max_price_per_epoch: state.max_price_per_epoch,
-        };
-        ctx.send(
-            &format!("propose_deal for shard {i}"),
-            &[market
+    // All proposals in flight at once (one confirmation wait, not one per
+    // shard). A proposal that lands while its record is not yet saved is
+    // adopted by `adopt_landed_proposals` on resume.
+    let proposals: Vec<_> = plan
+        .iter()
+        .map(|(i, choice)| {
+            let shard = &state.shards[*i].local;
+            let args = ProposeDealArgs {
+                dataset_id,
+                shard_index: shard.index,
+                k: state.k,
+                n: state.k + state.m,
+                shard_root: shard.root,
+                shard_bytes: shard.bytes,
+                duration_epochs: state.epochs,
+                max_price_per_epoch: state.max_price_per_epoch,
+            };
+            let ix = market
                 .ix
-                .propose_deal_ix(&client.pubkey(), &choice.address, &from, args)],
-            &[],
-        )?;
-        state.shards[i].stage = Stage::Proposed;
-        state.shards[i].provider = Some(choice.address.to_string());
+                .propose_deal_ix(&client.pubkey(), &choice.address, &from, args);
+            (*i, choice.address, ix)
+        })
+        .collect();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = proposals
+            .into_iter()
+            .map(|(i, provider, ix)| {
+                scope.spawn(move || {
+                    let sent = ctx.send(&format!("propose_deal for shard {i}"), &[ix], &[]);
+                    (i, provider, sent)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("propose thread"))
+            .collect()
+    });
+    let mut failed = None;
+    for (i, provider, sent) in results {
+        match sent {
+            Ok(_) => {
+                state.shards[i].stage = Stage::Proposed;
+                state.shards[i].provider = Some(provider.to_string());
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    state.save(work)?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Shards recorded as only prepared whose deal is nevertheless on chain (the
+/// upload was interrupted between a proposal landing and its record being
+/// saved) continue from the chain's state instead of proposing again.
+fn adopt_landed_proposals(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    state: &mut UploadState,
+    work: &Path,
+    dataset_id: [u8; 32],
+) -> Result<(), CliError> {
+    let on_chain = ctx.program_accounts::<Deal>(&[
+        (cairn_chain::layout::DEAL_CLIENT, client.pubkey().as_ref()),
+        (cairn_chain::layout::DEAL_DATASET_ID, dataset_id.as_ref()),
+    ])?;
+    let mut adopted = false;
+    for s in state
+        .shards
+        .iter_mut()
+        .filter(|s| s.stage == Stage::Prepared)
+    {
+        let Some((address, deal)) = on_chain
+            .iter()
+            .find(|(_, d)| d.shard_index == s.local.index)
+        else {
+            continue;
+        };
+        if deal.shard_root != s.local.root || deal.shard_bytes != s.local.bytes {
+            return Err(CliError::Refused(format!(
+                "deal {address} of shard {} pins another shard (root {}, {} bytes; this one is {}, {} bytes)",
+                s.local.index,
+                cairn_core::hash::to_hex(&deal.shard_root),
+                deal.shard_bytes,
+                cairn_core::hash::to_hex(&s.local.root),
+                s.local.bytes
+            )));
+        }
+        s.stage = match deal.state {
+            DealState::Proposed => Stage::Proposed,
+            DealState::Active => Stage::Sent,
+            // Over (cancelled, terminated, completed): closing it frees the
+            // address and refunds what is left; the shard is proposed anew.
+            _ => {
+                let to = market.token_account_of(&client.pubkey());
+                ctx.send(
+                    &format!("close_deal for shard {}", s.local.index),
+                    &[market.ix.close_deal_ix(&client.pubkey(), address, &to)],
+                    &[],
+                )?;
+                continue;
+            }
+        };
+        s.provider = Some(deal.provider.to_string());
+        adopted = true;
+    }
+    if adopted {
         state.save(work)?;
     }
     Ok(())
