@@ -123,7 +123,10 @@ impl CliError {
                     },
                     None => CliError::Transaction {
                         action: action.to_string(),
-                        reason: format!("custom program error {code} ({})", hint(code)),
+                        reason: match failure_log(&err) {
+                            Some(log) => format!("custom program error {code}: {log}"),
+                            None => format!("custom program error {code} ({})", hint(code)),
+                        },
                     },
                 }
             }
@@ -148,6 +151,31 @@ fn root_cause(mut e: &(dyn std::error::Error + 'static)) -> String {
     e.to_string()
 }
 
+/// The log line in which the failing program said why (the line before the
+/// first "Program … failed"), from the preflight simulation's logs: a
+/// non-market code alone is ambiguous (0 is the system program's "already in
+/// use" and the token program's "not rent exempt").
+fn failure_log(err: &ClientError) -> Option<String> {
+    use solana_rpc_client_api::client_error::ErrorKind;
+    use solana_rpc_client_api::request::{RpcError, RpcResponseErrorData};
+    let ErrorKind::RpcError(RpcError::RpcResponseError {
+        data: RpcResponseErrorData::SendTransactionPreflightFailure(sim),
+        ..
+    }) = err.kind()
+    else {
+        return None;
+    };
+    let logs = sim.logs.as_ref()?;
+    let failed = logs
+        .iter()
+        .position(|l| l.starts_with("Program ") && l.contains(" failed: "))?;
+    let line = logs[..failed]
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("Program ") || l.starts_with("Program log: "))?;
+    Some(line.trim_start_matches("Program log: ").to_string())
+}
+
 /// What a non-market custom error code most likely is (the token programs'
 /// codes, which the market's transfers surface).
 fn hint(code: u32) -> &'static str {
@@ -156,5 +184,77 @@ fn hint(code: u32) -> &'static str {
         3 => "token program: mint mismatch",
         4 => "token program: owner does not match",
         _ => "not a storage-market error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solana_rpc_client_api::client_error::ErrorKind;
+    use solana_rpc_client_api::request::{RpcError, RpcResponseErrorData};
+
+    /// A preflight failure as the RPC returns it, with the programs' logs.
+    fn preflight(code: u32, logs: &[&str]) -> ClientError {
+        let sim = serde_json::from_value(serde_json::json!({
+            "err": { "InstructionError": [0, { "Custom": code }] },
+            "logs": logs,
+        }))
+        .unwrap();
+        ErrorKind::RpcError(RpcError::RpcResponseError {
+            code: -32002,
+            message: "Transaction simulation failed".into(),
+            data: RpcResponseErrorData::SendTransactionPreflightFailure(sim),
+        })
+        .into()
+    }
+
+    #[test]
+    fn a_non_market_code_is_explained_by_the_failing_programs_log() {
+        let market = "E2FTjsV6tPwFbbMiBsquM9Q2wyPEG7qWukeY5iaMcghJ";
+        let system = "11111111111111111111111111111111";
+        let in_use = preflight(
+            0,
+            &[
+                &format!("Program {market} invoke [1]"),
+                "Program log: Instruction: ProposeDeal",
+                &format!("Program {system} invoke [2]"),
+                "Allocate: account Address { address: 9xQ, base: None } already in use",
+                &format!("Program {system} failed: custom program error: 0"),
+                &format!("Program {market} consumed 9000 of 200000 compute units"),
+                &format!("Program {market} failed: custom program error: 0"),
+            ],
+        );
+        let e = CliError::from_send("http://x", "propose_deal for shard 0", in_use);
+        assert_eq!(
+            e.to_string(),
+            CliError::Transaction {
+                action: "propose_deal for shard 0".into(),
+                reason: "custom program error 0: Allocate: account Address { address: 9xQ, base: None } already in use".into(),
+            }
+            .to_string()
+        );
+        let token = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+        let poor = preflight(
+            1,
+            &[
+                &format!("Program {token} invoke [2]"),
+                "Program log: Instruction: TransferChecked",
+                "Program log: Error: insufficient funds",
+                &format!("Program {token} failed: custom program error: 0x1"),
+            ],
+        );
+        let e = CliError::from_send("http://x", "propose_deal", poor);
+        assert!(
+            e.to_string()
+                .ends_with("custom program error 1: Error: insufficient funds"),
+            "{e}"
+        );
+        // Without logs: the code's likely meaning.
+        let bare = preflight(1, &[]);
+        let e = CliError::from_send("http://x", "propose_deal", bare);
+        assert!(
+            e.to_string().contains("token program: insufficient funds"),
+            "{e}"
+        );
     }
 }
