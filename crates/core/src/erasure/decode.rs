@@ -1,6 +1,6 @@
 //! Verified decoding from any `k` healthy shards.
 
-use super::{default_threads, hash_units, Layout, UnitChecksums, UnitSource};
+use super::{default_threads, Layout, UnitChecksums, UnitSource, PARALLEL_MIN_UNIT};
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -168,7 +168,7 @@ pub struct Decoder<'a, S> {
     threads: usize,
 }
 
-impl<'a, S: UnitSource> Decoder<'a, S> {
+impl<'a, S: UnitSource + Send> Decoder<'a, S> {
     /// A decoder over `sources[i]` for shard `i` (`None` when that shard is not
     /// available); there must be exactly `k + m` entries.
     pub fn new(
@@ -206,8 +206,10 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
         })
     }
 
-    /// Sets how many threads may verify unit checksums (1: only the calling
-    /// thread). Sources are always read from the calling thread.
+    /// Sets how many threads may read and verify units (1: only the calling
+    /// thread). With more, the units of a stripe of at least
+    /// [`PARALLEL_MIN_UNIT`] bytes are each read and verified on their own
+    /// thread.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
     }
@@ -363,43 +365,66 @@ impl<'a, S: UnitSource> Decoder<'a, S> {
         !self.dead[i] && self.sources[i].is_some()
     }
 
-    /// Reads units `shards` of `stripe` (in order, from this thread), then
-    /// verifies their checksums (in parallel for large units), recording each
-    /// outcome.
+    /// Reads units `shards` of `stripe` and verifies their checksums,
+    /// recording each outcome. With more than one thread and units of at
+    /// least [`PARALLEL_MIN_UNIT`] bytes, every unit is read and hashed on its
+    /// own thread (remote sources answer concurrently instead of one after
+    /// another); otherwise in shard order on this thread.
     fn fetch(&mut self, stripe: u64, shards: &[usize]) {
         let unit_len = self.layout.params().stripe_unit();
-        let mut read = Vec::with_capacity(shards.len());
         for &i in shards {
             self.state[i] = Unit::Bad;
-            if !self.available(i) {
-                continue;
-            }
-            let source = self.sources[i].as_mut().expect("available");
-            let unit = &mut self.buf[i * unit_len..(i + 1) * unit_len];
-            if let Err(e) = source.read_unit(stripe, unit) {
-                self.dead[i] = true;
-                self.report.failed_reads.push(ReadFault {
-                    at: UnitLocation { shard: i, stripe },
-                    error: e.to_string(),
-                });
-                continue;
-            }
-            self.report.units_read += 1;
-            self.report.bytes_read += unit_len as u64;
-            read.push(i);
         }
-        let units: Vec<&[u8]> = read
-            .iter()
-            .map(|&i| &self.buf[i * unit_len..(i + 1) * unit_len])
+        let dead = &self.dead;
+        let jobs: Vec<(usize, &mut S, &mut [u8])> = self
+            .sources
+            .iter_mut()
+            .zip(self.buf.chunks_exact_mut(unit_len))
+            .enumerate()
+            .filter(|(i, _)| shards.contains(i) && !dead[*i])
+            .filter_map(|(i, (source, unit))| Some((i, source.as_mut()?, unit)))
             .collect();
-        let sums = hash_units(&units, self.threads);
-        for (&i, sum) in read.iter().zip(sums) {
-            if Some(&sum) == self.checksums.get(i, stripe) {
-                self.state[i] = Unit::Good;
+        let read = |(i, source, unit): (usize, &mut S, &mut [u8])| {
+            let sum = source
+                .read_unit(stripe, unit)
+                .map(|()| *blake3::hash(unit).as_bytes());
+            (i, sum)
+        };
+        let results: Vec<(usize, io::Result<[u8; 32]>)> =
+            if self.threads > 1 && jobs.len() > 1 && unit_len >= PARALLEL_MIN_UNIT {
+                std::thread::scope(|scope| {
+                    let readers: Vec<_> = jobs
+                        .into_iter()
+                        .map(|job| scope.spawn(move || read(job)))
+                        .collect();
+                    readers
+                        .into_iter()
+                        .map(|r| r.join().expect("unit reader thread"))
+                        .collect()
+                })
             } else {
-                self.report
-                    .corrupt_units
-                    .push(UnitLocation { shard: i, stripe });
+                jobs.into_iter().map(read).collect()
+            };
+        for (i, sum) in results {
+            match sum {
+                Err(e) => {
+                    self.dead[i] = true;
+                    self.report.failed_reads.push(ReadFault {
+                        at: UnitLocation { shard: i, stripe },
+                        error: e.to_string(),
+                    });
+                }
+                Ok(sum) => {
+                    self.report.units_read += 1;
+                    self.report.bytes_read += unit_len as u64;
+                    if Some(&sum) == self.checksums.get(i, stripe) {
+                        self.state[i] = Unit::Good;
+                    } else {
+                        self.report
+                            .corrupt_units
+                            .push(UnitLocation { shard: i, stripe });
+                    }
+                }
             }
         }
     }
@@ -418,8 +443,9 @@ fn present_units<'a>(buf: &'a mut [u8], state: &[Unit], unit: usize) -> Vec<(&'a
 mod tests {
     use super::super::{encode_bytes, ErasureParams, FnSource};
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     fn data(len: usize) -> Vec<u8> {
         (0..len as u32)
@@ -432,13 +458,13 @@ mod tests {
         let p = ErasureParams::new(4, 2, 64).unwrap();
         let bytes = data(2000);
         let enc = encode_bytes(p, &bytes).unwrap();
-        let reads: Rc<RefCell<Vec<UnitLocation>>> = Rc::default();
+        let reads: Arc<Mutex<Vec<UnitLocation>>> = Arc::default();
         let sources: Vec<Option<FnSource<_>>> = (0..6)
             .map(|shard| {
                 let reads = reads.clone();
                 let shard_bytes = enc.sinks[shard].clone();
                 Some(FnSource(move |stripe: u64, unit: &mut [u8]| {
-                    reads.borrow_mut().push(UnitLocation { shard, stripe });
+                    reads.lock().unwrap().push(UnitLocation { shard, stripe });
                     shard_bytes.as_slice().read_unit(stripe, unit)
                 }))
             })
@@ -449,7 +475,7 @@ mod tests {
         dec.read_range(600..700, &mut out).unwrap();
         assert_eq!(out, &bytes[600..700]);
         assert_eq!(
-            *reads.borrow(),
+            *reads.lock().unwrap(),
             vec![
                 UnitLocation {
                     shard: 1,
@@ -465,7 +491,7 @@ mod tests {
         out.clear();
         dec.read_range(640..650, &mut out).unwrap();
         assert_eq!(out, &bytes[640..650]);
-        assert_eq!(reads.borrow().len(), 2);
+        assert_eq!(reads.lock().unwrap().len(), 2);
     }
 
     #[test]
@@ -474,7 +500,7 @@ mod tests {
         let bytes = data(1000);
         let mut enc = encode_bytes(p, &bytes).unwrap();
         enc.sinks[1][64 + 5] ^= 0x40; // shard 1, stripe 1
-        let sources: Vec<Option<Box<dyn UnitSource>>> = vec![
+        let sources: Vec<Option<Box<dyn UnitSource + Send>>> = vec![
             Some(Box::new(enc.sinks[0].clone())),
             Some(Box::new(enc.sinks[1].clone())),
             Some(Box::new(FnSource(|_, _: &mut [u8]| {
@@ -545,6 +571,47 @@ mod tests {
             dec.read_all(&mut out).unwrap();
             assert_eq!(out, data(700));
         }
+    }
+
+    /// Remote sources answer one unit per request: the `k` units of a stripe
+    /// are requested together, not one after another. Each source here waits
+    /// (up to 10 s) until all `k` of the stripe's reads have started, and
+    /// fails if they never do, which is what reading in turn would cause.
+    #[test]
+    fn the_units_of_a_stripe_are_read_concurrently() {
+        let unit = super::super::PARALLEL_MIN_UNIT;
+        let p = ErasureParams::new(4, 2, unit as u32).unwrap();
+        let bytes = data(3 * 4 * unit);
+        let enc = encode_bytes(p, &bytes).unwrap();
+        let started: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let sources: Vec<Option<FnSource<_>>> = (0..6)
+            .map(|shard| {
+                let started = started.clone();
+                let shard_bytes = enc.sinks[shard].clone();
+                Some(FnSource(move |stripe: u64, out: &mut [u8]| {
+                    let count = &started[stripe as usize];
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while count.load(Ordering::SeqCst) < 4 {
+                        if Instant::now() > deadline {
+                            return Err(io::Error::other(
+                                "the other units of the stripe were not requested",
+                            ));
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    shard_bytes.as_slice().read_unit(stripe, out)
+                }))
+            })
+            .collect();
+        let mut dec = Decoder::new(enc.layout, &enc.checksums, sources).unwrap();
+        dec.set_threads(2);
+        let mut out = Vec::new();
+        dec.read_all(&mut out).unwrap();
+        assert!(out == bytes);
+        assert_eq!(dec.report().failed_reads, vec![]);
+        assert_eq!(dec.report().units_read, 3 * 4, "data units only");
     }
 
     #[test]

@@ -28,7 +28,6 @@ pub use source::{FnSource, SeekSource, StreamSource, UnitSource};
 
 use crate::hash::Hash;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Default stripe unit: 1 MiB. Large enough that per-unit overheads (a checksum,
 /// a sink write, one QUIC range request) vanish, small enough that a stripe of
@@ -67,45 +66,6 @@ pub(crate) fn hash_into(units: &[&[u8]], out: &mut [Hash]) {
     for (unit, sum) in units.iter().zip(out) {
         *sum = *blake3::hash(unit).as_bytes();
     }
-}
-
-/// BLAKE3 of each unit, spread over up to `threads` threads when units are large.
-///
-/// Threads claim units one at a time from a shared counter, so a helper thread
-/// that the OS does not schedule in time costs nothing: the calling thread
-/// hashes what is left.
-pub(crate) fn hash_units(units: &[&[u8]], threads: usize) -> Vec<Hash> {
-    let mut out = vec![[0u8; 32]; units.len()];
-    let large = units.first().is_some_and(|u| u.len() >= PARALLEL_MIN_UNIT);
-    if threads < 2 || units.len() < 2 || !large {
-        hash_into(units, &mut out);
-        return out;
-    }
-    let next = AtomicUsize::new(0);
-    let claim = || {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        (i < units.len()).then_some(i)
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(units.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    std::iter::from_fn(claim)
-                        .map(|i| (i, *blake3::hash(units[i]).as_bytes()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for i in std::iter::from_fn(claim) {
-            out[i] = *blake3::hash(units[i]).as_bytes();
-        }
-        for helper in helpers {
-            for (i, sum) in helper.join().expect("hashing does not panic") {
-                out[i] = sum;
-            }
-        }
-    });
-    out
 }
 
 /// Invalid erasure-coding parameters.

@@ -243,7 +243,7 @@ impl Manifest {
 
     /// A decoder over this dataset's shards (`sources[i]` for shard `i`, `None`
     /// when unavailable).
-    pub fn decoder<S: UnitSource>(
+    pub fn decoder<S: UnitSource + Send>(
         &self,
         sources: Vec<Option<S>>,
     ) -> Result<Decoder<'_, S>, RecoverError> {
