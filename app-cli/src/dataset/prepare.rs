@@ -39,22 +39,58 @@ pub fn stripe_unit_for(total: u64, k: u16) -> u32 {
     aligned.min(u64::from(DEFAULT_STRIPE_UNIT)) as u32
 }
 
-/// A shard file that also feeds every byte to the shard's Merkle tree.
+/// A shard file that also feeds every byte to the shard's Merkle tree. The
+/// tree is built on a thread of its own, so hashing (the slowest stage of
+/// encoding) runs beside packing and Reed-Solomon instead of after them.
 pub(crate) struct ShardSink {
     file: BufWriter<File>,
-    tree: TreeBuilder,
+    tree: Option<TreeThread>,
+    /// Written bytes not yet handed to the tree thread.
+    pending: Vec<u8>,
     bytes: u64,
 }
+
+/// The thread building one shard's tree, and the queue of bytes it hashes.
+struct TreeThread {
+    queue: std::sync::mpsc::SyncSender<Vec<u8>>,
+    thread: std::thread::JoinHandle<[u8; 32]>,
+}
+
+/// Bytes handed to the tree thread at a time.
+const TREE_CHUNK: usize = 1 << 20;
+/// Chunks queued per tree thread (bounds the memory a slow hasher holds).
+const TREE_QUEUE: usize = 4;
 
 impl ShardSink {
     /// Creates (truncates) the shard file at `path`.
     pub(crate) fn create(path: &Path) -> Result<Self, CliError> {
         let file = File::create(path).map_err(CliError::io(path))?;
+        let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(TREE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("cairn-tree".into())
+            .spawn(move || {
+                let mut tree = TreeBuilder::new();
+                for chunk in chunks {
+                    tree.update(&chunk);
+                }
+                tree.finish().root()
+            })
+            .map_err(CliError::io(path))?;
         Ok(ShardSink {
             file: BufWriter::with_capacity(1 << 20, file),
-            tree: TreeBuilder::new(),
+            tree: Some(TreeThread { queue, thread }),
+            pending: Vec::with_capacity(TREE_CHUNK),
             bytes: 0,
         })
+    }
+
+    /// Hands the pending bytes to the tree thread.
+    fn hash_pending(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(TREE_CHUNK));
+        let tree = self.tree.as_ref().expect("not finished");
+        tree.queue
+            .send(chunk)
+            .map_err(|_| io::Error::other("the shard's Merkle tree thread stopped"))
     }
 
     /// Appends the shard's `tail` (manifest unit and trailer), fsyncs the
@@ -66,7 +102,11 @@ impl ShardSink {
         tail: &[u8],
     ) -> Result<LocalShard, CliError> {
         self.write_all(tail).map_err(CliError::io(&path))?;
+        self.hash_pending().map_err(CliError::io(&path))?;
         self.file.flush().map_err(CliError::io(&path))?;
+        let TreeThread { queue, thread } = self.tree.take().expect("finished once");
+        drop(queue);
+        let root = thread.join().expect("the tree thread does not panic");
         let file = self
             .file
             .into_inner()
@@ -76,7 +116,7 @@ impl ShardSink {
             index,
             path,
             bytes: self.bytes,
-            root: self.tree.finish().root(),
+            root,
         })
     }
 }
@@ -84,8 +124,11 @@ impl ShardSink {
 impl Write for ShardSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.write_all(buf)?;
-        self.tree.update(buf);
+        self.pending.extend_from_slice(buf);
         self.bytes += buf.len() as u64;
+        if self.pending.len() >= TREE_CHUNK {
+            self.hash_pending()?;
+        }
         Ok(buf.len())
     }
 
