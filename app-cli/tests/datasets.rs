@@ -232,22 +232,24 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     let state = tempfile::tempdir().unwrap();
     let ctx = Ctx::new(&info.rpc_url, client_key.clone());
 
-    let report = upload(
-        &ctx,
-        UploadArgs {
-            dir: data.path().to_path_buf(),
-            data_shards: 4,
-            parity_shards: 2,
-            epochs: 5,
-            max_price: None,
-            resume: false,
-            state_dir: Some(state.path().to_path_buf()),
-            accept_timeout: 60,
-        },
-        &nodes,
-        &Progress::hidden(),
-    )
-    .expect("upload");
+    let up = |resume: bool| {
+        upload(
+            &ctx,
+            UploadArgs {
+                dir: data.path().to_path_buf(),
+                data_shards: 4,
+                parity_shards: 2,
+                epochs: 5,
+                max_price: None,
+                resume,
+                state_dir: Some(state.path().to_path_buf()),
+                accept_timeout: 60,
+            },
+            &nodes,
+            &Progress::hidden(),
+        )
+    };
+    let report = up(false).expect("upload");
     assert_eq!(report.shards.len(), 6);
     assert_eq!(report.files, files.len());
     let id: cairn_core::DatasetId = report.dataset_id.parse().unwrap();
@@ -375,22 +377,7 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     let client_tokens = f.ata(&client.pubkey());
     let balance = || ctx.token_balance(&client_tokens).unwrap();
     let before = balance();
-    let resumed = upload(
-        &ctx,
-        UploadArgs {
-            dir: data.path().to_path_buf(),
-            data_shards: 4,
-            parity_shards: 2,
-            epochs: 5,
-            max_price: None,
-            resume: true,
-            state_dir: Some(state.path().to_path_buf()),
-            accept_timeout: 60,
-        },
-        &nodes,
-        &Progress::hidden(),
-    )
-    .expect("resume adopts the landed proposals");
+    let resumed = up(true).expect("resume adopts the landed proposals");
     assert_eq!(resumed.shards, report.shards);
     assert_eq!(resumed.replaced_providers, 0);
     assert_eq!(balance(), before, "no deal proposed twice");
