@@ -611,21 +611,50 @@ mod tests {
         }
     }
 
-    /// The proposal of deal (0, 0): 10 bytes, 100 per epoch for 5 epochs.
-    fn proposed() -> Vec<u8> {
+    /// A proposal of deal (0, 0) to provider `key(1, provider)`: 10 bytes,
+    /// 100 per epoch for `epochs` epochs.
+    fn proposal(provider: u64, epochs: u64) -> Vec<u8> {
         tagged(ev::DealProposed {
             deal: deal_key(0, 0),
             client: key(5, 0),
-            provider: key(1, 0),
+            provider: key(1, provider),
             dataset_id: [1; 32],
             shard_index: 0,
             shard_bytes: 10,
             shard_root: [0; 32],
             price_per_epoch: 100,
-            duration_epochs: 5,
-            escrow: 500,
+            duration_epochs: epochs,
+            escrow: 100 * epochs,
             collateral: 50,
         })
+    }
+
+    /// The proposal of deal (0, 0): 10 bytes, 100 per epoch for 5 epochs.
+    fn proposed() -> Vec<u8> {
+        proposal(0, 5)
+    }
+
+    /// Provider `key(1, provider)` accepts deal (0, 0) for `epochs`.
+    fn acceptance(provider: u64, epochs: std::ops::Range<u64>) -> Vec<u8> {
+        tagged(ev::DealAccepted {
+            deal: deal_key(0, 0),
+            provider: key(1, provider),
+            start_epoch: epochs.start,
+            end_epoch: epochs.end,
+            collateral: 50,
+        })
+    }
+
+    /// Provider `key(1, provider)`'s proof of `epoch` for deal (0, 0), paid 100.
+    fn proof(provider: u64, epoch: u64) -> impl Fn() -> Vec<u8> {
+        move || {
+            tagged(ev::ProofAccepted {
+                deal: deal_key(0, 0),
+                provider: key(1, provider),
+                epoch,
+                paid: 100,
+            })
+        }
     }
 
     #[test]
@@ -633,25 +662,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let deal = deal_key(0, 0);
-        let accepted = || {
-            tagged(ev::DealAccepted {
-                deal: deal_key(0, 0),
-                provider: key(1, 0),
-                start_epoch: 1,
-                end_epoch: 6,
-                collateral: 50,
-            })
-        };
-        let proof = |epoch: u64| {
-            move || {
-                tagged(ev::ProofAccepted {
-                    deal: deal_key(0, 0),
-                    provider: key(1, 0),
-                    epoch,
-                    paid: 100,
-                })
-            }
-        };
+        let accepted = || acceptance(0, 1..6);
         apply(&store, &[tx(0, 1, &[&proposed, &accepted])]).unwrap();
         // The chain at slot 5 already holds the proof of epoch 1 (slot 4).
         reconcile(
@@ -669,14 +680,14 @@ mod tests {
                 .unwrap()
         };
         assert_eq!((get(&store).proven_epochs, get(&store).k), (1, Some(2)));
-        apply(&store, &[tx(1, 4, &[&proof(1)])]).unwrap();
+        apply(&store, &[tx(1, 4, &[&proof(0, 1)])]).unwrap();
         let d = get(&store);
         assert_eq!(
             (d.proven_epochs, d.escrow, d.paid),
             (1, 400, 100),
             "not counted twice"
         );
-        apply(&store, &[tx(2, 6, &[&proof(2)])]).unwrap();
+        apply(&store, &[tx(2, 6, &[&proof(0, 2)])]).unwrap();
         let d = get(&store);
         assert_eq!(
             (d.proven_epochs, d.escrow, d.paid),
@@ -734,26 +745,7 @@ mod tests {
         use crate::query::{DealFilter, IndexRead, PageReq};
         let deal = deal_key(0, 0);
         let (old_provider, new_provider) = (key(1, 0), key(1, 1));
-        let old_proposed = proposed;
-        let old_accepted = || {
-            tagged(ev::DealAccepted {
-                deal: deal_key(0, 0),
-                provider: key(1, 0),
-                start_epoch: 1,
-                end_epoch: 6,
-                collateral: 50,
-            })
-        };
-        let proof = |provider: u64, epoch: u64| {
-            move || {
-                tagged(ev::ProofAccepted {
-                    deal: deal_key(0, 0),
-                    provider: key(1, provider),
-                    epoch,
-                    paid: 100,
-                })
-            }
-        };
+        let old_accepted = || acceptance(0, 1..6);
         let faults = || {
             tagged(ev::FaultsSettled {
                 deal: deal_key(0, 0),
@@ -782,33 +774,11 @@ mod tests {
                 refunded: 0,
             })
         };
-        let new_proposed = || {
-            tagged(ev::DealProposed {
-                deal: deal_key(0, 0),
-                client: key(5, 0),
-                provider: key(1, 1),
-                dataset_id: [1; 32],
-                shard_index: 0,
-                shard_bytes: 10,
-                shard_root: [0; 32],
-                price_per_epoch: 100,
-                duration_epochs: 2,
-                escrow: 200,
-                collateral: 50,
-            })
-        };
-        let new_accepted = || {
-            tagged(ev::DealAccepted {
-                deal: deal_key(0, 0),
-                provider: key(1, 1),
-                start_epoch: 5,
-                end_epoch: 7,
-                collateral: 50,
-            })
-        };
+        let new_proposed = || proposal(1, 2);
+        let new_accepted = || acceptance(1, 5..7);
         let (p1, p5) = (proof(0, 1), proof(1, 5));
         let before_repair = [
-            tx(0, 1, &[&old_proposed, &old_accepted]),
+            tx(0, 1, &[&proposed, &old_accepted]),
             tx(1, 4, &[&p1]),
             tx(2, 8, &[&faults, &terminated]),
             tx(3, 9, &[&closed]),
