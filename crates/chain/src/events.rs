@@ -92,10 +92,12 @@ market_events!(
     DealAccepted,
     DealCancelled,
     EpochOpened,
-    ProofAccepted,
-    FaultsSettled,
-    DealCompleted,
-    DealTerminated,
+    EpochProven,
+    DealSettled,
+    DealFinished,
+    DealEnded,
+    DealLeftSet,
+    ProviderJailed,
     DealClosed,
     EarningsWithdrawn,
 );
@@ -197,17 +199,18 @@ mod tests {
 
     #[test]
     fn an_event_round_trips_through_its_instruction_data() {
-        let event = ev::ProofAccepted {
-            deal: Pubkey::new_unique(),
+        let event = ev::EpochProven {
             provider: Pubkey::new_unique(),
             epoch: 7,
-            paid: 100,
+            samples: 16,
+            draws: 17,
+            set_len: 100,
         };
         match MarketEvent::decode(&with_tag(event.data())).unwrap() {
-            MarketEvent::ProofAccepted(e) => {
+            MarketEvent::EpochProven(e) => {
                 assert_eq!(
-                    (e.deal, e.provider, e.epoch, e.paid),
-                    (event.deal, event.provider, 7, 100)
+                    (e.provider, e.epoch, e.samples, e.draws, e.set_len),
+                    (event.provider, 7, 16, 17, 100)
                 )
             }
             other => panic!("decoded as {other:?}"),
@@ -222,6 +225,8 @@ mod tests {
             seed_slot: 2,
             opened_slot: 3,
             opener: Pubkey::new_unique(),
+            deadline_slot: 9,
+            samples_per_epoch: 4,
         };
         let data = event.data();
         assert!(matches!(

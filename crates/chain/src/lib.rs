@@ -17,6 +17,7 @@ pub use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
 pub use storage_market::ID as PROGRAM_ID;
 
 pub mod events;
+pub mod proving;
 pub mod token;
 
 /// Byte offsets of fields inside the program's accounts, for `getProgramAccounts`
@@ -33,6 +34,8 @@ pub mod layout {
     pub const PROVIDER_AUTHORITY: usize = 8;
     /// `Provider.operator`: the provider a node's hot key operates.
     pub const PROVIDER_OPERATOR: usize = 8 + 32;
+    /// `DealSetPage.provider`: the pages of one provider's deal set.
+    pub const DEAL_SET_PAGE_PROVIDER: usize = 8;
 }
 
 pub fn market_pda() -> Pubkey {
@@ -47,21 +50,64 @@ pub fn provider_pda(authority: &Pubkey) -> Pubkey {
     Pubkey::find_program_address(&[SEED_PROVIDER, authority.as_ref()], &PROGRAM_ID).0
 }
 
-pub fn deal_pda(client: &Pubkey, dataset_id: &[u8; 32], shard_index: u16) -> Pubkey {
+/// The deal of shard `shard_index` of a dataset, in placement `generation` (0 first,
+/// one more for each replacement).
+pub fn deal_pda(
+    client: &Pubkey,
+    dataset_id: &[u8; 32],
+    shard_index: u16,
+    generation: u16,
+) -> Pubkey {
     Pubkey::find_program_address(
         &[
             SEED_DEAL,
             client.as_ref(),
             dataset_id.as_ref(),
             &shard_index.to_le_bytes(),
+            &generation.to_le_bytes(),
         ],
         &PROGRAM_ID,
     )
     .0
 }
 
-pub fn challenge_pda(epoch: u64) -> Pubkey {
-    Pubkey::find_program_address(&[SEED_CHALLENGE, &epoch.to_le_bytes()], &PROGRAM_ID).0
+/// The challenge of the epoch being proven (one account, overwritten each epoch).
+pub fn challenge_pda() -> Pubkey {
+    Pubkey::find_program_address(&[SEED_CHALLENGE], &PROGRAM_ID).0
+}
+
+/// A provider's deal-set header and proof session.
+pub fn deal_set_pda(provider: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[SEED_DEAL_SET, provider.as_ref()], &PROGRAM_ID).0
+}
+
+/// Page `page` of a provider's deal set.
+pub fn deal_set_page_pda(provider: &Pubkey, page: u32) -> Pubkey {
+    Pubkey::find_program_address(
+        &[SEED_DEAL_SET_PAGE, provider.as_ref(), &page.to_le_bytes()],
+        &PROGRAM_ID,
+    )
+    .0
+}
+
+/// Page `page` of a provider's proven-epoch bits.
+pub fn proof_log_pda(provider: &Pubkey, page: u32) -> Pubkey {
+    Pubkey::find_program_address(
+        &[SEED_PROOF_LOG, provider.as_ref(), &page.to_le_bytes()],
+        &PROGRAM_ID,
+    )
+    .0
+}
+
+/// Page `page` of the market's opened-epoch bits.
+pub fn epoch_log_pda(page: u32) -> Pubkey {
+    Pubkey::find_program_address(&[SEED_EPOCH_LOG, &page.to_le_bytes()], &PROGRAM_ID).0
+}
+
+/// The program's ProgramData account under the upgradeable loader (absent when
+/// the program runs natively): `init_market` checks its upgrade authority.
+pub fn program_data_pda() -> Pubkey {
+    anchor_lang::solana_program::bpf_loader_upgradeable::get_program_data_address(&PROGRAM_ID)
 }
 
 /// The PDA Anchor's `emit_cpi!` signs events with.
@@ -110,10 +156,12 @@ impl MarketIx {
             storage_market::accounts::InitMarket {
                 authority: *authority,
                 market: market_pda(),
+                challenge: challenge_pda(),
                 mint,
                 vault: vault_pda(),
                 token_program: self.token_program,
                 system_program: solana_system_interface::program::ID,
+                program_data: program_data_pda(),
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -143,6 +191,7 @@ impl MarketIx {
                 authority: *authority,
                 market: market_pda(),
                 provider: provider_pda(authority),
+                deal_set: deal_set_pda(&provider_pda(authority)),
                 system_program: solana_system_interface::program::ID,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
@@ -253,6 +302,7 @@ impl MarketIx {
                 authority: *authority,
                 vault: self.vault_accounts(),
                 provider: provider_pda(authority),
+                deal_set: deal_set_pda(&provider_pda(authority)),
                 to: *to,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
@@ -273,7 +323,7 @@ impl MarketIx {
                 client: *client,
                 vault: self.vault_accounts(),
                 provider: *provider,
-                deal: deal_pda(client, &args.dataset_id, args.shard_index),
+                deal: deal_pda(client, &args.dataset_id, args.shard_index, args.generation),
                 from: *from,
                 system_program: solana_system_interface::program::ID,
                 event_authority: event_authority(),
@@ -297,11 +347,14 @@ impl MarketIx {
         )
     }
 
+    /// `set_len` is the provider's deal-set length now (`DealSet::len`): the deal
+    /// takes that entry, on its page.
     pub fn accept_deal_ix(
         &self,
         operator: &Pubkey,
         provider: &Pubkey,
         deal: &Pubkey,
+        set_len: u32,
     ) -> Instruction {
         Self::ix(
             storage_market::accounts::AcceptDeal {
@@ -309,10 +362,49 @@ impl MarketIx {
                 market: market_pda(),
                 provider: *provider,
                 deal: *deal,
+                deal_set: deal_set_pda(provider),
+                deal_set_page: deal_set_page_pda(provider, deal_set_page(set_len)),
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
             storage_market::instruction::AcceptDeal {},
+        )
+    }
+
+    /// Adds page `pages` (the set's current page count) to a provider's deal set.
+    pub fn extend_deal_set_ix(&self, payer: &Pubkey, provider: &Pubkey, pages: u32) -> Instruction {
+        Self::ix(
+            storage_market::accounts::ExtendDealSet {
+                payer: *payer,
+                provider: *provider,
+                deal_set: deal_set_pda(provider),
+                page: deal_set_page_pda(provider, pages),
+                system_program: solana_system_interface::program::ID,
+            },
+            storage_market::instruction::ExtendDealSet {},
+        )
+    }
+
+    pub fn open_epoch_log_ix(&self, payer: &Pubkey, page: u32) -> Instruction {
+        Self::ix(
+            storage_market::accounts::OpenEpochLog {
+                payer: *payer,
+                epoch_log: epoch_log_pda(page),
+                system_program: solana_system_interface::program::ID,
+            },
+            storage_market::instruction::OpenEpochLog { page },
+        )
+    }
+
+    pub fn open_proof_log_ix(&self, payer: &Pubkey, provider: &Pubkey, page: u32) -> Instruction {
+        Self::ix(
+            storage_market::accounts::OpenProofLog {
+                payer: *payer,
+                provider: *provider,
+                proof_log: proof_log_pda(provider, page),
+                system_program: solana_system_interface::program::ID,
+            },
+            storage_market::instruction::OpenProofLog { page },
         )
     }
 
@@ -330,9 +422,9 @@ impl MarketIx {
             storage_market::accounts::OpenEpoch {
                 opener: *opener,
                 market: market_pda(),
-                challenge: challenge_pda(epoch),
+                challenge: challenge_pda(),
+                epoch_log: epoch_log_pda(log_page(epoch)),
                 slot_hashes: *slot_hashes,
-                system_program: solana_system_interface::program::ID,
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
@@ -340,83 +432,141 @@ impl MarketIx {
         )
     }
 
-    pub fn submit_proof_ix(
+    /// One transaction of a provider's proof session of `epoch`: `samples` answer
+    /// the session's next live draws, and `pages` are the deal-set pages the draws
+    /// land on (see [`proving::plan_session`]).
+    pub fn prove_ix(
         &self,
         operator: &Pubkey,
         provider: &Pubkey,
-        deal: &Pubkey,
         epoch: u64,
         samples: Vec<ProofSample>,
+        pages: &[u32],
     ) -> Instruction {
-        self.submit_proof_ix_with(
-            operator,
-            provider,
-            deal,
-            &challenge_pda(epoch),
-            epoch,
-            samples,
-        )
-    }
-
-    pub fn submit_proof_ix_with(
-        &self,
-        operator: &Pubkey,
-        provider: &Pubkey,
-        deal: &Pubkey,
-        challenge: &Pubkey,
-        epoch: u64,
-        samples: Vec<ProofSample>,
-    ) -> Instruction {
-        Self::ix(
-            storage_market::accounts::SubmitProof {
+        let mut ix = Self::ix(
+            storage_market::accounts::Prove {
                 operator: *operator,
                 provider: *provider,
-                deal: *deal,
-                challenge: *challenge,
+                deal_set: deal_set_pda(provider),
+                challenge: challenge_pda(),
+                proof_log: proof_log_pda(provider, log_page(epoch)),
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
-            storage_market::instruction::SubmitProof { epoch, samples },
-        )
+            storage_market::instruction::Prove { epoch, samples },
+        );
+        ix.accounts.extend(
+            pages
+                .iter()
+                .map(|page| AccountMeta::new_readonly(deal_set_page_pda(provider, *page), false)),
+        );
+        ix
     }
 
-    pub fn report_faults_ix(
-        &self,
-        reporter: &Pubkey,
-        provider: &Pubkey,
-        deal: &Pubkey,
-        reporter_token: &Pubkey,
-    ) -> Instruction {
-        Self::ix(
-            storage_market::accounts::ReportFaults {
-                reporter: *reporter,
-                vault: self.vault_accounts(),
+    /// Settles `deals` (all of `provider`) from the bits of log page `page`.
+    pub fn settle_ix(&self, provider: &Pubkey, page: u32, deals: &[Pubkey]) -> Instruction {
+        let mut ix = Self::ix(
+            storage_market::accounts::Settle {
+                market: market_pda(),
                 provider: *provider,
-                deal: *deal,
-                reporter_token: *reporter_token,
+                epoch_log: epoch_log_pda(page),
+                proof_log: proof_log_pda(provider, page),
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
-            storage_market::instruction::ReportFaults {},
-        )
+            storage_market::instruction::Settle { page },
+        );
+        ix.accounts
+            .extend(deals.iter().map(|deal| AccountMeta::new(*deal, false)));
+        ix
     }
 
-    pub fn complete_deal_ix(
+    /// The client ends `deal` (entry `set_index` of its provider's set) after its
+    /// provider failed `failed_epoch`.
+    pub fn end_deal_ix(
         &self,
-        caller: &Pubkey,
+        client: &Pubkey,
         provider: &Pubkey,
         deal: &Pubkey,
+        set_index: u32,
+        failed_epoch: u64,
     ) -> Instruction {
         Self::ix(
-            storage_market::accounts::CompleteDeal {
-                caller: *caller,
+            storage_market::accounts::EndDeal {
+                client: *client,
                 market: market_pda(),
                 provider: *provider,
                 deal: *deal,
+                deal_set_page: deal_set_page_pda(provider, deal_set_page(set_index)),
+                epoch_log: epoch_log_pda(log_page(failed_epoch)),
+                proof_log: proof_log_pda(provider, log_page(failed_epoch)),
                 event_authority: event_authority(),
                 program: PROGRAM_ID,
             },
-            storage_market::instruction::CompleteDeal {},
+            storage_market::instruction::EndDeal { failed_epoch },
+        )
+    }
+
+    /// Jails `provider` for `epochs` (failed, on log page `page` or `page + 1`),
+    /// each with a deal of the provider running in it.
+    pub fn jail_provider_ix(
+        &self,
+        caller: &Pubkey,
+        provider: &Pubkey,
+        page: u32,
+        epochs: Vec<u64>,
+        deals: &[Pubkey],
+    ) -> Instruction {
+        let mut ix = Self::ix(
+            storage_market::accounts::JailProvider {
+                caller: *caller,
+                market: market_pda(),
+                provider: *provider,
+                epoch_log: epoch_log_pda(page),
+                epoch_log_next: epoch_log_pda(page + 1),
+                proof_log: proof_log_pda(provider, page),
+                proof_log_next: proof_log_pda(provider, page + 1),
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::JailProvider { page, epochs },
+        );
+        ix.accounts
+            .extend(deals.iter().map(|deal| AccountMeta::new_readonly(*deal, false)));
+        ix
+    }
+
+    /// Removes `deal` (entry `set_index`) from its provider's deal set; `last` is the
+    /// deal at the set's last index and that index, unless it is `deal` itself.
+    pub fn leave_deal_set_ix(
+        &self,
+        provider: &Pubkey,
+        deal: &Pubkey,
+        set_index: u32,
+        last: Option<(Pubkey, u32)>,
+    ) -> Instruction {
+        let deal_page = deal_set_page(set_index);
+        let (moved, last_page) = match last {
+            Some((moved, index)) if deal_set_page(index) != deal_page => (
+                Some(moved),
+                Some(deal_set_page_pda(provider, deal_set_page(index))),
+            ),
+            Some((moved, _)) => (Some(moved), None),
+            None => (None, None),
+        };
+        Self::ix(
+            storage_market::accounts::LeaveDealSet {
+                market: market_pda(),
+                provider: *provider,
+                deal_set: deal_set_pda(provider),
+                deal: *deal,
+                deal_page: deal_set_page_pda(provider, deal_page),
+                moved,
+                last_page,
+                event_authority: event_authority(),
+                program: PROGRAM_ID,
+            },
+            storage_market::instruction::LeaveDealSet {},
         )
     }
 
@@ -431,16 +581,6 @@ impl MarketIx {
                 program: PROGRAM_ID,
             },
             storage_market::instruction::CloseDeal {},
-        )
-    }
-
-    pub fn close_challenge_ix(&self, opener: &Pubkey, epoch: u64) -> Instruction {
-        Self::ix(
-            storage_market::accounts::CloseChallenge {
-                opener: *opener,
-                challenge: challenge_pda(epoch),
-            },
-            storage_market::instruction::CloseChallenge {},
         )
     }
 }
@@ -465,6 +605,7 @@ mod tests {
             provider,
             dataset_id: [1; 32],
             shard_index: 2,
+            generation: 0,
             k: 4,
             n: 6,
             shard_root: [3; 32],
@@ -479,13 +620,15 @@ mod tests {
             proposed_epoch: 0,
             start_epoch: 0,
             end_epoch: 0,
-            settled_through: 0,
+            settled_until: 0,
             proven_epochs: 0,
-            total_faults: 0,
-            consecutive_faults: 0,
+            failed_epochs: 0,
+            void_epochs: 0,
+            forfeit: false,
+            in_set: false,
+            set_index: 0,
             slash_bps: 0,
-            bounty_bps: 0,
-            max_consecutive_faults: 1,
+            accept_timeout_epochs: 1,
             bump: 255,
         };
         let data = serialized(&deal);
@@ -511,6 +654,8 @@ mod tests {
             proofs: 0,
             faults: 0,
             slashed: 0,
+            forfeited: 0,
+            jailed_from: NOT_JAILED,
             registered_slot: 0,
             bump: 255,
         };

@@ -35,7 +35,7 @@ mod hash;
 mod tree;
 mod verify;
 
-pub use challenge::challenge_index;
+pub use challenge::{challenge_index, draw, epoch_seed, Draw, EPOCH_SEED_DOMAIN, SAMPLE_DOMAIN};
 pub use hash::{empty_subtree, leaf_hash, node_hash, Hash};
 pub use tree::{path_of, root_of, Tree, TreeBuilder, TreeError};
 pub use verify::{verify, verify_for_shard, ProofError};

@@ -8,16 +8,20 @@ pub enum MarketError {
     ArithmeticOverflow,
     #[msg("an account invariant does not hold after this instruction")]
     InvariantViolated,
-    #[msg("epoch_slots must be greater than zero")]
+    #[msg("epoch_slots must be at least 4")]
     InvalidEpochSlots,
-    #[msg("epoch_slots cannot change after the market is created: epoch numbers would move")]
-    EpochSlotsImmutable,
-    #[msg("slash_bps and bounty_bps must be at most 10000")]
+    #[msg("epoch_slots, jail_failures and jail_window cannot change after the market is created")]
+    ParamImmutable,
+    #[msg("slash_bps must be at most 10000")]
     InvalidBps,
-    #[msg("max_consecutive_faults must be between 1 and 1000")]
-    InvalidMaxConsecutiveFaults,
-    #[msg("samples_per_proof must be 1: a second 26-level path does not fit in a transaction")]
-    InvalidSamplesPerProof,
+    #[msg("accept_timeout_epochs must be between 1 and 10000")]
+    InvalidAcceptTimeout,
+    #[msg("response_slots must be at least 3 and at most epoch_slots")]
+    InvalidResponseSlots,
+    #[msg("samples_per_epoch must be between 1 and 256")]
+    InvalidSamplesPerEpoch,
+    #[msg("jail_window must be between 1 and 1000 and jail_failures between 1 and jail_window")]
+    InvalidJailParams,
     #[msg("max_shard_bytes must be between 64 bytes and 4 GiB")]
     InvalidMaxShardBytes,
     #[msg("signer is not the market authority")]
@@ -46,7 +50,7 @@ pub enum MarketError {
     InsufficientFreeStake,
     #[msg("not enough earnings")]
     InsufficientEarnings,
-    #[msg("provider still has locked stake or active deals")]
+    #[msg("provider still has locked stake, active deals or deal-set entries")]
     ProviderBusy,
     #[msg("shard size must be between 1 byte and the market's max_shard_bytes")]
     InvalidShardBytes,
@@ -64,53 +68,83 @@ pub enum MarketError {
     DealNotActive,
     #[msg("the accept window of this deal has passed; the client may cancel it")]
     AcceptTimedOut,
-    #[msg("deal has not reached its end epoch yet")]
-    DealNotEnded,
-    #[msg("deal still has unsettled epochs; report faults first")]
-    UnsettledEpochs,
     #[msg("deal is not Completed, Terminated or Cancelled")]
     DealNotClosable,
-    #[msg("this epoch has not started yet")]
-    EpochNotStarted,
-    #[msg("the proof window of this epoch has closed")]
+    #[msg("this epoch (or a later one) is already opened")]
+    EpochAlreadyOpened,
+    #[msg("the epoch's seed slot has no SlotHashes entry yet; open it a slot later")]
+    SeedSlotNotReached,
+    #[msg("the epoch's seed slot has left SlotHashes: the epoch can no longer be opened and is void")]
+    SeedSlotRolledOut,
+    #[msg("the response deadline of this epoch has passed")]
     EpochClosed,
     #[msg("account is not the SlotHashes sysvar")]
     WrongSlotHashes,
     #[msg("SlotHashes sysvar data is malformed or empty")]
     MalformedSlotHashes,
-    #[msg("epoch is outside the deal's active epochs")]
-    EpochOutsideDeal,
-    #[msg("epoch is already settled for this deal (proof replayed or epoch reported)")]
-    EpochAlreadySettled,
-    #[msg("proof submitted outside the challenge's window")]
+    #[msg("the challenge is not for this epoch: open the epoch first")]
+    EpochNotOpened,
+    #[msg("the provider already proved this epoch")]
+    EpochAlreadyProven,
+    #[msg("proof submitted outside the epoch's proof window")]
     OutsideProofWindow,
-    #[msg("wrong number of samples for this epoch's challenge")]
-    WrongSampleCount,
+    #[msg("more samples than the session's draws could use")]
+    UnusedSamples,
+    #[msg("no draw of the session could be proven: a needed deal-set page or sample is missing")]
+    NoProgress,
     #[msg("Merkle path length does not match the deal's tree depth")]
     WrongPathLength,
-    #[msg("segment and path do not hash to the deal's shard root")]
+    #[msg("segment and path do not hash to the drawn deal's shard root")]
     InvalidProof,
-    #[msg("missed epochs before this one terminate the deal; call report_faults")]
-    DealMustTerminate,
-    #[msg("no closed, unsettled epoch to report")]
-    NothingToReport,
-    #[msg("the challenge's proof window has not closed yet")]
-    ChallengeStillOpen,
+    #[msg("deal-set page does not belong to this provider or does not hold this entry")]
+    WrongDealSetPage,
+    #[msg("log page does not belong to this provider or epoch")]
+    WrongLogPage,
+    #[msg("the provider's deal set has no room: extend_deal_set first")]
+    DealSetFull,
+    #[msg("the provider is jailed: it takes no new deals")]
+    ProviderJailed,
+    #[msg("these epochs do not show jail_failures failed epochs of the provider within jail_window")]
+    NotJailable,
+    #[msg("the provider did not fail this epoch within this deal")]
+    NotAFailedEpoch,
+    #[msg("the deal still has epochs to prove; it can leave the deal set in its last epoch")]
+    DealStillLive,
+    #[msg("the deal is still in its provider's deal set; call leave_deal_set first")]
+    DealInSet,
+    #[msg("the moved deal is not the last entry of the provider's deal set")]
+    WrongMovedDeal,
     #[msg("token account belongs to another mint")]
     WrongTokenAccountMint,
+    #[msg("the mint charges a transfer fee: the vault would receive less than it records")]
+    MintHasTransferFee,
+    #[msg("the mint has a transfer hook: another program could block or re-enter every payout")]
+    MintHasTransferHook,
+    #[msg("the mint has a permanent delegate who could take the vault's tokens")]
+    MintHasPermanentDelegate,
+    #[msg("the mint creates token accounts frozen: the vault would be frozen")]
+    MintDefaultFrozen,
+    #[msg("the mint's tokens are non-transferable")]
+    MintNonTransferable,
+    #[msg("the mint has a Token-2022 extension the market does not accept (see docs/DESIGN.md)")]
+    MintExtensionNotAllowed,
+    #[msg("only the program's upgrade authority may initialise the market")]
+    NotUpgradeAuthority,
 }
 
 impl MarketError {
     /// Every error in code order: `ALL[i]` has code `ERROR_CODE_OFFSET + i`
     /// (a test checks it), so off-chain code can name a failure by its code.
-    pub const ALL: [MarketError; 47] = [
+    pub const ALL: [MarketError; 63] = [
         MarketError::ArithmeticOverflow,
         MarketError::InvariantViolated,
         MarketError::InvalidEpochSlots,
-        MarketError::EpochSlotsImmutable,
+        MarketError::ParamImmutable,
         MarketError::InvalidBps,
-        MarketError::InvalidMaxConsecutiveFaults,
-        MarketError::InvalidSamplesPerProof,
+        MarketError::InvalidAcceptTimeout,
+        MarketError::InvalidResponseSlots,
+        MarketError::InvalidSamplesPerEpoch,
+        MarketError::InvalidJailParams,
         MarketError::InvalidMaxShardBytes,
         MarketError::WrongMarketAuthority,
         MarketError::WrongMint,
@@ -134,23 +168,37 @@ impl MarketError {
         MarketError::DealNotProposed,
         MarketError::DealNotActive,
         MarketError::AcceptTimedOut,
-        MarketError::DealNotEnded,
-        MarketError::UnsettledEpochs,
         MarketError::DealNotClosable,
-        MarketError::EpochNotStarted,
+        MarketError::EpochAlreadyOpened,
+        MarketError::SeedSlotNotReached,
+        MarketError::SeedSlotRolledOut,
         MarketError::EpochClosed,
         MarketError::WrongSlotHashes,
         MarketError::MalformedSlotHashes,
-        MarketError::EpochOutsideDeal,
-        MarketError::EpochAlreadySettled,
+        MarketError::EpochNotOpened,
+        MarketError::EpochAlreadyProven,
         MarketError::OutsideProofWindow,
-        MarketError::WrongSampleCount,
+        MarketError::UnusedSamples,
+        MarketError::NoProgress,
         MarketError::WrongPathLength,
         MarketError::InvalidProof,
-        MarketError::DealMustTerminate,
-        MarketError::NothingToReport,
-        MarketError::ChallengeStillOpen,
+        MarketError::WrongDealSetPage,
+        MarketError::WrongLogPage,
+        MarketError::DealSetFull,
+        MarketError::ProviderJailed,
+        MarketError::NotJailable,
+        MarketError::NotAFailedEpoch,
+        MarketError::DealStillLive,
+        MarketError::DealInSet,
+        MarketError::WrongMovedDeal,
         MarketError::WrongTokenAccountMint,
+        MarketError::MintHasTransferFee,
+        MarketError::MintHasTransferHook,
+        MarketError::MintHasPermanentDelegate,
+        MarketError::MintDefaultFrozen,
+        MarketError::MintNonTransferable,
+        MarketError::MintExtensionNotAllowed,
+        MarketError::NotUpgradeAuthority,
     ];
 
     /// The error with this program error code, if it is one of the program's.
@@ -181,7 +229,7 @@ mod tests {
         }
         assert!(MarketError::from_code(anchor_lang::error::ERROR_CODE_OFFSET - 1).is_none());
         assert!(
-            MarketError::from_code(u32::from(MarketError::WrongTokenAccountMint) + 1).is_none()
+            MarketError::from_code(u32::from(MarketError::NotUpgradeAuthority) + 1).is_none()
         );
     }
 }

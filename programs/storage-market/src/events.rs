@@ -57,6 +57,7 @@ pub struct DealProposed {
     pub provider: Pubkey,
     pub dataset_id: [u8; 32],
     pub shard_index: u16,
+    pub generation: u16,
     pub shard_bytes: u64,
     pub shard_root: [u8; 32],
     pub price_per_epoch: u64,
@@ -72,6 +73,8 @@ pub struct DealAccepted {
     pub start_epoch: u64,
     pub end_epoch: u64,
     pub collateral: u64,
+    /// The deal's entry in its provider's deal set.
+    pub set_index: u32,
 }
 
 #[event]
@@ -87,46 +90,85 @@ pub struct EpochOpened {
     pub seed_slot: u64,
     pub opened_slot: u64,
     pub opener: Pubkey,
+    pub deadline_slot: u64,
+    pub samples_per_epoch: u16,
 }
 
+/// A provider completed its proof session of `epoch`: its bit is set.
 #[event]
-pub struct ProofAccepted {
-    pub deal: Pubkey,
+pub struct EpochProven {
     pub provider: Pubkey,
     pub epoch: u64,
+    /// Samples proven (`min(samples_per_epoch, deal-set entries)`, fewer if draws
+    /// landed on ended deals).
+    pub samples: u16,
+    /// Draws the session used.
+    pub draws: u32,
+    /// Deal-set entries the epoch sampled from.
+    pub set_len: u32,
+}
+
+/// Epochs `from_epoch .. until_epoch` of a deal were settled from the bits.
+#[event]
+pub struct DealSettled {
+    pub deal: Pubkey,
+    pub provider: Pubkey,
+    pub from_epoch: u64,
+    pub until_epoch: u64,
+    pub proven: u64,
+    pub failed: u64,
+    pub void: u64,
+    /// To the provider's earnings.
     pub paid: u64,
+    /// Prices of failed and void epochs, owed to the client.
+    pub refunded: u64,
+    /// Collateral owed to the client for failed epochs.
+    pub penalty: u64,
 }
 
+/// Every epoch of a deal is settled: it is Completed (collateral back to the
+/// provider) or Terminated (escrow left and collateral left to the client).
 #[event]
-pub struct FaultsSettled {
+pub struct DealFinished {
     pub deal: Pubkey,
     pub provider: Pubkey,
-    /// Who settled: a reporter (earns the bounty) or the operator (no bounty).
-    pub settled_by: Pubkey,
-    pub first_epoch: u64,
-    pub last_epoch: u64,
-    pub epochs: u64,
-    pub slashed: u64,
-    pub bounty: u64,
-    pub refunded_to_client: u64,
-}
-
-#[event]
-pub struct DealCompleted {
-    pub deal: Pubkey,
-    pub provider: Pubkey,
+    pub terminated: bool,
     pub proven_epochs: u64,
-    pub total_faults: u64,
+    pub failed_epochs: u64,
+    pub void_epochs: u64,
     pub collateral_released: u64,
+    pub collateral_forfeited: u64,
+    pub escrow_refunded: u64,
+}
+
+/// The client ended a deal after its provider failed `failed_epoch`.
+#[event]
+pub struct DealEnded {
+    pub deal: Pubkey,
+    pub provider: Pubkey,
+    pub failed_epoch: u64,
+    /// The deal now ends at the start of this epoch.
+    pub end_epoch: u64,
+    pub escrow_refunded: u64,
+}
+
+/// A deal's entry left its provider's deal set; `moved` (if not the default key)
+/// took its index.
+#[event]
+pub struct DealLeftSet {
+    pub deal: Pubkey,
+    pub provider: Pubkey,
+    pub set_index: u32,
+    pub moved: Pubkey,
 }
 
 #[event]
-pub struct DealTerminated {
-    pub deal: Pubkey,
+pub struct ProviderJailed {
     pub provider: Pubkey,
+    /// Jailed from this epoch: its deals end here.
     pub epoch: u64,
-    pub escrow_refunded: u64,
-    pub collateral_released: u64,
+    pub failed_epochs: Vec<u64>,
+    pub jailed_by: Pubkey,
 }
 
 #[event]

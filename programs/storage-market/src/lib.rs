@@ -1,8 +1,10 @@
 //! Cairn storage market: providers stake, clients escrow per-shard deals, each
-//! epoch the chain issues a challenge seeded from SlotHashes, providers answer
-//! with a Merkle proof, proven epochs are paid and missed ones slashed.
+//! epoch the chain draws a challenge from SlotHashes, each provider proves a few
+//! sampled segments of its whole deal set in one proof session, and deals are
+//! settled lazily from the per-epoch bits: proven epochs paid, failed ones
+//! penalised, void ones refunded.
 //!
-//! See `DESIGN.md` (On-chain program, Proof of spacetime) for the rules.
+//! See `docs/DESIGN.md` ("The on-chain program", "Proving v2") for the rules.
 #![allow(unexpected_cfgs)]
 
 use anchor_lang::prelude::*;
@@ -11,6 +13,7 @@ pub mod constants;
 pub mod errors;
 pub mod events;
 pub mod instructions;
+pub mod mint_policy;
 pub mod provider_signer;
 pub mod settlement;
 pub mod state;
@@ -72,31 +75,51 @@ pub mod storage_market {
         instructions::accept_deal::handler(ctx)
     }
 
+    pub fn open_epoch_log(ctx: Context<OpenEpochLog>, page: u32) -> Result<()> {
+        instructions::open_logs::open_epoch_log(ctx, page)
+    }
+
+    pub fn open_proof_log(ctx: Context<OpenProofLog>, page: u32) -> Result<()> {
+        instructions::open_logs::open_proof_log(ctx, page)
+    }
+
+    pub fn extend_deal_set(ctx: Context<ExtendDealSet>) -> Result<()> {
+        instructions::extend_deal_set::handler(ctx)
+    }
+
     pub fn open_epoch(ctx: Context<OpenEpoch>, epoch: u64) -> Result<()> {
         instructions::open_epoch::handler(ctx, epoch)
     }
 
-    pub fn submit_proof(
-        ctx: Context<SubmitProof>,
+    pub fn prove<'info>(
+        ctx: Context<'info, Prove<'info>>,
         epoch: u64,
         samples: Vec<ProofSample>,
     ) -> Result<()> {
-        instructions::submit_proof::handler(ctx, epoch, samples)
+        instructions::prove::handler(ctx, epoch, samples)
     }
 
-    pub fn report_faults(ctx: Context<ReportFaults>) -> Result<()> {
-        instructions::report_faults::handler(ctx)
+    pub fn settle<'info>(ctx: Context<'info, Settle<'info>>, page: u32) -> Result<()> {
+        instructions::settle::handler(ctx, page)
     }
 
-    pub fn complete_deal(ctx: Context<CompleteDeal>) -> Result<()> {
-        instructions::complete_deal::handler(ctx)
+    pub fn end_deal(ctx: Context<EndDeal>, failed_epoch: u64) -> Result<()> {
+        instructions::end_deal::handler(ctx, failed_epoch)
+    }
+
+    pub fn jail_provider<'info>(
+        ctx: Context<'info, JailProvider<'info>>,
+        page: u32,
+        epochs: Vec<u64>,
+    ) -> Result<()> {
+        instructions::jail_provider::handler(ctx, page, epochs)
+    }
+
+    pub fn leave_deal_set(ctx: Context<LeaveDealSet>) -> Result<()> {
+        instructions::leave_deal_set::handler(ctx)
     }
 
     pub fn close_deal(ctx: Context<CloseDeal>) -> Result<()> {
         instructions::close_deal::handler(ctx)
-    }
-
-    pub fn close_challenge(ctx: Context<CloseChallenge>) -> Result<()> {
-        instructions::close_challenge::handler(ctx)
     }
 }

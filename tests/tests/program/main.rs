@@ -2,4 +2,5 @@
 //! (solana-program-test) against the real SPL Token and Token-2022 programs.
 mod instructions;
 mod lifecycle;
+mod mints;
 mod proofs;

@@ -28,6 +28,7 @@ impl CloseDeal<'_> {
             ),
             MarketError::DealNotClosable
         );
+        require!(!self.deal.in_set, MarketError::DealInSet);
         Ok(())
     }
 }

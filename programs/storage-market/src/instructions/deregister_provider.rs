@@ -4,7 +4,7 @@ use anchor_spl::token_interface::TokenAccount;
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::ProviderDeregistered;
-use crate::state::Provider;
+use crate::state::{DealSet, Provider};
 use crate::vault::*;
 
 #[event_cpi]
@@ -20,7 +20,9 @@ pub struct DeregisterProvider<'info> {
         bump = provider.bump,
         has_one = authority @ MarketError::WrongProviderAuthority,
     )]
-    pub provider: Account<'info, Provider>,
+    pub provider: Box<Account<'info, Provider>>,
+    #[account(mut, close = authority, has_one = provider @ MarketError::WrongProvider)]
+    pub deal_set: Box<Account<'info, DealSet>>,
     /// Receives the free stake and earnings.
     #[account(mut, constraint = to.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub to: InterfaceAccount<'info, TokenAccount>,
@@ -29,7 +31,9 @@ pub struct DeregisterProvider<'info> {
 impl DeregisterProvider<'_> {
     pub fn validate(&self) -> Result<()> {
         require!(
-            self.provider.stake_locked == 0 && self.provider.active_deals == 0,
+            self.provider.stake_locked == 0
+                && self.provider.active_deals == 0
+                && self.deal_set.len == 0,
             MarketError::ProviderBusy
         );
         Ok(())

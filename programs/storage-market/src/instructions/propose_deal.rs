@@ -12,6 +12,8 @@ pub struct ProposeDealArgs {
     /// BLAKE3 of the dataset's canonical manifest.
     pub dataset_id: [u8; 32],
     pub shard_index: u16,
+    /// Placement of this shard: 0 first, one more for each replacement.
+    pub generation: u16,
     pub k: u16,
     pub n: u16,
     /// SHA-256 segment Merkle root of the shard.
@@ -30,7 +32,7 @@ pub struct ProposeDeal<'info> {
     pub client: Signer<'info>,
     pub vault: Vault<'info>,
     #[account(seeds = [SEED_PROVIDER, provider.authority.as_ref()], bump = provider.bump)]
-    pub provider: Account<'info, Provider>,
+    pub provider: Box<Account<'info, Provider>>,
     #[account(
         init,
         payer = client,
@@ -40,10 +42,11 @@ pub struct ProposeDeal<'info> {
             client.key().as_ref(),
             args.dataset_id.as_ref(),
             args.shard_index.to_le_bytes().as_ref(),
+            args.generation.to_le_bytes().as_ref(),
         ],
         bump,
     )]
-    pub deal: Account<'info, Deal>,
+    pub deal: Box<Account<'info, Deal>>,
     /// Pays the escrow; owned by the client.
     #[account(mut, constraint = from.mint == vault.mint.key() @ MarketError::WrongTokenAccountMint)]
     pub from: InterfaceAccount<'info, TokenAccount>,
@@ -70,6 +73,7 @@ impl ProposeDeal<'_> {
             MarketError::InvalidErasureParams
         );
         require!(args.duration_epochs > 0, MarketError::ZeroDuration);
+        require!(!self.provider.is_jailed(), MarketError::ProviderJailed);
         let free = self
             .provider
             .capacity_bytes
@@ -105,6 +109,7 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
     deal.provider = accounts.provider.key();
     deal.dataset_id = args.dataset_id;
     deal.shard_index = args.shard_index;
+    deal.generation = args.generation;
     deal.k = args.k;
     deal.n = args.n;
     deal.shard_root = args.shard_root;
@@ -119,13 +124,15 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
     deal.proposed_epoch = epoch;
     deal.start_epoch = 0;
     deal.end_epoch = 0;
-    deal.settled_through = 0;
+    deal.settled_until = 0;
     deal.proven_epochs = 0;
-    deal.total_faults = 0;
-    deal.consecutive_faults = 0;
+    deal.failed_epochs = 0;
+    deal.void_epochs = 0;
+    deal.forfeit = false;
+    deal.in_set = false;
+    deal.set_index = 0;
     deal.slash_bps = params.slash_bps;
-    deal.bounty_bps = params.bounty_bps;
-    deal.max_consecutive_faults = params.max_consecutive_faults;
+    deal.accept_timeout_epochs = params.accept_timeout_epochs;
     deal.bump = ctx.bumps.deal;
     deal.invariant()?;
 
@@ -138,6 +145,7 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
         provider: accounts.deal.provider,
         dataset_id: args.dataset_id,
         shard_index: args.shard_index,
+        generation: args.generation,
         shard_bytes: args.shard_bytes,
         shard_root: args.shard_root,
         price_per_epoch,

@@ -3,7 +3,7 @@ use anchor_lang::prelude::*;
 use crate::constants::*;
 use crate::errors::MarketError;
 use crate::events::ProviderRegistered;
-use crate::state::{Market, Provider};
+use crate::state::{DealSet, Market, Provider};
 
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RegisterProviderArgs {
@@ -29,7 +29,16 @@ pub struct RegisterProvider<'info> {
         seeds = [SEED_PROVIDER, authority.key().as_ref()],
         bump,
     )]
-    pub provider: Account<'info, Provider>,
+    pub provider: Box<Account<'info, Provider>>,
+    /// The provider's deal set (its pages come with `extend_deal_set`).
+    #[account(
+        init,
+        payer = authority,
+        space = 8 + DealSet::INIT_SPACE,
+        seeds = [SEED_DEAL_SET, provider.key().as_ref()],
+        bump,
+    )]
+    pub deal_set: Box<Account<'info, DealSet>>,
     pub system_program: Program<'info, System>,
 }
 
@@ -57,9 +66,15 @@ pub fn handler(ctx: Context<RegisterProvider>, args: RegisterProviderArgs) -> Re
     provider.proofs = 0;
     provider.faults = 0;
     provider.slashed = 0;
+    provider.forfeited = 0;
+    provider.jailed_from = NOT_JAILED;
     provider.registered_slot = Clock::get()?.slot;
     provider.bump = ctx.bumps.provider;
     provider.invariant()?;
+    let set = &mut ctx.accounts.deal_set;
+    set.provider = provider.key();
+    set.bump = ctx.bumps.deal_set;
+    set.invariant()?;
 
     emit_cpi!(ProviderRegistered {
         provider: provider.key(),

@@ -21,9 +21,12 @@ pub struct UpdateMarket<'info> {
 impl UpdateMarket<'_> {
     pub fn validate(&self, params: &MarketParams) -> Result<()> {
         params.validate()?;
+        let current = &self.market.params;
         require!(
-            params.epoch_slots == self.market.params.epoch_slots,
-            MarketError::EpochSlotsImmutable
+            params.epoch_slots == current.epoch_slots
+                && params.jail_failures == current.jail_failures
+                && params.jail_window == current.jail_window,
+            MarketError::ParamImmutable
         );
         Ok(())
     }

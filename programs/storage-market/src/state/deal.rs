@@ -7,18 +7,19 @@ use crate::errors::MarketError;
 pub enum DealState {
     /// Escrowed by the client, waiting for the provider to accept.
     Proposed,
-    /// Accepted: collateral locked, proven or settled epoch by epoch.
+    /// Accepted: collateral locked, in the provider's deal set, settled lazily.
     Active,
-    /// Every epoch settled through the end; collateral released.
+    /// Every epoch settled through the end; collateral returned to the provider.
     Completed,
-    /// Ended early after `max_consecutive_faults` missed epochs.
+    /// Ended early (the provider was jailed, or the client ended it after a failed
+    /// epoch); the collateral left went to the client.
     Terminated,
     /// Withdrawn by the client before acceptance.
     Cancelled,
 }
 
 /// One shard of one dataset stored by one provider:
-/// `["deal", client, dataset_id, shard_index.to_le_bytes()]`.
+/// `["deal", client, dataset_id, shard_index LE, generation LE]`.
 #[account]
 #[derive(InitSpace, Debug)]
 pub struct Deal {
@@ -28,6 +29,9 @@ pub struct Deal {
     /// BLAKE3 of the dataset's canonical manifest.
     pub dataset_id: [u8; 32],
     pub shard_index: u16,
+    /// Placement of this shard: the client proposes generation `g + 1` to replace a
+    /// deal of generation `g` at once, while the old one still settles.
+    pub generation: u16,
     /// Data shards needed to rebuild the dataset.
     pub k: u16,
     /// Total shards of the dataset.
@@ -41,38 +45,36 @@ pub struct Deal {
     pub escrow: u64,
     /// Collateral locked at acceptance.
     pub collateral: u64,
-    /// Collateral still locked (collateral minus slashes; zero once released).
+    /// Collateral still locked (collateral minus penalties; zero once finished).
     pub collateral_left: u64,
-    /// Tokens owed to the client (refunded prices, slashes, leftover escrow);
-    /// paid out when the deal is closed.
+    /// Tokens owed to the client (refunded prices, penalties, forfeited collateral,
+    /// leftover escrow); paid out when the deal is closed.
     pub client_refund: u64,
     pub state: DealState,
     pub proposed_epoch: u64,
     /// First epoch the provider must prove (accept epoch + 1).
     pub start_epoch: u64,
-    /// First epoch after the deal (`start_epoch + duration_epochs`).
+    /// First epoch after the deal: `start_epoch + duration_epochs`, or earlier if the
+    /// client ended it.
     pub end_epoch: u64,
-    /// Last epoch proven or settled as a fault (`start_epoch - 1` before any).
-    pub settled_through: u64,
+    /// First epoch not yet settled.
+    pub settled_until: u64,
     pub proven_epochs: u64,
-    pub total_faults: u64,
-    pub consecutive_faults: u16,
+    pub failed_epochs: u64,
+    pub void_epochs: u64,
+    /// Set when the client ended the deal after a failed epoch: the collateral left
+    /// goes to the client when the deal finishes.
+    pub forfeit: bool,
+    /// Whether the deal has an entry in its provider's deal set, and which.
+    pub in_set: bool,
+    pub set_index: u32,
     /// Terms fixed at proposal from the market parameters of that time.
     pub slash_bps: u16,
-    pub bounty_bps: u16,
-    pub max_consecutive_faults: u16,
+    pub accept_timeout_epochs: u64,
     pub bump: u8,
 }
 
 impl Deal {
-    /// Number of epochs not yet settled (proven or faulted) of an active deal.
-    pub fn unsettled_epochs(&self) -> Result<u64> {
-        self.end_epoch
-            .checked_sub(1)
-            .and_then(|last| last.checked_sub(self.settled_through))
-            .ok_or_else(|| error!(MarketError::InvariantViolated))
-    }
-
     /// Escrow a deal of `price_per_epoch` for `epochs` epochs requires.
     pub fn escrow_for(price_per_epoch: u64, epochs: u64) -> Result<u64> {
         price_per_epoch
@@ -87,6 +89,15 @@ impl Deal {
             .ok_or_else(|| error!(MarketError::ArithmeticOverflow))
     }
 
+    /// The set entry of this deal.
+    pub fn set_entry(&self) -> super::SetEntry {
+        super::SetEntry {
+            end_epoch: self.end_epoch,
+            shard_bytes: self.shard_bytes,
+            shard_root: self.shard_root,
+        }
+    }
+
     /// Checks the relations between the deal's fields for its state.
     pub fn invariant(&self) -> Result<()> {
         let ok_shape = self.k >= 1
@@ -95,36 +106,41 @@ impl Deal {
             && self.shard_index < self.n
             && self.shard_bytes > 0
             && self.duration_epochs > 0
-            && self.collateral_left <= self.collateral
-            && self.consecutive_faults <= self.max_consecutive_faults;
+            && self.collateral_left <= self.collateral;
         require!(ok_shape, MarketError::InvariantViolated);
         let full_escrow = Self::escrow_for(self.price_per_epoch, self.duration_epochs)?;
+        let settled = self
+            .proven_epochs
+            .checked_add(self.failed_epochs)
+            .and_then(|s| s.checked_add(self.void_epochs));
         let ok_state = match self.state {
             DealState::Proposed => {
                 self.escrow == full_escrow
                     && self.client_refund == 0
-                    && self.proven_epochs == 0
-                    && self.total_faults == 0
+                    && settled == Some(0)
+                    && !self.in_set
             }
             DealState::Active => {
-                self.start_epoch.checked_add(self.duration_epochs) == Some(self.end_epoch)
-                    && self.settled_through.checked_add(1) >= Some(self.start_epoch)
-                    && self.settled_through < self.end_epoch
+                self.start_epoch <= self.end_epoch
+                    && self.end_epoch - self.start_epoch <= self.duration_epochs
+                    && self.start_epoch <= self.settled_until
+                    && self.settled_until <= self.end_epoch
                     && self.escrow
-                        == Self::escrow_for(self.price_per_epoch, self.unsettled_epochs()?)?
-                    && self.proven_epochs.checked_add(self.total_faults)
-                        == (self.settled_through + 1).checked_sub(self.start_epoch)
+                        == Self::escrow_for(
+                            self.price_per_epoch,
+                            self.end_epoch - self.settled_until,
+                        )?
+                    && settled == Some(self.settled_until - self.start_epoch)
             }
             DealState::Completed => {
                 self.escrow == 0
                     && self.collateral_left == 0
-                    && self.settled_through.checked_add(1) == Some(self.end_epoch)
-                    && self.proven_epochs.checked_add(self.total_faults)
-                        == Some(self.duration_epochs)
+                    && self.settled_until == self.end_epoch
+                    && settled == Some(self.end_epoch - self.start_epoch)
             }
             DealState::Terminated => self.escrow == 0 && self.collateral_left == 0,
             DealState::Cancelled => {
-                self.escrow == 0 && self.proven_epochs == 0 && self.collateral_left == 0
+                self.escrow == 0 && settled == Some(0) && self.collateral_left == 0 && !self.in_set
             }
         };
         require!(ok_state, MarketError::InvariantViolated);

@@ -3,57 +3,70 @@ use anchor_lang::prelude::*;
 use crate::constants::*;
 use crate::errors::MarketError;
 
-/// Market-wide parameters. `epoch_slots` is fixed at creation; the rest can be
-/// changed by the authority and apply to deals proposed afterwards (a deal keeps
-/// the economic terms it was proposed under).
+/// Market-wide parameters, bounded by [`MarketParams::validate`].
+///
+/// `epoch_slots`, `jail_failures` and `jail_window` never change after creation (they
+/// define epoch numbers and what every provider signed up to). `slash_bps` and
+/// `accept_timeout_epochs` are copied into each deal at proposal, and
+/// `samples_per_epoch` and `response_slots` into the epoch's `Challenge` when it is
+/// opened, so an update never changes a running deal or an opened epoch.
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq, InitSpace)]
 pub struct MarketParams {
     /// Slots per epoch: `epoch = slot / epoch_slots`.
     pub epoch_slots: u64,
     /// Collateral a provider locks per started MiB of an accepted shard.
     pub collateral_per_mib: u64,
-    /// Share of a deal's collateral slashed per missed epoch, in basis points.
+    /// Share of a deal's collateral that goes to the client per failed epoch, in
+    /// basis points.
     pub slash_bps: u16,
-    /// Reporter's share of a slash, in basis points.
-    pub bounty_bps: u16,
-    /// Consecutive missed epochs that terminate a deal.
-    pub max_consecutive_faults: u16,
     /// Epochs after proposal during which the provider may accept.
     pub accept_timeout_epochs: u64,
-    /// Slots after an epoch ends during which proofs for it are still accepted.
-    pub grace_slots: u64,
+    /// Slots after an epoch's first slot by which its proof session must be complete
+    /// (at most `epoch_slots`: an epoch's proofs never run into the next epoch).
+    pub response_slots: u64,
     /// Largest shard a deal may cover (at most 4 GiB).
     pub max_shard_bytes: u64,
-    /// Segments sampled per proof (1: see `MAX_SAMPLES_PER_PROOF`).
-    pub samples_per_proof: u8,
+    /// Samples a provider proves per epoch (fewer if it holds fewer deals).
+    pub samples_per_epoch: u16,
+    /// Failed epochs within `jail_window` that jail a provider.
+    pub jail_failures: u16,
+    /// Window of closed epochs in which `jail_failures` failures jail a provider.
+    pub jail_window: u16,
 }
 
 impl MarketParams {
     /// Checks every parameter's range.
     pub fn validate(&self) -> Result<()> {
-        require!(self.epoch_slots > 0, MarketError::InvalidEpochSlots);
         require!(
-            u64::from(self.slash_bps) <= BPS_DENOMINATOR
-                && u64::from(self.bounty_bps) <= BPS_DENOMINATOR,
+            self.epoch_slots >= MIN_EPOCH_SLOTS,
+            MarketError::InvalidEpochSlots
+        );
+        require!(
+            u64::from(self.slash_bps) <= BPS_DENOMINATOR,
             MarketError::InvalidBps
         );
         require!(
-            (1..=MAX_CONSECUTIVE_FAULTS_LIMIT).contains(&self.max_consecutive_faults),
-            MarketError::InvalidMaxConsecutiveFaults
+            (1..=MAX_ACCEPT_TIMEOUT_EPOCHS).contains(&self.accept_timeout_epochs),
+            MarketError::InvalidAcceptTimeout
         );
         require!(
-            (1..=MAX_SAMPLES_PER_PROOF).contains(&self.samples_per_proof),
-            MarketError::InvalidSamplesPerProof
+            (SEED_SLOT_OFFSET + 2..=self.epoch_slots).contains(&self.response_slots),
+            MarketError::InvalidResponseSlots
+        );
+        require!(
+            (1..=MAX_SAMPLES_PER_EPOCH).contains(&self.samples_per_epoch),
+            MarketError::InvalidSamplesPerEpoch
+        );
+        require!(
+            (1..=MAX_JAIL_WINDOW).contains(&self.jail_window)
+                && (1..=self.jail_window).contains(&self.jail_failures),
+            MarketError::InvalidJailParams
         );
         require!(
             (cairn_proof::SEGMENT_BYTES as u64..=MAX_SHARD_BYTES_LIMIT)
                 .contains(&self.max_shard_bytes),
             MarketError::InvalidMaxShardBytes
         );
-        // The proof window of epoch e ends at (e + 1) * epoch_slots + grace_slots.
-        self.epoch_slots
-            .checked_add(self.grace_slots)
-            .ok_or(MarketError::ArithmeticOverflow)?;
         Ok(())
     }
 }
@@ -86,22 +99,6 @@ impl Market {
         epoch
             .checked_mul(self.params.epoch_slots)
             .ok_or_else(|| error!(MarketError::ArithmeticOverflow))
-    }
-
-    /// First slot at which proofs for `epoch` are no longer accepted.
-    pub fn proof_deadline_slot(&self, epoch: u64) -> Result<u64> {
-        epoch
-            .checked_add(1)
-            .and_then(|next| next.checked_mul(self.params.epoch_slots))
-            .and_then(|end| end.checked_add(self.params.grace_slots))
-            .ok_or_else(|| error!(MarketError::ArithmeticOverflow))
-    }
-
-    /// Newest epoch whose proof window has closed at `slot`, if any.
-    pub fn last_closed_epoch(&self, slot: u64) -> Option<u64> {
-        // Epoch e is closed when slot >= (e + 1) * epoch_slots + grace_slots.
-        let settled_slots = slot.checked_sub(self.params.grace_slots)?;
-        (settled_slots / self.params.epoch_slots).checked_sub(1)
     }
 
     pub fn invariant(&self) -> Result<()> {

@@ -22,10 +22,20 @@ pub struct Provider {
     /// Collateral of active deals.
     pub stake_locked: u64,
     pub earnings: u64,
+    /// Accepted deals not yet finished (completed or terminated at settlement).
     pub active_deals: u64,
+    /// Deal-epochs settled as proven (paid).
     pub proofs: u64,
+    /// Deal-epochs settled as failed.
     pub faults: u64,
+    /// Collateral paid to clients as failed-epoch penalties.
     pub slashed: u64,
+    /// Collateral paid to clients because deals ended early (jail, or a client
+    /// ending a deal after a failure).
+    pub forfeited: u64,
+    /// First epoch the provider is jailed from (`NOT_JAILED` if it is not): it takes
+    /// no new deals and its deals end at this epoch.
+    pub jailed_from: u64,
     pub registered_slot: u64,
     pub bump: u8,
 }
@@ -66,19 +76,17 @@ impl Provider {
         Ok(())
     }
 
-    /// Records one missed epoch: `amount` of locked collateral leaves the
-    /// provider's stake (to the reporter and the client).
-    pub fn slash_collateral(&mut self, amount: u64) -> Result<()> {
+    /// `amount` of locked collateral leaves the provider's stake (to a client).
+    pub fn give_up_collateral(&mut self, amount: u64) -> Result<()> {
         self.stake_locked = self
             .stake_locked
             .checked_sub(amount)
             .ok_or(MarketError::InvariantViolated)?;
-        self.slashed = self
-            .slashed
-            .checked_add(amount)
-            .ok_or(MarketError::ArithmeticOverflow)?;
-        self.faults += 1;
         Ok(())
+    }
+
+    pub fn is_jailed(&self) -> bool {
+        self.jailed_from != NOT_JAILED
     }
 
     /// Frees the capacity a finished deal held.
