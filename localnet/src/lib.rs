@@ -69,6 +69,10 @@ pub mod defaults {
     pub const SLOT_MS: u64 = 300;
     /// Market epoch length in slots (6 s at [`SLOT_MS`]).
     pub const EPOCH_SLOTS: u64 = 20;
+    /// Samples per provider per epoch on a local network: few, so a 6-second epoch
+    /// has room for every node's proof transactions on a loaded 2-core machine (the
+    /// market default for real networks is in `docs/DESIGN.md`).
+    pub const SAMPLES_PER_EPOCH: u16 = 4;
     /// Decimals of the payment mint (like USDC).
     pub const DECIMALS: u8 = 6;
     /// JSON-RPC port of the command-line localnet (`solana-test-validator`'s);
@@ -147,21 +151,21 @@ fn slot_step_ms() -> u64 {
     tick_ns / gcd(tick_ns, 1_000_000)
 }
 
-/// The market parameters of a local network with `epoch_slots`-slot epochs:
-/// proofs accepted until a fifth of the next epoch, 10% of a deal's collateral
-/// slashed per missed epoch (20% of it to the reporter), termination after 3
-/// consecutive misses, 2 epochs for a provider to accept.
+/// The market parameters of a local network with `epoch_slots`-slot epochs: proofs
+/// accepted until the epoch ends, [`defaults::SAMPLES_PER_EPOCH`] samples per
+/// provider, 10% of a deal's collateral to the client per failed epoch, jail after 3
+/// failed epochs in 10, 2 epochs for a provider to accept.
 pub fn local_market_params(epoch_slots: u64) -> MarketParams {
     MarketParams {
         epoch_slots,
         collateral_per_mib: 5_000,
         slash_bps: 1_000,
-        bounty_bps: 2_000,
-        max_consecutive_faults: 3,
         accept_timeout_epochs: 2,
-        grace_slots: (epoch_slots / 5).max(1),
+        response_slots: epoch_slots,
         max_shard_bytes: storage_market::constants::MAX_SHARD_BYTES_LIMIT,
-        samples_per_proof: 1,
+        samples_per_epoch: defaults::SAMPLES_PER_EPOCH,
+        jail_failures: 3,
+        jail_window: 10,
     }
 }
 
@@ -675,6 +679,8 @@ fn init_market(
         token_program,
     };
     ixs.push(market.init_market_ix(&faucet.pubkey(), mint.pubkey(), params));
+    // The opened-epoch bits of the first 8,192 epochs (nodes create later pages).
+    ixs.push(market.open_epoch_log_ix(&faucet.pubkey(), 0));
     let blockhash = rpc.get_latest_blockhash().map_err(|e| err(&e))?;
     let tx = Transaction::new_signed_with_payer(
         &ixs,

@@ -17,9 +17,22 @@ use std::ops::Range;
 use storage_market::constants::{deal_set_page, log_page, DRAW_FACTOR};
 use storage_market::state::{DealSetPage, SetEntry};
 
+use solana_address_lookup_table_interface::{instruction as alt, state::AddressLookupTable};
+use solana_compute_budget_interface::ComputeBudgetInstruction;
+use solana_message::{v0, AddressLookupTableAccount, CompileError};
+
 use crate::{
-    challenge_pda, deal_set_page_pda, deal_set_pda, event_authority, proof_log_pda, Pubkey,
+    challenge_pda, deal_set_page_pda, deal_set_pda, event_authority, proof_log_pda, Instruction,
+    Pubkey,
 };
+
+/// Compute units a proof transaction asks for: a sample of depth 26 costs about
+/// 4,000 CU of hashing; the rest is account loading and the session's bookkeeping.
+pub const PROOF_COMPUTE_UNITS: u32 = 200_000;
+
+/// Most addresses one `ExtendLookupTable` instruction adds and still fits a
+/// transaction.
+pub const EXTEND_BATCH: usize = 20;
 
 /// Largest serialized transaction Solana accepts.
 pub const PACKET_BYTES: usize = 1232;
@@ -176,6 +189,58 @@ pub fn lookup_table_addresses(provider: &Pubkey, epoch: u64, pages: u32) -> Vec<
     keys
 }
 
+/// Instructions creating a provider's address lookup table (owned by `authority`, the
+/// operator, which pays) from a recent slot, filled with the first addresses; more
+/// follow with [`extend_lookup_table_ixs`]. Returns the table's address.
+pub fn create_lookup_table_ixs(
+    authority: &Pubkey,
+    recent_slot: u64,
+    addresses: &[Pubkey],
+) -> (Pubkey, Vec<Instruction>) {
+    let (create, table) = alt::create_lookup_table(*authority, *authority, recent_slot);
+    let mut ixs = vec![create];
+    ixs.extend(extend_lookup_table_ixs(&table, authority, addresses));
+    (table, ixs)
+}
+
+/// Instructions adding `addresses` to `table`, [`EXTEND_BATCH`] at a time (send each
+/// in its own transaction).
+pub fn extend_lookup_table_ixs(
+    table: &Pubkey,
+    authority: &Pubkey,
+    addresses: &[Pubkey],
+) -> Vec<Instruction> {
+    addresses
+        .chunks(EXTEND_BATCH)
+        .map(|chunk| alt::extend_lookup_table(*table, *authority, Some(*authority), chunk.to_vec()))
+        .collect()
+}
+
+/// The addresses held by a lookup table account's data.
+pub fn lookup_table_contents(data: &[u8]) -> Option<Vec<Pubkey>> {
+    AddressLookupTable::deserialize(data)
+        .ok()
+        .map(|table| table.addresses.to_vec())
+}
+
+/// The v0 message of one proof transaction: a priority fee of `micro_lamports` per
+/// compute unit, [`PROOF_COMPUTE_UNITS`], and `prove`, with every account the table
+/// holds read through it. Sign it with the operator.
+pub fn proof_message(
+    operator: &Pubkey,
+    prove: Instruction,
+    micro_lamports: u64,
+    table: &AddressLookupTableAccount,
+    blockhash: solana_message::Hash,
+) -> Result<v0::Message, CompileError> {
+    let ixs = [
+        ComputeBudgetInstruction::set_compute_unit_price(micro_lamports),
+        ComputeBudgetInstruction::set_compute_unit_limit(PROOF_COMPUTE_UNITS),
+        prove,
+    ];
+    v0::Message::try_compile(operator, &ixs, std::slice::from_ref(table), blockhash)
+}
+
 /// Decodes a `DealSetPage` account's data (discriminator checked).
 pub fn decode_deal_set_page(data: &[u8]) -> Option<DealSetPage> {
     use anchor_lang::Discriminator;
@@ -200,6 +265,7 @@ pub fn entries_at(len: u32, pages: &[DealSetPage], epoch: u64) -> Option<Vec<Set
 #[cfg(test)]
 mod tests {
     use super::*;
+    use storage_market::instructions::ProofSample;
 
     fn entry(end: u64, shard_bytes: u64) -> SetEntry {
         SetEntry {
@@ -225,6 +291,40 @@ mod tests {
         // All ended: the session stops after DRAW_FACTOR × target draws.
         let ended: Vec<SetEntry> = (0..3).map(|_| entry(5, 64)).collect();
         assert_eq!(plan_session(&[7; 32], &provider, 10, 16, &ended).len(), 12);
+    }
+
+    #[test]
+    fn proof_tx_len_is_the_serialized_length_of_a_real_message() {
+        let operator = Pubkey::new_unique();
+        let provider = Pubkey::new_unique();
+        let epoch = 9;
+        for (depths, pages) in [(vec![26u32], 1u32), (vec![10, 10], 2), (vec![], 1), (vec![3, 3, 3], 3)] {
+            let samples = depths
+                .iter()
+                .map(|d| ProofSample {
+                    segment: [0; 64],
+                    path: vec![[0; 32]; *d as usize],
+                })
+                .collect();
+            let page_list: Vec<u32> = (0..pages).collect();
+            let ix = crate::MarketIx {
+                mint: Pubkey::default(),
+                token_program: Pubkey::default(),
+            }
+            .prove_ix(&operator, &provider, epoch, samples, &page_list);
+            let table = AddressLookupTableAccount {
+                key: Pubkey::new_unique(),
+                addresses: lookup_table_addresses(&provider, epoch, pages),
+            };
+            let message = proof_message(&operator, ix, 1_000, &table, Default::default()).unwrap();
+            let tx = solana_message::VersionedMessage::V0(message);
+            let len = 1 + 64 + bincode_len(&tx);
+            assert_eq!(len, proof_tx_len(&depths, pages as usize), "{depths:?} {pages}");
+        }
+    }
+
+    fn bincode_len(message: &solana_message::VersionedMessage) -> usize {
+        message.serialize().len()
     }
 
     #[test]
