@@ -799,7 +799,7 @@ mod tests {
         for epoch_slots in [1, 5, 50, 432_000] {
             let params = local_market_params(epoch_slots);
             assert!(params.validate().is_ok(), "{params:?}");
-            assert!(params.grace_slots >= 1 && params.grace_slots <= epoch_slots.max(1));
+            assert_eq!(params.response_slots, epoch_slots);
         }
     }
 

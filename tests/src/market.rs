@@ -1,32 +1,37 @@
 //! `TestMarket`: a market on a fresh chain, with helpers to drive it.
+use std::collections::HashMap;
+
 use anchor_lang::{error::ERROR_CODE_OFFSET, AccountDeserialize};
 use anchor_spl::{token::spl_token, token_2022::spl_token_2022};
 use cairn_proof::Tree;
 use solana_keypair::Keypair;
 use solana_program_test::{BanksClientError, ProgramTestContext};
 use solana_signer::Signer;
-use solana_transaction::Transaction;
+use solana_message::{AddressLookupTableAccount, VersionedMessage};
+use solana_transaction::{versioned::VersionedTransaction, Transaction};
 use storage_market::{
+    constants::{log_page, LOG_PAGE_EPOCHS},
     errors::MarketError,
     instructions::{ProofSample, ProposeDealArgs, RegisterProviderArgs},
-    state::{Challenge, Deal, Market, MarketParams, Provider},
+    state::{Challenge, Deal, DealSet, Market, MarketParams, Provider},
 };
 
 pub use cairn_chain::*;
 
-/// Parameters used by most tests: 100-slot epochs, 20 grace slots, 10% slash per
-/// missed epoch, 20% of it to the reporter, termination at 3 consecutive misses.
+/// Parameters used by most tests: 100-slot epochs proven until their end, 4 samples
+/// per provider, 10% of a deal's collateral to the client per failed epoch, jail
+/// after 3 failed epochs in 10, 2 epochs to accept.
 pub fn test_params() -> MarketParams {
     MarketParams {
         epoch_slots: 100,
         collateral_per_mib: 5_000,
         slash_bps: 1_000,
-        bounty_bps: 2_000,
-        max_consecutive_faults: 3,
         accept_timeout_epochs: 2,
-        grace_slots: 20,
+        response_slots: 100,
         max_shard_bytes: cairn_proof::MAX_SHARD_BYTES,
-        samples_per_proof: 1,
+        samples_per_epoch: 4,
+        jail_failures: 3,
+        jail_window: 10,
     }
 }
 
@@ -148,21 +153,6 @@ impl TestShard {
         self.tree.root()
     }
 
-    /// The samples answering `challenge` for `deal`.
-    pub fn proof(&self, deal: &Pubkey, challenge: &Challenge) -> Vec<ProofSample> {
-        (0..u32::from(challenge.samples_per_proof))
-            .map(|j| {
-                let index = cairn_proof::challenge_index(
-                    &challenge.seed,
-                    &deal.to_bytes(),
-                    j,
-                    self.tree.segments(),
-                );
-                self.sample_at(index)
-            })
-            .collect()
-    }
-
     /// The segment at `index` with its path, read the way a node reads it.
     pub fn sample_at(&self, index: u64) -> ProofSample {
         let range = self.tree.chunk_range(index);
@@ -190,6 +180,8 @@ pub struct TestMarket {
     pub token_kind: TokenKind,
     pub params: MarketParams,
     pub decimals: u8,
+    /// Each provider's address lookup table and what it holds.
+    pub tables: HashMap<Pubkey, AddressLookupTableAccount>,
 }
 
 impl TestMarket {
@@ -208,6 +200,7 @@ impl TestMarket {
             token_kind,
             params: test_params(),
             decimals: 6,
+            tables: HashMap::new(),
         };
         let authority = market.authority.pubkey();
         market.airdrop(&authority, 10_000_000_000).await;
@@ -221,8 +214,9 @@ impl TestMarket {
         market.params = params;
         let ix = market.init_market_ix(&market.authority.pubkey(), market.mint, params);
         let authority = market.authority.insecure_clone();
+        let log = market.open_epoch_log_ix(&authority.pubkey(), 0);
         market
-            .send(&[ix], &[&authority])
+            .send(&[ix, log], &[&authority])
             .await
             .expect("init_market");
         market
@@ -371,8 +365,63 @@ impl TestMarket {
             .collect()
     }
 
-    pub async fn challenge(&mut self, epoch: u64) -> Challenge {
-        self.fetch(&challenge_pda(epoch)).await
+    pub async fn challenge(&mut self) -> Challenge {
+        self.fetch(&challenge_pda()).await
+    }
+
+    pub async fn deal_set(&mut self, provider: &Pubkey) -> DealSet {
+        self.fetch(&deal_set_pda(provider)).await
+    }
+
+    /// The bits of a log page (`EpochLog` or `ProofLog`), all zero if absent.
+    async fn log_bits(&mut self, key: &Pubkey, offset: usize) -> Vec<u8> {
+        match self.ctx.banks_client.get_account(*key).await.expect("get_account") {
+            Some(account) => account.data[offset..offset + (LOG_PAGE_EPOCHS / 8) as usize].to_vec(),
+            None => vec![0; (LOG_PAGE_EPOCHS / 8) as usize],
+        }
+    }
+
+    /// Whether `epoch` was opened in time.
+    pub async fn opened(&mut self, epoch: u64) -> bool {
+        let bits = self
+            .log_bits(&epoch_log_pda(log_page(epoch)), storage_market::state::EpochLog::BITS_OFFSET)
+            .await;
+        let at = epoch % LOG_PAGE_EPOCHS;
+        bits[(at / 8) as usize] & (1 << (at % 8)) != 0
+    }
+
+    /// Whether `provider` proved `epoch`.
+    pub async fn proven(&mut self, provider: &Pubkey, epoch: u64) -> bool {
+        let bits = self
+            .log_bits(
+                &proof_log_pda(provider, log_page(epoch)),
+                storage_market::state::ProofLog::BITS_OFFSET,
+            )
+            .await;
+        let at = epoch % LOG_PAGE_EPOCHS;
+        bits[(at / 8) as usize] & (1 << (at % 8)) != 0
+    }
+
+    /// The entries of `provider`'s deal set visible at `epoch`.
+    pub async fn set_entries(
+        &mut self,
+        provider: &Pubkey,
+        epoch: u64,
+    ) -> Vec<storage_market::state::SetEntry> {
+        let set = self.deal_set(provider).await;
+        let mut pages = Vec::new();
+        for page in 0..set.pages {
+            let data = self
+                .ctx
+                .banks_client
+                .get_account(deal_set_page_pda(provider, page))
+                .await
+                .expect("get_account")
+                .expect("deal-set page exists")
+                .data;
+            pages.push(proving::decode_deal_set_page(&data).expect("deal-set page"));
+        }
+        proving::entries_at(set.len_at(epoch), &pages, epoch).expect("entries")
     }
 
     // ---------------------------------------------------------------- tokens
@@ -487,6 +536,14 @@ impl TestMarket {
         self.send(&[ix], &[&provider.authority])
             .await
             .expect("register_provider");
+        let operator = provider.operator.insecure_clone();
+        let ixs = [
+            self.extend_deal_set_ix(&operator.pubkey(), &provider.pda, 0),
+            self.open_proof_log_ix(&operator.pubkey(), &provider.pda, 0),
+        ];
+        self.send_paid_by(&ixs, &operator, &[])
+            .await
+            .expect("deal-set page and proof log");
         if stake > 0 {
             let ix = self.deposit_stake_ix(&provider.authority.pubkey(), &provider.token, stake);
             self.send(&[ix], &[&provider.authority])
@@ -523,7 +580,7 @@ impl TestMarket {
         self.send(&[ix], &[&client.keypair])
             .await
             .expect("propose_deal");
-        deal_pda(&client.keypair.pubkey(), &dataset_id, shard_index)
+        deal_pda(&client.keypair.pubkey(), &dataset_id, shard_index, 0)
     }
 
     pub fn deal_args(
@@ -536,6 +593,7 @@ impl TestMarket {
         ProposeDealArgs {
             dataset_id,
             shard_index,
+            generation: 0,
             k: 4,
             n: 6,
             shard_root: shard.root(),
@@ -545,11 +603,34 @@ impl TestMarket {
         }
     }
 
+    /// The operator accepts `deal`, extending its deal set first if it is full.
     pub async fn accept(&mut self, provider: &TestProvider, deal: &Pubkey) {
-        let ix = self.accept_deal_ix(&provider.operator.pubkey(), &provider.pda, deal);
-        self.send(&[ix], &[&provider.operator])
-            .await
-            .expect("accept_deal");
+        self.try_accept(provider, deal).await.expect("accept_deal");
+    }
+
+    pub async fn try_accept(
+        &mut self,
+        provider: &TestProvider,
+        deal: &Pubkey,
+    ) -> Result<(), BanksClientError> {
+        let set = self.deal_set(&provider.pda).await;
+        let operator = provider.operator.insecure_clone();
+        let mut ixs = Vec::new();
+        if set.len as usize >= set.pages as usize * storage_market::constants::DEAL_SET_PAGE_ENTRIES {
+            ixs.push(self.extend_deal_set_ix(&operator.pubkey(), &provider.pda, set.pages));
+        }
+        ixs.push(self.accept_deal_ix(&operator.pubkey(), &provider.pda, deal, set.len));
+        self.send_paid_by(&ixs, &operator, &[]).await
+    }
+
+    /// Moves the chain to the first slot `epoch` can be opened in (the slot after its
+    /// seed slot), through the seed slot itself so that it has a SlotHashes entry.
+    pub async fn warp_to_open(&mut self, epoch: u64) {
+        let seed_slot = epoch * self.params.epoch_slots + 1;
+        if self.slot().await < seed_slot {
+            self.warp_to_slot(seed_slot).await;
+        }
+        self.next_slot().await;
     }
 
     /// Opens `epoch`, paid and signed by the context payer.
@@ -558,25 +639,139 @@ impl TestMarket {
         self.send(&[ix], &[]).await
     }
 
-    /// Submits the honest proof of `shard` for `deal` in `epoch`, signed by the operator.
-    pub async fn prove(
+    /// Moves to `epoch`'s opening slot and opens it.
+    pub async fn open(&mut self, epoch: u64) {
+        self.warp_to_open(epoch).await;
+        self.open_epoch(epoch).await.expect("open_epoch");
+    }
+
+    /// The provider's lookup table, created on first use with everything its proof
+    /// transactions of `epoch` read.
+    pub async fn lookup_table(&mut self, provider: &TestProvider, epoch: u64) -> AddressLookupTableAccount {
+        let pages = self.deal_set(&provider.pda).await.pages;
+        let wanted = proving::lookup_table_addresses(&provider.pda, epoch, pages);
+        let operator = provider.operator.insecure_clone();
+        let missing: Vec<Pubkey> = match self.tables.get(&provider.pda) {
+            Some(table) => wanted
+                .iter()
+                .filter(|a| !table.addresses.contains(a))
+                .copied()
+                .collect(),
+            None => {
+                let slot = self.slot().await;
+                // A lookup table is derived from a slot the bank already knows.
+                self.next_slot().await;
+                let (key, ixs) = proving::create_lookup_table_ixs(&operator.pubkey(), slot, &[]);
+                self.send_paid_by(&ixs, &operator, &[]).await.expect("create lookup table");
+                self.tables.insert(
+                    provider.pda,
+                    AddressLookupTableAccount {
+                        key,
+                        addresses: Vec::new(),
+                    },
+                );
+                wanted.clone()
+            }
+        };
+        if !missing.is_empty() {
+            let key = self.tables[&provider.pda].key;
+            for ix in proving::extend_lookup_table_ixs(&key, &operator.pubkey(), &missing) {
+                self.send_paid_by(&[ix], &operator, &[]).await.expect("extend lookup table");
+            }
+            self.tables
+                .get_mut(&provider.pda)
+                .expect("table")
+                .addresses
+                .extend(missing);
+            // Addresses are usable from the slot after they were added.
+            self.next_slot().await;
+        }
+        self.tables[&provider.pda].clone()
+    }
+
+    /// Sends `ixs` (the last one a `prove`) as the operator's v0 transaction through
+    /// its lookup table, with a priority fee, and returns its serialized size.
+    pub async fn send_proof(
         &mut self,
         provider: &TestProvider,
-        deal: &Pubkey,
-        shard: &TestShard,
         epoch: u64,
-    ) -> Result<(), BanksClientError> {
-        let challenge = self.challenge(epoch).await;
-        let samples = shard.proof(deal, &challenge);
-        let ix = self.submit_proof_ix(
-            &provider.operator.pubkey(),
+        prove: Instruction,
+    ) -> (usize, Result<(), BanksClientError>) {
+        let table = self.lookup_table(provider, epoch).await;
+        let operator = provider.operator.insecure_clone();
+        let message = proving::proof_message(&operator.pubkey(), prove, 1_000, &table, self.ctx.last_blockhash)
+            .expect("compile proof message");
+        let tx = VersionedTransaction::try_new(VersionedMessage::V0(message), &[&operator])
+            .expect("sign proof");
+        let len = bincode::serialize(&tx).expect("serialize").len();
+        (len, self.ctx.banks_client.process_transaction(tx).await)
+    }
+
+    /// The samples answering `draws` of a plan, from the shards (found by root).
+    pub fn samples_for(
+        draws: &[&proving::PlannedDraw],
+        entries: &[storage_market::state::SetEntry],
+        shards: &[&TestShard],
+    ) -> Vec<ProofSample> {
+        draws
+            .iter()
+            .map(|d| {
+                let root = entries[d.entry as usize].shard_root;
+                let shard = shards
+                    .iter()
+                    .find(|s| s.root() == root)
+                    .expect("a shard for every drawn entry");
+                shard.sample_at(d.segment)
+            })
+            .collect()
+    }
+
+    /// The provider's honest proof session of `epoch` (opened already): every planned
+    /// transaction, in order. Returns how many transactions it took.
+    pub async fn prove_session(
+        &mut self,
+        provider: &TestProvider,
+        epoch: u64,
+        shards: &[&TestShard],
+    ) -> Result<usize, BanksClientError> {
+        let challenge = self.challenge().await;
+        assert_eq!(challenge.epoch, epoch, "epoch {epoch} is not the open one");
+        let entries = self.set_entries(&provider.pda, epoch).await;
+        let plan = proving::plan_session(
+            &challenge.seed,
             &provider.pda,
-            deal,
             epoch,
-            samples,
+            challenge.samples_per_epoch,
+            &entries,
         );
-        self.send_paid_by(&[ix], &provider.operator.insecure_clone(), &[])
-            .await
+        let mut txs = proving::pack_session(&plan);
+        if txs.is_empty() {
+            // An empty set: one transaction with no sample completes the session.
+            txs.push(proving::ProofTx {
+                draws: 0..0,
+                live: Vec::new(),
+                pages: Vec::new(),
+            });
+        }
+        let count = txs.len();
+        for tx in txs {
+            let live: Vec<&proving::PlannedDraw> = tx.live.iter().map(|i| &plan[*i]).collect();
+            let samples = Self::samples_for(&live, &entries, shards);
+            let ix = self.prove_ix(&provider.operator.pubkey(), &provider.pda, epoch, samples, &tx.pages);
+            let (_, result) = self.send_proof(provider, epoch, ix).await;
+            result?;
+        }
+        Ok(count)
+    }
+
+    /// Settles `deals` of `provider` on every log page they may need, up to now.
+    pub async fn settle(&mut self, provider: &Pubkey, deals: &[Pubkey]) {
+        let now = self.epoch().await;
+        for page in 0..=log_page(now) {
+            let ix = self.settle_ix(provider, page, deals);
+            self.send(&[ix], &[]).await.expect("settle");
+            self.next_slot().await;
+        }
     }
 
     // ---------------------------------------------------------------- accounting

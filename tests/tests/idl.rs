@@ -25,18 +25,34 @@ fn idl_lists_every_instruction_account_event_and_error() {
         "propose_deal",
         "cancel_deal",
         "accept_deal",
+        "open_epoch_log",
+        "open_proof_log",
+        "extend_deal_set",
         "open_epoch",
-        "submit_proof",
-        "report_faults",
-        "complete_deal",
+        "prove",
+        "settle",
+        "end_deal",
+        "jail_provider",
+        "leave_deal_set",
         "close_deal",
-        "close_challenge",
     ];
     expected.sort();
     assert_eq!(instructions, expected);
 
     let accounts = names(idl.accounts.iter().map(|a| a.name.clone()).collect());
-    assert_eq!(accounts, ["Challenge", "Deal", "Market", "Provider"]);
+    assert_eq!(
+        accounts,
+        [
+            "Challenge",
+            "Deal",
+            "DealSet",
+            "DealSetPage",
+            "EpochLog",
+            "Market",
+            "ProofLog",
+            "Provider"
+        ]
+    );
 
     let events = names(idl.events.iter().map(|e| e.name.clone()).collect());
     for event in [
@@ -46,10 +62,12 @@ fn idl_lists_every_instruction_account_event_and_error() {
         "DealAccepted",
         "DealCancelled",
         "EpochOpened",
-        "ProofAccepted",
-        "FaultsSettled",
-        "DealCompleted",
-        "DealTerminated",
+        "EpochProven",
+        "DealSettled",
+        "DealFinished",
+        "DealEnded",
+        "DealLeftSet",
+        "ProviderJailed",
         "EarningsWithdrawn",
     ] {
         assert!(events.iter().any(|e| e == event), "event {event} missing");

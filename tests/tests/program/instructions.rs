@@ -18,56 +18,23 @@ const TOKEN_INSUFFICIENT_FUNDS: u32 = 1;
 async fn init_market_rejects_bad_params_and_a_second_market() {
     let mut m = TestMarket::new_uninitialized(TokenKind::Token).await;
     let authority = m.authority.insecure_clone();
+    let case = |params: MarketParams, err: MarketError| (params, err);
+    let base = test_params();
     let cases: Vec<(MarketParams, MarketError)> = vec![
-        (
-            MarketParams {
-                epoch_slots: 0,
-                ..test_params()
-            },
-            MarketError::InvalidEpochSlots,
-        ),
-        (
-            MarketParams {
-                slash_bps: 10_001,
-                ..test_params()
-            },
-            MarketError::InvalidBps,
-        ),
-        (
-            MarketParams {
-                bounty_bps: 10_001,
-                ..test_params()
-            },
-            MarketError::InvalidBps,
-        ),
-        (
-            MarketParams {
-                max_consecutive_faults: 0,
-                ..test_params()
-            },
-            MarketError::InvalidMaxConsecutiveFaults,
-        ),
-        (
-            MarketParams {
-                samples_per_proof: 2,
-                ..test_params()
-            },
-            MarketError::InvalidSamplesPerProof,
-        ),
-        (
-            MarketParams {
-                max_shard_bytes: (4 << 30) + 1,
-                ..test_params()
-            },
-            MarketError::InvalidMaxShardBytes,
-        ),
-        (
-            MarketParams {
-                grace_slots: u64::MAX,
-                ..test_params()
-            },
-            MarketError::ArithmeticOverflow,
-        ),
+        case(MarketParams { epoch_slots: 3, ..base }, MarketError::InvalidEpochSlots),
+        case(MarketParams { slash_bps: 10_001, ..base }, MarketError::InvalidBps),
+        case(MarketParams { accept_timeout_epochs: 0, ..base }, MarketError::InvalidAcceptTimeout),
+        case(MarketParams { accept_timeout_epochs: 10_001, ..base }, MarketError::InvalidAcceptTimeout),
+        case(MarketParams { response_slots: 2, ..base }, MarketError::InvalidResponseSlots),
+        case(MarketParams { response_slots: 101, ..base }, MarketError::InvalidResponseSlots),
+        case(MarketParams { samples_per_epoch: 0, ..base }, MarketError::InvalidSamplesPerEpoch),
+        case(MarketParams { samples_per_epoch: 257, ..base }, MarketError::InvalidSamplesPerEpoch),
+        case(MarketParams { jail_window: 0, ..base }, MarketError::InvalidJailParams),
+        case(MarketParams { jail_window: 1_001, ..base }, MarketError::InvalidJailParams),
+        case(MarketParams { jail_failures: 0, ..base }, MarketError::InvalidJailParams),
+        case(MarketParams { jail_failures: 11, ..base }, MarketError::InvalidJailParams),
+        case(MarketParams { max_shard_bytes: (4 << 30) + 1, ..base }, MarketError::InvalidMaxShardBytes),
+        case(MarketParams { max_shard_bytes: 63, ..base }, MarketError::InvalidMaxShardBytes),
     ];
     for (params, err) in cases {
         let ix = m.init_market_ix(&authority.pubkey(), m.mint, params);
@@ -100,7 +67,7 @@ async fn init_market_rejects_bad_params_and_a_second_market() {
 }
 
 #[tokio::test]
-async fn update_market_only_by_its_authority_and_never_epoch_slots() {
+async fn update_market_only_by_its_authority_never_epoch_slots_or_jail_rules() {
     let mut m = TestMarket::start().await;
     let a = m.add_provider().await;
     let client = m.client(1_000_000).await;
@@ -109,6 +76,8 @@ async fn update_market_only_by_its_authority_and_never_epoch_slots() {
 
     let new_params = MarketParams {
         slash_bps: 5_000,
+        accept_timeout_epochs: 7,
+        samples_per_epoch: 9,
         ..test_params()
     };
     let intruder = Keypair::new();
@@ -119,27 +88,25 @@ async fn update_market_only_by_its_authority_and_never_epoch_slots() {
     );
 
     let authority = m.authority.insecure_clone();
+    for params in [
+        MarketParams { epoch_slots: 7, response_slots: 7, ..test_params() },
+        MarketParams { jail_failures: 2, ..test_params() },
+        MarketParams { jail_window: 20, ..test_params() },
+    ] {
+        let ix = m.update_market_ix(&authority.pubkey(), params);
+        assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::ParamImmutable);
+        m.next_slot().await;
+    }
     let ix = m.update_market_ix(
         &authority.pubkey(),
         MarketParams {
-            epoch_slots: 7,
+            response_slots: 101,
             ..test_params()
         },
     );
     assert_market_err(
         m.send(&[ix], &[&authority]).await,
-        MarketError::EpochSlotsImmutable,
-    );
-    let ix = m.update_market_ix(
-        &authority.pubkey(),
-        MarketParams {
-            grace_slots: u64::MAX - 10,
-            ..test_params()
-        },
-    );
-    assert_market_err(
-        m.send(&[ix], &[&authority]).await,
-        MarketError::ArithmeticOverflow,
+        MarketError::InvalidResponseSlots,
     );
 
     let ix = m.update_market_ix(&authority.pubkey(), new_params);
@@ -147,8 +114,15 @@ async fn update_market_only_by_its_authority_and_never_epoch_slots() {
     assert_eq!(m.market().await.params, new_params);
     // Deals keep the terms they were proposed under; new deals get the new ones.
     let after = m.propose(&client, &a, &shard, [1; 32], 1, 3).await;
-    assert_eq!(m.deal(&before).await.slash_bps, test_params().slash_bps);
-    assert_eq!(m.deal(&after).await.slash_bps, 5_000);
+    let (before, after) = (m.deal(&before).await, m.deal(&after).await);
+    assert_eq!(
+        (before.slash_bps, before.accept_timeout_epochs),
+        (test_params().slash_bps, test_params().accept_timeout_epochs)
+    );
+    assert_eq!((after.slash_bps, after.accept_timeout_epochs), (5_000, 7));
+    // An epoch's sampling rules are fixed when it opens.
+    m.open(1).await;
+    assert_eq!(m.challenge().await.samples_per_epoch, 9);
 }
 
 #[tokio::test]
@@ -267,12 +241,13 @@ async fn capacity_cannot_drop_below_bytes_in_use_and_rotated_operator_takes_over
         },
     );
     m.send(&[ix], &[&a.authority]).await.unwrap();
-    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d2);
+    let set_len = m.deal_set(&a.pda).await.len;
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d2, set_len);
     assert_market_err(
         m.send(&[ix], &[&a.operator]).await,
         MarketError::WrongOperator,
     );
-    let ix = m.accept_deal_ix(&new_operator.pubkey(), &a.pda, &d2);
+    let ix = m.accept_deal_ix(&new_operator.pubkey(), &a.pda, &d2, set_len);
     m.send(&[ix], &[&new_operator])
         .await
         .expect("new operator accepts");
@@ -547,19 +522,19 @@ async fn cancel_and_accept_deal_checks() {
         MarketError::WrongClient,
     );
     // accept: only the deal's provider's operator.
-    let ix = m.accept_deal_ix(&a.authority.pubkey(), &a.pda, &d);
+    let ix = m.accept_deal_ix(&a.authority.pubkey(), &a.pda, &d, 0);
     assert_market_err(
         m.send(&[ix], &[&a.authority]).await,
         MarketError::WrongOperator,
     );
-    let ix = m.accept_deal_ix(&b.operator.pubkey(), &b.pda, &d);
+    let ix = m.accept_deal_ix(&b.operator.pubkey(), &b.pda, &d, 0);
     assert_market_err(
         m.send(&[ix], &[&b.operator]).await,
         MarketError::WrongProvider,
     );
     // Not enough free stake for the collateral.
     let dp = m.propose(&client, &poor, &shard, [5; 32], 1, 3).await;
-    let ix = m.accept_deal_ix(&poor.operator.pubkey(), &poor.pda, &dp);
+    let ix = m.accept_deal_ix(&poor.operator.pubkey(), &poor.pda, &dp, 0);
     assert_market_err(
         m.send(&[ix], &[&poor.operator]).await,
         MarketError::InsufficientFreeStake,
@@ -567,7 +542,7 @@ async fn cancel_and_accept_deal_checks() {
 
     m.accept(&a, &d).await;
     m.next_slot().await;
-    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d);
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &d, 1);
     assert_market_err(
         m.send(&[ix], &[&a.operator]).await,
         MarketError::DealNotProposed,
@@ -581,7 +556,7 @@ async fn cancel_and_accept_deal_checks() {
     // Timeout: proposed in epoch 0, accept_timeout_epochs = 2.
     let late = m.propose(&client, &a, &shard, [5; 32], 2, 3).await;
     m.warp_to_epoch(3, 0).await;
-    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late, 1);
     assert_market_err(
         m.send(&[ix], &[&a.operator]).await,
         MarketError::AcceptTimedOut,
@@ -601,7 +576,7 @@ async fn cancel_and_accept_deal_checks() {
         m.send(&[ix], &[&client.keypair]).await,
         MarketError::DealNotProposed,
     );
-    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late);
+    let ix = m.accept_deal_ix(&a.operator.pubkey(), &a.pda, &late, 1);
     assert_market_err(
         m.send(&[ix], &[&a.operator]).await,
         MarketError::DealNotProposed,
@@ -611,72 +586,49 @@ async fn cancel_and_accept_deal_checks() {
 }
 
 #[tokio::test]
-async fn report_complete_and_close_deal_checks() {
+async fn settle_leave_and_close_deal_checks() {
     let mut m = TestMarket::start().await;
-    let params = test_params();
     let a = m.add_provider().await;
     let b = m.add_provider().await;
     let client = m.client(1_000_000).await;
-    let reporter = m.client(0).await;
     let shard = TestShard::random(2_000, 8);
     let d = m.propose(&client, &a, &shard, [6; 32], 0, 2).await;
-    let rep = reporter.keypair.insecure_clone();
 
-    // Proposed, not active: nothing to report, nothing to complete.
-    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
+    // Proposed, not active: nothing to settle, nothing to leave.
+    let ix = m.settle_ix(&a.pda, 0, &[d]);
+    assert_market_err(m.send(&[ix], &[]).await, MarketError::DealNotActive);
     m.accept(&a, &d).await;
     let close = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
     assert_market_err(
         m.send(&[close], &[&client.keypair]).await,
         MarketError::DealNotClosable,
     );
-
-    // Epoch 1 not closed yet.
-    m.warp_to_epoch(2, params.grace_slots - 1).await;
-    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::NothingToReport);
-    // Wrong provider account for the deal.
-    m.warp_to_epoch(2, params.grace_slots).await;
-    let ix = m.report_faults_ix(&rep.pubkey(), &b.pda, &d, &reporter.token);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::WrongProvider);
-    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotEnded);
-
-    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    m.send(std::slice::from_ref(&ix), &[&rep])
-        .await
-        .expect("report epoch 1");
+    // Another provider's settlement cannot take the deal.
+    let ix = m.settle_ix(&b.pda, 0, &[d]);
+    assert_market_err(m.send(&[ix], &[]).await, MarketError::WrongProvider);
+    // A log page of another number is not the deal's page.
     m.next_slot().await;
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::NothingToReport);
-    let reported = m.token_balance(&reporter.token).await;
-    assert_eq!(
-        reported,
-        storage_market::settlement::bps_of(
-            storage_market::settlement::bps_of(params.collateral_per_mib, params.slash_bps)
-                .unwrap(),
-            params.bounty_bps,
-        )
-        .unwrap()
-    );
+    let mut ix = m.settle_ix(&a.pda, 0, &[d]);
+    substitute(&mut ix, &epoch_log_pda(0), epoch_log_pda(1));
+    assert_anchor_err(m.send(&[ix], &[]).await, AnchorError::ConstraintSeeds);
 
-    // Epoch 3: the deal (epochs 1-2) has ended but epoch 2 is unsettled.
+    // Epochs 1 and 2: proven.
+    for epoch in [1, 2] {
+        m.open(epoch).await;
+        m.prove_session(&a, epoch, &[&shard]).await.expect("prove");
+    }
+    // The deal is still live in its last epoch until it is over... but may leave
+    // the set during it (the removal is visible from epoch 3).
+    let leave = m.leave_deal_set_ix(&a.pda, &d, 0, None);
+    m.send(&[leave], &[]).await.expect("leave in the last epoch");
     m.warp_to_epoch(3, 0).await;
-    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::UnsettledEpochs);
-    m.warp_to_epoch(3, params.grace_slots).await;
-    let ix = m.report_faults_ix(&rep.pubkey(), &a.pda, &d, &reporter.token);
-    m.send(&[ix], &[&rep]).await.expect("report epoch 2");
-    let ix = m.complete_deal_ix(&rep.pubkey(), &b.pda, &d);
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::WrongProvider);
-    let ix = m.complete_deal_ix(&rep.pubkey(), &a.pda, &d);
-    m.send(std::slice::from_ref(&ix), &[&rep])
-        .await
-        .expect("complete");
-    m.next_slot().await;
-    assert_market_err(m.send(&[ix], &[&rep]).await, MarketError::DealNotActive);
-    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete")
-        .await;
+    m.settle(&a.pda, &[d]).await;
+    let deal = m.deal(&d).await;
+    assert_eq!(deal.state, DealState::Completed);
+    assert_eq!((deal.proven_epochs, deal.failed_epochs, deal.void_epochs), (2, 0, 0));
+    let ix = m.settle_ix(&a.pda, 0, &[d]);
+    assert_market_err(m.send(&[ix], &[]).await, MarketError::DealNotActive);
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete").await;
 
     // Closing: only the client, only once.
     let other = m.client(0).await;
@@ -695,12 +647,42 @@ async fn report_complete_and_close_deal_checks() {
         AnchorError::AccountNotInitialized,
     );
     m.assert_conserved(&[&a.pda, &b.pda], &[&d], "close").await;
+}
 
-    // Challenge rent goes only to its opener.
-    m.open_epoch(3).await.unwrap();
-    m.warp_to_epoch(5, 0).await;
-    let ix = m.close_challenge_ix(&other.keypair.pubkey(), 3);
-    assert_anchor_err(m.send(&[ix], &[]).await, AnchorError::ConstraintAddress);
+#[tokio::test]
+async fn a_deal_leaves_its_set_only_when_it_has_ended_and_closes_only_after() {
+    let mut m = TestMarket::start().await;
+    let a = m.add_provider().await;
+    let client = m.client(1_000_000).await;
+    let shards: Vec<TestShard> = (0..3).map(|i| TestShard::random(1_000, 20 + i)).collect();
+    let mut deals = Vec::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let d = m.propose(&client, &a, shard, [9; 32], i as u16, 2 + i as u64).await;
+        m.accept(&a, &d).await;
+        deals.push(d);
+    }
+    // Deal 0 runs epochs 1-2: it cannot leave in epoch 0 or 1.
+    let ix = m.leave_deal_set_ix(&a.pda, &deals[0], 0, Some((deals[2], 2)));
+    assert_market_err(m.send(&[ix], &[]).await, MarketError::DealStillLive);
+    m.warp_to_epoch(2, 0).await;
+    // The moved deal must be the last entry.
+    let ix = m.leave_deal_set_ix(&a.pda, &deals[0], 0, Some((deals[1], 2)));
+    assert_market_err(m.send(&[ix], &[]).await, MarketError::WrongMovedDeal);
+    let ix = m.leave_deal_set_ix(&a.pda, &deals[0], 0, Some((deals[2], 2)));
+    m.send(&[ix], &[]).await.expect("leave");
+    // The last entry moved into index 0, visible from epoch 3; epoch 2 still sees
+    // the old set.
+    let moved = m.deal(&deals[2]).await;
+    assert_eq!((moved.in_set, moved.set_index), (true, 0));
+    assert!(!m.deal(&deals[0]).await.in_set);
+    let now = m.set_entries(&a.pda, 2).await;
+    let next = m.set_entries(&a.pda, 3).await;
+    assert_eq!(now.len(), 3);
+    assert_eq!(now[0].shard_root, shards[0].root());
+    assert_eq!(next.len(), 2);
+    assert_eq!(next[0].shard_root, shards[2].root());
+    assert_eq!(next[1].shard_root, shards[1].root());
+    m.assert_conserved(&[&a.pda], &[&deals[0], &deals[1], &deals[2]], "leave").await;
 }
 
 #[tokio::test]
@@ -741,8 +723,8 @@ async fn price_and_collateral_overflow_and_substituted_deal_pda_are_refused() {
     let mut ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
     substitute(
         &mut ix,
-        &deal_pda(&client.keypair.pubkey(), &[8; 32], 0),
-        deal_pda(&client.keypair.pubkey(), &[8; 32], 1),
+        &deal_pda(&client.keypair.pubkey(), &[8; 32], 0, 0),
+        deal_pda(&client.keypair.pubkey(), &[8; 32], 0, 1),
     );
     assert_anchor_err(
         m.send(&[ix], &[&client.keypair]).await,

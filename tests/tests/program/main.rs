@@ -3,4 +3,5 @@
 mod instructions;
 mod lifecycle;
 mod mints;
-mod proofs;
+mod model;
+mod sessions;

@@ -25,18 +25,11 @@ pub struct EndDeal<'info> {
     /// The page holding the deal's set entry, whose end epoch moves.
     #[account(mut)]
     pub deal_set_page: AccountLoader<'info, DealSetPage>,
-    /// CHECK: the epoch log page of `failed_epoch`; its address is checked.
-    #[account(seeds = [SEED_EPOCH_LOG, log_page(failed_epoch).to_le_bytes().as_ref()], bump)]
+    /// CHECK: the epoch log page of `failed_epoch`; its address is checked in
+    /// `validate` (an absent page reads as all zero).
     pub epoch_log: UncheckedAccount<'info>,
-    /// CHECK: the provider's proof log page of `failed_epoch`; its address is checked.
-    #[account(
-        seeds = [
-            SEED_PROOF_LOG,
-            provider.key().as_ref(),
-            log_page(failed_epoch).to_le_bytes().as_ref(),
-        ],
-        bump,
-    )]
+    /// CHECK: the provider's proof log page of `failed_epoch`; its address is
+    /// checked in `validate`.
     pub proof_log: UncheckedAccount<'info>,
 }
 
@@ -50,6 +43,15 @@ impl EndDeal<'_> {
             failed_epoch >= deal.start_epoch && failed_epoch < owed_until && failed_epoch < now,
             MarketError::NotAFailedEpoch
         );
+        let page_no = log_page(failed_epoch).to_le_bytes();
+        let (epoch_log, _) =
+            Pubkey::find_program_address(&[SEED_EPOCH_LOG, &page_no], &crate::ID);
+        let (proof_log, _) = Pubkey::find_program_address(
+            &[SEED_PROOF_LOG, self.provider.key().as_ref(), &page_no],
+            &crate::ID,
+        );
+        require_keys_eq!(self.epoch_log.key(), epoch_log, MarketError::WrongLogPage);
+        require_keys_eq!(self.proof_log.key(), proof_log, MarketError::WrongLogPage);
         let page = u64::from(log_page(failed_epoch));
         let opened = LogBits::read::<EpochLog>(&self.epoch_log, EpochLog::BITS_OFFSET)?
             .get(page, failed_epoch)?;

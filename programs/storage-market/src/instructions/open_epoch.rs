@@ -17,11 +17,11 @@ pub struct OpenEpoch<'info> {
     pub market: Account<'info, Market>,
     #[account(mut, seeds = [SEED_CHALLENGE], bump = challenge.bump)]
     pub challenge: Account<'info, Challenge>,
-    /// The page holding `epoch`'s opened bit (`open_epoch_log` creates it).
+    /// The page holding `epoch`'s opened bit (`open_epoch_log` creates it, with its
+    /// page number, at its address).
     #[account(
         mut,
-        seeds = [SEED_EPOCH_LOG, log_page(epoch).to_le_bytes().as_ref()],
-        bump,
+        constraint = epoch_log.load()?.page == u64::from(log_page(epoch)) @ MarketError::WrongLogPage,
     )]
     pub epoch_log: AccountLoader<'info, EpochLog>,
     /// CHECK: the SlotHashes sysvar, read as an account (the sysvar syscall is

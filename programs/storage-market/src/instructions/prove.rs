@@ -120,12 +120,12 @@ pub fn handler<'info>(
         }
         set.session_next_draw += 1;
     }
-    require!(samples.next().is_none(), MarketError::UnusedSamples);
     let complete = set.session_complete();
     require!(
         complete || set.session_next_draw > first_draw,
         MarketError::NoProgress
     );
+    require!(samples.next().is_none(), MarketError::UnusedSamples);
     if complete {
         set.epochs_proven += 1;
         let mut log = ctx.accounts.proof_log.load_mut()?;
