@@ -31,6 +31,7 @@
 extern crate alloc;
 
 mod challenge;
+pub mod cost;
 mod hash;
 mod tree;
 mod verify;

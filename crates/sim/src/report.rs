@@ -547,7 +547,33 @@ pub fn render_text(report: &Report) -> String {
         out,
         "floor = the per-deal settle (and accept) share, which no provider size removes."
     );
+    render_hashing(&mut out);
     out
+}
+
+/// SHA-256 work per proof transaction (one sample per transaction at depth 26).
+fn render_hashing(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\n## Hashing per proof transaction (agave cost: 85 + sum of max(10, len/2) per slice)"
+    );
+    let mut t = Table::new(&["depth", "shard", "samples/tx", "sha256 calls", "bytes hashed", "CU (sha256)"]);
+    for (depth, shard, per_tx) in [(10u32, "64 KiB", 2u64), (20, "64 MiB", 1), (24, "1 GiB", 1), (26, "4 GiB", 1)] {
+        let cost = cairn_proof::cost::sample_cost(depth).times(per_tx);
+        t.row(vec![
+            depth.to_string(),
+            shard.to_string(),
+            per_tx.to_string(),
+            count(cost.syscalls),
+            count(cost.bytes),
+            count(cost.compute_units),
+        ]);
+    }
+    t.render(out);
+    let _ = writeln!(
+        out,
+        "per sample: one draw hash, one leaf hash, one node hash per level (cairn_proof::cost)."
+    );
 }
 
 #[cfg(test)]
