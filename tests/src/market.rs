@@ -726,14 +726,13 @@ impl TestMarket {
             .collect()
     }
 
-    /// The provider's honest proof session of `epoch` (opened already): every planned
-    /// transaction, in order. Returns how many transactions it took.
-    pub async fn prove_session(
+    /// Every draw of `provider`'s session of the open epoch `epoch`, with the deal-set
+    /// entries visible at `epoch`.
+    pub async fn plan_session(
         &mut self,
         provider: &TestProvider,
         epoch: u64,
-        shards: &[&TestShard],
-    ) -> Result<usize, BanksClientError> {
+    ) -> (Vec<proving::PlannedDraw>, Vec<storage_market::state::SetEntry>) {
         let challenge = self.challenge().await;
         assert_eq!(challenge.epoch, epoch, "epoch {epoch} is not the open one");
         let entries = self.set_entries(&provider.pda, epoch).await;
@@ -744,6 +743,18 @@ impl TestMarket {
             challenge.samples_per_epoch,
             &entries,
         );
+        (plan, entries)
+    }
+
+    /// The provider's honest proof session of `epoch` (opened already): every planned
+    /// transaction, in order. Returns how many transactions it took.
+    pub async fn prove_session(
+        &mut self,
+        provider: &TestProvider,
+        epoch: u64,
+        shards: &[&TestShard],
+    ) -> Result<usize, BanksClientError> {
+        let (plan, entries) = self.plan_session(provider, epoch).await;
         let mut txs = proving::pack_session(&plan);
         if txs.is_empty() {
             // An empty set: one transaction with no sample completes the session.

@@ -18,27 +18,6 @@ async fn one_deal(params: MarketParams) -> (TestMarket, TestProvider, TestShard,
     (m, a, shard, d)
 }
 
-/// The planned live draws of `provider`'s session of `epoch` and the entries.
-async fn plan(
-    m: &mut TestMarket,
-    provider: &TestProvider,
-    epoch: u64,
-) -> (
-    Vec<proving::PlannedDraw>,
-    Vec<storage_market::state::SetEntry>,
-) {
-    let challenge = m.challenge().await;
-    let entries = m.set_entries(&provider.pda, epoch).await;
-    let plan = proving::plan_session(
-        &challenge.seed,
-        &provider.pda,
-        epoch,
-        challenge.samples_per_epoch,
-        &entries,
-    );
-    (plan, entries)
-}
-
 #[tokio::test]
 async fn an_honest_session_sets_the_providers_bit_once() {
     let (mut m, a, shard, _) = one_deal(test_params()).await;
@@ -53,7 +32,7 @@ async fn an_honest_session_sets_the_providers_bit_once() {
     assert_eq!((set.epochs_proven, set.session_proven, set.session_target), (1, 1, 1));
 
     // Replay of the same proof, and any other proof of the epoch: refused.
-    let (draws, entries) = plan(&mut m, &a, 1).await;
+    let (draws, entries) = m.plan_session(&a, 1).await;
     let live: Vec<_> = draws.iter().filter(|d| d.live).collect();
     let samples = TestMarket::samples_for(&live, &entries, &[&shard]);
     let ix = m.prove_ix(&a.operator.pubkey(), &a.pda, 1, samples, &[0]);
@@ -163,7 +142,7 @@ async fn samples_that_do_not_answer_the_draws_are_refused() {
     let set = m.deal_set(&a.pda).await;
     assert_eq!((set.len_at(1), set.len), (1, 2));
 
-    let (draws, entries) = plan(&mut m, &a, 1).await;
+    let (draws, entries) = m.plan_session(&a, 1).await;
     assert_eq!(entries.len(), 1);
     let live: Vec<_> = draws.iter().filter(|d| d.live).collect();
     let honest = TestMarket::samples_for(&live, &entries, &[&shard]);
@@ -228,7 +207,7 @@ async fn only_the_operator_proves_only_its_own_session_only_in_the_window() {
     let (mut m, a, shard, _) = one_deal(params).await;
     let b = m.add_provider().await;
     m.open(1).await;
-    let (draws, entries) = plan(&mut m, &a, 1).await;
+    let (draws, entries) = m.plan_session(&a, 1).await;
     let live: Vec<_> = draws.iter().filter(|d| d.live).collect();
     let samples = TestMarket::samples_for(&live, &entries, &[&shard]);
 
@@ -298,7 +277,7 @@ async fn a_provider_sends_the_same_few_transactions_whatever_its_number_of_deals
     let small_txs = m.prove_session(&small, 1, &[&one]).await.expect("small");
     let large_txs = m.prove_session(&large, 1, &refs).await.expect("large");
     // s = min(4, deals); 4 KiB shards (depth 6) fit several samples per transaction.
-    let (draws, _) = plan(&mut m, &large, 1).await;
+    let (draws, _) = m.plan_session(&large, 1).await;
     assert_eq!(draws.iter().filter(|d| d.live).count(), 4);
     assert_eq!(large_txs, proving::pack_session(&draws).len());
     assert!(large_txs <= 2, "100 deals took {large_txs} transactions");
