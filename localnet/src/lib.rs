@@ -118,10 +118,12 @@ impl LocalnetConfig {
                 )));
             }
         }
-        if self.epoch_slots == Some(0) {
-            return Err(LocalnetError::Config(
-                "epoch length must be at least one slot".into(),
-            ));
+        let min = storage_market::constants::MIN_EPOCH_SLOTS;
+        if self.epoch_slots.is_some_and(|slots| slots < min) {
+            return Err(LocalnetError::Config(format!(
+                "epoch length must be at least {min} slots (the seed slot, a slot to open the \
+                 epoch in and one to prove in)"
+            )));
         }
         if self.rpc_port.is_some_and(|p| p == 0 || p == u16::MAX) {
             return Err(LocalnetError::Config(
@@ -796,7 +798,7 @@ mod tests {
 
     #[test]
     fn local_params_are_valid_market_params() {
-        for epoch_slots in [1, 5, 50, 432_000] {
+        for epoch_slots in [storage_market::constants::MIN_EPOCH_SLOTS, 5, 50, 432_000] {
             let params = local_market_params(epoch_slots);
             assert!(params.validate().is_ok(), "{params:?}");
             assert_eq!(params.response_slots, epoch_slots);

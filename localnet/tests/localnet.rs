@@ -5,7 +5,10 @@ use anchor_lang::{AccountDeserialize, Discriminator};
 use anchor_lang_idl::types::{
     Idl, IdlArrayLen, IdlDefinedFields, IdlGenericArg, IdlType, IdlTypeDefTy,
 };
-use cairn_chain::{challenge_pda, deal_pda, events::MarketEvent, layout, provider_pda, Pubkey};
+use cairn_chain::{
+    challenge_pda, deal_pda, deal_set_page_pda, deal_set_pda, epoch_log_pda, events::MarketEvent,
+    layout, proof_log_pda, provider_pda, proving, Pubkey,
+};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo, INFO_FILE};
 use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
@@ -14,6 +17,7 @@ use serde_json::{json, Value};
 use solana_account_decoder_client_types::UiAccountEncoding;
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
+use solana_message::AddressLookupTableAccount;
 use solana_pubsub_client::nonblocking::pubsub_client::PubsubClient;
 use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
 use solana_rpc_client_api::{
@@ -25,6 +29,7 @@ use solana_rpc_client_api::{
     filter::{Memcmp, RpcFilterType},
 };
 use solana_signer::Signer;
+use solana_transaction::{versioned::VersionedTransaction, VersionedMessage};
 use solana_transaction_status_client_types::{
     EncodedConfirmedTransactionWithStatusMeta, UiTransactionEncoding,
 };
@@ -34,8 +39,13 @@ use std::{
     time::{Duration, Instant},
 };
 use storage_market::{
-    instructions::{ProposeDealArgs, RegisterProviderArgs},
-    state::{Challenge, Deal, DealState, Market, Provider},
+    constants::{log_page, LOG_PAGE_BYTES, SEED_SLOT_OFFSET},
+    errors::MarketError,
+    instructions::{ProofSample, ProposeDealArgs, RegisterProviderArgs},
+    state::{
+        get_bit, Challenge, Deal, DealSet, DealSetPage, DealState, EpochLog, Market, ProofLog,
+        Provider,
+    },
 };
 
 /// 300 ms slots (the shortest agave 4.2.2's leader sustains here, see
@@ -106,6 +116,23 @@ impl Client {
         }
     }
 
+    /// Opens `epoch` (the faucet pays) as soon as its seed slot, the slot after
+    /// the epoch's first, has a SlotHashes entry: until then `open_epoch` is
+    /// refused with `SeedSlotNotReached` (preflight runs on the confirmed bank,
+    /// which can be a slot or two behind).
+    fn open_epoch(&self, epoch: u64) -> String {
+        self.wait_for_slot(epoch * EPOCH_SLOTS + SEED_SLOT_OFFSET + 1);
+        poll(
+            &format!("epoch {epoch} opened"),
+            Duration::from_secs(60),
+            || match self.try_send(&[self.ix.open_epoch_ix(&self.faucet.pubkey(), epoch)], &[]) {
+                Ok(signature) => Some(signature),
+                Err(e) if matches!(market_error(&e), Some(MarketError::SeedSlotNotReached)) => None,
+                Err(e) => panic!("open_epoch {epoch}: {e}"),
+            },
+        )
+    }
+
     fn events(&self, signature: &str) -> Vec<MarketEvent> {
         cairn_chain::events::events_in_transaction(&self.transaction(signature).transaction)
             .expect("events decode")
@@ -146,6 +173,21 @@ fn custom_code(err: &ClientError) -> Option<u32> {
         Some(TransactionError::InstructionError(_, InstructionError::Custom(code))) => Some(code),
         _ => None,
     }
+}
+
+/// The market error a transaction failed with, named by its code.
+fn market_error(err: &ClientError) -> Option<MarketError> {
+    custom_code(err).and_then(MarketError::from_code)
+}
+
+/// `epoch`'s bit in the data of a log page account of type `T` (an `EpochLog` or
+/// a `ProofLog`) whose bits start at `bits_offset`.
+fn log_bit<T: Discriminator>(data: &[u8], bits_offset: usize, epoch: u64) -> bool {
+    assert_eq!(&data[..8], T::DISCRIMINATOR, "a log page");
+    let bits: &[u8; LOG_PAGE_BYTES] = data[bits_offset..bits_offset + LOG_PAGE_BYTES]
+        .try_into()
+        .expect("a whole page of bits");
+    get_bit(bits, u64::from(log_page(epoch)), epoch).expect("the epoch is on this page")
 }
 
 // ------------------------------------------------------------------- tests
@@ -244,21 +286,34 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         ))
         .expect("logsSubscribe");
 
-    // A provider (cold authority, hot operator), a client and a reporter, all
-    // funded through requestAirdrop.
+    // A provider (cold authority, hot operator) and a client, funded through
+    // requestAirdrop.
     let authority = Keypair::new();
     let operator = Keypair::new();
     let client = Keypair::new();
-    let reporter = Keypair::new();
-    for who in [&authority, &operator, &client, &reporter] {
+    for who in [&authority, &operator, &client] {
         c.airdrop(&who.pubkey(), 10 * SOL);
     }
     let stake = 1_000_000;
     let authority_token = c.token_account(&authority.pubkey(), stake);
     let client_token = c.token_account(&client.pubkey(), 10_000_000);
-    let reporter_token = c.token_account(&reporter.pubkey(), 0);
     let provider = provider_pda(&authority.pubkey());
+    // After every step the vault holds exactly what the accounts say it owes:
+    // this chain has one provider and one deal.
+    let conserved = |deal: Option<&Pubkey>, step: &str| {
+        let p: Provider = c.fetch(&provider);
+        let owed_by_deal = deal.map_or(0, |deal| {
+            let d: Deal = c.fetch(deal);
+            d.escrow + d.client_refund
+        });
+        assert_eq!(
+            c.token_balance(&c.info.vault),
+            p.stake_free + p.stake_locked + p.earnings + owed_by_deal,
+            "vault conservation after {step}"
+        );
+    };
 
+    // register_provider also creates the provider's (empty) deal set.
     let register = c.ix.register_provider_ix(
         &authority.pubkey(),
         RegisterProviderArgs {
@@ -273,6 +328,62 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     let sig_register = c
         .try_send(&[register, deposit], &[&authority])
         .expect("register + stake");
+    conserved(None, "register");
+    // The operator pays for the set's first page (64 entries) and for the page
+    // of its proven-epoch bits that the coming epochs fall in.
+    let first_epoch = epoch_of(c.slot()) + 1;
+    let log = log_page(first_epoch);
+    c.try_send(
+        &[
+            c.ix.extend_deal_set_ix(&operator.pubkey(), &provider, 0),
+            c.ix.open_proof_log_ix(&operator.pubkey(), &provider, log),
+        ],
+        &[&operator],
+    )
+    .expect("deal-set page and proof log");
+
+    // The operator's address lookup table holds every account of its proof
+    // transactions but itself and the programs. Made ahead (no address depends
+    // on a seed or on the deals, only on the pages) from a slot SlotHashes still
+    // holds. The runtime reads its addresses from the slot after the one that
+    // filled it, but a leader's banking stage resolves lookup tables in its
+    // *root* bank and drops a transaction whose table is not there yet (the RPC
+    // resends it every few seconds, so it lands about 30 slots late, after the
+    // proof window): wait until that slot is rooted (finalized, on one validator).
+    let pages = c.fetch::<DealSet>(&deal_set_pda(&provider)).pages;
+    let addresses = proving::lookup_table_addresses(&provider, first_epoch, pages);
+    let recent_slot = c
+        .rpc
+        .get_slot_with_commitment(CommitmentConfig::finalized())
+        .expect("getSlot");
+    let (table, create_table) =
+        proving::create_lookup_table_ixs(&operator.pubkey(), recent_slot, &addresses);
+    let sig_table = c
+        .try_send(&create_table, &[&operator])
+        .expect("lookup table");
+    let filled_in = c.transaction(&sig_table).slot;
+    poll(
+        "the lookup table in the root bank",
+        Duration::from_secs(120),
+        || {
+            c.rpc
+                .get_slot_with_commitment(CommitmentConfig::finalized())
+                .ok()
+                .filter(|root| *root > filled_in)
+        },
+    );
+    let table_data = c
+        .rpc
+        .get_account_data(&table)
+        .expect("lookup table account");
+    assert_eq!(
+        proving::lookup_table_contents(&table_data).as_ref(),
+        Some(&addresses)
+    );
+    let table = AddressLookupTableAccount {
+        key: table,
+        addresses,
+    };
 
     // Propose a 3-epoch deal for a 300 kB shard; the provider accepts.
     let shard = TestShard::random(300_000, 7);
@@ -280,6 +391,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     let args = ProposeDealArgs {
         dataset_id,
         shard_index: 0,
+        generation: 0,
         k: 4,
         n: 6,
         shard_root: shard.root(),
@@ -287,113 +399,286 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         duration_epochs: 3,
         max_price_per_epoch: u64::MAX,
     };
-    let deal = deal_pda(&client.pubkey(), &dataset_id, 0);
+    let deal = deal_pda(&client.pubkey(), &dataset_id, 0, 0);
     let sig_propose = c
         .try_send(
             &[c.ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
             &[&client],
         )
         .expect("propose");
+    conserved(Some(&deal), "propose");
+    let set_len = c.fetch::<DealSet>(&deal_set_pda(&provider)).len;
+    assert_eq!(set_len, 0);
     let sig_accept = c
         .try_send(
-            &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal)],
+            &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal, set_len)],
             &[&operator],
         )
         .expect("accept");
+    conserved(Some(&deal), "accept");
     let accepted: Deal = c.fetch(&deal);
-    assert_eq!(accepted.state, DealState::Active);
+    assert_eq!(
+        (accepted.state, accepted.in_set, accepted.set_index),
+        (DealState::Active, true, 0)
+    );
     let start = accepted.start_epoch;
+    assert_eq!(accepted.end_epoch, start + 3);
+    assert_eq!(
+        log_page(start + 2),
+        log,
+        "the deal's epochs are on the log page opened"
+    );
     let (price, collateral) = (accepted.price_per_epoch, accepted.collateral);
     assert_eq!((price, collateral), (100, params.collateral_per_mib));
 
-    // Epoch `start`: open it (SlotHashes seed) and prove.
-    c.wait_for_slot(start * EPOCH_SLOTS + 1);
-    let sig_open = c
-        .try_send(&[c.ix.open_epoch_ix(&c.faucet.pubkey(), start)], &[])
-        .expect("open epoch");
-    let challenge: Challenge = c.fetch(&challenge_pda(start));
-    let proof = shard.proof(&deal, &challenge);
-    let prove =
-        c.ix.submit_proof_ix(&operator.pubkey(), &provider, &deal, start, proof);
-    let sig_prove = c.try_send(&[prove], &[&operator]).expect("proof accepted");
+    // Epoch `start`, the deal's first: open it once its seed slot has a hash,
+    // plan the provider's session from the seed and its deal set as of `start`,
+    // and prove it in v0 transactions that read the table.
+    let sig_open = c.open_epoch(start);
+    let challenge: Challenge = c.fetch(&challenge_pda());
     assert_eq!(
-        epoch_of(c.transaction(&sig_prove).slot),
-        start,
-        "proved inside its epoch"
+        (challenge.epoch, challenge.samples_per_epoch),
+        (start, params.samples_per_epoch)
     );
-
-    // A program error comes back as the program's code: the same proof again.
-    let replay = c.ix.submit_proof_ix(
-        &operator.pubkey(),
+    let set: DealSet = c.fetch(&deal_set_pda(&provider));
+    let set_pages: Vec<DealSetPage> = (0..set.pages)
+        .map(|page| {
+            let data = c
+                .rpc
+                .get_account_data(&deal_set_page_pda(&provider, page))
+                .expect("deal-set page");
+            proving::decode_deal_set_page(&data).expect("a deal-set page")
+        })
+        .collect();
+    let entries =
+        proving::entries_at(set.len_at(start), &set_pages, start).expect("every entry's page");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].shard_root, entries[0].end_epoch),
+        (shard.root(), start + 3)
+    );
+    let plan = proving::plan_session(
+        &challenge.seed,
         &provider,
-        &deal,
         start,
-        shard.proof(&deal, &challenge),
+        challenge.samples_per_epoch,
+        &entries,
     );
+    // One deal: one sample (min(samples_per_epoch, 1)), on it.
+    assert_eq!(plan.len(), 1);
+    assert!(plan[0].live);
+    let session = proving::pack_session(&plan);
+    assert_eq!(session.len(), 1, "one transaction proves the session");
+    let proof_tx = |micro_lamports: u64| -> VersionedTransaction {
+        let tx = &session[0];
+        let samples = tx
+            .live
+            .iter()
+            .map(|draw| {
+                let (segment, path) = cairn_proof::path_of(&shard.data, plan[*draw].segment);
+                ProofSample { segment, path }
+            })
+            .collect();
+        let prove =
+            c.ix.prove_ix(&operator.pubkey(), &provider, start, samples, &tx.pages);
+        let blockhash = c.rpc.get_latest_blockhash().expect("blockhash");
+        let message =
+            proving::proof_message(&operator.pubkey(), prove, micro_lamports, &table, blockhash)
+                .expect("proof message compiles");
+        VersionedTransaction::try_new(VersionedMessage::V0(message), &[&operator])
+            .expect("operator signs")
+    };
+    let prove = proof_tx(1_000);
+    let sending_at = c.slot();
+    let wire = bincode::serialize(&prove).expect("serializes").len();
+    let depths: Vec<u32> = session[0].live.iter().map(|d| plan[*d].depth).collect();
+    assert_eq!(wire, proving::proof_tx_len(&depths, session[0].pages.len()));
+    assert!(
+        wire <= proving::PACKET_BYTES,
+        "proof transaction is {wire} bytes"
+    );
+    let sig_prove = c
+        .rpc
+        .send_and_confirm_transaction(&prove)
+        .unwrap_or_else(|e| {
+            let status = c
+                .rpc
+                .get_signature_statuses_with_history(&[prove.signatures[0]]);
+            panic!(
+                "proof sent in slot {sending_at} (now {}), deadline {}: {e}; {status:?}",
+                c.slot(),
+                challenge.deadline_slot
+            )
+        })
+        .to_string();
+    // A program error comes back as the program's code: the session again.
     let err = c
-        .try_send(&[replay], &[&operator])
-        .expect_err("replayed proof is refused");
-    assert_eq!(
-        custom_code(&err),
-        Some(
-            anchor_lang::error::ERROR_CODE_OFFSET
-                + storage_market::errors::MarketError::EpochAlreadySettled as u32
-        ),
+        .rpc
+        .send_and_confirm_transaction(&proof_tx(2_000))
+        .expect_err("a proven epoch is proven once");
+    assert!(
+        matches!(market_error(&err), Some(MarketError::EpochAlreadyProven)),
         "{err}"
     );
+    let proved_at = c.transaction(&sig_prove).slot;
+    eprintln!(
+        "epoch {start}: seed slot {}, opened in slot {}, proof sent at slot {sending_at}, \
+         landed in slot {proved_at}, deadline {}",
+        challenge.seed_slot, challenge.opened_slot, challenge.deadline_slot
+    );
+    assert_eq!(epoch_of(proved_at), start, "proved inside its epoch");
+    let proof_log = |epoch: u64| {
+        let data = c
+            .rpc
+            .get_account_data(&proof_log_pda(&provider, log))
+            .expect("proof log");
+        log_bit::<ProofLog>(&data, ProofLog::BITS_OFFSET, epoch)
+    };
+    assert!(proof_log(start), "the provider's bit for {start}");
+    assert_eq!(
+        c.fetch::<DealSet>(&deal_set_pda(&provider)).epochs_proven,
+        1
+    );
+    conserved(Some(&deal), "prove");
 
-    // Epoch `start + 1` passes unproven; once its window closes anyone reports it.
-    c.wait_for_slot((start + 2) * EPOCH_SLOTS + params.grace_slots);
-    let report =
-        c.ix.report_faults_ix(&reporter.pubkey(), &provider, &deal, &reporter_token);
-    let sig_report = c.try_send(&[report], &[&reporter]).expect("report faults");
-    let slash = collateral * u64::from(params.slash_bps) / 10_000;
-    let bounty = slash * u64::from(params.bounty_bps) / 10_000;
-    assert_eq!(c.token_balance(&reporter_token), bounty);
+    // Epoch `start + 1` is opened and passes unproven (failed); nobody opens
+    // `start + 2` (void: no node runs in this test).
+    let sig_open_failed = c.open_epoch(start + 1);
+    c.wait_for_slot((start + 3) * EPOCH_SLOTS);
+    let epoch_log = |epoch: u64| {
+        let data = c
+            .rpc
+            .get_account_data(&epoch_log_pda(log))
+            .expect("epoch log");
+        log_bit::<EpochLog>(&data, EpochLog::BITS_OFFSET, epoch)
+    };
+    assert_eq!(
+        [start, start + 1, start + 2].map(epoch_log),
+        [true, true, false],
+        "opened epochs"
+    );
+    assert_eq!(
+        [start, start + 1, start + 2].map(proof_log),
+        [true, false, false],
+        "proven epochs"
+    );
+
+    // Once the three epochs have closed, anyone settles the deal from the bits.
+    let before: Provider = c.fetch(&provider);
+    let sig_settle = c
+        .try_send(&[c.ix.settle_ix(&provider, log, &[deal])], &[])
+        .expect("settle");
+    // One failed epoch, the first: the penalty is taken from the whole collateral.
+    let penalty =
+        (collateral * u64::from(accepted.slash_bps) / 10_000).min(accepted.collateral_left);
+    assert_eq!(accepted.slash_bps, params.slash_bps);
     let settled: Deal = c.fetch(&deal);
     assert_eq!(
-        (settled.settled_through, settled.total_faults),
-        (start + 1, 1)
+        (
+            settled.state,
+            settled.settled_until,
+            settled.proven_epochs,
+            settled.failed_epochs,
+            settled.void_epochs
+        ),
+        (DealState::Completed, start + 3, 1, 1, 1)
     );
+    assert_eq!((settled.escrow, settled.collateral_left), (0, 0));
+    assert_eq!(
+        settled.client_refund,
+        price * 2 + penalty,
+        "price × (failed + void) + penalty"
+    );
+    let after: Provider = c.fetch(&provider);
+    assert_eq!(after.earnings - before.earnings, price, "price × proven");
+    assert_eq!(
+        (after.stake_free, after.stake_locked, after.slashed),
+        (stake - penalty, 0, penalty),
+        "the penalty left the collateral, the rest is free again"
+    );
+    assert_eq!((after.proofs, after.faults, after.active_deals), (1, 1, 0));
+    conserved(Some(&deal), "settle");
 
     // getTransaction: every state change's event, from the inner instructions.
     let names =
         |sig: &str| -> Vec<&'static str> { c.events(sig).iter().map(MarketEvent::name).collect() };
     assert_eq!(names(&sig_register), ["ProviderRegistered", "StakeChanged"]);
     assert_eq!(names(&sig_propose), ["DealProposed"]);
-    assert_eq!(names(&sig_accept), ["DealAccepted"]);
     match &c.events(&sig_propose)[..] {
-        [MarketEvent::DealProposed(e)] => {
-            assert_eq!(
-                (e.deal, e.provider, e.escrow, e.collateral),
-                (deal, provider, 3 * price, collateral)
-            )
-        }
+        [MarketEvent::DealProposed(e)] => assert_eq!(
+            (e.deal, e.provider, e.generation, e.escrow, e.collateral),
+            (deal, provider, 0, 3 * price, collateral)
+        ),
         other => panic!("propose emitted {other:?}"),
     }
+    match &c.events(&sig_accept)[..] {
+        [MarketEvent::DealAccepted(e)] => assert_eq!(
+            (e.deal, e.start_epoch, e.end_epoch, e.set_index),
+            (deal, start, start + 3, 0)
+        ),
+        other => panic!("accept emitted {other:?}"),
+    }
     match &c.events(&sig_open)[..] {
-        [MarketEvent::EpochOpened(e)] => assert_eq!((e.epoch, e.seed), (start, challenge.seed)),
+        [MarketEvent::EpochOpened(e)] => assert_eq!(
+            (
+                e.epoch,
+                e.seed,
+                e.seed_slot,
+                e.deadline_slot,
+                e.samples_per_epoch
+            ),
+            (
+                start,
+                challenge.seed,
+                challenge.seed_slot,
+                start * EPOCH_SLOTS + params.response_slots,
+                params.samples_per_epoch
+            )
+        ),
         other => panic!("open_epoch emitted {other:?}"),
     }
+    assert!(
+        challenge.seed_slot > start * EPOCH_SLOTS,
+        "seed slot after the epoch's first"
+    );
     match &c.events(&sig_prove)[..] {
-        [MarketEvent::ProofAccepted(e)] => {
-            assert_eq!((e.deal, e.epoch, e.paid), (deal, start, price))
-        }
-        other => panic!("submit_proof emitted {other:?}"),
-    }
-    match &c.events(&sig_report)[..] {
-        [MarketEvent::FaultsSettled(e)] => assert_eq!(
-            (
-                e.first_epoch,
-                e.last_epoch,
-                e.epochs,
-                e.slashed,
-                e.bounty,
-                e.settled_by
-            ),
-            (start + 1, start + 1, 1, slash, bounty, reporter.pubkey())
+        [MarketEvent::EpochProven(e)] => assert_eq!(
+            (e.provider, e.epoch, e.samples, e.draws, e.set_len),
+            (provider, start, 1, 1, 1)
         ),
-        other => panic!("report_faults emitted {other:?}"),
+        other => panic!("prove emitted {other:?}"),
+    }
+    match &c.events(&sig_open_failed)[..] {
+        [MarketEvent::EpochOpened(e)] => assert_eq!(e.epoch, start + 1),
+        other => panic!("open_epoch emitted {other:?}"),
+    }
+    match &c.events(&sig_settle)[..] {
+        [MarketEvent::DealSettled(s), MarketEvent::DealFinished(f)] => {
+            assert_eq!(
+                (
+                    s.deal,
+                    s.provider,
+                    s.from_epoch,
+                    s.until_epoch,
+                    s.proven,
+                    s.failed,
+                    s.void
+                ),
+                (deal, provider, start, start + 3, 1, 1, 1)
+            );
+            assert_eq!((s.paid, s.refunded, s.penalty), (price, 2 * price, penalty));
+            assert_eq!(
+                (
+                    f.deal,
+                    f.terminated,
+                    f.collateral_released,
+                    f.collateral_forfeited,
+                    f.escrow_refunded
+                ),
+                (deal, false, collateral - penalty, 0, 0)
+            );
+        }
+        other => panic!("settle emitted {other:?}"),
     }
     // ... and the IDL alone decodes the same events (what an explorer does).
     for sig in [
@@ -402,7 +687,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         &sig_accept,
         &sig_open,
         &sig_prove,
-        &sig_report,
+        &sig_settle,
     ] {
         let raw = cairn_chain::events::event_instructions(&c.transaction(sig).transaction).unwrap();
         let by_idl: Vec<String> = raw.iter().map(|data| idl_event(&idl, data).0).collect();
@@ -414,12 +699,13 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         &cairn_chain::events::event_instructions(&c.transaction(&sig_prove).transaction).unwrap()
             [0],
     );
-    assert_eq!(proof_event["paid"], json!(price));
-    assert_eq!(proof_event["deal"], json!(deal.to_string()));
+    assert_eq!(proof_event["provider"], json!(provider.to_string()));
+    assert_eq!(proof_event["epoch"], json!(start));
+    assert_eq!(proof_event["samples"], json!(1));
 
     // getSignaturesForAddress: the deal's history, newest first (polled: the
     // address index is written a moment after confirmation, like getTransaction's).
-    let expected = [&sig_report, &sig_prove, &sig_accept, &sig_propose];
+    let expected = [&sig_settle, &sig_accept, &sig_propose];
     let history: Vec<String> = poll("the deal's history", Duration::from_secs(60), || {
         let config = GetConfirmedSignaturesForAddress2Config {
             commitment: Some(CommitmentConfig::confirmed()),
@@ -446,7 +732,8 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         "history not newest first: {history:?}"
     );
 
-    // getProgramAccounts with memcmp filters: deals of a provider, provider of an operator.
+    // getProgramAccounts with memcmp filters: deals of a provider, pages of its
+    // deal set, provider of an operator.
     let deals = c.program_accounts(&[
         (0, Deal::DISCRIMINATOR),
         (layout::DEAL_PROVIDER, provider.as_ref()),
@@ -454,7 +741,18 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     assert_eq!(deals.len(), 1);
     assert_eq!(deals[0].0, deal);
     let listed = Deal::try_deserialize(&mut deals[0].1.as_slice()).unwrap();
-    assert_eq!((listed.state, listed.proven_epochs), (DealState::Active, 1));
+    assert_eq!(
+        (listed.state, listed.proven_epochs),
+        (DealState::Completed, 1)
+    );
+    let pages = c.program_accounts(&[
+        (0, DealSetPage::DISCRIMINATOR),
+        (layout::DEAL_SET_PAGE_PROVIDER, provider.as_ref()),
+    ]);
+    assert_eq!(
+        pages.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [deal_set_page_pda(&provider, 0)]
+    );
     let providers = c.program_accounts(&[
         (0, Provider::DISCRIMINATOR),
         (layout::PROVIDER_OPERATOR, operator.pubkey().as_ref()),
@@ -470,7 +768,7 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
         ])
         .is_empty());
 
-    // The IDL decodes the market account fetched with getAccountInfo.
+    // The IDL decodes the market and the deal set fetched with getAccountInfo.
     let data = c
         .rpc
         .get_account_data(&c.info.market)
@@ -484,10 +782,31 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     );
     assert_eq!(market["vault"], json!(c.info.vault.to_string()));
     assert_eq!(market["params"]["epoch_slots"], json!(EPOCH_SLOTS));
-    assert_eq!(market["params"]["grace_slots"], json!(params.grace_slots));
+    assert_eq!(
+        market["params"]["response_slots"],
+        json!(params.response_slots)
+    );
+    assert_eq!(
+        market["params"]["samples_per_epoch"],
+        json!(params.samples_per_epoch)
+    );
     let anchor_market: Market = c.fetch(&c.info.market);
     assert_eq!(market["bump"], json!(anchor_market.bump));
     assert_eq!(market["vault_bump"], json!(anchor_market.vault_bump));
+    let data = c
+        .rpc
+        .get_account_data(&deal_set_pda(&provider))
+        .expect("getAccountInfo");
+    let deal_set = idl_account(&idl, "DealSet", &data);
+    assert_eq!(deal_set["provider"], json!(provider.to_string()));
+    assert_eq!(
+        (
+            &deal_set["len"],
+            &deal_set["pages"],
+            &deal_set["epochs_proven"]
+        ),
+        (&json!(1), &json!(1), &json!(1))
+    );
 
     // logsSubscribe saw the program's transactions, with the runtime's logs.
     let wanted = [&sig_open, &sig_prove];
@@ -543,10 +862,16 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
         c.ix.deposit_stake_ix(&authority.pubkey(), &authority_token, 1_000_000);
     c.try_send(&[register, deposit], &[&authority])
         .expect("register");
+    c.try_send(
+        &[c.ix.extend_deal_set_ix(&operator.pubkey(), &provider, 0)],
+        &[&operator],
+    )
+    .expect("deal-set page");
     let shard = TestShard::random(1_000, 3);
     let args = ProposeDealArgs {
         dataset_id: [1; 32],
         shard_index: 0,
+        generation: 0,
         k: 1,
         n: 1,
         shard_root: shard.root(),
@@ -554,7 +879,7 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
         duration_epochs: 5,
         max_price_per_epoch: u64::MAX,
     };
-    let deal = deal_pda(&client.pubkey(), &[1; 32], 0);
+    let deal = deal_pda(&client.pubkey(), &[1; 32], 0, 0);
     let sig_propose = c
         .try_send(
             &[c.ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
@@ -566,6 +891,8 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
         c.info.vault,
         c.info.mint,
         provider,
+        deal_set_pda(&provider),
+        deal_set_page_pda(&provider, 0),
         deal,
         client_token,
         authority_token,
@@ -626,11 +953,12 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
     }
     // The program runs after the restart: the provider accepts the deal.
     c.try_send(
-        &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal)],
+        &[c.ix.accept_deal_ix(&operator.pubkey(), &provider, &deal, 0)],
         &[&operator],
     )
     .expect("accept after restart");
     assert_eq!(c.fetch::<Deal>(&deal).state, DealState::Active);
+    assert_eq!(c.fetch::<DealSet>(&deal_set_pda(&provider)).len, 1);
     assert!(second.banks_without_program().is_empty());
 
     // Options fixed at creation are refused rather than silently ignored.
