@@ -2,14 +2,22 @@
 //! the chain left out. Deals live in a [`LocalDeals`] table owned by the
 //! benchmark (there is no validator); everything else is the real server, store,
 //! client and QUIC stack, in a temporary directory.
+//!
+//! The proof session is the prover's own code ([`Session`]) over a deal set of
+//! `--epoch-deals` stored shards: planned from a seed, its transactions packed and
+//! every sample read from the store and verified. Beside it, the planner's number of
+//! proof transactions per epoch at 1 to 100,000 deals, against the one transaction
+//! per deal per epoch of the design before Proving v2.
 
 use crate::{
     chain::{ChainError, ChainView},
     client::NodeClient,
     metrics::Metrics,
     server::{Limits, Node},
+    session::{Session, ShardsByRoot},
     store::{append, Store},
 };
+use cairn_chain::proving;
 use cairn_chain::Pubkey;
 use cairn_proof::TreeBuilder;
 use solana_keypair::Keypair;
@@ -19,7 +27,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use storage_market::state::{Deal, DealState};
+use storage_market::state::{Deal, DealState, SetEntry};
 use tokio_util::sync::CancellationToken;
 
 /// Deals known only to the benchmark: the chain is not part of what it measures.
@@ -39,6 +47,7 @@ impl LocalDeals {
             provider: self.provider,
             dataset_id: [0; 32],
             shard_index: 0,
+            generation: 0,
             k: 1,
             n: 1,
             shard_root: b.finish().root(),
@@ -53,13 +62,15 @@ impl LocalDeals {
             proposed_epoch: 0,
             start_epoch: 0,
             end_epoch: 1,
-            settled_through: 0,
+            settled_until: 0,
             proven_epochs: 0,
-            total_faults: 0,
-            consecutive_faults: 0,
+            failed_epochs: 0,
+            void_epochs: 0,
+            forfeit: false,
+            in_set: false,
+            set_index: 0,
             slash_bps: 0,
-            bounty_bps: 0,
-            max_consecutive_faults: 0,
+            accept_timeout_epochs: 1,
             bump: 0,
         };
         self.deals.lock().expect("deals").insert(key, deal);
@@ -94,9 +105,44 @@ pub struct BenchOptions {
     /// Proofs generated from the uploaded shards.
     #[arg(long, default_value_t = 10_000)]
     pub proofs: usize,
-    /// Deals proven for one epoch (16 KiB shards written straight to the store).
+    /// Deals in the deal set of the proof session built (distinct 16 KiB shards
+    /// written straight to the store).
     #[arg(long, default_value_t = 10_000)]
     pub epoch_deals: usize,
+    /// Samples per epoch of the session (the market's `samples_per_epoch`).
+    #[arg(long, default_value_t = 32)]
+    pub samples_per_epoch: u16,
+}
+
+/// Shard size of the proof-session benchmark.
+const SESSION_SHARD_BYTES: usize = 16 * 1024;
+
+/// Deal counts of the proof-transaction table.
+const TABLE_DEALS: [u64; 4] = [1, 100, 10_000, 100_000];
+
+/// Proof transactions of one session over `deals` entries of `shard_bytes`, from
+/// the planner (`plan_session` + `pack_session`), all deals running.
+pub fn proof_transactions(deals: u64, shard_bytes: u64, samples_per_epoch: u16) -> usize {
+    let entries: Vec<SetEntry> = (0..deals)
+        .map(|i| SetEntry {
+            end_epoch: u64::MAX,
+            shard_bytes,
+            shard_root: [(i % 251) as u8; 32],
+        })
+        .collect();
+    let provider = Pubkey::new_from_array([9; 32]);
+    let plan = proving::plan_session(&[42; 32], &provider, 7, samples_per_epoch, &entries);
+    proving::pack_session(&plan).len()
+}
+
+/// Most samples of a shard of `shard_bytes` that one proof transaction carries
+/// (with one deal-set page).
+pub fn samples_per_transaction(shard_bytes: u64) -> usize {
+    let depth = cairn_proof::depth(shard_bytes);
+    (1..)
+        .take_while(|k| proving::proof_tx_len(&vec![depth; *k], 1) <= proving::PACKET_BYTES)
+        .last()
+        .unwrap_or(0)
 }
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -249,37 +295,79 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
         ));
     }
 
-    // One epoch for many deals, chain excluded.
-    let small = random_bytes(16 * 1024, 99);
-    let mut tree_builder = TreeBuilder::new();
-    tree_builder.update(&small);
-    let small_tree = tree_builder.finish();
-    let mut epoch_keys = Vec::with_capacity(opts.epoch_deals);
+    // One proof session over a set of many deals, chain excluded: the prover's
+    // planning, packing and sample building, every sample verified.
+    let deals = opts.epoch_deals.max(1);
+    let mut entries = Vec::with_capacity(deals);
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        for _ in 0..opts.epoch_deals {
+        for i in 0..deals {
+            let data = random_bytes(SESSION_SHARD_BYTES, 1_000_000 + i as u64);
+            let mut builder = TreeBuilder::new();
+            builder.update(&data);
+            let tree = builder.finish();
             let deal = Pubkey::new_unique().to_bytes();
-            store.begin(&deal, small.len() as u64, small_tree.root())?;
+            store.begin(&deal, data.len() as u64, tree.root())?;
             let mut file = store.open_partial(&deal, 0)?;
-            append(&mut file, &store.partial_path(&deal), &small)?;
-            store.finish(&deal, &file, &small_tree)?;
-            epoch_keys.push(deal);
+            append(&mut file, &store.partial_path(&deal), &data)?;
+            store.finish(&deal, &file, &tree)?;
+            entries.push(SetEntry {
+                end_epoch: u64::MAX,
+                shard_bytes: data.len() as u64,
+                shard_root: tree.root(),
+            });
         }
         Ok(())
     })?;
-    let seed = [42u8; 32];
-    let segments = small_tree.segments();
+    let provider = Pubkey::new_unique();
     let start = Instant::now();
-    for deal in &epoch_keys {
-        let index = cairn_proof::challenge_index(&seed, deal, 0, segments);
-        node.proof(deal, index)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shards = ShardsByRoot::from_store(&store)?;
+    let indexed = start.elapsed();
+    let session = Session::plan(&[42; 32], &provider, 7, opts.samples_per_epoch, entries);
+    let txs = session.transactions(0);
+    let mut samples = 0;
+    for tx in &txs {
+        samples += session
+            .samples(node.as_ref(), &shards, &tx.live)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .len();
     }
-    let epoch = start.elapsed();
+    let took = start.elapsed();
     out.push_str(&format!(
-        "epoch of {} deals (samples built, chain excluded): {:.1} ms ({:.1} us per deal)\n",
-        opts.epoch_deals,
-        epoch.as_secs_f64() * 1e3,
-        epoch.as_secs_f64() * 1e6 / opts.epoch_deals.max(1) as f64
+        "proof session over {deals} deals of {} KiB ({} samples per epoch, chain excluded): {:.2} ms \
+         ({:.2} ms indexing stored shards by root, then {samples} samples planned, read and verified \
+         into {} proof transactions); before Proving v2: {deals} transactions\n",
+        SESSION_SHARD_BYTES / 1024,
+        opts.samples_per_epoch,
+        took.as_secs_f64() * 1e3,
+        indexed.as_secs_f64() * 1e3,
+        txs.len(),
+    ));
+
+    // Proof transactions per epoch from the planner, whatever the number of deals.
+    let small = SESSION_SHARD_BYTES as u64;
+    let large = cairn_proof::MAX_SHARD_BYTES;
+    out.push_str(&format!(
+        "proof transactions per epoch at {s} samples per epoch (planner: plan_session + pack_session; \
+         bound: at most {s}, one per sample, whatever the deals; before Proving v2: one per deal)\n\
+         {:>9} {:>14} {:>14} {:>18}\n",
+        "deals",
+        format!("{} KiB shards", small / 1024),
+        "4 GiB shards",
+        "before (per deal)",
+        s = opts.samples_per_epoch,
+    ));
+    for n in TABLE_DEALS {
+        out.push_str(&format!(
+            "{n:>9} {:>14} {:>14} {n:>18}\n",
+            proof_transactions(n, small, opts.samples_per_epoch),
+            proof_transactions(n, large, opts.samples_per_epoch),
+        ));
+    }
+    out.push_str(&format!(
+        "samples per proof transaction (one deal-set page): {} at {} KiB shards, {} at 4 GiB\n",
+        samples_per_transaction(small),
+        small / 1024,
+        samples_per_transaction(large),
     ));
     cancel.cancel();
     drop(node);

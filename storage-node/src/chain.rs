@@ -2,34 +2,68 @@
 //! driven without a validator; [`RpcChain`] is the real one.
 
 use anchor_lang::{AccountDeserialize, Discriminator};
-use cairn_chain::{layout, market_pda, provider_pda, Instruction, MarketIx, Pubkey};
+use cairn_chain::{
+    deal_set_page_pda, deal_set_pda, layout, market_pda, proof_log_pda, provider_pda, proving,
+    Instruction, MarketIx, Pubkey,
+};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_api::{
+    client_error::Error as ClientError,
     config::{RpcAccountInfoConfig, RpcProgramAccountsConfig},
     filter::{Memcmp, RpcFilterType},
 };
 use solana_signer::Signer;
-use solana_transaction::Transaction;
+use solana_transaction::{
+    versioned::VersionedTransaction, InstructionError, Transaction, TransactionError,
+};
 use std::{future::Future, sync::Arc};
-use storage_market::state::{Challenge, Deal, Market};
+use storage_market::{
+    constants::{deal_set_page, log_page, DEAL_SET_PAGE_ENTRIES},
+    errors::MarketError,
+    state::{get_bit, Challenge, Deal, DealSet, DealSetPage, Market, ProofLog, Provider},
+};
 
-/// A chain call that failed.
+/// A chain call that failed: what happened, and the program's error code when a
+/// transaction failed with one (read from the RPC error's structured transaction
+/// error, never from its text).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ChainError(pub String);
+#[error("{message}")]
+pub struct ChainError {
+    /// What failed, for logs.
+    pub message: String,
+    /// The custom program error code the transaction failed with, if any.
+    pub code: Option<u32>,
+}
 
 impl ChainError {
-    /// The program's custom error code, if the transaction failed with one.
-    pub fn custom_code(&self) -> Option<u32> {
-        let s = &self.0;
-        let at = s.find("custom program error: 0x")?;
-        let hex: String = s[at + 24..]
-            .chars()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .collect();
-        u32::from_str_radix(&hex, 16).ok()
+    /// An error without a program error code.
+    pub fn new(message: impl Into<String>) -> ChainError {
+        ChainError {
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    /// An RPC client error, keeping the custom program error code of a failed
+    /// transaction (from preflight or from the confirmed status).
+    pub fn from_client(e: &ClientError) -> ChainError {
+        let code = match e.get_transaction_error() {
+            Some(TransactionError::InstructionError(_, InstructionError::Custom(code))) => {
+                Some(code)
+            }
+            _ => None,
+        };
+        ChainError {
+            message: e.to_string(),
+            code,
+        }
+    }
+
+    /// The storage-market error the transaction failed with, if it was one.
+    pub fn market_error(&self) -> Option<MarketError> {
+        self.code.and_then(MarketError::from_code)
     }
 }
 
@@ -57,6 +91,22 @@ pub struct RpcChain {
     pub ix: MarketIx,
     /// The market account.
     pub market: Market,
+    /// One acceptance at a time: each appends to the deal set at its current length.
+    accepting: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Accounts per `getMultipleAccounts` call.
+const MULTIPLE_ACCOUNTS: usize = 100;
+
+/// Most deal-set pages a node grows its set to: its proof transactions read every
+/// account through one address lookup table, which holds at most 256 addresses,
+/// five of them fixed and one for the next proof-log page (250 pages are 16,000
+/// deals).
+pub const MAX_SET_PAGES: u32 = 256 - 5 - 1;
+
+/// Deal-set pages holding the entries of a set of `len` entries.
+pub fn pages_for(len: u32) -> u32 {
+    len.div_ceil(DEAL_SET_PAGE_ENTRIES as u32)
 }
 
 impl RpcChain {
@@ -70,12 +120,11 @@ impl RpcChain {
             rpc_url.to_string(),
             CommitmentConfig::confirmed(),
         ));
-        let data = rpc
-            .get_account_data(&market_pda())
-            .await
-            .map_err(|e| ChainError(format!("reading the market account at {rpc_url}: {e}")))?;
+        let data = rpc.get_account_data(&market_pda()).await.map_err(|e| {
+            ChainError::new(format!("reading the market account at {rpc_url}: {e}"))
+        })?;
         let market = Market::try_deserialize(&mut data.as_slice())
-            .map_err(|e| ChainError(format!("decoding the market: {e}")))?;
+            .map_err(|e| ChainError::new(format!("decoding the market: {e}")))?;
         Ok(RpcChain {
             ix: MarketIx {
                 mint: market.mint,
@@ -85,7 +134,23 @@ impl RpcChain {
             operator,
             provider: provider_pda(authority),
             market,
+            accepting: Arc::default(),
         })
+    }
+
+    /// The operator's public key.
+    pub fn operator_key(&self) -> Pubkey {
+        Pubkey::new_from_array(self.operator.pubkey().to_bytes())
+    }
+
+    /// An account's data, `None` if it does not exist.
+    pub async fn account_data(&self, key: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+        let got = self
+            .rpc
+            .get_account_with_commitment(key, CommitmentConfig::confirmed())
+            .await
+            .map_err(|e| ChainError::from_client(&e))?;
+        Ok(got.value.map(|account| account.data))
     }
 
     /// Fetches and decodes an account, `None` if it does not exist.
@@ -93,26 +158,31 @@ impl RpcChain {
         &self,
         key: &Pubkey,
     ) -> Result<Option<T>, ChainError> {
-        let got = self
-            .rpc
-            .get_account_with_commitment(key, CommitmentConfig::confirmed())
-            .await
-            .map_err(|e| ChainError(e.to_string()))?;
-        match got.value {
+        match self.account_data(key).await? {
             None => Ok(None),
-            Some(acc) => T::try_deserialize(&mut acc.data.as_slice())
+            Some(data) => T::try_deserialize(&mut data.as_slice())
                 .map(Some)
-                .map_err(|e| ChainError(format!("decoding {key}: {e}"))),
+                .map_err(|e| ChainError::new(format!("decoding {key}: {e}"))),
         }
+    }
+
+    /// The data of many accounts, in order (`None` for a missing one).
+    pub async fn accounts_data(&self, keys: &[Pubkey]) -> Result<Vec<Option<Vec<u8>>>, ChainError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MULTIPLE_ACCOUNTS) {
+            let got = self
+                .rpc
+                .get_multiple_accounts_with_commitment(chunk, CommitmentConfig::confirmed())
+                .await
+                .map_err(|e| ChainError::from_client(&e))?;
+            out.extend(got.value.into_iter().map(|a| a.map(|a| a.data)));
+        }
+        Ok(out)
     }
 
     /// Sends instructions signed and paid by the operator; waits for confirmation.
     pub async fn send(&self, ixs: &[Instruction]) -> Result<String, ChainError> {
-        let blockhash = self
-            .rpc
-            .get_latest_blockhash()
-            .await
-            .map_err(|e| ChainError(e.to_string()))?;
+        let blockhash = self.blockhash().await?;
         let tx = Transaction::new_signed_with_payer(
             ixs,
             Some(&self.operator.pubkey()),
@@ -123,7 +193,24 @@ impl RpcChain {
             .send_and_confirm_transaction(&tx)
             .await
             .map(|s| s.to_string())
-            .map_err(|e| ChainError(e.to_string()))
+            .map_err(|e| ChainError::from_client(&e))
+    }
+
+    /// Sends a signed v0 transaction; waits for confirmation.
+    pub async fn send_versioned(&self, tx: &VersionedTransaction) -> Result<String, ChainError> {
+        self.rpc
+            .send_and_confirm_transaction(tx)
+            .await
+            .map(|s| s.to_string())
+            .map_err(|e| ChainError::from_client(&e))
+    }
+
+    /// The latest blockhash.
+    pub async fn blockhash(&self) -> Result<solana_message::Hash, ChainError> {
+        self.rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| ChainError::from_client(&e))
     }
 
     /// The confirmed slot.
@@ -131,26 +218,83 @@ impl RpcChain {
         self.rpc
             .get_slot()
             .await
-            .map_err(|e| ChainError(e.to_string()))
+            .map_err(|e| ChainError::from_client(&e))
     }
 
-    /// The challenge of an epoch, if opened.
-    pub async fn challenge(&self, epoch: u64) -> Result<Option<Challenge>, ChainError> {
-        self.fetch(&cairn_chain::challenge_pda(epoch)).await
+    /// The finalized slot (a slot every node's SlotHashes holds, for lookup tables).
+    pub async fn finalized_slot(&self) -> Result<u64, ChainError> {
+        self.rpc
+            .get_slot_with_commitment(CommitmentConfig::finalized())
+            .await
+            .map_err(|e| ChainError::from_client(&e))
     }
 
-    /// Deals, all of them or only this provider's.
-    pub async fn deals(&self, only_ours: bool) -> Result<Vec<(Pubkey, Deal)>, ChainError> {
-        let mut filters = vec![RpcFilterType::Memcmp(Memcmp::new_raw_bytes(
-            0,
-            Deal::DISCRIMINATOR.to_vec(),
-        ))];
-        if only_ours {
-            filters.push(RpcFilterType::Memcmp(Memcmp::new_raw_bytes(
+    /// The challenge of the epoch being opened or proven (`None` before the market
+    /// has one).
+    pub async fn challenge(&self) -> Result<Option<Challenge>, ChainError> {
+        self.fetch(&cairn_chain::challenge_pda()).await
+    }
+
+    /// This node's provider account.
+    pub async fn provider_account(&self) -> Result<Provider, ChainError> {
+        self.fetch(&self.provider)
+            .await?
+            .ok_or_else(|| ChainError::new(format!("no provider account {}", self.provider)))
+    }
+
+    /// This provider's deal set header.
+    pub async fn deal_set(&self) -> Result<DealSet, ChainError> {
+        let key = deal_set_pda(&self.provider);
+        self.fetch(&key)
+            .await?
+            .ok_or_else(|| ChainError::new(format!("no deal set {key}")))
+    }
+
+    /// The first `pages` pages of this provider's deal set, in order.
+    pub async fn deal_set_pages(&self, pages: u32) -> Result<Vec<DealSetPage>, ChainError> {
+        let keys: Vec<Pubkey> = (0..pages)
+            .map(|page| deal_set_page_pda(&self.provider, page))
+            .collect();
+        self.accounts_data(&keys)
+            .await?
+            .into_iter()
+            .zip(&keys)
+            .map(|(data, key)| {
+                data.as_deref()
+                    .and_then(proving::decode_deal_set_page)
+                    .ok_or_else(|| ChainError::new(format!("deal-set page {key} missing")))
+            })
+            .collect()
+    }
+
+    /// Whether this provider's bit for `epoch` is set; `None` if the proof-log page
+    /// holding it does not exist yet.
+    pub async fn proven(&self, epoch: u64) -> Result<Option<bool>, ChainError> {
+        let page = log_page(epoch);
+        let key = proof_log_pda(&self.provider, page);
+        let Some(data) = self.account_data(&key).await? else {
+            return Ok(None);
+        };
+        let bits = data
+            .get(ProofLog::BITS_OFFSET..)
+            .filter(|_| data.starts_with(ProofLog::DISCRIMINATOR))
+            .and_then(|b| b.get(..storage_market::constants::LOG_PAGE_BYTES))
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ChainError::new(format!("proof log {key} does not decode")))?;
+        get_bit(bits, u64::from(page), epoch)
+            .map(Some)
+            .map_err(|e| ChainError::new(format!("proof log {key}: {e}")))
+    }
+
+    /// This provider's deals, in every state.
+    pub async fn deals(&self) -> Result<Vec<(Pubkey, Deal)>, ChainError> {
+        let filters = vec![
+            RpcFilterType::Memcmp(Memcmp::new_raw_bytes(0, Deal::DISCRIMINATOR.to_vec())),
+            RpcFilterType::Memcmp(Memcmp::new_raw_bytes(
                 layout::DEAL_PROVIDER,
                 self.provider.to_bytes().to_vec(),
-            )));
-        }
+            )),
+        ];
         let config = RpcProgramAccountsConfig {
             filters: Some(filters),
             account_config: RpcAccountInfoConfig {
@@ -164,7 +308,7 @@ impl RpcChain {
             .rpc
             .get_program_ui_accounts_with_config(&cairn_chain::PROGRAM_ID, config)
             .await
-            .map_err(|e| ChainError(e.to_string()))?;
+            .map_err(|e| ChainError::from_client(&e))?;
         let mut out = Vec::with_capacity(accounts.len());
         for (key, account) in accounts {
             let Some(data) = account.data.decode() else {
@@ -183,11 +327,43 @@ impl ChainView for RpcChain {
         self.fetch(deal).await
     }
 
+    /// Appends the deal to the provider's deal set, first adding a page when the set
+    /// is full. A jailed provider takes no new deals.
     async fn accept_deal(&self, deal: &Pubkey) -> Result<String, ChainError> {
-        let ix = self
-            .ix
-            .accept_deal_ix(&self.operator.pubkey(), &self.provider, deal);
-        self.send(&[ix]).await
+        let _one_at_a_time = self.accepting.lock().await;
+        let provider = self.provider_account().await?;
+        if provider.is_jailed() {
+            return Err(ChainError {
+                message: format!(
+                    "provider {} is jailed from epoch {}: it takes no new deals",
+                    self.provider, provider.jailed_from
+                ),
+                code: Some(u32::from(MarketError::ProviderJailed)),
+            });
+        }
+        let set = self.deal_set().await?;
+        let operator = self.operator_key();
+        if deal_set_page(set.len) >= MAX_SET_PAGES {
+            return Err(ChainError {
+                message: format!(
+                    "the deal set holds {} deals on {MAX_SET_PAGES} pages, as many as one lookup table serves",
+                    set.len
+                ),
+                code: Some(u32::from(MarketError::DealSetFull)),
+            });
+        }
+        let mut ixs = Vec::with_capacity(2);
+        if u64::from(set.len) >= u64::from(set.pages) * DEAL_SET_PAGE_ENTRIES as u64 {
+            ixs.push(
+                self.ix
+                    .extend_deal_set_ix(&operator, &self.provider, set.pages),
+            );
+        }
+        ixs.push(
+            self.ix
+                .accept_deal_ix(&operator, &self.provider, deal, set.len),
+        );
+        self.send(&ixs).await
     }
 
     fn provider(&self) -> Pubkey {

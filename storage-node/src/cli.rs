@@ -34,8 +34,9 @@ enum Command {
     },
     /// Serve shards, accept deals and prove.
     Run(Overrides),
-    /// Measure upload throughput (next to raw quinn), proof generation and
-    /// proving one epoch, on this machine, chain excluded.
+    /// Measure upload throughput (next to raw quinn), proof generation and one
+    /// epoch's proof session (planned, samples built, transactions counted) on
+    /// this machine, chain excluded.
     Bench(crate::bench::BenchOptions),
 }
 
@@ -63,15 +64,12 @@ struct Overrides {
     /// Capacity in bytes.
     #[arg(long, env = "CAIRN_NODE_CAPACITY_BYTES")]
     capacity_bytes: Option<u64>,
-    /// Fault bounty token account.
-    #[arg(long, env = "CAIRN_NODE_BOUNTY_TOKEN_ACCOUNT")]
-    bounty_token_account: Option<String>,
+    /// Priority fee of proof transactions (micro-lamports per compute unit).
+    #[arg(long, env = "CAIRN_NODE_PRIORITY_FEE_MICRO_LAMPORTS")]
+    priority_fee_micro_lamports: Option<u64>,
     /// Disable the prover.
     #[arg(long, env = "CAIRN_NODE_NO_PROVER")]
     no_prover: bool,
-    /// Disable fault reports.
-    #[arg(long, env = "CAIRN_NODE_NO_FAULT_REPORTS")]
-    no_fault_reports: bool,
 }
 
 impl Overrides {
@@ -97,14 +95,11 @@ impl Overrides {
         if let Some(v) = self.capacity_bytes {
             c.capacity_bytes = v;
         }
-        if let Some(v) = self.bounty_token_account {
-            c.bounty_token_account = v;
+        if let Some(v) = self.priority_fee_micro_lamports {
+            c.priority_fee_micro_lamports = v;
         }
         if self.no_prover {
             c.prover = false;
-        }
-        if self.no_fault_reports {
-            c.report_faults = false;
         }
     }
 }

@@ -72,17 +72,17 @@ pub mod defaults {
     pub fn prover() -> bool {
         true
     }
-    /// On.
-    pub fn report_faults() -> bool {
-        true
-    }
     /// 400 ms.
     pub fn poll_ms() -> u64 {
         400
     }
-    /// 8 proofs in flight.
-    pub fn proof_parallelism() -> usize {
-        8
+    /// 1,000 micro-lamports per compute unit: 200 lamports on a proof transaction.
+    pub fn priority_fee_micro_lamports() -> u64 {
+        1_000
+    }
+    /// Every 7 epochs (a week of daily epochs).
+    pub fn settle_interval_epochs() -> u64 {
+        7
     }
 }
 
@@ -112,7 +112,8 @@ pub struct Config {
     #[serde(default)]
     pub provider_authority: String,
     /// Keypair file (JSON byte array) of the provider's operator (hot) key: it
-    /// signs `accept_deal`, proofs and fault reports, pays their fees, and is the
+    /// signs `accept_deal`, epoch openings, proofs and settlements, pays their fees
+    /// and rent (deal-set pages, proof-log pages, the lookup table), and is the
     /// node's TLS identity.
     #[serde(default = "defaults::operator_keypair")]
     pub operator_keypair: PathBuf,
@@ -145,22 +146,21 @@ pub struct Config {
     /// 4 KiB chunks per stored shard checked against the kept Merkle levels at start.
     #[serde(default = "defaults::verify_samples")]
     pub verify_samples: u32,
-    /// Run the prover (open epochs, submit proofs, accept stored deals).
+    /// Run the prover (open epochs, prove the provider's session every epoch,
+    /// accept stored deals, settle, remove ended deals from the deal set and delete
+    /// finished deals' shards).
     #[serde(default = "defaults::prover")]
     pub prover: bool,
-    /// Report missed epochs of other providers' deals (earning the bounty).
-    #[serde(default = "defaults::report_faults")]
-    pub report_faults: bool,
-    /// Token account (base58, the market's mint) receiving fault bounties; fault
-    /// reporting is off while it is empty.
-    #[serde(default)]
-    pub bounty_token_account: String,
     /// How often the prover polls the chain (ms).
     #[serde(default = "defaults::poll_ms")]
     pub poll_ms: u64,
-    /// Proof transactions in flight at once.
-    #[serde(default = "defaults::proof_parallelism")]
-    pub proof_parallelism: usize,
+    /// Priority fee of proof transactions, in micro-lamports per compute unit.
+    #[serde(default = "defaults::priority_fee_micro_lamports")]
+    pub priority_fee_micro_lamports: u64,
+    /// Settle running deals when this many epochs are unsettled (earnings flow);
+    /// a deal is also settled when it ends.
+    #[serde(default = "defaults::settle_interval_epochs")]
+    pub settle_interval_epochs: u64,
 }
 
 impl Default for Config {
@@ -232,11 +232,6 @@ impl Config {
                     format!("`{}` is not a base58 public key", self.provider_authority),
                 )
             })?;
-        if !self.bounty_token_account.is_empty() {
-            self.bounty_token_account
-                .parse::<cairn_chain::Pubkey>()
-                .map_err(|_| bad("bounty_token_account", "not a base58 public key"))?;
-        }
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
             return Err(bad(
                 "metrics_listen",
@@ -270,8 +265,8 @@ impl Config {
         if self.poll_ms == 0 {
             return Err(bad("poll_ms", "must be at least 1"));
         }
-        if self.proof_parallelism == 0 {
-            return Err(bad("proof_parallelism", "must be at least 1"));
+        if self.settle_interval_epochs == 0 {
+            return Err(bad("settle_interval_epochs", "must be at least 1"));
         }
         Ok(())
     }
@@ -339,7 +334,7 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ("rpc_url", "Solana JSON-RPC endpoint."),
     ("program_id", "The storage-market program id (base58)."),
     ("provider_authority", "The provider's authority public key (base58): the node serves deals of\nthe provider account [\"provider\", authority]."),
-    ("operator_keypair", "Keypair file of the provider's operator (hot) key: signs accept_deal, proofs\nand fault reports, pays their fees, and is the node's TLS identity."),
+    ("operator_keypair", "Keypair file of the provider's operator (hot) key: signs accept_deal, epoch\nopenings, proofs and settlements, pays their fees and rent (deal-set pages,\nproof-log pages, the lookup table), and is the node's TLS identity."),
     ("capacity_bytes", "Bytes of shard data this node accepts in total."),
     ("price_per_mib_epoch", "Price per MiB per epoch (token base units) the provider is registered with;\nthe node warns at start when the chain's price differs."),
     ("max_header_bytes", "Largest request header frame accepted, in bytes."),
@@ -349,11 +344,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ("request_timeout_ms", "Longest wait (ms) for a request header, and between two pieces of an upload."),
     ("checkpoint_bytes", "An upload is fsynced and its resume offset recorded every this many bytes."),
     ("verify_samples", "4 KiB chunks per stored shard checked against its Merkle tree at start."),
-    ("prover", "Run the prover (open epochs, submit proofs, accept stored deals)."),
-    ("report_faults", "Report missed epochs of other providers' deals (earning the bounty)."),
-    ("bounty_token_account", "Token account (the market's mint) receiving fault bounties; empty = no reports."),
+    ("prover", "Run the prover (open epochs, prove every epoch, accept stored deals, settle,\nremove ended deals from the deal set, delete finished deals' shards)."),
     ("poll_ms", "How often the prover polls the chain (ms)."),
-    ("proof_parallelism", "Proof transactions in flight at once."),
+    ("priority_fee_micro_lamports", "Priority fee of proof transactions (micro-lamports per compute unit)."),
+    ("settle_interval_epochs", "Settle running deals when this many epochs are unsettled; a deal is\nalso settled when it ends."),
 ];
 
 #[cfg(test)]
@@ -389,8 +383,14 @@ mod tests {
         let mut c = valid();
         c.rpc_url = "localhost:8899".into();
         assert_eq!(c.validate().unwrap_err().field, "rpc_url");
+        let mut c = valid();
+        c.settle_interval_epochs = 0;
+        assert_eq!(c.validate().unwrap_err().field, "settle_interval_epochs");
         let c = Config::default();
         assert_eq!(c.validate().unwrap_err().field, "provider_authority");
+        // Fields of the removed fault reporter are unknown now.
+        let err = Config::from_toml("bounty_token_account = \"\"").unwrap_err();
+        assert!(err.to_string().contains("bounty_token_account"), "{err}");
         let err = Config::from_toml("capacity_bytes = \"lots\"").unwrap_err();
         assert!(err.to_string().contains("capacity_bytes"), "{err}");
     }

@@ -1,6 +1,7 @@
 //! `cairn-node`, a storage provider's node: a QUIC shard server ([`server`]), a
-//! durable shard store ([`store`]), the automatic prover ([`prover`]), Prometheus
-//! [`metrics`], and the [`client`] that the CLI and tests use to talk to a node.
+//! durable shard store ([`store`]), the automatic prover ([`prover`]) and its
+//! proof sessions ([`session`]), Prometheus [`metrics`], and the [`client`] that
+//! the CLI and tests use to talk to a node.
 #![warn(missing_docs)]
 
 pub mod bench;
@@ -12,5 +13,6 @@ pub mod metrics;
 pub mod node;
 pub mod prover;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod tls;

@@ -19,14 +19,21 @@ pub struct Metrics {
     pub upload_bytes: AtomicU64,
     /// Shard bytes served by downloads.
     pub download_bytes: AtomicU64,
-    /// Proofs accepted on chain.
-    pub proofs_ok: AtomicU64,
-    /// Proof attempts that failed.
+    /// Proof sessions completed: the provider's bit set for an epoch.
+    pub sessions_proven: AtomicU64,
+    /// Proof transactions confirmed.
+    pub proof_transactions: AtomicU64,
+    /// Proof transactions that failed (each is retried), and sessions whose
+    /// samples could not be built from the stored shards.
     pub proofs_failed: AtomicU64,
     /// Epochs this node opened.
     pub epochs_opened: AtomicU64,
-    /// Fault reports this node sent.
-    pub faults_reported: AtomicU64,
+    /// Deal settlements confirmed (one per deal per `settle` transaction).
+    pub settlements: AtomicU64,
+    /// Ended deals this node removed from its deal set.
+    pub deals_left_set: AtomicU64,
+    /// Shards of finished deals deleted.
+    pub shards_removed: AtomicU64,
     /// Deals accepted on chain.
     pub deals_accepted: AtomicU64,
     /// Requests refused with an error frame.
@@ -38,7 +45,7 @@ pub struct Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             (
                 "cairn_node_shards_stored",
                 "gauge",
@@ -64,15 +71,21 @@ impl Metrics {
                 &self.download_bytes,
             ),
             (
-                "cairn_node_proofs_ok_total",
+                "cairn_node_sessions_proven_total",
                 "counter",
-                "Proofs accepted on chain.",
-                &self.proofs_ok,
+                "Proof sessions completed (the provider's bit set for an epoch).",
+                &self.sessions_proven,
+            ),
+            (
+                "cairn_node_proof_transactions_total",
+                "counter",
+                "Proof transactions confirmed.",
+                &self.proof_transactions,
             ),
             (
                 "cairn_node_proofs_failed_total",
                 "counter",
-                "Proof attempts that failed.",
+                "Proof transactions that failed (retried) and sessions whose samples could not be built.",
                 &self.proofs_failed,
             ),
             (
@@ -82,10 +95,22 @@ impl Metrics {
                 &self.epochs_opened,
             ),
             (
-                "cairn_node_faults_reported_total",
+                "cairn_node_settlements_total",
                 "counter",
-                "Fault reports sent for other providers' deals.",
-                &self.faults_reported,
+                "Deal settlements confirmed (one per deal per settle transaction).",
+                &self.settlements,
+            ),
+            (
+                "cairn_node_deals_left_set_total",
+                "counter",
+                "Ended deals removed from the provider's deal set.",
+                &self.deals_left_set,
+            ),
+            (
+                "cairn_node_shards_removed_total",
+                "counter",
+                "Shards of finished deals deleted.",
+                &self.shards_removed,
             ),
             (
                 "cairn_node_deals_accepted_total",
@@ -165,9 +190,11 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.proofs_ok.fetch_add(3, Relaxed);
+        m.sessions_proven.fetch_add(3, Relaxed);
         let text = m.render();
-        assert!(text
-            .contains("# TYPE cairn_node_proofs_ok_total counter\ncairn_node_proofs_ok_total 3\n"));
+        assert!(text.contains(
+            "# TYPE cairn_node_sessions_proven_total counter\ncairn_node_sessions_proven_total 3\n"
+        ));
+        assert_eq!(text.matches("# TYPE ").count(), 14);
     }
 }

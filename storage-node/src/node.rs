@@ -111,18 +111,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         ));
     }
     if config.prover {
-        let bounty_account = (config.report_faults && !config.bounty_token_account.is_empty())
-            .then(|| config.bounty_token_account.parse().expect("validated"));
-        if config.report_faults && bounty_account.is_none() {
-            warn!("report_faults is on but bounty_token_account is empty: no fault reports");
-        }
         let prover = Prover::new(
             chain,
             node.clone(),
             ProverConfig {
                 poll: Duration::from_millis(config.poll_ms),
-                parallelism: config.proof_parallelism,
-                bounty_account,
+                priority_fee_micro_lamports: config.priority_fee_micro_lamports,
+                settle_interval_epochs: config.settle_interval_epochs,
             },
         );
         tasks.push(tokio::spawn(prover.run(cancel.clone())));
@@ -160,6 +155,12 @@ async fn check_provider(
             bs58::encode(operator).into_string(),
             provider.operator,
             chain.provider
+        );
+    }
+    if provider.is_jailed() {
+        warn!(
+            jailed_from = provider.jailed_from,
+            "the provider is jailed: it takes no new deals, and its deals end at that epoch"
         );
     }
     if provider.price_per_mib_epoch != config.price_per_mib_epoch {

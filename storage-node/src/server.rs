@@ -590,6 +590,15 @@ impl<C: ChainView> Node<C> {
         }
     }
 
+    /// Deletes a stored shard (its deal is finished): files, record, kept levels
+    /// and the cached tree.
+    pub fn remove_shard(&self, deal: &DealId) -> Result<(), StoreError> {
+        self.trees.lock().expect("trees lock").remove(deal);
+        blocking(|| self.store.discard(deal))?;
+        self.refresh_store_metrics();
+        Ok(())
+    }
+
     fn stored_tree(&self, deal: &DealId) -> Result<Arc<Tree>, WireError> {
         if let Some(t) = self.trees.lock().expect("trees lock").get(deal) {
             return Ok(t.clone());

@@ -22,7 +22,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-/// Column family with the schema version.
+/// Column family with the schema version and the node's own small values (such
+/// as [`LOOKUP_TABLE_KEY`]).
 pub const CF_META: &str = "meta";
 /// Column family: deal address (32 bytes) -> [`ShardRecord`].
 pub const CF_SHARDS: &str = "shards";
@@ -30,6 +31,9 @@ pub const CF_SHARDS: &str = "shards";
 pub const CF_TREES: &str = "trees";
 /// Key of the schema version in [`CF_META`].
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Key in [`CF_META`] of the operator's address lookup table for proof
+/// transactions: the table's address, then the operator that owns it (64 bytes).
+pub const LOOKUP_TABLE_KEY: &[u8] = b"lookup_table";
 /// The layout this code reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -270,6 +274,18 @@ impl Store {
         self.db
             .cf_handle(name)
             .expect("opened with every column family")
+    }
+
+    /// A value of [`CF_META`].
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META), key)?)
+    }
+
+    /// Writes a value of [`CF_META`] (not [`SCHEMA_KEY`]).
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        assert_ne!(key, SCHEMA_KEY, "the schema version is the store's own");
+        self.db.put_cf(self.cf(CF_META), key, value)?;
+        Ok(())
     }
 
     /// Path of a stored shard.
@@ -723,6 +739,18 @@ mod tests {
         );
         let builder = store.rehash_partial(&partial, 10_000).unwrap();
         assert_eq!(builder.shard_bytes(), 10_000);
+    }
+
+    #[test]
+    fn meta_values_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta(LOOKUP_TABLE_KEY).unwrap(), None);
+            store.put_meta(LOOKUP_TABLE_KEY, &[5; 64]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.meta(LOOKUP_TABLE_KEY).unwrap(), Some(vec![5; 64]));
     }
 
     #[test]

@@ -1,25 +1,39 @@
-//! The node against the local network: uploads accepted on chain, the prover
-//! over several epochs, fault reports for another provider's missed epochs, and a
-//! SIGKILL in the middle of an upload of the `cairn-node` binary.
+//! The node against the local network: uploads accepted on chain; every epoch
+//! opened and proven in one session per provider, of v0 transactions through the
+//! operator's lookup table, as many as the planner says whatever the number of
+//! deals; ended deals settled (the provider earns price × proven epochs), removed
+//! from the deal set and their shards deleted; and a SIGKILL in the middle of an
+//! upload of the `cairn-node` binary.
 
-use anchor_lang::AccountDeserialize;
-use cairn_chain::{deal_pda, provider_pda, Pubkey};
+use anchor_lang::{AccountDeserialize, Discriminator};
+use cairn_chain::{
+    deal_pda, deal_set_pda, proof_log_pda, provider_pda,
+    proving::{self, PlannedDraw},
+    Pubkey,
+};
 use cairn_core::wire::{Codec, PutShard, Request, ShardState};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo};
-use cairn_storage_node::{client::NodeClient, config::Config};
+use cairn_storage_node::{client::NodeClient, config::Config, node::RunningNode, store};
 use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
+use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
+use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
+use solana_rpc_client_api::config::RpcTransactionConfig;
 use solana_signer::Signer;
+use solana_transaction::VersionedMessage;
+use solana_transaction_status_client_types::UiTransactionEncoding;
 use std::{
+    collections::BTreeMap,
     path::Path,
     process::{Child, Command, Stdio},
     sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 use storage_market::{
+    constants::{log_page, LOG_PAGE_EPOCHS},
     instructions::{ProposeDealArgs, RegisterProviderArgs},
-    state::{Deal, DealState},
+    state::{Deal, DealState, ProofLog, Provider},
 };
 
 /// The local network's market, funded by its faucet (the shared test client)
@@ -73,34 +87,126 @@ impl Chain {
         (authority, provider)
     }
 
-    /// A funded client proposing `shard` to `provider` for `epochs` epochs.
+    /// A funded client proposes `shards` (shard `first + i` of dataset
+    /// `dataset_id`) to `provider` for `epochs` epochs, four per transaction.
+    fn propose_all(
+        &self,
+        client: &Keypair,
+        provider: &Pubkey,
+        dataset_id: [u8; 32],
+        shards: &[&TestShard],
+        epochs: u64,
+    ) -> Vec<Pubkey> {
+        let client_token = self.token_account(&client.pubkey(), 100_000_000);
+        let n = shards.len() as u16;
+        let mut deals = Vec::new();
+        for (batch, chunk) in shards.chunks(4).enumerate() {
+            let ixs: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, shard)| {
+                    let index = (batch * 4 + i) as u16;
+                    deals.push(deal_pda(&client.pubkey(), &dataset_id, index, 0));
+                    let args = ProposeDealArgs {
+                        dataset_id,
+                        shard_index: index,
+                        generation: 0,
+                        k: 1.max(n.saturating_sub(2)),
+                        n,
+                        shard_root: shard.root(),
+                        shard_bytes: shard.data.len() as u64,
+                        duration_epochs: epochs,
+                        max_price_per_epoch: u64::MAX,
+                    };
+                    self.ix
+                        .propose_deal_ix(&client.pubkey(), provider, &client_token, args)
+                })
+                .collect();
+            self.send(&ixs, &[client]);
+        }
+        deals
+    }
+
+    /// A funded client proposing one shard to `provider` for `epochs` epochs.
     fn propose(
         &self,
         client: &Keypair,
         provider: &Pubkey,
         shard: &TestShard,
-        index: u16,
         epochs: u64,
     ) -> Pubkey {
-        let client_token = self.token_account(&client.pubkey(), 100_000_000);
-        let dataset_id = [7u8; 32];
-        let args = ProposeDealArgs {
-            dataset_id,
-            shard_index: index,
-            k: 4,
-            n: 6,
-            shard_root: shard.root(),
-            shard_bytes: shard.data.len() as u64,
-            duration_epochs: epochs,
-            max_price_per_epoch: u64::MAX,
-        };
-        self.send(
-            &[self
-                .ix
-                .propose_deal_ix(&client.pubkey(), provider, &client_token, args)],
-            &[client],
-        );
-        deal_pda(&client.pubkey(), &dataset_id, index)
+        self.propose_all(client, provider, [7u8; 32], &[shard], epochs)[0]
+    }
+
+    /// Whether `provider`'s bit for `epoch` is set in its `ProofLog`
+    /// (`proof_log_pda`, bit `epoch % 8192`).
+    fn proven(&self, provider: &Pubkey, epoch: u64) -> bool {
+        let page = log_page(epoch);
+        let data = self
+            .rpc
+            .get_account_data(&proof_log_pda(provider, page))
+            .expect("the provider's proof-log page");
+        assert_eq!(&data[..8], ProofLog::DISCRIMINATOR, "a proof log");
+        assert_eq!(&data[8..40], provider.as_ref(), "the provider's proof log");
+        let bit = epoch % LOG_PAGE_EPOCHS;
+        data[ProofLog::BITS_OFFSET + (bit / 8) as usize] & (1 << (bit % 8)) != 0
+    }
+
+    /// Every confirmed `prove` transaction of `provider` (they write its deal set):
+    /// checked to be a v0 transaction reading its accounts through `table`, and
+    /// counted per proven epoch.
+    fn proof_transactions(&self, provider: &Pubkey, table: &Pubkey) -> BTreeMap<u64, usize> {
+        let mut per_epoch = BTreeMap::new();
+        // At confirmed commitment: the default, finalized, lags the last epochs.
+        let signatures = self
+            .rpc
+            .get_signatures_for_address_with_config(
+                &deal_set_pda(provider),
+                GetConfirmedSignaturesForAddress2Config {
+                    commitment: Some(CommitmentConfig::confirmed()),
+                    ..GetConfirmedSignaturesForAddress2Config::default()
+                },
+            )
+            .expect("getSignaturesForAddress");
+        for status in signatures.iter().filter(|s| s.err.is_none()) {
+            let signature = status.signature.parse().expect("a signature");
+            let config = RpcTransactionConfig {
+                encoding: Some(UiTransactionEncoding::Base64),
+                commitment: Some(CommitmentConfig::confirmed()),
+                max_supported_transaction_version: Some(0),
+            };
+            let got = poll("getTransaction", Duration::from_secs(60), || {
+                self.rpc
+                    .get_transaction_with_config(&signature, config)
+                    .ok()
+            });
+            let tx = got.transaction.transaction.decode().expect("a transaction");
+            let keys = tx.message.static_account_keys().to_vec();
+            let prove = tx.message.instructions().iter().find(|ix| {
+                keys[usize::from(ix.program_id_index)] == cairn_chain::PROGRAM_ID
+                    && ix
+                        .data
+                        .starts_with(storage_market::instruction::Prove::DISCRIMINATOR)
+            });
+            let Some(prove) = prove else { continue };
+            let VersionedMessage::V0(message) = &tx.message else {
+                panic!("proof transaction {signature} is not a v0 transaction");
+            };
+            assert_eq!(
+                message
+                    .address_table_lookups
+                    .iter()
+                    .map(|l| l.account_key)
+                    .collect::<Vec<_>>(),
+                vec![*table],
+                "proof transaction {signature} reads the operator's lookup table"
+            );
+            // Everything but the operator and the two programs comes from the table.
+            assert_eq!(keys.len(), 3, "{signature}: {keys:?}");
+            let epoch = u64::from_le_bytes(prove.data[8..16].try_into().unwrap());
+            *per_epoch.entry(epoch).or_default() += 1;
+        }
+        per_epoch
     }
 }
 
@@ -129,8 +235,55 @@ fn operator_key(kp: &Keypair) -> Pubkey {
     Pubkey::new_from_array(kp.pubkey().to_bytes())
 }
 
+/// Most samples of `shard_bytes` one proof transaction carries (one deal-set page),
+/// from the planner's exact transaction size.
+fn samples_per_transaction(shard_bytes: u64) -> usize {
+    let depth = cairn_proof::depth(shard_bytes);
+    (1..)
+        .take_while(|k| proving::proof_tx_len(&vec![depth; *k], 1) <= proving::PACKET_BYTES)
+        .last()
+        .unwrap()
+}
+
+/// Proof transactions the planner packs `samples` live draws of `shard_bytes` on
+/// one deal-set page into.
+fn packed(samples: usize, shard_bytes: u64) -> usize {
+    let plan: Vec<PlannedDraw> = (0..samples as u32)
+        .map(|j| PlannedDraw {
+            draw: j,
+            entry: j,
+            live: true,
+            segment: 0,
+            depth: cairn_proof::depth(shard_bytes),
+        })
+        .collect();
+    proving::pack_session(&plan).len()
+}
+
+/// The lookup table a running node recorded in its store.
+fn lookup_table(node: &RunningNode) -> Pubkey {
+    let value = node
+        .node
+        .store
+        .meta(store::LOOKUP_TABLE_KEY)
+        .unwrap()
+        .expect("the node recorded its lookup table");
+    Pubkey::new_from_array(value[..32].try_into().unwrap())
+}
+
+fn metrics_text(node: &RunningNode) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(node.metrics_addr.unwrap()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    out
+}
+
 #[test]
-fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_reported() {
+fn every_epoch_is_proven_in_one_session_per_provider_and_settled_to_the_provider() {
     let _serial = one_validator_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),
@@ -140,25 +293,21 @@ fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_repor
     })
     .expect("localnet starts");
     let chain = Chain::new(&localnet);
+    let params = localnet_params(&chain);
     let dir = tempfile::tempdir().unwrap();
 
-    // Provider A runs a node; provider B runs one that proves an epoch, then stops.
+    // Provider A holds one deal of a 300 kB shard; provider B twelve deals of 10 kB
+    // shards. Each runs a node.
     let operator_a = Keypair::new();
     let (authority_a, provider_a) = chain.provider(&operator_a);
     let operator_b = Keypair::new();
     let (authority_b, provider_b) = chain.provider(&operator_b);
-    let bounty = chain.token_account(&operator_a.pubkey(), 0);
-
     let client = Keypair::new();
     chain.airdrop(&client.pubkey(), 10 * SOL);
-    let shards = [TestShard::random(300_000, 1), TestShard::random(70_000, 2)];
-    let deals: Vec<Pubkey> = shards
-        .iter()
-        .enumerate()
-        .map(|(i, s)| chain.propose(&client, &provider_a, s, i as u16, 3))
-        .collect();
-    let lazy_shard = TestShard::random(10_000, 3);
-    let lazy = chain.propose(&client, &provider_b, &lazy_shard, 5, 3);
+    const DURATION: u64 = 4;
+    let shard_a = TestShard::random(300_000, 1);
+    const SMALL: usize = 10_000;
+    let shards_b: Vec<TestShard> = (0..12).map(|i| TestShard::random(SMALL, 10 + i)).collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -178,121 +327,224 @@ fn uploads_are_accepted_every_epoch_proven_once_and_a_stopped_nodes_epochs_repor
         .expect("impostor refused");
     assert!(err.to_string().contains("operator_keypair"), "{err:#}");
 
-    let mut config = node_config(dir.path(), &chain, &authority_a.pubkey(), &operator_a);
-    config.bounty_token_account = bounty.to_string();
-    let node = rt
-        .block_on(cairn_storage_node::node::start(config))
-        .expect("node starts");
+    let start_node = |name: &str, authority: &Keypair, operator: &Keypair| {
+        let config = node_config(
+            &dir.path().join(name),
+            &chain,
+            &authority.pubkey(),
+            operator,
+        );
+        rt.block_on(cairn_storage_node::node::start(config))
+            .expect("node starts")
+    };
+    let node_a = start_node("a", &authority_a, &operator_a);
+    let node_b = start_node("b", &authority_b, &operator_b);
+    // A node prepares its lookup table at its first round, before it has deals: a
+    // leader resolves lookup tables from its root bank, so the table serves proofs
+    // once it is rooted (here, before the first deal's first epoch).
+    for (node, provider) in [(&node_a, &provider_a), (&node_b, &provider_b)] {
+        let wanted = proving::lookup_table_addresses(provider, 0, 1);
+        poll(
+            "the node's lookup table rooted",
+            Duration::from_secs(120),
+            || {
+                let table = node.node.store.meta(store::LOOKUP_TABLE_KEY).unwrap()?;
+                let table = Pubkey::new_from_array(table[..32].try_into().unwrap());
+                let rooted = chain
+                    .rpc
+                    .get_account_with_commitment(&table, CommitmentConfig::finalized())
+                    .ok()?
+                    .value?;
+                let holds = proving::lookup_table_contents(&rooted.data)?;
+                wanted.iter().all(|a| holds.contains(a)).then_some(())
+            },
+        );
+    }
 
-    // Upload both shards through the QUIC client; the node accepts on chain.
-    rt.block_on(async {
-        let c = NodeClient::connect(node.quic_addr, operator_key(&operator_a))
-            .await
-            .unwrap();
-        for (deal, shard) in deals.iter().zip(&shards) {
-            let status = c.upload(deal, &client, &shard.data).await.expect("upload");
-            assert_eq!(status.state, ShardState::Stored);
-            assert_eq!(
-                c.get_shard(deal, 0, shard.data.len() as u64).await.unwrap(),
-                shard.data
+    // Upload through the QUIC client; each node accepts on chain as a shard lands
+    // (B's first acceptance also creates the first page of its deal set).
+    let upload =
+        |node: &RunningNode, operator: &Keypair, deals: &[Pubkey], shards: &[&TestShard]| {
+            rt.block_on(async {
+                let c = NodeClient::connect(node.quic_addr, operator_key(operator))
+                    .await
+                    .unwrap();
+                for (deal, shard) in deals.iter().zip(shards) {
+                    let status = c.upload(deal, &client, &shard.data).await.expect("upload");
+                    assert_eq!(status.state, ShardState::Stored);
+                    assert_eq!(
+                        c.get_shard(deal, 0, shard.data.len() as u64).await.unwrap(),
+                        shard.data
+                    );
+                }
+                c.close().await;
+            })
+        };
+    let deal_a = chain.propose(&client, &provider_a, &shard_a, DURATION);
+    upload(&node_a, &operator_a, &[deal_a], &[&shard_a]);
+    let mut deals_b = Vec::new();
+    for (i, chunk) in shards_b.chunks(4).enumerate() {
+        // Proposed in turn: a deal is accepted within two epochs of its proposal.
+        let chunk: Vec<&TestShard> = chunk.iter().collect();
+        let deals = chain.propose_all(&client, &provider_b, [8 + i as u8; 32], &chunk, DURATION);
+        upload(&node_b, &operator_b, &deals, &chunk);
+        deals_b.extend(deals);
+    }
+    // Accepted as they were stored (an acceptance that failed is retried).
+    let accepted = |deals: &[Pubkey]| -> Vec<(Pubkey, Deal)> {
+        deals
+            .iter()
+            .map(|key| {
+                let deal = poll("the deal accepted", Duration::from_secs(60), || {
+                    Some(chain.deal(key)).filter(|d| d.state == DealState::Active)
+                });
+                assert!(deal.in_set, "{key}");
+                (*key, deal)
+            })
+            .collect()
+    };
+    let accepted_a = accepted(&[deal_a]);
+    let accepted_b = accepted(&deals_b);
+    let mut indices: Vec<u32> = accepted_b.iter().map(|(_, d)| d.set_index).collect();
+    indices.sort();
+    assert_eq!(
+        indices,
+        (0..12).collect::<Vec<u32>>(),
+        "B's deals fill its set densely"
+    );
+
+    // Wait until both providers' deals are over, settled (by the nodes, when they
+    // end), out of the deal sets, and their shards deleted.
+    let all: Vec<(Pubkey, Deal)> = accepted_a.iter().chain(&accepted_b).cloned().collect();
+    let end = all.iter().map(|(_, d)| d.end_epoch).max().unwrap();
+    let timeout = Duration::from_millis(
+        4 * 300 * ((end + 2) * params.epoch_slots).saturating_sub(chain.slot()) + 120_000,
+    );
+    poll(
+        "every deal settled and out of its deal set",
+        timeout,
+        || {
+            all.iter()
+                .all(|(key, _)| {
+                    let d = chain.deal(key);
+                    d.state == DealState::Completed && !d.in_set
+                })
+                .then_some(())
+        },
+    );
+    poll(
+        "the finished deals' shards deleted",
+        Duration::from_secs(60),
+        || {
+            (node_a.node.metrics.shards_removed.load(Relaxed) == 1
+                && node_b.node.metrics.shards_removed.load(Relaxed) == 12)
+                .then_some(())
+        },
+    );
+
+    // Every epoch of every deal was proven: the provider's bit is set, and
+    // settlement paid it, the price of each proven epoch to the provider.
+    let samples_per_epoch = usize::from(params.samples_per_epoch);
+    for (provider, deals, node, shard_bytes) in [
+        (provider_a, &accepted_a, &node_a, shard_a.data.len() as u64),
+        (provider_b, &accepted_b, &node_b, SMALL as u64),
+    ] {
+        let first = deals.iter().map(|(_, d)| d.start_epoch).min().unwrap();
+        let last = deals.iter().map(|(_, d)| d.end_epoch).max().unwrap();
+        for epoch in first..last {
+            assert!(
+                chain.proven(&provider, epoch),
+                "{provider}: epoch {epoch} proven"
             );
         }
-        c.close().await;
-    });
-    // Node B stores its shard, proves its first epoch, and is stopped.
-    let config_b = node_config(
-        &dir.path().join("b"),
-        &chain,
-        &authority_b.pubkey(),
-        &operator_b,
-    );
-    let node_b = rt
-        .block_on(cairn_storage_node::node::start(config_b))
-        .expect("node B starts");
-    rt.block_on(async {
-        let c = NodeClient::connect(node_b.quic_addr, operator_key(&operator_b))
-            .await
-            .unwrap();
-        let status = c
-            .upload(&lazy, &client, &lazy_shard.data)
-            .await
-            .expect("upload to B");
-        assert_eq!(status.state, ShardState::Stored);
-        c.close().await;
-    });
-    poll("node B's first proof", Duration::from_secs(180), || {
-        (chain.deal(&lazy).proven_epochs >= 1).then_some(())
-    });
-    rt.block_on(node_b.stop());
-    let lazy_proven = chain.deal(&lazy).proven_epochs;
-
-    let accepted: Vec<Deal> = deals.iter().map(|d| chain.deal(d)).collect();
-    for d in &accepted {
-        assert_eq!(d.state, DealState::Active);
-    }
-
-    // Wait until every epoch of both deals has closed.
-    let params = localnet_params(&chain);
-    let end = accepted.iter().map(|d| d.end_epoch).max().unwrap();
-    let done_slot = end * params.epoch_slots + params.grace_slots + 2;
-    let timeout = Duration::from_millis(4 * 300 * (done_slot.saturating_sub(chain.slot()) + 30));
-    poll("the deals' last proof window to close", timeout, || {
-        (chain.slot() >= done_slot).then_some(())
-    });
-
-    let mut proofs = 0;
-    for (key, before) in deals.iter().zip(&accepted) {
-        let d = chain.deal(key);
-        let epochs = d.end_epoch - d.start_epoch;
+        let mut earned = 0;
+        for (key, _) in deals.iter() {
+            let d = chain.deal(key);
+            assert_eq!(
+                (
+                    d.proven_epochs,
+                    d.failed_epochs,
+                    d.void_epochs,
+                    d.settled_until
+                ),
+                (DURATION, 0, 0, d.end_epoch),
+                "deal {key} (start {}, end {})",
+                d.start_epoch,
+                d.end_epoch
+            );
+            earned += d.price_per_epoch * d.proven_epochs;
+        }
+        let p: Provider = chain.fetch(&provider);
         assert_eq!(
-            (d.proven_epochs, d.total_faults, d.settled_through),
-            (epochs, 0, d.end_epoch - 1),
-            "deal {key} (start {}, end {})",
-            before.start_epoch,
-            before.end_epoch
+            p.earnings, earned,
+            "{provider} earned the price of every proven epoch"
         );
-        proofs += epochs;
+        assert_eq!((p.active_deals, p.stake_locked, p.used_bytes), (0, 0, 0));
+
+        // One session per epoch, of v0 transactions through the operator's lookup
+        // table, as many as ceil(s / samples per transaction), not one per deal: in
+        // the epochs where all of the provider's deals ran.
+        let per_epoch = chain.proof_transactions(&provider, &lookup_table(node));
+        assert_eq!(
+            per_epoch.keys().copied().collect::<Vec<u64>>(),
+            (first..last).collect::<Vec<u64>>(),
+            "{provider}: proof transactions in exactly the epochs it owed"
+        );
+        let s = samples_per_epoch.min(deals.len());
+        let expected = s.div_ceil(samples_per_transaction(shard_bytes));
+        assert_eq!(
+            expected,
+            packed(s, shard_bytes),
+            "the planner packs them so"
+        );
+        let all_running = deals.iter().map(|(_, d)| d.start_epoch).max().unwrap()
+            ..deals.iter().map(|(_, d)| d.end_epoch).min().unwrap();
+        assert!(
+            !all_running.is_empty(),
+            "{provider}: no epoch had every deal running"
+        );
+        for epoch in all_running {
+            assert_eq!(
+                per_epoch[&epoch],
+                expected,
+                "{provider}: epoch {epoch} of {} deals, {s} samples",
+                deals.len()
+            );
+        }
+        let metrics = &node.node.metrics;
+        assert_eq!(
+            metrics.proof_transactions.load(Relaxed),
+            per_epoch.values().sum::<usize>() as u64
+        );
+        assert_eq!(metrics.sessions_proven.load(Relaxed), last - first);
+        assert_eq!(metrics.deals_left_set.load(Relaxed), deals.len() as u64);
+        assert!(metrics.settlements.load(Relaxed) >= deals.len() as u64);
+        assert_eq!(metrics.deals_accepted.load(Relaxed), deals.len() as u64);
+        let text = metrics_text(node);
+        for line in [
+            format!("cairn_node_sessions_proven_total {}\n", last - first),
+            format!("cairn_node_deals_left_set_total {}\n", deals.len()),
+            format!("cairn_node_shards_removed_total {}\n", deals.len()),
+            "cairn_node_shards_stored 0\n".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
-    let metrics = &node.node.metrics;
+    // Twelve deals, yet fewer proof transactions per epoch than B's deals.
     assert_eq!(
-        metrics.proofs_ok.load(Relaxed),
-        proofs,
-        "one accepted proof per deal per epoch"
+        samples_per_epoch
+            .min(12)
+            .div_ceil(samples_per_transaction(SMALL as u64)),
+        2,
+        "4 samples of 10 kB shards, 2 per transaction"
     );
-    assert_eq!(metrics.deals_accepted.load(Relaxed), 2);
-
-    // Provider B's missed epochs were reported by A's node, which earned the bounty.
-    // Node B's epochs after it stopped were reported by A's node, which earned
-    // the bounty; its proven epoch stays proven.
-    let lazy_now = chain.deal(&lazy);
-    assert!(lazy_now.total_faults >= 1, "{lazy_now:?}");
-    assert_eq!(lazy_now.proven_epochs, lazy_proven, "{lazy_now:?}");
-    assert_eq!(
-        lazy_now.proven_epochs + lazy_now.total_faults,
-        lazy_now.settled_through - lazy_now.start_epoch + 1,
-        "every settled epoch is a proof or a fault: {lazy_now:?}"
-    );
-    assert!(metrics.faults_reported.load(Relaxed) >= 1);
-    assert!(chain.token_balance(&bounty) > 0);
-
-    // /metrics over HTTP.
-    let addr = node.metrics_addr.unwrap();
-    let text = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(
-        text.contains(&format!("cairn_node_proofs_ok_total {proofs}\n")),
-        "{text}"
-    );
-    assert!(text.contains("cairn_node_shards_stored 2\n"), "{text}");
-    rt.block_on(node.stop());
+    // Every epoch was opened by one of the nodes.
+    let first = all.iter().map(|(_, d)| d.start_epoch).min().unwrap();
+    let opened = node_a.node.metrics.epochs_opened.load(Relaxed)
+        + node_b.node.metrics.epochs_opened.load(Relaxed);
+    assert!(opened >= end - first, "{opened} epochs opened");
+    rt.block_on(node_a.stop());
+    rt.block_on(node_b.stop());
 }
 
 fn localnet_params(chain: &Chain) -> storage_market::state::MarketParams {
@@ -346,7 +598,7 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
     let client = Keypair::new();
     chain.airdrop(&client.pubkey(), 10 * SOL);
     let shard = TestShard::random(6 << 20, 4);
-    let deal = chain.propose(&client, &provider, &shard, 0, 2);
+    let deal = chain.propose(&client, &provider, &shard, 2);
 
     let port = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -35,7 +35,7 @@ impl ChainView for MemChain {
     }
     async fn accept_deal(&self, deal: &Pubkey) -> Result<String, ChainError> {
         let mut deals = self.deals.lock().unwrap();
-        let d = deals.get_mut(deal).ok_or(ChainError("no deal".into()))?;
+        let d = deals.get_mut(deal).ok_or(ChainError::new("no deal"))?;
         d.state = DealState::Active;
         self.accepted.lock().unwrap().push(*deal);
         Ok("accepted".into())
@@ -51,6 +51,7 @@ fn deal(client: &Keypair, provider: Pubkey, root: [u8; 32], bytes: u64) -> Deal 
         provider,
         dataset_id: [1; 32],
         shard_index: 0,
+        generation: 0,
         k: 4,
         n: 6,
         shard_root: root,
@@ -65,13 +66,15 @@ fn deal(client: &Keypair, provider: Pubkey, root: [u8; 32], bytes: u64) -> Deal 
         proposed_epoch: 0,
         start_epoch: 0,
         end_epoch: 0,
-        settled_through: 0,
+        settled_until: 0,
         proven_epochs: 0,
-        total_faults: 0,
-        consecutive_faults: 0,
+        failed_epochs: 0,
+        void_epochs: 0,
+        forfeit: false,
+        in_set: false,
+        set_index: 0,
         slash_bps: 0,
-        bounty_bps: 0,
-        max_consecutive_faults: 0,
+        accept_timeout_epochs: 2,
         bump: 255,
     }
 }
@@ -343,16 +346,131 @@ async fn streams_beyond_the_limit_wait_for_a_free_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_command_measures_every_number() {
-    let report = cairn_storage_node::bench::run(cairn_storage_node::bench::BenchOptions {
+    use cairn_storage_node::bench;
+    let report = bench::run(bench::BenchOptions {
         shards: 1,
         shard_mib: 1,
         proofs: 50,
         epoch_deals: 20,
+        samples_per_epoch: 8,
     })
     .await
     .unwrap();
     assert!(report.contains("MB/s, raw quinn"), "{report}");
-    assert!(report.contains("epoch of 20 deals"), "{report}");
+    assert!(
+        report.contains("proof session over 20 deals of 16 KiB (8 samples per epoch"),
+        "{report}"
+    );
+    assert!(
+        report.contains("8 samples planned, read and verified"),
+        "{report}"
+    );
+    assert!(
+        report.contains("before Proving v2: 20 transactions"),
+        "{report}"
+    );
+    // The planner's transactions per epoch, next to one per deal before.
+    let large = cairn_proof::MAX_SHARD_BYTES;
+    for n in [1u64, 100, 10_000, 100_000] {
+        let small = bench::proof_transactions(n, 16 * 1024, 8);
+        let row = format!(
+            "{n:>9} {small:>14} {:>14} {n:>18}\n",
+            bench::proof_transactions(n, large, 8)
+        );
+        assert!(report.contains(&row), "{row:?} in {report}");
+        // Never more than one per sample, whatever the number of deals.
+        assert!((1..=8).contains(&small), "{n}: {small}");
+    }
+    // A 4 GiB sample fills a transaction: one per sample.
+    assert_eq!(bench::samples_per_transaction(large), 1);
+    assert_eq!(bench::proof_transactions(100_000, large, 8), 8);
+    assert_eq!(bench::proof_transactions(1, large, 8), 1);
+}
+
+/// The prover's sessions without a chain: planned over deal-set entries, packed,
+/// and every sample read from the node's store by the entry's root and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_takes_its_samples_from_the_shard_with_the_drawn_roots() {
+    use cairn_chain::proving;
+    use cairn_storage_node::session::{Session, SessionError, ShardsByRoot};
+    use storage_market::state::SetEntry;
+
+    let f = start(1 << 30).await;
+    let client = Keypair::new();
+    let shards: Vec<TestShard> = (0..5)
+        .map(|i| TestShard::random(40_000 + i * 1000, 20 + i as u64))
+        .collect();
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    for shard in &shards {
+        let key = f.propose(&client, shard);
+        c.upload(&key, &client, &shard.data).await.unwrap();
+    }
+    c.close().await;
+    let entry = |s: &TestShard, end| SetEntry {
+        end_epoch: end,
+        shard_bytes: s.data.len() as u64,
+        shard_root: s.root(),
+    };
+    // Entries in another order than the uploads, one ended at the epoch.
+    let mut entries: Vec<SetEntry> = shards.iter().rev().map(|s| entry(s, 50)).collect();
+    entries[1].end_epoch = 10;
+    let index = ShardsByRoot::from_store(&f.node.store).unwrap();
+    let session = Session::plan(&[7; 32], &Pubkey::new_unique(), 10, 4, entries.clone());
+    assert!(session.owed());
+    assert_eq!(session.samples_needed(), 4);
+    assert!(session.plan.iter().all(|d| d.live == (d.entry != 1)));
+    let txs = session.transactions(0);
+    assert_eq!(txs, proving::pack_session(&session.plan));
+    let mut built = 0;
+    for tx in &txs {
+        let samples = session.samples(&f.node, &index, &tx.live).unwrap();
+        for (i, sample) in tx.live.iter().zip(&samples) {
+            let d = &session.plan[*i];
+            let e = &entries[d.entry as usize];
+            cairn_proof::verify_for_shard(
+                &e.shard_root,
+                e.shard_bytes,
+                &sample.segment,
+                d.segment,
+                &sample.path,
+            )
+            .expect("the sample proves the drawn entry");
+        }
+        built += samples.len();
+    }
+    assert_eq!(built, 4);
+
+    // An entry whose shard this node does not hold cannot be proven.
+    let stranger = TestShard::random(30_000, 99);
+    let only = Session::plan(
+        &[7; 32],
+        &Pubkey::new_unique(),
+        10,
+        4,
+        vec![entry(&stranger, 50)],
+    );
+    let live: Vec<usize> = (0..only.plan.len()).collect();
+    match only.samples(&f.node, &index, &live) {
+        Err(SessionError::NoShard { entry: 0, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A shard deleted once its deal is finished is gone from the store and the index.
+    let (first, _) = f.node.store.records().unwrap()[0];
+    f.node.remove_shard(&first).unwrap();
+    assert!(f.node.store.record(&first).unwrap().is_none());
+    assert!(!f.node.store.shard_path(&first).exists());
+    let after = ShardsByRoot::from_store(&f.node.store).unwrap();
+    let held = shards
+        .iter()
+        .filter(|s| after.get(&s.root()).is_some())
+        .count();
+    assert_eq!(held, 4, "one of five shards removed");
+    assert!(f
+        .node
+        .metrics
+        .render()
+        .contains("cairn_node_shards_stored 4\n"));
+    f.cancel.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
