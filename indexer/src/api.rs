@@ -20,18 +20,41 @@ use std::{
     },
 };
 
-/// Route paths.
+/// Route paths. Every `/v1` answer is JSON; listings are pages
+/// (`{"items": [...], "next_cursor": "..." | null}`) taking `limit` (1–500,
+/// default 50) and `cursor` (a `next_cursor` this API returned).
 pub mod routes {
+    /// The explorer page (HTML).
     pub const EXPLORER: &str = "/";
+    /// `{status, indexed_slot, chain_slot, cursor}`.
     pub const HEALTH: &str = "/health";
+    /// Prometheus text.
     pub const METRICS: &str = "/metrics";
+    /// `Stats`: totals, and `closed_until` (outcomes of earlier epochs are final).
     pub const STATS: &str = "/v1/stats";
+    /// `MarketRecord`: the market's authority, mint, epoch length and parameters.
+    pub const MARKET: &str = "/v1/market";
+    /// Page of `ProviderRecord`, by address.
     pub const PROVIDERS: &str = "/v1/providers";
+    /// `ProviderRecord` with `reliability` and `epoch_map` (its last 64 epochs, one
+    /// character each: `P` proven, `F` failed, `V` void, `.` nothing owed, `?` not
+    /// over); its jailing in `jailed_from` and `jail`.
     pub const PROVIDER: &str = "/v1/providers/{id}";
+    /// Page of the provider's `ProviderEpochRecord`s (what each epoch was for it,
+    /// with the proof session of a proven one), newest first.
+    pub const PROVIDER_EPOCHS: &str = "/v1/providers/{id}/epochs";
+    /// Page of `DealRecord`, filtered by `client`, `provider` and `state`.
     pub const DEALS: &str = "/v1/deals";
+    /// `DealRecord` with its `settlements`, and its epochs as its provider's
+    /// outcomes (`epoch_outcomes` counts, `epochs` the most recent).
     pub const DEAL: &str = "/v1/deals/{id}";
+    /// The dataset's deals (every generation of every shard) and totals.
     pub const DATASET: &str = "/v1/datasets/{id}";
+    /// Page of `EpochRecord`, newest first.
     pub const EPOCHS: &str = "/v1/epochs";
+    /// `EpochRecord` with `proven_list`, `failed_list` and `void_list`: the
+    /// providers that proved it (with their sessions), failed it, or owed a proof
+    /// in it while it was void.
     pub const EPOCH: &str = "/v1/epochs/{n}";
 }
 
@@ -137,16 +160,34 @@ impl Metrics {
             stats.stored_bytes,
         );
         metric(
-            "cairn_indexer_proofs",
+            "cairn_indexer_sessions",
             "gauge",
-            "Proofs accepted.",
-            stats.proofs,
+            "Proof sessions completed (proven provider-epochs).",
+            stats.sessions,
         );
         metric(
-            "cairn_indexer_faults",
+            "cairn_indexer_failed_epochs",
             "gauge",
-            "Missed epochs settled.",
-            stats.faults,
+            "Provider-epochs failed.",
+            stats.failed_epochs,
+        );
+        metric(
+            "cairn_indexer_void_epochs",
+            "gauge",
+            "Epochs nobody opened while proofs were owed.",
+            stats.void_epochs,
+        );
+        metric(
+            "cairn_indexer_penalties",
+            "gauge",
+            "Collateral paid to clients for failed deal-epochs.",
+            stats.penalties,
+        );
+        metric(
+            "cairn_indexer_closed_until",
+            "gauge",
+            "First epoch whose outcomes are not final yet.",
+            stats.closed_until.unwrap_or(0),
         );
         out
     }
@@ -299,8 +340,10 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
         .route(routes::HEALTH, get(health::<S>))
         .route(routes::METRICS, get(metrics::<S>))
         .route(routes::STATS, get(stats::<S>))
+        .route(routes::MARKET, get(market::<S>))
         .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER, get(provider::<S>))
+        .route(routes::PROVIDER_EPOCHS, get(provider_epochs::<S>))
         .route(routes::DEALS, get(deals::<S>))
         .route(routes::DEAL, get(deal::<S>))
         .route(routes::DATASET, get(dataset::<S>))
@@ -366,6 +409,17 @@ async fn stats<S: IndexRead>(
     Ok(Json(api.store.stats()?))
 }
 
+async fn market<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &[])?;
+    match api.store.market()? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(ApiError::not_found("the market".into())),
+    }
+}
+
 async fn providers<S: IndexRead>(
     State(api): State<Api<S>>,
     Query(params): Params,
@@ -385,6 +439,20 @@ async fn provider<S: IndexRead>(
         Some(p) => Ok(Json(p).into_response()),
         None => Err(ApiError::not_found(format!("provider {id}"))),
     }
+}
+
+async fn provider_epochs<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &["cursor", "limit"])?;
+    let key = pubkey("id", &id)?;
+    let req = page_req(&params)?;
+    if api.store.provider(&key)?.is_none() {
+        return Err(ApiError::not_found(format!("provider {id}")));
+    }
+    Ok(Json(api.store.provider_epochs(&key, &req)?).into_response())
 }
 
 async fn deals<S: IndexRead>(

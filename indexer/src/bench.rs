@@ -75,14 +75,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs both benchmarks in `dir` (two stores are created there).
 pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, StoreError> {
-    // 1. Ingest: a market with proofs and faults, 64 transactions per batch
-    // (the follower's default).
+    // 1. Ingest: a market with proof sessions, failed and void epochs and a
+    // settlement of every deal every epoch, 64 transactions per batch (the
+    // follower's default).
     let (txs, _) = synthetic::market(Shape {
         providers: 20,
         clients: 100,
         deals_per_provider: 250,
         epochs: 12,
-        fault_every: 10,
+        fail_every: 10,
+        void_every: 5,
     });
     let ingest_transactions = txs.len() as u64;
     let store = Store::open(&dir.join("ingest"))?;
@@ -96,7 +98,8 @@ pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, Store
         clients: 10_000,
         deals_per_provider: deals.div_ceil(providers),
         epochs: 0,
-        fault_every: 0,
+        fail_every: 0,
+        void_every: 0,
     });
     let store = Store::open(&dir.join("api"))?;
     let (_, fill_seconds) = ingest_all(&store, &txs, 2_000)?;
@@ -159,6 +162,10 @@ pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, Store
                     synthetic::key(5, rand(10_000))
                 )
             }),
+        ),
+        (
+            "GET /v1/providers/{id}",
+            Box::new(|| format!("/v1/providers/{}", synthetic::key(1, rand(providers)))),
         ),
         (
             "GET /v1/providers?limit=100",

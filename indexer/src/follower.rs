@@ -20,7 +20,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
-use storage_market::state::{Challenge, Deal, Provider};
+use storage_market::state::{Challenge, Deal, EpochLog, Market, ProofLog, Provider};
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -296,14 +296,37 @@ impl Follower {
         }
     }
 
-    /// Reads every provider, deal and challenge account with the slot they
-    /// were read at, and reconciles the store with them.
+    /// Reads the market, every provider, deal and challenge account and every
+    /// epoch-log and proof-log page, with the slot they were read at, and
+    /// reconciles the store with them.
     pub async fn reconcile(&mut self) -> Result<(), FollowError> {
+        let (slot_m, market) = self.accounts::<Market>().await?;
         let (slot_p, providers) = self.accounts::<Provider>().await?;
         let (slot_d, deals) = self.accounts::<Deal>().await?;
-        let (slot_c, challenges) = self.accounts::<Challenge>().await?;
-        // Each list is exact at its own slot; reconcile each at that slot.
+        let (slot_c, challenge) = self.accounts::<Challenge>().await?;
+        let (slot_e, epoch_logs) = self.raw_accounts(EpochLog::DISCRIMINATOR).await?;
+        let (slot_l, proof_logs) = self.raw_accounts(ProofLog::DISCRIMINATOR).await?;
+        let pages = |accounts: Vec<(Pubkey, Vec<u8>)>,
+                     decode: fn(&[u8]) -> Option<ingest::LogPage>| {
+            accounts
+                .into_iter()
+                .filter_map(|(key, data)| {
+                    let page = decode(&data);
+                    if page.is_none() {
+                        tracing::warn!("log page {key} does not decode");
+                    }
+                    page
+                })
+                .collect::<Vec<_>>()
+        };
+        // Each list is exact at its own slot; reconcile each at that slot (the
+        // providers before the proof logs that count their sessions).
         for snap in [
+            Snapshot {
+                slot: slot_m,
+                market: market.into_iter().next(),
+                ..Snapshot::default()
+            },
             Snapshot {
                 slot: slot_p,
                 providers,
@@ -316,7 +339,17 @@ impl Follower {
             },
             Snapshot {
                 slot: slot_c,
-                challenges: challenges.into_iter().map(|(_, c)| c).collect(),
+                challenge: challenge.into_iter().next().map(|(_, c)| c),
+                ..Snapshot::default()
+            },
+            Snapshot {
+                slot: slot_e,
+                epoch_logs: pages(epoch_logs, ingest::LogPage::epoch_log),
+                ..Snapshot::default()
+            },
+            Snapshot {
+                slot: slot_l,
+                proof_logs: pages(proof_logs, ingest::LogPage::proof_log),
                 ..Snapshot::default()
             },
         ] {
@@ -332,6 +365,23 @@ impl Follower {
     async fn accounts<T: AccountDeserialize + Discriminator>(
         &mut self,
     ) -> Result<(u64, Vec<(Pubkey, T)>), FollowError> {
+        let (slot, raw) = self.raw_accounts(T::DISCRIMINATOR).await?;
+        let mut out = Vec::new();
+        for (key, data) in raw {
+            match T::try_deserialize(&mut data.as_slice()) {
+                Ok(account) => out.push((key, account)),
+                Err(e) => tracing::warn!("account {key} does not decode: {e}"),
+            }
+        }
+        Ok((slot, out))
+    }
+
+    /// Every account of the program whose data starts with `discriminator`, and
+    /// the slot they were read at.
+    async fn raw_accounts(
+        &mut self,
+        discriminator: &[u8],
+    ) -> Result<(u64, Vec<(Pubkey, Vec<u8>)>), FollowError> {
         self.pace().await;
         let params = json!([
             self.config.program_id.to_string(),
@@ -339,7 +389,7 @@ impl Follower {
                 "encoding": "base64",
                 "commitment": "confirmed",
                 "withContext": true,
-                "filters": [{ "memcmp": { "offset": 0, "bytes": bs58::encode(T::DISCRIMINATOR).into_string(), "encoding": "base58" } }],
+                "filters": [{ "memcmp": { "offset": 0, "bytes": bs58::encode(discriminator).into_string(), "encoding": "base58" } }],
             }
         ]);
         let answer: Value = self
@@ -360,10 +410,7 @@ impl Follower {
                 .as_str()
                 .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
                 .ok_or_else(|| bad("bad account data"))?;
-            match T::try_deserialize(&mut data.as_slice()) {
-                Ok(account) => out.push((key, account)),
-                Err(e) => tracing::warn!("account {key} does not decode: {e}"),
-            }
+            out.push((key, data));
         }
         Ok((slot, out))
     }

@@ -2,11 +2,14 @@
 use crate::model::*;
 use crate::store::{cf, decode, key, Store, StoreError};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Largest page the API serves.
 pub const MAX_PAGE: usize = 500;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: usize = 50;
+/// Epochs an epoch map covers: the most recent ones.
+pub const EPOCH_MAP_LEN: u64 = 64;
 
 /// One page of a listing. `next_cursor` is opaque; `None` on the last page.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -34,26 +37,64 @@ pub struct DealFilter {
 pub struct ProviderDetail {
     #[serde(flatten)]
     pub provider: ProviderRecord,
-    /// Proven share of settled epochs (`proofs / (proofs + faults)`), if any settled.
+    /// Proven share of the epochs it owed a proof for or proved
+    /// (`sessions / (sessions + failed_epochs)`), if any.
     pub reliability: Option<f64>,
+    /// Its recent epochs, one character each.
+    pub epoch_map: EpochMap,
+}
+
+/// A provider's epochs `from_epoch .. until_epoch`, oldest first, one character
+/// each: `P` proven, `F` failed, `V` void, `.` nothing owed nor proven, `?` not
+/// over and not proven (yet). `until_epoch` is the first epoch not over
+/// (`closed_until`), or one past the newest proven epoch if that is later.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EpochMap {
+    pub from_epoch: u64,
+    pub until_epoch: u64,
+    pub outcomes: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DealDetail {
     #[serde(flatten)]
     pub deal: DealRecord,
-    pub proofs: Vec<ProofRecord>,
-    pub faults: Vec<FaultRecord>,
+    /// Its settlements, oldest first.
+    pub settlements: Vec<SettlementRecord>,
+    /// The epochs its provider owed a proof for it (`start_epoch .. owed_until`),
+    /// counted by the provider's outcome in each.
+    pub epoch_outcomes: OutcomeCounts,
+    /// The most recent of those epochs (at most [`MAX_PAGE`]) up to the first
+    /// not over; `outcome` is `null` for an epoch not over and not proven.
+    pub epochs: Vec<DealEpoch>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub proven: u64,
+    pub failed: u64,
+    pub void: u64,
+    /// Not over yet, and not proven.
+    pub pending: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DealEpoch {
+    pub epoch: u64,
+    pub outcome: Option<Outcome>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DatasetDetail {
     pub dataset_id: String,
+    /// Shards with at least one deal.
     pub shards: usize,
+    /// Shards with an active deal.
     pub active_shards: usize,
     pub k: Option<u16>,
     pub n: Option<u16>,
     pub stored_bytes: u64,
+    /// Every deal of the dataset, by shard: every generation of each shard.
     pub deals: Vec<DealRecord>,
 }
 
@@ -61,10 +102,12 @@ pub struct DatasetDetail {
 pub struct EpochDetail {
     #[serde(flatten)]
     pub epoch: EpochRecord,
-    /// The epoch's proofs (at most [`MAX_PAGE`]).
-    pub proof_list: Vec<ProofRecord>,
-    /// Settlements covering the epoch (at most [`MAX_PAGE`]).
-    pub fault_list: Vec<FaultRecord>,
+    /// Providers that proved the epoch, with their sessions (at most [`MAX_PAGE`]).
+    pub proven_list: Vec<ProviderEpochRecord>,
+    /// Providers that failed it (at most [`MAX_PAGE`]).
+    pub failed_list: Vec<ProviderEpochRecord>,
+    /// Providers that owed a proof in it, void (at most [`MAX_PAGE`]).
+    pub void_list: Vec<ProviderEpochRecord>,
 }
 
 /// Builds a page from scanned keys: `next_cursor` is the hex of the last key
@@ -83,8 +126,15 @@ fn page<T>(rows: Vec<(Vec<u8>, T)>, limit: usize) -> Page<T> {
 pub trait IndexRead: Send + Sync + 'static {
     fn stats(&self) -> Result<Stats, StoreError>;
     fn cursor(&self) -> Result<Option<Cursor>, StoreError>;
+    fn market(&self) -> Result<Option<MarketRecord>, StoreError>;
     fn providers(&self, req: &PageReq) -> Result<Page<ProviderRecord>, StoreError>;
     fn provider(&self, id: &[u8; 32]) -> Result<Option<ProviderDetail>, StoreError>;
+    /// A provider's epoch outcomes, newest first.
+    fn provider_epochs(
+        &self,
+        id: &[u8; 32],
+        req: &PageReq,
+    ) -> Result<Page<ProviderEpochRecord>, StoreError>;
     fn deals(&self, filter: &DealFilter, req: &PageReq) -> Result<Page<DealRecord>, StoreError>;
     fn deal(&self, id: &[u8; 32]) -> Result<Option<DealDetail>, StoreError>;
     fn dataset(&self, id: &[u8; 32]) -> Result<Option<DatasetDetail>, StoreError>;
@@ -93,9 +143,84 @@ pub trait IndexRead: Send + Sync + 'static {
     fn epoch(&self, n: u64) -> Result<Option<EpochDetail>, StoreError>;
 }
 
+fn pubkey_bytes(s: &str) -> Vec<u8> {
+    s.parse::<cairn_chain::Pubkey>()
+        .map(|k| k.to_bytes().to_vec())
+        .unwrap_or_default()
+}
+
 impl Store {
     fn deal_by_key(&self, deal: &[u8]) -> Result<Option<DealRecord>, StoreError> {
         self.get(cf::DEALS, deal)
+    }
+
+    fn closed_until(&self) -> Result<u64, StoreError> {
+        Ok(Store::stats(self)?.closed_until.unwrap_or(0))
+    }
+
+    /// A provider's outcome records of epochs `from .. until`, in order.
+    fn outcomes(
+        &self,
+        provider: &[u8],
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<ProviderEpochRecord>, StoreError> {
+        if from >= until {
+            return Ok(Vec::new());
+        }
+        self.range(
+            cf::OUTCOMES,
+            &key::cat(&[provider, &key::u64(from)]),
+            Some(&key::cat(&[provider, &key::u64(until)])),
+        )?
+        .into_iter()
+        .map(|(_, v)| decode(cf::OUTCOMES, &v))
+        .collect()
+    }
+
+    /// The outcome records of `epoch` that were `outcome` (at most [`MAX_PAGE`]).
+    fn epoch_outcomes(
+        &self,
+        epoch: u64,
+        outcome: Outcome,
+    ) -> Result<Vec<ProviderEpochRecord>, StoreError> {
+        let prefix = key::cat(&[&key::u64(epoch), &[outcome.code()]]);
+        let mut out = Vec::new();
+        for (k, _) in self.scan(cf::OUTCOMES_BY_EPOCH, &prefix, None, false, MAX_PAGE)? {
+            let provider = &k[prefix.len()..];
+            if let Some(r) = self.get(cf::OUTCOMES, &key::cat(&[provider, &key::u64(epoch)]))? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn epoch_map(&self, provider: &[u8], closed_until: u64) -> Result<EpochMap, StoreError> {
+        // The newest outcome, which may be a proof of an epoch not over yet.
+        let newest = self
+            .scan(cf::OUTCOMES, provider, None, true, 1)?
+            .first()
+            .and_then(|(k, _)| k.get(32..40))
+            .map(|e| u64::from_be_bytes(e.try_into().expect("8 bytes")));
+        let until = closed_until.max(newest.map_or(0, |e| e + 1));
+        let from = until.saturating_sub(EPOCH_MAP_LEN);
+        let known: HashMap<u64, Outcome> = self
+            .outcomes(provider, from, until)?
+            .into_iter()
+            .map(|r| (r.epoch, r.outcome))
+            .collect();
+        let outcomes = (from..until)
+            .map(|e| match known.get(&e) {
+                Some(o) => o.letter(),
+                None if e < closed_until => '.',
+                None => '?',
+            })
+            .collect();
+        Ok(EpochMap {
+            from_epoch: from,
+            until_epoch: until,
+            outcomes,
+        })
     }
 }
 
@@ -108,6 +233,10 @@ impl IndexRead for Store {
         Store::cursor(self)
     }
 
+    fn market(&self) -> Result<Option<MarketRecord>, StoreError> {
+        self.get(cf::META, crate::store::meta::MARKET)
+    }
+
     fn providers(&self, req: &PageReq) -> Result<Page<ProviderRecord>, StoreError> {
         let rows = self.scan(cf::PROVIDERS, &[], req.after.as_deref(), false, req.limit)?;
         let rows = rows
@@ -118,15 +247,30 @@ impl IndexRead for Store {
     }
 
     fn provider(&self, id: &[u8; 32]) -> Result<Option<ProviderDetail>, StoreError> {
-        Ok(self
-            .get::<ProviderRecord>(cf::PROVIDERS, id)?
-            .map(|provider| {
-                let settled = provider.proofs + provider.faults;
-                ProviderDetail {
-                    reliability: (settled > 0).then(|| provider.proofs as f64 / settled as f64),
-                    provider,
-                }
-            }))
+        let Some(provider) = self.get::<ProviderRecord>(cf::PROVIDERS, id)? else {
+            return Ok(None);
+        };
+        let owed = provider.sessions + provider.failed_epochs;
+        Ok(Some(ProviderDetail {
+            reliability: (owed > 0).then(|| provider.sessions as f64 / owed as f64),
+            epoch_map: self.epoch_map(id, self.closed_until()?)?,
+            provider,
+        }))
+    }
+
+    fn provider_epochs(
+        &self,
+        id: &[u8; 32],
+        req: &PageReq,
+    ) -> Result<Page<ProviderEpochRecord>, StoreError> {
+        // A cursor from another provider starts at the newest instead.
+        let after = req.after.as_deref().filter(|a| a.starts_with(id));
+        let rows = self.scan(cf::OUTCOMES, id, after, true, req.limit)?;
+        let rows = rows
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(cf::OUTCOMES, &v)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(page(rows, req.limit))
     }
 
     fn deals(&self, f: &DealFilter, req: &PageReq) -> Result<Page<DealRecord>, StoreError> {
@@ -185,24 +329,46 @@ impl IndexRead for Store {
         let Some(deal) = self.deal_by_key(id)? else {
             return Ok(None);
         };
-        // Only this deal's history: an address reused by a repair also keys
-        // the closed deal's proofs and faults, all from before this proposal.
-        let proofs = self
-            .scan(cf::PROOFS, id, None, false, usize::MAX)?
+        // Only this deal's settlements: a client may propose again at a closed
+        // deal's address (the same generation), after that deal's settlements.
+        let settlements = self
+            .scan(cf::SETTLEMENTS, id, None, false, usize::MAX)?
             .into_iter()
-            .map(|(_, v)| decode::<ProofRecord>(cf::PROOFS, &v))
-            .filter(|p| p.as_ref().map_or(true, |p| p.slot >= deal.proposed_slot))
+            .map(|(_, v)| decode::<SettlementRecord>(cf::SETTLEMENTS, &v))
+            .filter(|s| s.as_ref().map_or(true, |s| s.slot >= deal.proposed_slot))
             .collect::<Result<_, _>>()?;
-        let faults = self
-            .scan(cf::FAULTS, id, None, false, usize::MAX)?
-            .into_iter()
-            .map(|(_, v)| decode::<FaultRecord>(cf::FAULTS, &v))
-            .filter(|f| f.as_ref().map_or(true, |f| f.slot >= deal.proposed_slot))
-            .collect::<Result<_, _>>()?;
+        // The epochs its provider owed for it, as that provider's outcomes.
+        let owed_until = match deal.owed_until {
+            0 if deal.state == DealStatus::Active => deal.end_epoch,
+            0 => deal.start_epoch,
+            n => n,
+        };
+        let start = deal.start_epoch.min(owed_until);
+        let records = self.outcomes(&pubkey_bytes(&deal.provider), start, owed_until)?;
+        let mut counts = OutcomeCounts::default();
+        for r in &records {
+            match r.outcome {
+                Outcome::Proven => counts.proven += 1,
+                Outcome::Failed => counts.failed += 1,
+                Outcome::Void => counts.void += 1,
+            }
+        }
+        counts.pending = (owed_until - start) - records.len() as u64;
+        let newest = records.last().map_or(0, |r| r.epoch + 1);
+        let until = owed_until.min(self.closed_until()?.max(newest)).max(start);
+        let from = until.saturating_sub(MAX_PAGE as u64).max(start);
+        let known: HashMap<u64, Outcome> = records.iter().map(|r| (r.epoch, r.outcome)).collect();
+        let epochs = (from..until)
+            .map(|epoch| DealEpoch {
+                epoch,
+                outcome: known.get(&epoch).copied(),
+            })
+            .collect();
         Ok(Some(DealDetail {
             deal,
-            proofs,
-            faults,
+            settlements,
+            epoch_outcomes: counts,
+            epochs,
         }))
     }
 
@@ -248,24 +414,11 @@ impl IndexRead for Store {
         let Some(epoch) = self.get::<EpochRecord>(cf::EPOCHS, &key::u64(n))? else {
             return Ok(None);
         };
-        let mut proof_list = Vec::new();
-        for (k, _) in self.scan(cf::PROOFS_BY_EPOCH, &key::u64(n), None, false, MAX_PAGE)? {
-            let deal = &k[8..];
-            if let Some(p) = self.get(cf::PROOFS, &key::cat(&[deal, &key::u64(n)]))? {
-                proof_list.push(p);
-            }
-        }
-        let mut fault_list = Vec::new();
-        for (k, first) in self.scan(cf::FAULTS_BY_EPOCH, &key::u64(n), None, false, MAX_PAGE)? {
-            let deal = &k[8..];
-            if let Some(f) = self.get(cf::FAULTS, &key::cat(&[deal, &first]))? {
-                fault_list.push(f);
-            }
-        }
         Ok(Some(EpochDetail {
             epoch,
-            proof_list,
-            fault_list,
+            proven_list: self.epoch_outcomes(n, Outcome::Proven)?,
+            failed_list: self.epoch_outcomes(n, Outcome::Failed)?,
+            void_list: self.epoch_outcomes(n, Outcome::Void)?,
         }))
     }
 }

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, path::Path};
 
 /// Column families (created on open when missing).
 pub mod cf {
-    /// Schema version, cursor, totals.
+    /// Schema version, cursor, totals, the market.
     pub const META: &str = "meta";
     /// provider address (32) → `ProviderRecord`
     pub const PROVIDERS: &str = "providers";
@@ -21,10 +21,10 @@ pub mod cf {
     pub const DEALS: &str = "deals";
     /// epoch (u64 BE) → `EpochRecord`
     pub const EPOCHS: &str = "epochs";
-    /// deal (32) ‖ epoch (u64 BE) → `ProofRecord`
-    pub const PROOFS: &str = "proofs";
-    /// deal (32) ‖ first epoch (u64 BE) → `FaultRecord`
-    pub const FAULTS: &str = "faults";
+    /// deal (32) ‖ first epoch settled (u64 BE) → `SettlementRecord`
+    pub const SETTLEMENTS: &str = "settlements";
+    /// provider (32) ‖ epoch (u64 BE) → `ProviderEpochRecord`
+    pub const OUTCOMES: &str = "outcomes";
     /// sequence number (u64 BE) → `EventRecord`
     pub const EVENTS: &str = "events";
     /// client (32) ‖ deal (32) → ()
@@ -35,25 +35,30 @@ pub mod cf {
     pub const DEALS_BY_STATE: &str = "deals_by_state";
     /// dataset id (32) ‖ shard index (u16 BE) ‖ deal (32) → ()
     pub const DEALS_BY_DATASET: &str = "deals_by_dataset";
-    /// epoch (u64 BE) ‖ deal (32) → ()
-    pub const PROOFS_BY_EPOCH: &str = "proofs_by_epoch";
-    /// epoch (u64 BE) ‖ deal (32) → first epoch of the settlement (u64 BE)
-    pub const FAULTS_BY_EPOCH: &str = "faults_by_epoch";
+    /// epoch (u64 BE) ‖ outcome (1) ‖ provider (32) → ()
+    pub const OUTCOMES_BY_EPOCH: &str = "outcomes_by_epoch";
+    /// epoch (u64 BE) ‖ provider (32) → change (i64) in the provider's deals owed
+    /// from that epoch on; consumed when the epoch closes.
+    pub const LOAD_CHANGES: &str = "load_changes";
+    /// provider (32) → deals (u64) the provider owed proofs for in the last closed
+    /// epoch (absent: none).
+    pub const PROVIDER_LOAD: &str = "provider_load";
 
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         META,
         PROVIDERS,
         DEALS,
         EPOCHS,
-        PROOFS,
-        FAULTS,
+        SETTLEMENTS,
+        OUTCOMES,
         EVENTS,
         DEALS_BY_CLIENT,
         DEALS_BY_PROVIDER,
         DEALS_BY_STATE,
         DEALS_BY_DATASET,
-        PROOFS_BY_EPOCH,
-        FAULTS_BY_EPOCH,
+        OUTCOMES_BY_EPOCH,
+        LOAD_CHANGES,
+        PROVIDER_LOAD,
     ];
 }
 
@@ -62,10 +67,13 @@ pub mod meta {
     pub const SCHEMA_VERSION: &[u8] = b"schema_version";
     pub const CURSOR: &[u8] = b"cursor";
     pub const STATS: &[u8] = b"stats";
+    /// `MarketRecord`.
+    pub const MARKET: &[u8] = b"market";
 }
 
 /// Version of the layout above; a store written by another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: Proving v2 (sessions, outcomes, settlements, generations).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,6 +110,21 @@ pub mod key {
     pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
     }
+    /// The first key after every key starting with `prefix` (`None`: no such key,
+    /// the prefix is all `0xff`).
+    pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut end = prefix.to_vec();
+        loop {
+            match end.pop() {
+                None => return None,
+                Some(0xff) => continue,
+                Some(b) => {
+                    end.push(b + 1);
+                    return Some(end);
+                }
+            }
+        }
+    }
 }
 
 impl Store {
@@ -112,9 +135,18 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = cf::ALL
+        // Column families of another schema version are opened too (RocksDB
+        // refuses to open a store without all of its column families), so that
+        // such a store gets the schema error below.
+        let mut names: Vec<String> = cf::ALL.iter().map(|name| name.to_string()).collect();
+        for existing in DB::list_cf(&opts, path).unwrap_or_default() {
+            if !names.contains(&existing) {
+                names.push(existing);
+            }
+        }
+        let cfs = names
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
+            .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let store = Store { db };
         let meta = store.cf(cf::META);
@@ -177,18 +209,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf);
-        let mut upper = prefix.to_vec();
         // The first key after every key with this prefix (for a reverse scan).
-        let upper_bound = loop {
-            match upper.pop() {
-                None => break None,
-                Some(0xff) => continue,
-                Some(b) => {
-                    upper.push(b + 1);
-                    break Some(upper);
-                }
-            }
-        };
+        let upper_bound = key::prefix_end(prefix);
         let mode = match (reverse, after) {
             (false, Some(a)) => IteratorMode::From(a, Direction::Forward),
             (false, None) => IteratorMode::From(prefix, Direction::Forward),
@@ -216,6 +238,25 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
+        }
+        Ok(out)
+    }
+
+    /// Every entry of `cf` with `start <= key < end` (`end` `None`: to the last).
+    pub fn range(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (k, v) = item?;
+            if end.is_some_and(|end| *k >= *end) {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
         }
         Ok(out)
     }
@@ -262,6 +303,39 @@ impl Change<'_> {
             Some(v) => Ok(v.is_some()),
             None => Ok(self.store.get_raw(cf, key)?.is_some()),
         }
+    }
+
+    /// Every entry of `cf` with `start <= key < end` (`end` `None`: to the last),
+    /// this change's writes included, in key order.
+    pub fn range(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.store.range(cf, start, end)?.into_iter().collect();
+        let from = (cf, start.to_vec());
+        let pending = match end {
+            Some(end) => self.writes.range(from..(cf, end.to_vec())),
+            None => self.writes.range(from..),
+        };
+        for ((written_cf, k), v) in pending {
+            if *written_cf != cf {
+                break;
+            }
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Every entry of `cf` whose key starts with `prefix`, this change's writes
+    /// included, in key order.
+    pub fn scan_prefix(&self, cf: &'static str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        self.range(cf, prefix, key::prefix_end(prefix).as_deref())
     }
 
     pub fn put<T: Serialize>(&mut self, cf: &'static str, key: Vec<u8>, value: &T) {

@@ -1,12 +1,13 @@
 //! Recorded transactions of a synthetic market, encoded exactly as the program
-//! emits its events (`emit_cpi!` data: tag, discriminator, Borsh fields). Used
-//! by the tests and by `cairn-indexer bench`.
+//! emits its events (`emit_cpi!` data: tag, discriminator, Borsh fields), in slots
+//! of the epochs they belong to. Used by the tests and by `cairn-indexer bench`.
 use crate::model::RecordedTx;
 use anchor_lang::Event;
 use cairn_chain::{events::EVENT_IX_TAG, Pubkey};
 use storage_market::events as ev;
 
-fn data(event: &impl Event) -> Vec<u8> {
+/// `emit_cpi!` instruction data of `event`.
+pub fn data(event: &impl Event) -> Vec<u8> {
     let mut out = EVENT_IX_TAG.to_vec();
     out.extend(event.data());
     out
@@ -27,10 +28,30 @@ pub struct Shape {
     pub clients: u64,
     /// Deals per provider; deal `i` of provider `p` is shard `i % 6` of dataset `i / 6`.
     pub deals_per_provider: u64,
-    /// Epochs proven or faulted after acceptance.
+    /// Epochs run after acceptance (`1 ..= epochs`); each is settled in the next.
     pub epochs: u64,
-    /// Every `fault_every`-th deal misses odd epochs (0: none).
-    pub fault_every: u64,
+    /// Providers `0, fail_every, 2 × fail_every, …` skip their proof sessions of
+    /// odd epochs (0: none do).
+    pub fail_every: u64,
+    /// Epochs `void_every, 2 × void_every, …` are not opened (0: all are).
+    pub void_every: u64,
+}
+
+impl Shape {
+    /// Provider `p` proves none of epoch `epoch`.
+    pub fn fails(&self, p: u64, epoch: u64) -> bool {
+        self.fail_every > 0 && p.is_multiple_of(self.fail_every) && epoch % 2 == 1
+    }
+
+    /// Nobody opens epoch `epoch`.
+    pub fn void(&self, epoch: u64) -> bool {
+        self.void_every > 0 && epoch.is_multiple_of(self.void_every)
+    }
+
+    /// Providers whose deals are accepted (the last one's stay proposed).
+    pub fn accepting(&self) -> u64 {
+        self.providers.saturating_sub(1)
+    }
 }
 
 /// What the synthetic market must index to, for the tests.
@@ -41,15 +62,29 @@ pub struct Expected {
     pub providers: u64,
     pub deals: u64,
     pub active_deals: u64,
-    pub proofs: u64,
-    pub faults: u64,
+    /// Epoch records: opened epochs, and void ones with proofs owed.
     pub epochs: u64,
+    pub sessions: u64,
+    pub failed_epochs: u64,
+    pub void_epochs: u64,
+    pub settled_proven: u64,
+    pub settled_failed: u64,
+    pub settled_void: u64,
+    pub paid: u64,
+    pub refunded: u64,
+    pub penalties: u64,
+    pub closed_until: u64,
 }
 
+/// Slots per epoch of the synthetic market (room for a million transactions in
+/// one epoch).
+pub const EPOCH_SLOTS: u64 = 1 << 24;
 pub const SHARD_BYTES: u64 = 1 << 20;
 pub const PRICE: u64 = 100;
 pub const COLLATERAL: u64 = 5_000;
+/// Penalty per failed epoch (10% of the collateral).
 pub const SLASH: u64 = 500;
+pub const SAMPLES_PER_EPOCH: u16 = 16;
 
 pub fn deal_key(provider: u64, i: u64) -> Pubkey {
     key(3, (provider << 32) | i)
@@ -62,14 +97,18 @@ pub fn dataset_id(provider: u64, i: u64) -> [u8; 32] {
     id
 }
 
-/// The market's transactions, oldest first, with what they index to. Deals
-/// of the last provider stay proposed; the others are accepted and settled
-/// (proven, or missed when `fault_every` says so) for `epochs` epochs.
+/// The market's transactions, oldest first, with what they index to. In epoch 0
+/// the market is created, providers register and deals are proposed; deals of
+/// every provider but the last are accepted (running from epoch 1 for
+/// `epochs + 1` epochs). In each epoch `e` of `1 ..= epochs` the epoch is opened
+/// (unless void), each provider proves it (unless it fails it), and every accepted
+/// deal's epoch `e - 1` is settled; epoch `epochs` is settled in epoch
+/// `epochs + 1`, which closes it.
 pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
     let mut txs = Vec::new();
     let mut exp = Expected::default();
     let mut slot = 1u64;
-    let mut push = |events: Vec<Vec<u8>>, exp: &mut Expected| {
+    let mut push = |events: Vec<Vec<u8>>, slot: &mut u64, exp: &mut Expected| {
         exp.transactions += 1;
         exp.events += events.len() as u64;
         let n = txs.len() as u64;
@@ -77,12 +116,22 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
         sig[..8].copy_from_slice(&n.to_be_bytes());
         txs.push(RecordedTx {
             signature: bs58::encode(sig).into_string(),
-            slot,
+            slot: *slot,
             failed: false,
             events,
         });
-        slot += 1;
+        *slot += 1;
     };
+    push(
+        vec![data(&ev::MarketInitialized {
+            market: key(10, 0),
+            authority: key(10, 1),
+            mint: key(10, 2),
+            epoch_slots: EPOCH_SLOTS,
+        })],
+        &mut slot,
+        &mut exp,
+    );
     for p in 0..shape.providers {
         let provider = key(1, p);
         push(
@@ -102,11 +151,13 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
                     stake_locked: 0,
                 }),
             ],
+            &mut slot,
             &mut exp,
         );
         exp.providers += 1;
     }
-    let accepting = shape.providers.saturating_sub(1);
+    let accepting = shape.accepting();
+    let duration = shape.epochs + 1;
     for p in 0..shape.providers {
         for i in 0..shape.deals_per_provider {
             let deal = deal_key(p, i);
@@ -116,11 +167,12 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
                 provider: key(1, p),
                 dataset_id: dataset_id(p, i),
                 shard_index: (i % 6) as u16,
+                generation: 0,
                 shard_bytes: SHARD_BYTES,
                 shard_root: [7; 32],
                 price_per_epoch: PRICE,
-                duration_epochs: shape.epochs + 1,
-                escrow: PRICE * (shape.epochs + 1),
+                duration_epochs: duration,
+                escrow: PRICE * duration,
                 collateral: COLLATERAL,
             })];
             exp.deals += 1;
@@ -129,55 +181,107 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
                     deal,
                     provider: key(1, p),
                     start_epoch: 1,
-                    end_epoch: 2 + shape.epochs,
+                    end_epoch: 1 + duration,
                     collateral: COLLATERAL,
+                    set_index: i as u32,
                 }));
                 exp.active_deals += 1;
             }
-            push(events, &mut exp);
+            push(events, &mut slot, &mut exp);
         }
     }
-    for epoch in 1..=shape.epochs {
-        push(
-            vec![data(&ev::EpochOpened {
-                epoch,
-                seed: [epoch as u8; 32],
-                seed_slot: epoch * 10,
-                opened_slot: epoch * 10 + 1,
-                opener: key(6, 0),
-            })],
-            &mut exp,
-        );
-        exp.epochs += 1;
-        for p in 0..accepting {
-            for i in 0..shape.deals_per_provider {
-                let deal = deal_key(p, i);
-                let faulty = shape.fault_every > 0 && i % shape.fault_every == 0 && epoch % 2 == 1;
-                let event = if faulty {
-                    exp.faults += 1;
-                    data(&ev::FaultsSettled {
-                        deal,
-                        provider: key(1, p),
-                        settled_by: key(6, 1),
-                        first_epoch: epoch,
-                        last_epoch: epoch,
-                        epochs: 1,
-                        slashed: SLASH,
-                        bounty: SLASH / 5,
-                        refunded_to_client: PRICE + SLASH - SLASH / 5,
-                    })
-                } else {
-                    exp.proofs += 1;
-                    data(&ev::ProofAccepted {
-                        deal,
-                        provider: key(1, p),
+    let owed = accepting > 0 && shape.deals_per_provider > 0;
+    let mut collateral_left = vec![COLLATERAL; accepting as usize];
+    for epoch in 1..=shape.epochs + 1 {
+        slot = slot.max(epoch * EPOCH_SLOTS + 1);
+        if epoch <= shape.epochs {
+            if shape.void(epoch) {
+                if owed {
+                    exp.epochs += 1;
+                    exp.void_epochs += 1;
+                }
+            } else {
+                let start = epoch * EPOCH_SLOTS;
+                push(
+                    vec![data(&ev::EpochOpened {
                         epoch,
-                        paid: PRICE,
-                    })
+                        seed: [epoch as u8; 32],
+                        seed_slot: start + 1,
+                        opened_slot: slot,
+                        opener: key(6, 0),
+                        deadline_slot: start + EPOCH_SLOTS,
+                        samples_per_epoch: SAMPLES_PER_EPOCH,
+                    })],
+                    &mut slot,
+                    &mut exp,
+                );
+                exp.epochs += 1;
+                for p in 0..accepting {
+                    if shape.fails(p, epoch) {
+                        if shape.deals_per_provider > 0 {
+                            exp.failed_epochs += 1;
+                        }
+                        continue;
+                    }
+                    let set_len = shape.deals_per_provider as u32;
+                    let samples = (SAMPLES_PER_EPOCH as u32).min(set_len);
+                    push(
+                        vec![data(&ev::EpochProven {
+                            provider: key(1, p),
+                            epoch,
+                            samples: samples as u16,
+                            draws: samples,
+                            set_len,
+                        })],
+                        &mut slot,
+                        &mut exp,
+                    );
+                    exp.sessions += 1;
+                }
+            }
+        }
+        // Settle the epoch before, now that it is over.
+        let settled = epoch - 1;
+        if settled == 0 {
+            continue;
+        }
+        for p in 0..accepting {
+            let (proven, failed, void) = if shape.void(settled) {
+                (0, 0, 1)
+            } else if shape.fails(p, settled) {
+                (0, 1, 0)
+            } else {
+                (1, 0, 0)
+            };
+            for i in 0..shape.deals_per_provider {
+                let left = &mut collateral_left[p as usize];
+                let penalty = if failed == 1 { SLASH.min(*left) } else { 0 };
+                if i + 1 == shape.deals_per_provider {
+                    *left -= penalty;
+                }
+                let e = ev::DealSettled {
+                    deal: deal_key(p, i),
+                    provider: key(1, p),
+                    from_epoch: settled,
+                    until_epoch: settled + 1,
+                    proven,
+                    failed,
+                    void,
+                    paid: PRICE * proven,
+                    refunded: PRICE * (failed + void),
+                    penalty,
                 };
-                push(vec![event], &mut exp);
+                exp.settled_proven += proven;
+                exp.settled_failed += failed;
+                exp.settled_void += void;
+                exp.paid += e.paid;
+                exp.refunded += e.refunded;
+                exp.penalties += penalty;
+                push(vec![data(&e)], &mut slot, &mut exp);
             }
         }
     }
+    // The newest transaction's epoch is the first not over.
+    exp.closed_until = txs.last().map_or(0, |t| t.slot / EPOCH_SLOTS);
     (txs, exp)
 }

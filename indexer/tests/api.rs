@@ -12,12 +12,15 @@ use serde_json::Value;
 use std::{collections::HashSet, sync::Arc};
 use tower::ServiceExt;
 
+/// Providers 0 and 4 fail odd epochs; nobody opens epoch 3; provider 6's deals
+/// stay proposed.
 const SHAPE: Shape = Shape {
     providers: 7,
     clients: 5,
     deals_per_provider: 13,
     epochs: 4,
-    fault_every: 4,
+    fail_every: 4,
+    void_every: 3,
 };
 
 fn indexed(dir: &std::path::Path) -> (Router, synthetic::Expected) {
@@ -98,11 +101,24 @@ fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
             stats["stored_bytes"],
             exp.active_deals * synthetic::SHARD_BYTES
         );
-        assert_eq!(stats["proofs"], exp.proofs);
-        assert_eq!(stats["faults"], exp.faults);
         assert_eq!(stats["events"], exp.events);
         assert_eq!(stats["transactions"], exp.transactions);
         assert_eq!(stats["epochs"], exp.epochs);
+        assert_eq!(stats["sessions"], exp.sessions);
+        assert_eq!(stats["failed_epochs"], exp.failed_epochs);
+        assert_eq!(stats["void_epochs"], exp.void_epochs);
+        assert_eq!(stats["settled_proven"], exp.settled_proven);
+        assert_eq!(stats["settled_failed"], exp.settled_failed);
+        assert_eq!(stats["settled_void"], exp.settled_void);
+        assert_eq!(stats["paid"], exp.paid);
+        assert_eq!(stats["refunded"], exp.refunded);
+        assert_eq!(stats["penalties"], exp.penalties);
+        assert_eq!(stats["closed_until"], exp.closed_until);
+        // 6 accepting providers, 4 epochs, one void; 2 providers fail epoch 1.
+        assert_eq!(
+            (exp.sessions, exp.failed_epochs, exp.void_epochs, exp.epochs),
+            (6 * 3 - 2, 2, 1, 4)
+        );
 
         for limit in [1, 3, 500] {
             let providers = all_pages(&app, "/v1/providers", limit, "address").await;
@@ -154,18 +170,40 @@ fn listings_page_to_the_end_without_duplicates_or_gaps_and_filters_match() {
         let proposed = all_pages(&app, "/v1/deals?state=proposed", 500, "address").await;
         assert_eq!(proposed.len() as u64, SHAPE.deals_per_provider);
 
-        // Epochs, newest first, with their proof and fault counts.
+        // Epochs, newest first, with their outcome counts.
         let epochs = all_pages(&app, "/v1/epochs", 3, "epoch").await;
         let numbers: Vec<u64> = epochs
             .iter()
             .map(|e| e["epoch"].as_u64().unwrap())
             .collect();
         assert_eq!(numbers, (1..=SHAPE.epochs).rev().collect::<Vec<_>>());
-        let settled: u64 = epochs
+        let count =
+            |field: &str| -> u64 { epochs.iter().map(|e| e[field].as_u64().unwrap()).sum() };
+        assert_eq!(count("proven"), exp.sessions);
+        assert_eq!(count("failed"), exp.failed_epochs);
+        assert_eq!(
+            count("void"),
+            6,
+            "6 providers owed proofs in the void epoch"
+        );
+
+        // A provider's epochs, newest first, to the end.
+        let provider = synthetic::key(1, 0).to_string();
+        let outcomes = all_pages(
+            &app,
+            &format!("/v1/providers/{provider}/epochs"),
+            3,
+            "epoch",
+        )
+        .await;
+        let outcomes: Vec<(u64, &str)> = outcomes
             .iter()
-            .map(|e| e["proofs"].as_u64().unwrap() + e["faults"].as_u64().unwrap())
-            .sum();
-        assert_eq!(settled, exp.proofs + exp.faults);
+            .map(|o| (o["epoch"].as_u64().unwrap(), o["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [(4, "proven"), (3, "void"), (2, "proven"), (1, "failed")]
+        );
     });
 }
 
@@ -174,44 +212,80 @@ fn details_of_providers_deals_datasets_and_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _) = indexed(dir.path());
     rt().block_on(async {
-        // Deal 0 of provider 0 misses odd epochs (fault_every = 4).
+        // Provider 0 fails odd epochs (fail_every = 4); nobody opens epoch 3.
         let deal = synthetic::deal_key(0, 0);
         let (status, d) = get(&app, &format!("/v1/deals/{deal}")).await;
         assert_eq!(status, 200, "{d}");
         assert_eq!(d["state"], "active");
-        let proofs: Vec<u64> = d["proofs"]
+        assert_eq!(d["generation"], 0);
+        let epochs: Vec<(u64, &str)> = d["epochs"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| p["epoch"].as_u64().unwrap())
+            .map(|e| (e["epoch"].as_u64().unwrap(), e["outcome"].as_str().unwrap()))
             .collect();
-        let faults: Vec<u64> = d["faults"]
+        assert_eq!(
+            epochs,
+            [(1, "failed"), (2, "proven"), (3, "void"), (4, "proven")]
+        );
+        assert_eq!(
+            d["epoch_outcomes"],
+            serde_json::json!({"proven": 2, "failed": 1, "void": 1, "pending": 1})
+        );
+        let settled_from: Vec<u64> = d["settlements"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| f["first_epoch"].as_u64().unwrap())
+            .map(|s| s["from_epoch"].as_u64().unwrap())
             .collect();
-        assert_eq!(proofs, [2, 4]);
-        assert_eq!(faults, [1, 3]);
-        assert_eq!(d["proven_epochs"], 2);
-        assert_eq!(d["total_faults"], 2);
-        assert_eq!(d["slashed"], 2 * synthetic::SLASH);
+        assert_eq!(settled_from, [1, 2, 3, 4]);
+        assert_eq!(
+            (&d["proven_epochs"], &d["failed_epochs"], &d["void_epochs"]),
+            (&2.into(), &1.into(), &1.into())
+        );
+        assert_eq!(d["settled_until"], 5);
         assert_eq!(d["paid"], 2 * synthetic::PRICE);
+        assert_eq!(d["refunded"], 2 * synthetic::PRICE);
+        assert_eq!(d["penalty"], synthetic::SLASH);
+        assert_eq!(
+            d["collateral_left"],
+            synthetic::COLLATERAL - synthetic::SLASH
+        );
+        assert_eq!(d["escrow"], synthetic::PRICE, "one epoch left");
 
         let provider = synthetic::key(1, 0);
         let (status, p) = get(&app, &format!("/v1/providers/{provider}")).await;
         assert_eq!(status, 200, "{p}");
-        // 13 deals, deals 0, 4, 8, 12 miss epochs 1 and 3.
-        assert_eq!(p["faults"], 8);
-        assert_eq!(p["proofs"], 13 * 4 - 8);
-        assert_eq!(p["slashed"], 8 * synthetic::SLASH);
+        // 13 deals, all failing epoch 1 and void in epoch 3.
+        assert_eq!(
+            (&p["sessions"], &p["failed_epochs"], &p["void_epochs"]),
+            (&2.into(), &1.into(), &1.into())
+        );
+        assert_eq!(p["faults"], 13);
+        assert_eq!(p["proofs"], 13 * 2);
+        assert_eq!(p["slashed"], 13 * synthetic::SLASH);
+        assert_eq!(p["earnings"], 13 * 2 * synthetic::PRICE);
         assert_eq!(p["active_deals"], 13);
         assert_eq!(p["used_bytes"], 13 * synthetic::SHARD_BYTES);
         assert_eq!(
             p["stake_locked"],
-            13 * synthetic::COLLATERAL - 8 * synthetic::SLASH
+            13 * synthetic::COLLATERAL - 13 * synthetic::SLASH
         );
-        assert!((p["reliability"].as_f64().unwrap() - 44.0 / 52.0).abs() < 1e-9);
+        assert_eq!(p["jailed_from"], Value::Null);
+        assert!((p["reliability"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(
+            p["epoch_map"],
+            serde_json::json!({"from_epoch": 0, "until_epoch": 5, "outcomes": ".FPVP"})
+        );
+        // Provider 6 holds no accepted deal: it owed nothing.
+        let idle = synthetic::key(1, 6);
+        let (_, p) = get(&app, &format!("/v1/providers/{idle}")).await;
+        assert_eq!(p["epoch_map"]["outcomes"], ".....");
+        assert_eq!(p["reliability"], Value::Null);
+
+        let (status, market) = get(&app, "/v1/market").await;
+        assert_eq!(status, 200, "{market}");
+        assert_eq!(market["epoch_slots"], synthetic::EPOCH_SLOTS);
 
         let dataset = hex::encode(synthetic::dataset_id(0, 0));
         let (status, ds) = get(&app, &format!("/v1/datasets/{dataset}")).await;
@@ -223,15 +297,45 @@ fn details_of_providers_deals_datasets_and_epochs() {
         let (status, e) = get(&app, "/v1/epochs/1").await;
         assert_eq!(status, 200, "{e}");
         assert_eq!(e["seed"], hex::encode([1u8; 32]));
-        // 6 accepting providers × 13 deals; 4 per provider fault in epoch 1.
-        assert_eq!(e["faults"], 6 * 4);
-        assert_eq!(e["proofs"], 6 * 9);
-        assert_eq!(e["proof_list"].as_array().unwrap().len(), 6 * 9);
-        assert_eq!(e["fault_list"].as_array().unwrap().len(), 6 * 4);
+        assert_eq!(
+            (e["opened"].as_bool(), e["closed"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(e["samples_per_epoch"], synthetic::SAMPLES_PER_EPOCH);
+        // 6 accepting providers; 0 and 4 fail epoch 1.
+        assert_eq!(
+            (e["proven"].as_u64(), e["failed"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(e["proven_list"].as_array().unwrap().len(), 4);
+        assert_eq!(e["proven_list"][0]["samples"], 13);
+        let failed: Vec<&str> = e["failed_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["provider"].as_str().unwrap())
+            .collect();
+        let (p0, p4) = (
+            synthetic::key(1, 0).to_string(),
+            synthetic::key(1, 4).to_string(),
+        );
+        assert_eq!(failed, [p0.as_str(), p4.as_str()]);
+        let (status, e) = get(&app, "/v1/epochs/3").await;
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(
+            (e["opened"].as_bool(), e["closed"].as_bool()),
+            (Some(false), Some(true))
+        );
+        assert_eq!(
+            (e["void"].as_u64(), e["proven"].as_u64()),
+            (Some(6), Some(0))
+        );
+        assert_eq!(e["void_list"].as_array().unwrap().len(), 6);
 
         for missing in [
             format!("/v1/deals/{}", synthetic::key(8, 8)),
             format!("/v1/providers/{}", synthetic::key(8, 8)),
+            format!("/v1/providers/{}/epochs", synthetic::key(8, 8)),
             format!("/v1/datasets/{}", hex::encode([1u8; 32])),
             "/v1/epochs/999".to_string(),
         ] {
@@ -276,6 +380,12 @@ fn bad_parameters_get_a_400_naming_them() {
             ("/v1/deals?owner=x", "query"),
             ("/v1/deals/xyz", "id"),
             ("/v1/providers/0OIl", "id"),
+            ("/v1/providers/xyz/epochs", "id"),
+            (
+                "/v1/providers/11111111111111111111111111111111/epochs?limit=0",
+                "limit",
+            ),
+            ("/v1/market?x=1", "query"),
             ("/v1/datasets/abc", "id"),
             ("/v1/epochs/-1", "n"),
             ("/v1/epochs?limit=1000", "limit"),
@@ -321,6 +431,15 @@ fn applying_in_any_batching_across_reopens_gives_the_same_store() {
     }
     let store = Store::open(two.path()).unwrap();
     assert_eq!(store.stats().unwrap(), whole);
+    // Every entry of every column family, not only the totals.
+    let dump = |store: &Store| {
+        cairn_indexer::store::cf::ALL
+            .iter()
+            .map(|cf| store.range(cf, &[], None).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let one = Store::open(one.path()).unwrap();
+    assert_eq!(dump(&store), dump(&one));
 }
 
 #[test]
@@ -343,4 +462,24 @@ fn a_store_of_another_schema_version_is_refused() {
     }
     let err = Store::open(dir.path()).err().expect("refused");
     assert!(err.to_string().contains("schema version 99"), "{err}");
+
+    // A store of version 1 (Proving v1: proofs and faults column families).
+    let old = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, old.path(), ["meta", "proofs", "faults"]).unwrap();
+        db.put_cf(
+            db.cf_handle("meta").unwrap(),
+            cairn_indexer::store::meta::SCHEMA_VERSION,
+            1u32.to_be_bytes(),
+        )
+        .unwrap();
+    }
+    let err = Store::open(old.path()).err().expect("refused");
+    assert!(
+        err.to_string().contains("schema version 1,"),
+        "the schema error, not RocksDB's: {err}"
+    );
 }

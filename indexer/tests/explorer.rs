@@ -55,7 +55,8 @@ fn the_explorer_page_shows_the_providers_table_in_headless_chromium() {
         clients: 4,
         deals_per_provider: 8,
         epochs: 3,
-        fault_every: 3,
+        fail_every: 3,
+        void_every: 2,
     };
     {
         let store = Store::open(&db).unwrap();
@@ -95,6 +96,38 @@ fn the_explorer_page_shows_the_providers_table_in_headless_chromium() {
     let first = synthetic::key(1, 0).to_string();
     assert!(table.contains(&format!("#provider/{first}")), "{table}");
     assert!(dom.contains("<table id=\"epochs\">"));
+
+    // The pages built from the changed JSON: a provider's epoch map, a deal's
+    // settlements and epochs, an epoch's proven and failed providers.
+    let provider = synthetic::key(1, 0);
+    let dom = chromium(&["--dump-dom", &format!("{url}#provider/{provider}")]);
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(
+        dom.contains("<code id=\"epoch-map\">.FVF</code>"),
+        "provider 0 fails odd epochs, epoch 2 is void:\n{dom}"
+    );
+    let deal = synthetic::deal_key(0, 0);
+    let dom = chromium(&["--dump-dom", &format!("{url}#deal/{deal}")]);
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let settlements = dom
+        .split("<table id=\"settlements\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no settlements table on the deal page:\n{dom}"));
+    assert_eq!(
+        settlements
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("<tr>")
+            .count(),
+        1 + 3
+    );
+    assert!(dom.contains("<table id=\"deal-epochs\">"), "{dom}");
+    let dom = chromium(&["--dump-dom", &format!("{url}#epoch/1")]);
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    for table in ["proven", "failed"] {
+        assert!(dom.contains(&format!("<table id=\"{table}\">")), "{dom}");
+    }
 
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer.png");
     let _ = std::fs::remove_file(&shot);

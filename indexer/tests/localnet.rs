@@ -1,31 +1,42 @@
-//! The indexer binary against the local network: it ingests while a deal is
-//! proposed, proved and faulted; it is SIGKILLed mid-ingest and restarted; at
-//! the end its numbers equal the chain's accounts and a fresh indexer's.
-use cairn_chain::{challenge_pda, deal_pda, provider_pda, Instruction, Pubkey};
+//! The indexer binary against the local network: it ingests while deals are
+//! proposed and accepted, providers prove (or fail) their epochs in proof
+//! sessions, an epoch goes void, a client ends a deal after a failure and repairs
+//! the shard on another provider (a new deal, generation 1), a provider is jailed,
+//! and deals are settled, finished, removed from their sets and closed. It is
+//! SIGKILLed mid-ingest and restarted; at the end its numbers equal the chain's
+//! accounts and epoch bits, and a fresh indexer's.
+use cairn_chain::{
+    challenge_pda, deal_pda, deal_set_page_pda, deal_set_pda, epoch_log_pda, proof_log_pda,
+    provider_pda, proving, Instruction, Pubkey,
+};
 use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo};
 use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
 use cairn_tests::TestShard;
 use serde_json::Value;
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
+use solana_message::AddressLookupTableAccount;
 use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
 use solana_signer::Signer;
+use solana_transaction::{versioned::VersionedTransaction, VersionedMessage};
 use std::{
+    ops::Range,
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 use storage_market::{
+    constants::{log_page, LOG_PAGE_BYTES, SEED_SLOT_OFFSET},
     instructions::{ProposeDealArgs, RegisterProviderArgs},
-    state::{Challenge, Deal, DealState, Provider},
+    state::{get_bit, Challenge, Deal, DealSet, DealState, EpochLog, ProofLog, Provider},
 };
 
 const SLOT_MS: u64 = 300;
-/// 6 s epochs: a loaded CI machine reports a fault inside the epoch it meant.
+/// 6 s epochs: room for a loaded machine to open and prove an epoch inside it.
 const EPOCH_SLOTS: u64 = 20;
 
 /// The shared test client plus what this test needs: transfers from the
-/// faucet and the program's newest signature.
+/// faucet, epochs, proof sessions and the program's newest signature.
 struct Client {
     chain: TestChain,
     info: LocalnetInfo,
@@ -38,6 +49,14 @@ impl std::ops::Deref for Client {
     }
 }
 
+/// A provider of this test: its operator, its account and the address lookup
+/// table its proof transactions read.
+struct TestProvider {
+    operator: Keypair,
+    pda: Pubkey,
+    table: Option<AddressLookupTableAccount>,
+}
+
 impl Client {
     fn fund(&self, to: &Pubkey) -> Instruction {
         solana_system_interface::instruction::transfer(&self.faucet.pubkey(), to, SOL)
@@ -45,6 +64,15 @@ impl Client {
 
     fn wait_for_slot(&self, slot: u64) {
         self.chain.wait_for_slot(slot, SLOT_MS);
+    }
+
+    /// Waits until the chain is in `epoch` (or later).
+    fn wait_for_epoch(&self, epoch: u64) {
+        self.wait_for_slot(epoch * EPOCH_SLOTS);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.slot() / EPOCH_SLOTS
     }
 
     /// The newest signature of the program (confirmed).
@@ -59,6 +87,219 @@ impl Client {
             .expect("getSignaturesForAddress")[0]
             .signature
             .clone()
+    }
+
+    /// A provider registered with `stake`, its deal set's first page and the
+    /// proof-log page of the coming epochs.
+    fn provider(&self, n: usize, stake: u64) -> TestProvider {
+        let authority = Keypair::new();
+        let operator = Keypair::new();
+        let pda = provider_pda(&authority.pubkey());
+        self.send(
+            &[
+                self.fund(&authority.pubkey()),
+                self.fund(&operator.pubkey()),
+                self.ix.register_provider_ix(
+                    &authority.pubkey(),
+                    RegisterProviderArgs {
+                        operator: operator.pubkey(),
+                        endpoint: format!("127.0.0.1:{}", 7000 + n),
+                        capacity_bytes: 1 << 30,
+                        price_per_mib_epoch: 100,
+                    },
+                ),
+            ],
+            &[&authority],
+        );
+        let token = self.token_account(&authority.pubkey(), stake);
+        let log = log_page(self.epoch() + 1);
+        self.send(
+            &[
+                self.ix.deposit_stake_ix(&authority.pubkey(), &token, stake),
+                self.ix.extend_deal_set_ix(&operator.pubkey(), &pda, 0),
+                self.ix.open_proof_log_ix(&operator.pubkey(), &pda, log),
+            ],
+            &[&authority, &operator],
+        );
+        TestProvider {
+            operator,
+            pda,
+            table: None,
+        }
+    }
+
+    /// Creates `p`'s address lookup table for the proof sessions of epochs on the
+    /// log page of `epoch`, and waits until it is usable: until the slot that
+    /// filled it is rooted, because agave's leader resolves lookup tables in its
+    /// root bank and drops a transaction whose table is not there yet (it then
+    /// lands about 30 slots late, after the proof window; see
+    /// `cairn_chain::proving`).
+    fn create_table(&self, p: &mut TestProvider, epoch: u64) {
+        let pages = self.fetch::<DealSet>(&deal_set_pda(&p.pda)).pages;
+        let addresses = proving::lookup_table_addresses(&p.pda, epoch, pages);
+        let recent_slot = self
+            .rpc
+            .get_slot_with_commitment(CommitmentConfig::finalized())
+            .expect("getSlot");
+        let (table, ixs) =
+            proving::create_lookup_table_ixs(&p.operator.pubkey(), recent_slot, &addresses);
+        self.send(&ixs, &[&p.operator]);
+        let filled_in = self.slot();
+        poll(
+            "the lookup table in the root bank",
+            Duration::from_secs(120),
+            || {
+                self.rpc
+                    .get_slot_with_commitment(CommitmentConfig::finalized())
+                    .ok()
+                    .filter(|root| *root > filled_in)
+            },
+        );
+        let data = self.rpc.get_account_data(&table).expect("lookup table");
+        assert_eq!(
+            proving::lookup_table_contents(&data).as_ref(),
+            Some(&addresses)
+        );
+        p.table = Some(AddressLookupTableAccount {
+            key: table,
+            addresses,
+        });
+    }
+
+    /// Opens `epoch` (the faucet pays) as soon as its seed slot has a hash.
+    fn open_epoch(&self, epoch: u64) {
+        self.wait_for_slot(epoch * EPOCH_SLOTS + SEED_SLOT_OFFSET + 1);
+        poll(
+            &format!("epoch {epoch} opened"),
+            Duration::from_secs(60),
+            || {
+                self.try_send(&[self.ix.open_epoch_ix(&self.faucet.pubkey(), epoch)], &[])
+                    .ok()
+            },
+        );
+        assert_eq!(self.fetch::<Challenge>(&challenge_pda()).epoch, epoch);
+    }
+
+    /// `p`'s proof session of `epoch` (opened, the current one), planned from the
+    /// challenge and its deal set as of `epoch` exactly as the program walks it,
+    /// sent as v0 transactions through its lookup table. `shards` are the shards
+    /// it holds.
+    ///
+    /// (This belongs in the shared test crate next to `TestChain`, for every
+    /// RPC-driven test that proves.)
+    fn prove(&self, p: &TestProvider, epoch: u64, shards: &[&TestShard]) {
+        let challenge: Challenge = self.fetch(&challenge_pda());
+        assert_eq!(
+            challenge.epoch, epoch,
+            "the challenge is of the epoch proven"
+        );
+        let set: DealSet = self.fetch(&deal_set_pda(&p.pda));
+        let pages: Vec<_> = (0..set.pages)
+            .map(|page| {
+                let data = self
+                    .rpc
+                    .get_account_data(&deal_set_page_pda(&p.pda, page))
+                    .expect("deal-set page");
+                proving::decode_deal_set_page(&data).expect("a deal-set page")
+            })
+            .collect();
+        let entries =
+            proving::entries_at(set.len_at(epoch), &pages, epoch).expect("every entry's page");
+        let plan = proving::plan_session(
+            &challenge.seed,
+            &p.pda,
+            epoch,
+            challenge.samples_per_epoch,
+            &entries,
+        );
+        let table = p.table.as_ref().expect("the provider's lookup table");
+        for tx in proving::pack_session(&plan) {
+            let samples = tx
+                .live
+                .iter()
+                .map(|i| {
+                    let draw = &plan[*i];
+                    let root = entries[draw.entry as usize].shard_root;
+                    let shard = shards
+                        .iter()
+                        .find(|s| s.root() == root)
+                        .expect("a shard the provider holds");
+                    shard.sample_at(draw.segment)
+                })
+                .collect();
+            let prove = self
+                .ix
+                .prove_ix(&p.operator.pubkey(), &p.pda, epoch, samples, &tx.pages);
+            let blockhash = self.rpc.get_latest_blockhash().expect("blockhash");
+            let message =
+                proving::proof_message(&p.operator.pubkey(), prove, 1_000, table, blockhash)
+                    .expect("proof message compiles");
+            let signed =
+                VersionedTransaction::try_new(VersionedMessage::V0(message), &[&p.operator])
+                    .expect("operator signs");
+            self.rpc
+                .send_and_confirm_transaction(&signed)
+                .unwrap_or_else(|e| panic!("proof of epoch {epoch}: {e}"));
+        }
+        assert!(self.proven(&p.pda, epoch), "{} proved {epoch}", p.pda);
+    }
+
+    /// `epoch`'s bit in a log page account (absent: unset).
+    fn log_bit(&self, page: &Pubkey, bits_offset: usize, epoch: u64) -> bool {
+        let Ok(data) = self.rpc.get_account_data(page) else {
+            return false;
+        };
+        let bits: &[u8; LOG_PAGE_BYTES] = data[bits_offset..bits_offset + LOG_PAGE_BYTES]
+            .try_into()
+            .expect("a whole page of bits");
+        get_bit(bits, u64::from(log_page(epoch)), epoch).expect("the epoch is on this page")
+    }
+
+    fn opened(&self, epoch: u64) -> bool {
+        self.log_bit(
+            &epoch_log_pda(log_page(epoch)),
+            EpochLog::BITS_OFFSET,
+            epoch,
+        )
+    }
+
+    fn proven(&self, provider: &Pubkey, epoch: u64) -> bool {
+        self.log_bit(
+            &proof_log_pda(provider, log_page(epoch)),
+            ProofLog::BITS_OFFSET,
+            epoch,
+        )
+    }
+
+    /// What each epoch of `epochs` was for `provider` by the chain's bits, for the
+    /// epochs it proved or owed a proof in (a deal of it ran: `start <= e <
+    /// min(end, jailed_from)`).
+    fn outcomes(
+        &self,
+        provider: &Pubkey,
+        deals: &[&Deal],
+        jailed_from: u64,
+        epochs: Range<u64>,
+    ) -> Vec<(u64, &'static str)> {
+        epochs
+            .filter_map(|e| {
+                let owed = deals.iter().any(|d| {
+                    d.state != DealState::Proposed
+                        && d.start_epoch <= e
+                        && e < d.end_epoch.min(jailed_from)
+                });
+                let outcome = if self.proven(provider, e) {
+                    "proven"
+                } else if !owed {
+                    return None;
+                } else if self.opened(e) {
+                    "failed"
+                } else {
+                    "void"
+                };
+                Some((e, outcome))
+            })
+            .collect()
     }
 }
 
@@ -118,8 +359,12 @@ impl Indexer {
         indexer
     }
 
+    fn get(&self, path: &str) -> Value {
+        api(self.port, path)
+    }
+
     fn stats(&self) -> Value {
-        api(self.port, "/v1/stats")
+        self.get("/v1/stats")
     }
 
     fn sigkill(mut self) {
@@ -129,7 +374,7 @@ impl Indexer {
         self.child.wait().expect("reaped");
     }
 
-    /// Waits until the cursor is at `signature` and `n` more reconciliations ran.
+    /// Waits until the cursor is at `signature` and two more reconciliations ran.
     fn caught_up(&self, signature: &str) {
         poll(
             "the indexer to reach the newest transaction",
@@ -156,30 +401,58 @@ impl Indexer {
         });
     }
 
-    /// Everything the API lists, without the per-process `synced_slot`.
+    /// Every page of a listing.
+    fn all(&self, list: &str) -> Vec<Value> {
+        let sep = if list.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self.get(&format!("{list}{sep}limit=2{cursor}"));
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return items,
+            }
+        }
+    }
+
+    /// A provider's outcomes of `epochs`, oldest first.
+    fn outcomes(&self, provider: &Pubkey, epochs: Range<u64>) -> Vec<(u64, String)> {
+        let mut out: Vec<(u64, String)> = self
+            .all(&format!("/v1/providers/{provider}/epochs"))
+            .iter()
+            .map(|o| {
+                (
+                    o["epoch"].as_u64().unwrap(),
+                    o["outcome"].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(e, _)| epochs.contains(e))
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Everything the API lists, without the per-process `synced_slot`, and
+    /// without `k` and `n` of closed deals (known only from an account snapshot,
+    /// which a fresh indexer never saw).
     fn everything(&self) -> Value {
         let mut out = serde_json::Map::new();
         for list in ["/v1/providers", "/v1/deals", "/v1/epochs"] {
-            let mut items = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let page = api(self.port, &format!("{list}?limit=2{cursor}"));
-                items.extend(
-                    page["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .cloned()
-                        .map(|mut v| {
-                            v.as_object_mut().unwrap().remove("synced_slot");
-                            v
-                        }),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(c) => cursor = format!("&cursor={c}"),
-                    None => break,
-                }
-            }
+            let items = self
+                .all(list)
+                .into_iter()
+                .map(|mut v| {
+                    let closed = v["closed"] == true;
+                    let o = v.as_object_mut().unwrap();
+                    o.remove("synced_slot");
+                    if closed {
+                        o.remove("k");
+                        o.remove("n");
+                    }
+                    v
+                })
+                .collect();
             out.insert(list.into(), Value::Array(items));
         }
         let mut stats = self.stats();
@@ -197,7 +470,7 @@ impl Drop for Indexer {
 }
 
 #[test]
-fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexer() {
+fn ingests_proof_sessions_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexer() {
     let _serial = one_validator_at_a_time();
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(SLOT_MS),
@@ -213,25 +486,23 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     let ix = info.market_ix();
 
     // History first: twelve providers, one transaction each.
-    let register = |authority: &Keypair, operator: &Pubkey, n: usize| {
+    for n in 0..12 {
+        let authority = Keypair::new();
         c.send(
             &[
                 c.fund(&authority.pubkey()),
                 ix.register_provider_ix(
                     &authority.pubkey(),
                     RegisterProviderArgs {
-                        operator: *operator,
+                        operator: Keypair::new().pubkey(),
                         endpoint: format!("127.0.0.1:{}", 7000 + n),
                         capacity_bytes: 1 << 30,
                         price_per_mib_epoch: 100,
                     },
                 ),
             ],
-            &[authority],
-        )
-    };
-    for n in 0..12 {
-        register(&Keypair::new(), &Keypair::new().pubkey(), n);
+            &[&authority],
+        );
     }
 
     // The indexer starts, throttled to 4 requests/s and writing each
@@ -252,157 +523,414 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     let indexed_at_kill = at_kill["transactions"].as_u64().unwrap();
     assert!(indexed_at_kill < 13, "killed mid-ingest: {at_kill}");
 
-    // Restarted on the same store, it ingests while a deal is proposed,
-    // accepted, proved and faulted.
+    // Restarted on the same store, it ingests the rest live. Provider A holds
+    // shards 0 and 1 of a dataset, C one shard of another; B takes the repair.
     let indexer = Indexer::spawn(&info, &db, &[]);
-    let authority = Keypair::new();
-    let operator = Keypair::new();
-    let client = Keypair::new();
-    let reporter = Keypair::new();
-    c.send(
-        &[
-            c.fund(&operator.pubkey()),
-            c.fund(&client.pubkey()),
-            c.fund(&reporter.pubkey()),
-        ],
-        &[],
-    );
-    register(&authority, &operator.pubkey(), 99);
     let stake = 1_000_000;
-    let authority_token = c.token_account(&authority.pubkey(), stake);
+    let mut a = c.provider(100, stake);
+    let mut b = c.provider(101, stake);
+    let c_provider = c.provider(102, stake);
+    // The proof transactions' lookup tables, made (and rooted) before the deals
+    // so that no epoch's proof window is spent on them.
+    let first_epoch = c.epoch() + 1;
+    c.create_table(&mut a, first_epoch);
+    c.create_table(&mut b, first_epoch);
+    let client = Keypair::new();
+    c.send(&[c.fund(&client.pubkey())], &[]);
     let client_token = c.token_account(&client.pubkey(), 10_000_000);
-    let reporter_token = c.token_account(&reporter.pubkey(), 0);
-    let provider = provider_pda(&authority.pubkey());
-    c.send(
-        &[ix.deposit_stake_ix(&authority.pubkey(), &authority_token, stake)],
-        &[&authority],
-    );
 
     let dataset_id = [7u8; 32];
-    let shards: Vec<TestShard> = (0..2).map(|i| TestShard::random(100_000, i)).collect();
-    let deals: Vec<Pubkey> = (0..2u16)
-        .map(|i| deal_pda(&client.pubkey(), &dataset_id, i))
-        .collect();
-    for (i, shard) in shards.iter().enumerate() {
+    let other_dataset = [8u8; 32];
+    let shards: Vec<TestShard> = (0..3).map(|i| TestShard::random(100_000, i)).collect();
+    let propose = |provider: &Pubkey,
+                   dataset_id: [u8; 32],
+                   shard_index: u16,
+                   generation: u16,
+                   shard: &TestShard| {
         let args = ProposeDealArgs {
             dataset_id,
-            shard_index: i as u16,
+            shard_index,
+            generation,
             k: 1,
             n: 2,
             shard_root: shard.root(),
             shard_bytes: shard.data.len() as u64,
-            duration_epochs: 4,
+            duration_epochs: 6,
             max_price_per_epoch: u64::MAX,
         };
-        c.send(
-            &[ix.propose_deal_ix(&client.pubkey(), &provider, &client_token, args)],
-            &[&client],
-        );
-    }
-    // Both accepted in one transaction, so they start in the same epoch
-    // however slowly the machine confirms transactions.
-    let accepts: Vec<_> = deals
-        .iter()
-        .map(|deal| ix.accept_deal_ix(&operator.pubkey(), &provider, deal))
-        .collect();
-    c.send(&accepts, &[&operator]);
-    let start = c.fetch::<Deal>(&deals[0]).start_epoch;
-    assert_eq!(c.fetch::<Deal>(&deals[1]).start_epoch, start);
-    // Epoch `start`: both deals proved. Epoch `start + 1`: only deal 0.
-    for (epoch, proving) in [(start, &deals[..]), (start + 1, &deals[..1])] {
-        c.wait_for_slot(epoch * EPOCH_SLOTS + 1);
-        c.send(&[ix.open_epoch_ix(&c.faucet.pubkey(), epoch)], &[]);
-        let challenge: Challenge = c.fetch(&challenge_pda(epoch));
-        for deal in proving {
-            let i = deals.iter().position(|d| d == deal).unwrap();
-            let proof = shards[i].proof(deal, &challenge);
-            c.send(
-                &[ix.submit_proof_ix(&operator.pubkey(), &provider, deal, epoch, proof)],
-                &[&operator],
-            );
-        }
-    }
-    // Deal 1 missed `start + 1`: reported once its proof window closed.
-    let grace = (EPOCH_SLOTS / 5).max(1);
-    c.wait_for_slot((start + 2) * EPOCH_SLOTS + grace);
+        ix.propose_deal_ix(&client.pubkey(), provider, &client_token, args)
+    };
+    let deal0 = deal_pda(&client.pubkey(), &dataset_id, 0, 0);
+    let deal1 = deal_pda(&client.pubkey(), &dataset_id, 1, 0);
+    let repaired = deal_pda(&client.pubkey(), &dataset_id, 1, 1);
+    let deal_c = deal_pda(&client.pubkey(), &other_dataset, 0, 0);
+    assert_ne!(deal1, repaired, "a repair is a new deal address");
     c.send(
-        &[ix.report_faults_ix(&reporter.pubkey(), &provider, &deals[1], &reporter_token)],
-        &[&reporter],
+        &[
+            propose(&a.pda, dataset_id, 0, 0, &shards[0]),
+            propose(&a.pda, dataset_id, 1, 0, &shards[1]),
+            propose(&c_provider.pda, other_dataset, 0, 0, &shards[2]),
+        ],
+        &[&client],
     );
+    // Accepted in one transaction, so the three start in the same epoch however
+    // slowly the machine confirms transactions.
+    c.send(
+        &[
+            ix.accept_deal_ix(&a.operator.pubkey(), &a.pda, &deal0, 0),
+            ix.accept_deal_ix(&a.operator.pubkey(), &a.pda, &deal1, 1),
+            ix.accept_deal_ix(&c_provider.operator.pubkey(), &c_provider.pda, &deal_c, 0),
+        ],
+        &[&a.operator, &c_provider.operator],
+    );
+    let start = c.fetch::<Deal>(&deal0).start_epoch;
+    assert_eq!(c.fetch::<Deal>(&deal_c).start_epoch, start);
+    assert_eq!(
+        log_page(start),
+        log_page(first_epoch),
+        "the tables hold the proof-log page"
+    );
+    let held_by_a = [&shards[0], &shards[1]];
+
+    // Epoch `start`: A proves; C fails.
+    c.open_epoch(start);
+    c.prove(&a, start, &held_by_a);
+    // Epoch `start + 1`: A and C fail.
+    c.open_epoch(start + 1);
+    // Epoch `start + 2`: nobody opens it (void). The client ends shard 1's deal
+    // after A's failure (it runs to the end of this epoch) and places the shard
+    // again on B, generation 1.
+    c.wait_for_epoch(start + 2);
+    let set_index = c.fetch::<Deal>(&deal1).set_index;
+    c.send(
+        &[ix.end_deal_ix(&client.pubkey(), &a.pda, &deal1, set_index, start + 1)],
+        &[&client],
+    );
+    c.send(
+        &[
+            propose(&b.pda, dataset_id, 1, 1, &shards[1]),
+            ix.accept_deal_ix(&b.operator.pubkey(), &b.pda, &repaired, 0),
+        ],
+        &[&client, &b.operator],
+    );
+    // Epoch `start + 3`: A proves (shard 1's entry has ended: it is skipped), B
+    // proves the repaired shard; C fails again.
+    c.open_epoch(start + 3);
+    c.prove(&a, start + 3, &held_by_a);
+    if c.fetch::<Deal>(&repaired).start_epoch <= start + 3 {
+        c.prove(&b, start + 3, &[&shards[1]]);
+    }
+    // Epoch `start + 4`: C is jailed for its three failures; every deal is
+    // settled; the ended deals leave their sets, and shard 1's old deal is closed.
+    c.wait_for_epoch(start + 4);
+    let jail_epochs = vec![start, start + 1, start + 3];
+    c.send(
+        &[ix.jail_provider_ix(
+            &c.faucet.pubkey(),
+            &c_provider.pda,
+            log_page(start),
+            jail_epochs.clone(),
+            &[deal_c, deal_c, deal_c],
+        )],
+        &[],
+    );
+    let page = log_page(start);
+    c.send(
+        &[
+            ix.settle_ix(&a.pda, page, &[deal0, deal1]),
+            ix.settle_ix(&b.pda, page, &[repaired]),
+            ix.settle_ix(&c_provider.pda, page, &[deal_c]),
+        ],
+        &[],
+    );
+    let ended: Deal = c.fetch(&deal1);
+    assert_eq!(
+        (ended.state, ended.end_epoch, ended.forfeit),
+        (DealState::Terminated, start + 3, true)
+    );
+    assert_eq!(c.fetch::<Deal>(&deal_c).state, DealState::Terminated);
+    c.send(
+        &[
+            ix.leave_deal_set_ix(&a.pda, &deal1, ended.set_index, None),
+            ix.leave_deal_set_ix(&c_provider.pda, &deal_c, 0, None),
+        ],
+        &[],
+    );
+    let ended: Deal = c.fetch(&deal1);
+    assert!(!ended.in_set);
+    c.send(
+        &[ix.close_deal_ix(&client.pubkey(), &deal1, &client_token)],
+        &[&client],
+    );
+    assert!(c.rpc.get_account_data(&deal1).is_err(), "closed");
 
     let newest = c.newest_signature();
     indexer.caught_up(&newest);
-
-    // The API's numbers are the chain's.
-    let chain_provider: Provider = c.fetch(&provider);
-    let p = api(indexer.port, &format!("/v1/providers/{provider}"));
-    for field in [
-        "proofs",
-        "faults",
-        "slashed",
-        "active_deals",
-        "used_bytes",
-        "stake_free",
-        "stake_locked",
-        "earnings",
-    ] {
-        let chain = match field {
-            "proofs" => chain_provider.proofs,
-            "faults" => chain_provider.faults,
-            "slashed" => chain_provider.slashed,
-            "active_deals" => chain_provider.active_deals,
-            "used_bytes" => chain_provider.used_bytes,
-            "stake_free" => chain_provider.stake_free,
-            "stake_locked" => chain_provider.stake_locked,
-            _ => chain_provider.earnings,
-        };
-        assert_eq!(p[field], chain, "provider {field}: {p}");
-    }
-    assert_eq!((chain_provider.proofs, chain_provider.faults), (3, 1));
-    let mut paid = 0;
-    let mut slashed = 0;
-    for deal in &deals {
-        let chain: Deal = c.fetch(deal);
-        assert_eq!(chain.state, DealState::Active);
-        let d = api(indexer.port, &format!("/v1/deals/{deal}"));
-        assert_eq!(d["state"], "active");
-        assert_eq!(d["proven_epochs"], chain.proven_epochs, "{d}");
-        assert_eq!(d["total_faults"], chain.total_faults, "{d}");
-        assert_eq!(d["escrow"], chain.escrow, "{d}");
-        assert_eq!((d["k"].as_u64(), d["n"].as_u64()), (Some(1), Some(2)));
-        assert_eq!(
-            d["proofs"].as_array().unwrap().len() as u64,
-            chain.proven_epochs
-        );
-        // Event-only sums (never overwritten by reconciliation) agree too:
-        // nothing was lost or counted twice across the SIGKILL.
-        paid += d["paid"].as_u64().unwrap();
-        slashed += d["slashed"].as_u64().unwrap();
-    }
-    assert_eq!(paid, chain_provider.earnings);
-    assert_eq!(slashed, chain_provider.slashed);
     let stats = indexer.stats();
-    assert_eq!(stats["providers"], 13);
-    assert_eq!(stats["active_deals"], 2);
-    assert_eq!(stats["stored_bytes"], 200_000);
-    assert_eq!(stats["proofs"], chain_provider.proofs);
-    assert_eq!(stats["faults"], chain_provider.faults);
-    let epoch = api(indexer.port, &format!("/v1/epochs/{}", start + 1));
+    let closed_until = stats["closed_until"].as_u64().expect("epochs closed");
+    assert!(closed_until >= start + 4, "{stats}");
+
+    // Providers: the API's numbers are the chain's.
+    let chain_a: Provider = c.fetch(&a.pda);
+    let chain_b: Provider = c.fetch(&b.pda);
+    let chain_c: Provider = c.fetch(&c_provider.pda);
+    for (p, chain) in [(&a, &chain_a), (&b, &chain_b), (&c_provider, &chain_c)] {
+        let got = indexer.get(&format!("/v1/providers/{}", p.pda));
+        for (field, value) in [
+            ("proofs", chain.proofs),
+            ("faults", chain.faults),
+            ("slashed", chain.slashed),
+            ("forfeited", chain.forfeited),
+            ("active_deals", chain.active_deals),
+            ("used_bytes", chain.used_bytes),
+            ("stake_free", chain.stake_free),
+            ("stake_locked", chain.stake_locked),
+            ("earnings", chain.earnings),
+        ] {
+            assert_eq!(got[field], value, "provider {field}: {got}");
+        }
+        let jailed = (chain.jailed_from != u64::MAX).then_some(chain.jailed_from);
+        assert_eq!(got["jailed_from"].as_u64(), jailed, "{got}");
+    }
+    assert!(
+        chain_c.jailed_from >= start + 4,
+        "jailed after its third failure"
+    );
+    let c_json = indexer.get(&format!("/v1/providers/{}", c_provider.pda));
     assert_eq!(
-        (epoch["proofs"].as_u64(), epoch["faults"].as_u64()),
-        (Some(1), Some(1))
+        c_json["jail"]["failed_epochs"],
+        serde_json::json!(jail_epochs)
     );
-    let dataset = api(
-        indexer.port,
-        &format!("/v1/datasets/{}", hex::encode(dataset_id)),
+
+    // Deals: mirrored fields are the chain's (the closed one's as it was before
+    // closing); the settlements add up to them.
+    let chain_deal0: Deal = c.fetch(&deal0);
+    let chain_repaired: Deal = c.fetch(&repaired);
+    let chain_deal_c: Deal = c.fetch(&deal_c);
+    for (address, chain) in [
+        (deal0, &chain_deal0),
+        (deal1, &ended),
+        (repaired, &chain_repaired),
+        (deal_c, &chain_deal_c),
+    ] {
+        let d = indexer.get(&format!("/v1/deals/{address}"));
+        for (field, value) in [
+            ("proven_epochs", chain.proven_epochs),
+            ("failed_epochs", chain.failed_epochs),
+            ("void_epochs", chain.void_epochs),
+            ("settled_until", chain.settled_until),
+            ("escrow", chain.escrow),
+            ("collateral_left", chain.collateral_left),
+            ("start_epoch", chain.start_epoch),
+            ("end_epoch", chain.end_epoch),
+            ("generation", u64::from(chain.generation)),
+        ] {
+            assert_eq!(d[field], value, "deal {address} {field}: {d}");
+        }
+        assert_eq!(
+            (d["in_set"].as_bool(), d["forfeit"].as_bool()),
+            (Some(chain.in_set), Some(chain.forfeit)),
+            "{d}"
+        );
+        if address != deal1 {
+            assert_eq!(d["client_refund"], chain.client_refund, "{d}");
+        }
+        let settled = |field: &str| -> u64 {
+            d["settlements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s[field].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (settled("proven"), settled("failed"), settled("void")),
+            (chain.proven_epochs, chain.failed_epochs, chain.void_epochs),
+            "{d}"
+        );
+        assert_eq!(
+            (settled("paid"), settled("penalty")),
+            (d["paid"].as_u64().unwrap(), d["penalty"].as_u64().unwrap())
+        );
+        // The deal's settled epochs are its provider's outcomes in them.
+        let outcomes = d["epochs"].as_array().unwrap();
+        let count = |o: &str| -> u64 {
+            outcomes
+                .iter()
+                .filter(|e| {
+                    e["epoch"].as_u64().unwrap() < chain.settled_until
+                        && e["outcome"].as_str() == Some(o)
+                })
+                .count() as u64
+        };
+        assert_eq!(
+            (count("proven"), count("failed"), count("void")),
+            (chain.proven_epochs, chain.failed_epochs, chain.void_epochs),
+            "deal {address}: {d}"
+        );
+    }
+    // Event-only sums (never overwritten by reconciliation) agree with the
+    // providers' accounts: nothing was lost or counted twice across the SIGKILL.
+    let sum = |deals: &[Pubkey], field: &str| -> u64 {
+        deals
+            .iter()
+            .map(|d| {
+                indexer.get(&format!("/v1/deals/{d}"))[field]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(sum(&[deal0, deal1], "paid"), chain_a.earnings);
+    assert_eq!(sum(&[deal0, deal1], "penalty"), chain_a.slashed);
+    assert_eq!(sum(&[deal_c], "penalty"), chain_c.slashed);
+
+    // The repair: the closed generation-0 deal keeps its record, the new deal
+    // is its own.
+    let old = indexer.get(&format!("/v1/deals/{deal1}"));
+    assert_eq!(
+        (
+            old["closed"].as_bool(),
+            old["state"].as_str(),
+            old["provider"].as_str(),
+            old["ending"]["failed_epoch"].as_u64(),
+            old["finish"]["terminated"].as_bool(),
+        ),
+        (
+            Some(true),
+            Some("terminated"),
+            Some(a.pda.to_string().as_str()),
+            Some(start + 1),
+            Some(true)
+        ),
+        "{old}"
     );
+    let new = indexer.get(&format!("/v1/deals/{repaired}"));
+    assert_eq!(
+        (
+            new["provider"].as_str(),
+            new["generation"].as_u64(),
+            new["state"].as_str()
+        ),
+        (Some(b.pda.to_string().as_str()), Some(1), Some("active")),
+        "{new}"
+    );
+    let dataset = indexer.get(&format!("/v1/datasets/{}", hex::encode(dataset_id)));
     assert_eq!(
         (
             dataset["shards"].as_u64(),
-            dataset["active_shards"].as_u64()
+            dataset["active_shards"].as_u64(),
+            dataset["deals"].as_array().map(Vec::len)
         ),
-        (Some(2), Some(2))
+        (Some(2), Some(2), Some(3)),
+        "{dataset}"
     );
+
+    // Epoch outcomes: what the chain's bits say, for every closed epoch since the
+    // deals started.
+    let epochs = start..closed_until;
+    let jailed = |p: &Provider| p.jailed_from;
+    let expected_a = c.outcomes(
+        &a.pda,
+        &[&chain_deal0, &ended],
+        jailed(&chain_a),
+        epochs.clone(),
+    );
+    let expected_b = c.outcomes(&b.pda, &[&chain_repaired], jailed(&chain_b), epochs.clone());
+    let expected_c = c.outcomes(
+        &c_provider.pda,
+        &[&chain_deal_c],
+        jailed(&chain_c),
+        epochs.clone(),
+    );
+    let strings = |v: Vec<(u64, &str)>| -> Vec<(u64, String)> {
+        v.into_iter().map(|(e, o)| (e, o.to_string())).collect()
+    };
+    assert_eq!(
+        indexer.outcomes(&a.pda, epochs.clone()),
+        strings(expected_a.clone())
+    );
+    assert_eq!(
+        indexer.outcomes(&b.pda, epochs.clone()),
+        strings(expected_b.clone())
+    );
+    assert_eq!(
+        indexer.outcomes(&c_provider.pda, epochs.clone()),
+        strings(expected_c.clone())
+    );
+    // The scenario as planned: A proved, failed, was void, proved; C failed
+    // around the void epoch until it was jailed.
+    assert_eq!(
+        expected_a[..4],
+        [
+            (start, "proven"),
+            (start + 1, "failed"),
+            (start + 2, "void"),
+            (start + 3, "proven")
+        ]
+    );
+    assert_eq!(
+        expected_c[..4],
+        [
+            (start, "failed"),
+            (start + 1, "failed"),
+            (start + 2, "void"),
+            (start + 3, "failed")
+        ]
+    );
+    for e in epochs.clone() {
+        let epoch = indexer.get(&format!("/v1/epochs/{e}"));
+        assert_eq!(epoch["opened"].as_bool(), Some(c.opened(e)), "{epoch}");
+        let listed = |list: &str| -> Vec<String> {
+            let mut v: Vec<String> = epoch[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["provider"].as_str().unwrap().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let want = |outcome: &str| -> Vec<String> {
+            let mut v: Vec<String> = [
+                (&a.pda, &expected_a),
+                (&b.pda, &expected_b),
+                (&c_provider.pda, &expected_c),
+            ]
+            .iter()
+            .filter(|(_, o)| o.contains(&(e, outcome)))
+            .map(|(p, _)| p.to_string())
+            .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(listed("proven_list"), want("proven"), "{epoch}");
+        assert_eq!(listed("failed_list"), want("failed"), "{epoch}");
+        assert_eq!(listed("void_list"), want("void"), "{epoch}");
+    }
+    let count = |outcome: &str| {
+        [&expected_a, &expected_b, &expected_c]
+            .iter()
+            .map(|o| o.iter().filter(|(_, x)| *x == outcome).count() as u64)
+            .sum::<u64>()
+    };
+    assert_eq!(stats["sessions"], count("proven"));
+    assert_eq!(stats["failed_epochs"], count("failed"));
+    // Void epochs: `start + 2`, and `start + 4` if the last transactions ran
+    // into the next epoch (nobody opens it).
+    let void: std::collections::BTreeSet<u64> = [&expected_a, &expected_b, &expected_c]
+        .iter()
+        .flat_map(|o| o.iter().filter(|(_, x)| *x == "void").map(|(e, _)| *e))
+        .collect();
+    assert!(void.contains(&(start + 2)));
+    assert_eq!(stats["void_epochs"], void.len() as u64);
+    assert_eq!(stats["jailings"], 1);
+    assert_eq!(
+        stats["penalties"],
+        chain_a.slashed + chain_b.slashed + chain_c.slashed
+    );
+    assert_eq!(stats["providers"], 15);
+    assert_eq!(stats["active_deals"], 2, "shard 0 on A and the repair on B");
 
     // A fresh indexer over the same chain ends identical.
     let fresh_db = dir.path().join("fresh");
@@ -410,6 +938,25 @@ fn ingests_a_deal_live_survives_sigkill_and_matches_the_chain_and_a_fresh_indexe
     fresh.caught_up(&newest);
     indexer.caught_up(&newest);
     assert_eq!(indexer.everything(), fresh.everything());
+    for p in [&a.pda, &b.pda, &c_provider.pda] {
+        assert_eq!(
+            indexer.get(&format!("/v1/providers/{p}"))["epoch_map"],
+            fresh.get(&format!("/v1/providers/{p}"))["epoch_map"]
+        );
+        let epochs = format!("/v1/providers/{p}/epochs");
+        assert_eq!(indexer.all(&epochs), fresh.all(&epochs));
+    }
+    for deal in [deal0, deal1, repaired, deal_c] {
+        let detail = |i: &Indexer| {
+            let mut d = i.get(&format!("/v1/deals/{deal}"));
+            let o = d.as_object_mut().unwrap();
+            for field in ["synced_slot", "k", "n"] {
+                o.remove(field);
+            }
+            d
+        };
+        assert_eq!(detail(&indexer), detail(&fresh));
+    }
     eprintln!(
         "killed after {indexed_at_kill} transactions; final {}",
         indexer.stats()
