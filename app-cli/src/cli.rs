@@ -68,15 +68,18 @@ pub enum Command {
     Upload(upload::UploadArgs),
     /// Downloads a dataset (or one file of it) from any k of its providers.
     Download(download::DownloadArgs),
-    /// Rebuilds lost shards (deals terminated, providers gone) from k healthy
-    /// ones and places them with new providers.
+    /// Replaces shards whose provider failed an epoch or is jailed, or whose
+    /// deal ended: ends the failed deals, rebuilds the shards from k healthy
+    /// ones, places them with new providers at once, and closes old deals.
     Repair(repair::RepairArgs),
     /// Your datasets: shards, health and size.
     Ls(deals::LsArgs),
-    /// One dataset's deals: states, proven epochs, faults, slashes, escrow, health.
+    /// One dataset's deals: epochs proven, failed and void (settled or not),
+    /// penalties, escrow, providers' jailing, and how many shards can be lost.
     Status(deals::StatusArgs),
     /// The whole network on one machine: local chain, 6 storage nodes and the
-    /// indexer; upload, proofs, node failures and slashing, download, repair.
+    /// indexer; upload, proofs, node failures, download, repair on the first
+    /// failed epoch, settlement of the failed deals.
     Demo(crate::demo::DemoArgs),
     /// Upload and download a generated dataset (1 GiB) through 6 local nodes,
     /// next to the bound of the slowest stage measured in the same run.

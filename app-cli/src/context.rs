@@ -74,6 +74,9 @@ impl MarketView {
     }
 }
 
+/// An account's owner and data.
+pub type AccountData = (Pubkey, Vec<u8>);
+
 pub struct Ctx {
     pub url: String,
     pub rpc: RpcClient,
@@ -119,12 +122,39 @@ impl Ctx {
     }
 
     /// Raw account data, `None` if the account does not exist.
-    pub fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>, CliError> {
+    pub fn account_data(&self, address: &Pubkey) -> Result<Option<AccountData>, CliError> {
         let response = self
             .rpc
             .get_account_with_commitment(address, CommitmentConfig::confirmed())
             .map_err(|e| self.rpc_err(e))?;
         Ok(response.value.map(|a| (a.owner, a.data)))
+    }
+
+    /// Raw data of several accounts (`None` for those that do not exist), in the
+    /// order asked, 100 per `getMultipleAccounts`.
+    pub fn multiple_account_data(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<AccountData>>, CliError> {
+        let mut out = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(100) {
+            let response = self
+                .rpc
+                .get_multiple_accounts_with_commitment(chunk, CommitmentConfig::confirmed())
+                .map_err(|e| self.rpc_err(e))?;
+            out.extend(
+                response
+                    .value
+                    .into_iter()
+                    .map(|a| a.map(|a| (a.owner, a.data))),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The current slot.
+    pub fn slot(&self) -> Result<u64, CliError> {
+        self.rpc.get_slot().map_err(|e| self.rpc_err(e))
     }
 
     /// An Anchor account of the program, `None` if it does not exist.
@@ -150,6 +180,19 @@ impl Ctx {
                 address: *address,
                 reason: e.to_string(),
             })
+    }
+
+    /// An Anchor account of the program that must exist.
+    pub fn fetch_existing<T: AccountDeserialize>(
+        &self,
+        what: &'static str,
+        address: &Pubkey,
+    ) -> Result<T, CliError> {
+        self.fetch(what, address)?.ok_or(CliError::NotFound {
+            what,
+            address: *address,
+            hint: "",
+        })
     }
 
     /// The market; an error that says what to do if it is not created yet.

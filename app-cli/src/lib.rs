@@ -6,6 +6,10 @@ pub mod commands;
 pub mod context;
 pub mod dataset;
 pub mod demo;
+pub mod epochs;
 pub mod error;
 pub mod output;
 pub mod units;
+
+#[cfg(test)]
+mod test_support;

@@ -1,8 +1,9 @@
-//! Upload and download through the CLI's orchestration against the real
+//! Upload, download and repair through the CLI's orchestration against the real
 //! program on a local validator, with in-memory storage nodes as a TEST DOUBLE
 //! of `cairn-node` (which speaks QUIC and is tested in storage-node/): the
-//! double checks what the node checks (deal on chain, size, Merkle root) and
-//! accepts the deal on chain with its operator key.
+//! double checks what the node checks (deal on chain, size, Merkle root),
+//! accepts the deal on chain with its operator key, and proves an epoch when
+//! the test asks (one proof session for all its deals, as a node does).
 mod common;
 
 use std::collections::HashMap;
@@ -12,20 +13,23 @@ use std::sync::{Arc, Mutex};
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::AccountDeserialize;
+use cairn_chain::proving;
 use cairn_chain::MarketIx;
 use cairn_cli::context::Ctx;
 use cairn_cli::dataset::download::{download, DownloadArgs};
+use cairn_cli::dataset::repair::{repair, RepairArgs};
 use cairn_cli::dataset::transport::{Connector, Held, Node, TransportError};
 use cairn_cli::dataset::upload::{upload, UploadArgs};
 use cairn_cli::output::Progress;
-use common::{Fixture, TOKEN};
+use common::{open_epoch, Fixture, TOKEN};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::rpc_client::RpcClient;
 use solana_signer::Signer;
 use solana_transaction::Transaction;
-use storage_market::instructions::RegisterProviderArgs;
-use storage_market::state::{Deal, DealState};
+use storage_market::constants::{deal_set_page, log_page};
+use storage_market::instructions::{ProofSample, RegisterProviderArgs};
+use storage_market::state::{Challenge, Deal, DealSet, DealState};
 
 struct MemoryNodeTestDouble {
     rpc: RpcClient,
@@ -36,6 +40,10 @@ struct MemoryNodeTestDouble {
     down: AtomicBool,
 }
 
+fn fetch<T: AccountDeserialize>(rpc: &RpcClient, address: &Pubkey) -> T {
+    T::try_deserialize(&mut rpc.get_account_data(address).unwrap().as_slice()).unwrap()
+}
+
 impl MemoryNodeTestDouble {
     fn deal(&self, deal: &Pubkey) -> Result<Deal, TransportError> {
         let data = self
@@ -44,6 +52,63 @@ impl MemoryNodeTestDouble {
             .map_err(|_| TransportError::refused(format!("unknown deal {deal}")))?;
         Deal::try_deserialize(&mut data.as_slice())
             .map_err(|e| TransportError::refused(e.to_string()))
+    }
+
+    /// Proves the opened `epoch` as a node does: plans the session from the
+    /// challenge's seed and the deal set visible at `epoch`, and answers each
+    /// live draw from the shard whose root the drawn entry pins.
+    fn prove(&self, epoch: u64) {
+        let challenge: Challenge = fetch(&self.rpc, &cairn_chain::challenge_pda());
+        assert_eq!(challenge.epoch, epoch);
+        let set: DealSet = fetch(&self.rpc, &cairn_chain::deal_set_pda(&self.provider));
+        let pages: Vec<_> = (0..set.pages)
+            .map(|page| {
+                let address = cairn_chain::deal_set_page_pda(&self.provider, page);
+                proving::decode_deal_set_page(&self.rpc.get_account_data(&address).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let entries = proving::entries_at(set.len_at(epoch), &pages, epoch).unwrap();
+        let plan = proving::plan_session(
+            &challenge.seed,
+            &self.provider,
+            epoch,
+            challenge.samples_per_epoch,
+            &entries,
+        );
+        let shards = self.shards.lock().unwrap();
+        let samples: Vec<ProofSample> = plan
+            .iter()
+            .filter(|d| d.live)
+            .map(|d| {
+                let root = entries[d.entry as usize].shard_root;
+                let bytes = shards
+                    .values()
+                    .find(|b| cairn_proof::root_of(b) == root)
+                    .expect("the node holds every shard of its deal set");
+                let (segment, path) = cairn_proof::path_of(bytes, d.segment);
+                ProofSample { segment, path }
+            })
+            .collect();
+        drop(shards);
+        let mut pages: Vec<u32> = plan.iter().map(|d| deal_set_page(d.entry)).collect();
+        pages.sort();
+        pages.dedup();
+        let ix = self.ix.prove_ix(
+            &self.operator.pubkey(),
+            &self.provider,
+            epoch,
+            samples,
+            &pages,
+        );
+        let blockhash = self.rpc.get_latest_blockhash().unwrap();
+        let tx = Transaction::new_signed_with_payer(
+            &[ix],
+            Some(&self.operator.pubkey()),
+            &[&self.operator],
+            blockhash,
+        );
+        self.rpc.send_and_confirm_transaction(&tx).expect("prove");
     }
 
     fn check_up(&self) -> Result<(), TransportError> {
@@ -105,11 +170,12 @@ impl Node for MemoryNodeTestDouble {
             return Err(TransportError::refused("root mismatch"));
         }
         drop(shards);
+        let set: DealSet = fetch(&self.rpc, &cairn_chain::deal_set_pda(&self.provider));
         let blockhash = self.rpc.get_latest_blockhash().unwrap();
         let tx = Transaction::new_signed_with_payer(
             &[self
                 .ix
-                .accept_deal_ix(&self.operator.pubkey(), &self.provider, deal_key)],
+                .accept_deal_ix(&self.operator.pubkey(), &self.provider, deal_key, set.len)],
             Some(&self.operator.pubkey()),
             &[&self.operator],
             blockhash,
@@ -189,11 +255,12 @@ fn assert_same_files(dir: &Path, files: &[(String, Vec<u8>)]) {
 }
 
 #[test]
-fn upload_then_download_with_dead_and_lying_nodes() {
+fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let f = Fixture::start();
     let info = f.localnet.info().clone();
     let mut nodes = HashMap::new();
-    for i in 0..6 {
+    // Eight providers; the upload takes the six cheapest, the repair the rest.
+    for i in 0..8 {
         let (authority, _) = f.user(&format!("provider-{i}"), 10 * TOKEN);
         let endpoint = format!("node-{i}.test:7000");
         let args = RegisterProviderArgs {
@@ -203,10 +270,14 @@ fn upload_then_download_with_dead_and_lying_nodes() {
             price_per_mib_epoch: 100 + i as u64,
         };
         let ix = f.localnet.market_ix();
+        let provider = cairn_chain::provider_pda(&authority.pubkey());
+        // With its deal set's first page and its proof log (a node makes them).
         f.send(
             &[
                 ix.register_provider_ix(&authority.pubkey(), args),
                 ix.deposit_stake_ix(&authority.pubkey(), &f.ata(&authority.pubkey()), TOKEN),
+                ix.extend_deal_set_ix(&authority.pubkey(), &provider, 0),
+                ix.open_proof_log_ix(&authority.pubkey(), &provider, log_page(0)),
             ],
             &[&authority],
         );
@@ -239,7 +310,7 @@ fn upload_then_download_with_dead_and_lying_nodes() {
                 dir: data.path().to_path_buf(),
                 data_shards: 4,
                 parity_shards: 2,
-                epochs: 5,
+                epochs: 100,
                 max_price: None,
                 resume,
                 state_dir: Some(state.path().to_path_buf()),
@@ -269,8 +340,8 @@ fn upload_then_download_with_dead_and_lying_nodes() {
         assert_eq!(deal.state, DealState::Active);
         assert_eq!(deal.client, client.pubkey());
     }
-    // Escrow: 5 epochs at each provider's price (shards under 1 MiB).
-    assert_eq!(report.escrow, (0..6).map(|i| 5 * (100 + i)).sum::<u64>());
+    // Escrow: 100 epochs at each provider's price (shards under 1 MiB).
+    assert_eq!(report.escrow, (0..6).map(|i| 100 * (100 + i)).sum::<u64>());
 
     let dl = |out: &Path, file: Option<&str>| {
         download(
@@ -381,4 +452,130 @@ fn upload_then_download_with_dead_and_lying_nodes() {
     assert_eq!(resumed.shards, report.shards);
     assert_eq!(resumed.replaced_providers, 0);
     assert_eq!(balance(), before, "no deal proposed twice");
+
+    // Repair. Every node is up and honest again, but the nodes of shards 2 and
+    // 5 go down; epoch `e` is opened and proven by the other four providers.
+    for node in nodes.0.values() {
+        node.down.store(false, Ordering::SeqCst);
+    }
+    by_shard(1).shards.lock().unwrap().get_mut(&deal1).unwrap()[10] ^= 0x40;
+    by_shard(2).down.store(true, Ordering::SeqCst);
+    by_shard(5).down.store(true, Ordering::SeqCst);
+    let e = common::epoch_now(&f) + 1;
+    open_epoch(&f, e);
+    std::thread::scope(|scope| {
+        for i in [0, 1, 3, 4] {
+            let node = by_shard(i);
+            scope.spawn(move || node.prove(e));
+        }
+    });
+    f.wait_for_slot((e + 1) * common::EPOCH_SLOTS, common::SLOT_MS);
+    let fix = || {
+        repair(
+            &ctx,
+            RepairArgs {
+                dataset: id.to_string(),
+                max_price: None,
+                state_dir: Some(state.path().to_path_buf()),
+                accept_timeout: 60,
+                wait_epochs: 0,
+            },
+            &nodes,
+            &Progress::hidden(),
+        )
+    };
+    // The client ends the two failed deals at their first failed epoch and
+    // places both shards at once, as generation 1, on the two unused providers.
+    let fixed = fix().expect("repair");
+    assert_eq!(fixed.rebuilt_from, [0, 1, 3, 4]);
+    let mut repaired: Vec<u16> = fixed.repaired.iter().map(|r| r.shard_index).collect();
+    repaired.sort();
+    assert_eq!(repaired, [2, 5]);
+    let used: Vec<&str> = report.shards.iter().map(|s| s.provider.as_str()).collect();
+    let mut old_deals = Vec::new();
+    for r in &fixed.repaired {
+        let before = &report.shards[usize::from(r.shard_index)];
+        assert_eq!(r.reason, format!("failed epoch {e}"), "{r:?}");
+        assert_eq!(r.generation, 1);
+        assert!(!used.contains(&r.provider.as_str()), "{r:?}");
+        assert_eq!(r.old_deal.as_deref(), Some(before.deal.as_str()));
+        let old_address: Pubkey = before.deal.parse().unwrap();
+        let old: Deal = fetch(&f.rpc, &old_address);
+        assert!(old.forfeit && old.state == DealState::Active, "{old:?}");
+        assert_eq!(Some(old.end_epoch), r.old_deal_ends);
+        assert!(old.end_epoch > e);
+        let new: Deal = fetch(&f.rpc, &r.deal.parse().unwrap());
+        assert_eq!(
+            (new.state, new.generation, new.shard_index),
+            (DealState::Active, 1, r.shard_index)
+        );
+        assert_eq!(new.shard_root, old.shard_root);
+        assert_eq!(
+            r.deal,
+            cairn_chain::deal_pda(&client.pubkey(), &id.0, r.shard_index, 1).to_string()
+        );
+        old_deals.push((old_address, old));
+    }
+    // The old deals still run to the end of the repair's epoch: nothing to close.
+    assert!(
+        fixed.old_deals.iter().all(|o| o.state == "active"),
+        "{:?}",
+        fixed.old_deals
+    );
+    // Downloads read the new placements (the old nodes are still down).
+    let after = dl(&outs.path().join("repaired"), None).expect("download after repair");
+    assert_same_files(&outs.path().join("repaired"), &files);
+    assert!(
+        after.providers.iter().all(|p| p.status == "ok"),
+        "{:?}",
+        after.providers
+    );
+    for r in &fixed.repaired {
+        let used = after
+            .providers
+            .iter()
+            .find(|p| p.shard_index == r.shard_index)
+            .unwrap();
+        assert_eq!(used.provider, r.provider);
+    }
+
+    // Once their last epoch is over, a second repair has nothing to replace; it
+    // settles the old deals (the one opened epoch failed, the rest were never
+    // opened: void), takes them out of their providers' deal sets and closes
+    // them: every epoch's price and the whole collateral return to the client.
+    let end = old_deals.iter().map(|(_, d)| d.end_epoch).max().unwrap();
+    f.wait_for_slot(end * common::EPOCH_SLOTS + 1, common::SLOT_MS);
+    let before = balance();
+    let second = fix().expect("second repair");
+    assert!(second.repaired.is_empty(), "{:?}", second.repaired);
+    assert_eq!(second.old_deals.len(), 2, "{:?}", second.old_deals);
+    let mut refunded = 0;
+    for (address, old) in &old_deals {
+        let closed = second
+            .old_deals
+            .iter()
+            .find(|o| o.deal == address.to_string())
+            .unwrap();
+        assert_eq!(closed.state, "closed", "{closed:?}");
+        assert_eq!(
+            closed.refunded,
+            old.price_per_epoch * old.duration_epochs + old.collateral,
+            "{closed:?}"
+        );
+        assert!(
+            f.rpc.get_account_data(address).is_err(),
+            "deal {address} is closed"
+        );
+        refunded += closed.refunded;
+    }
+    assert_eq!(balance() - before, refunded);
+    // The failed providers paid: 10% of the collateral for the failed epoch, the
+    // rest forfeited because the client ended the deal.
+    for (_, old) in &old_deals {
+        let p: storage_market::state::Provider = fetch(&f.rpc, &old.provider);
+        assert_eq!(p.faults, 1);
+        assert_eq!(p.slashed, old.collateral / 10);
+        assert_eq!(p.forfeited, old.collateral - old.collateral / 10);
+        assert_eq!((p.active_deals, p.stake_locked), (0, 0));
+    }
 }

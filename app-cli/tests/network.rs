@@ -1,8 +1,9 @@
 //! The `cairn` binary end to end against a local validator and six real
 //! storage nodes (cairn-storage-node started in this process: real QUIC,
 //! RocksDB and files): register, upload, status, download byte-exact, with
-//! nodes down, a resumed upload after the CLI is killed, and the errors a user
-//! can hit.
+//! nodes down, a resumed upload after the CLI is killed, repair on the first
+//! failed epoch, and the errors a user can hit. The nodes open, prove and
+//! settle epochs themselves (docs/DESIGN.md, "Proving v2").
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -132,11 +133,12 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
 
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["health"], "healthy");
-    assert!(status["shards"]
+    assert_eq!(status["can_lose"], 2);
+    assert!(status["deals"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|s| s["state"] == "active"));
+        .all(|s| s["state"] == "active" && s["generation"] == 0));
 
     let outs = tempfile::tempdir().unwrap();
     let dl = |name: &str, extra: &[&str]| -> (PathBuf, std::process::Output) {
@@ -321,29 +323,90 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     );
     assert_tree(&dest, &files2);
 
-    // Repair: nothing to do for the healthy second dataset; for the first,
-    // the two shards on the stopped nodes are rebuilt from four and placed
-    // with two new providers once the chain terminates the old deals.
-    let out = f.json(
-        &client_key,
-        &["repair", id2, "--state-dir", state_dir.to_str().unwrap()],
-    );
-    assert_eq!(out["repaired"].as_array().unwrap().len(), 0, "{out}");
-    let fresh: Vec<_> = (6..8).map(start_node).collect();
-    let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
-    let out = f.json(
-        &client_key,
-        &["repair", &id, "--state-dir", state_dir.to_str().unwrap()],
-    );
-    let repaired = out["repaired"].as_array().unwrap();
-    assert_eq!(repaired.len(), 2, "{out}");
-    for r in repaired {
+    // The stopped nodes' providers fail the first epoch opened without them;
+    // status shows it from the chain's bits, before anything is settled. (Any
+    // other provider that missed an epoch is to be repaired as well: repair
+    // acts on the first failure.)
+    let provider_of = |i: usize| {
+        cairn_chain::provider_pda(&common::pubkey_of(
+            &f.dir.path().join(format!("provider-{i}.json")),
+        ))
+    };
+    let stopped: Vec<String> = [1, 4].iter().map(|i| provider_of(*i).to_string()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = f.json(&client_key, &["status", &id]);
+        let to_repair = status["to_repair"].as_array().unwrap();
+        let stopped_shards = status["deals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| stopped.iter().any(|p| d["provider"] == p.as_str()))
+            .map(|d| d["shard_index"].clone());
+        if stopped_shards.clone().count() == 2
+            && stopped_shards.clone().all(|i| to_repair.contains(&i))
+        {
+            break status;
+        }
         assert!(
-            fresh_providers.contains(&r["provider"].as_str().unwrap().to_string()),
-            "{r}"
+            std::time::Instant::now() < deadline,
+            "the stopped providers' failed epochs: {status:#}"
         );
-        assert_eq!(r["old_state"], "terminated");
-    }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let indices = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap())
+            .collect()
+    };
+    let to_repair = indices(&status["to_repair"]);
+    assert_eq!(
+        status["healthy"].as_u64().unwrap(),
+        6 - to_repair.len() as u64
+    );
+    eprintln!("dataset 1 before repair: {status}");
+    let status2 = f.json(&client_key, &["status", id2]);
+    eprintln!("dataset 2 before repair: {status2}");
+    let to_repair2 = indices(&status2["to_repair"]);
+
+    // Repair places every shard to repair with a provider its dataset does not
+    // use: fresh ones here, one spare in case a provider misses an epoch meanwhile.
+    let fresh: Vec<_> = (6..7 + to_repair.len() + to_repair2.len())
+        .map(start_node)
+        .collect();
+    let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
+    let repair = |id: &str, expected: &[u64]| {
+        let out = f.json(
+            &client_key,
+            &["repair", id, "--state-dir", state_dir.to_str().unwrap()],
+        );
+        let repaired = out["repaired"].as_array().unwrap().clone();
+        let shards: Vec<u64> = repaired
+            .iter()
+            .map(|r| r["shard_index"].as_u64().unwrap())
+            .collect();
+        assert!(expected.iter().all(|i| shards.contains(i)), "{out}");
+        for r in &repaired {
+            assert!(
+                fresh_providers.contains(&r["provider"].as_str().unwrap().to_string()),
+                "{r}"
+            );
+            assert_eq!(r["generation"], 1, "{r}");
+            let reason = r["reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("failed epoch") || reason.starts_with("provider jailed"),
+                "{r}"
+            );
+        }
+        (out, repaired)
+    };
+    // The second dataset: whatever its providers failed (normally nothing).
+    repair(id2, &to_repair2);
+    // The first: the client ends the failed deals, and their shards are rebuilt
+    // from four others and placed at once, as generation 1.
+    let (out, repaired) = repair(&id, &to_repair);
     assert_eq!(out["rebuilt_from"].as_array().unwrap().len(), 4);
     // The new providers prove their shards, and the dataset reads back
     // byte-exact with two of the original survivors stopped as well.
@@ -351,30 +414,41 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         .iter()
         .map(|r| r["deal"].as_str().unwrap().to_string())
         .collect();
-    wait("a proof from each new provider", || {
+    wait("a proven epoch from each new provider", || {
         let status = f.json(&client_key, &["status", &id]);
-        let shards = status["shards"].as_array().unwrap().clone();
-        shards
+        let deals = status["deals"].as_array().unwrap().clone();
+        deals
             .iter()
             .filter(|s| repaired_deals.contains(&s["deal"].as_str().unwrap().to_string()))
-            .all(|s| s["proven_epochs"].as_u64().unwrap() >= 1)
+            .all(|s| s["epochs"]["closed"]["proven"].as_u64().unwrap() >= 1)
             .then_some(())
     });
-    assert_eq!(f.json(&client_key, &["status", &id])["health"], "healthy");
     let status = f.json(&client_key, &["status", &id]);
+    assert_eq!(status["missing"], serde_json::json!([]), "{status}");
+    let live: Vec<Value> = status["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["live"] == true)
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 6);
+    for d in live
+        .iter()
+        .filter(|d| repaired_deals.contains(&d["deal"].as_str().unwrap().to_string()))
+    {
+        assert_eq!(
+            (d["healthy"].as_bool(), d["generation"].as_u64()),
+            (Some(true), Some(1)),
+            "{d}"
+        );
+    }
     let survivors: Vec<usize> = nodes_up
         .iter()
         .copied()
         .filter(|i| {
-            let provider = cairn_chain::provider_pda(&common::pubkey_of(
-                &f.dir.path().join(format!("provider-{i}.json")),
-            ))
-            .to_string();
-            status["shards"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["provider"] == provider)
+            let provider = provider_of(*i).to_string();
+            live.iter().any(|s| s["provider"] == provider)
         })
         .take(2)
         .collect();

@@ -2,11 +2,13 @@
 //! a local validator, 6 storage nodes and the indexer as separate processes
 //! (this binary re-run as each service); a dataset with nested directories,
 //! empty files, unicode names, a 64 MiB file and many small files uploaded
-//! with k = 4, m = 2; three epochs of proofs counted on chain and in the
-//! indexer; two nodes SIGKILLed, their faults reported by the survivors and
-//! slashed by the formula; downloads from the 4 survivors; repair onto two
-//! fresh nodes; one corrupted byte on disk named by the download and failing
-//! that segment's proof.
+//! with k = 4, m = 2; three epochs in which every provider's one proof session
+//! sets its bit, on chain and in the indexer; two nodes SIGKILLed, their first
+//! failed epoch seen while the survivors proved it; downloads from the 4
+//! survivors; `cairn repair` at the first failure (the client ends the failed
+//! deals and places the next generation on two fresh nodes); the failed deals
+//! settled with every penalty and the collateral left paid to the client; one
+//! corrupted byte on disk named by the download and failing that segment's proof.
 //!
 //! `harness = false`: `main` first checks whether it was started as a service
 //! (`__serve`), then runs the scenario once.
@@ -96,43 +98,45 @@ fn scenario() {
     )
     .unwrap_or_else(|e| panic!("scenario failed: {e}\nlogs in {}", work.display()));
 
-    // 3. Three epochs: each of the 6 deals proven exactly once per epoch,
-    // and the indexer counts the same proofs.
+    // 3. Three epochs: the 6 deals' providers each prove their session (their bit
+    // set on chain), and the indexer counts the same sessions.
     assert_eq!(report.epochs.len(), 3);
     for e in &report.epochs {
         assert_eq!(
             (e.deals, e.proven_on_chain, e.proofs_in_indexer),
-            (6, 6, 6),
+            (6, e.providers, e.providers as u64),
             "{e:?}"
         );
     }
 
-    // 4. Two nodes killed: faults reported by survivors within two epochs,
-    // slashed by the formula, bounty and refund as the indexer recorded.
+    // 4. Two nodes killed: each provider's first failed epoch is within two epochs
+    // of the kill, while every survivor proved it.
+    assert_eq!(report.failures.len(), 2);
+    for f in &report.failures {
+        assert!(
+            f.first_failed_epoch >= f.killed_in_epoch
+                && f.first_failed_epoch <= f.killed_in_epoch + 2,
+            "{f:?}"
+        );
+        assert_eq!(f.survivors_proved, 4, "{f:?}");
+    }
+    // The clients ended the failed deals at the first failure and were paid, by
+    // settlement, every failed epoch's price and penalty and the collateral left;
+    // the indexer counts the same failed epochs.
     assert_eq!(report.slashings.len(), 2);
     for s in &report.slashings {
         let per_epoch = s.collateral * u64::from(s.slash_bps) / 10_000;
-        let bounty = per_epoch * u64::from(s.bounty_bps) / 10_000;
-        assert!(s.faults >= 1, "{s:?}");
-        assert_eq!(s.slashed, s.faults * per_epoch, "{s:?}");
-        assert_eq!(s.provider_slashed, s.slashed, "{s:?}");
-        assert_eq!(s.indexer_slashed, s.slashed, "{s:?}");
-        assert_eq!(s.indexer_bounty, s.faults * bounty, "{s:?}");
+        assert_eq!(s.penalty_per_epoch, per_epoch, "{s:?}");
+        assert!(s.failed_epochs >= 1, "{s:?}");
+        assert_eq!(s.penalties, (s.failed_epochs * per_epoch).min(s.collateral), "{s:?}");
+        assert_eq!(s.forfeited, s.collateral - s.penalties, "{s:?}");
         assert_eq!(
-            s.indexer_refunded_to_client,
-            s.faults * (per_epoch - bounty + s.price_per_epoch),
+            s.client_refund,
+            (s.duration_epochs - s.proven_epochs) * s.price_per_epoch + s.collateral,
             "{s:?}"
         );
-        if s.state == "active" {
-            assert_eq!(s.client_refund, s.indexer_refunded_to_client, "{s:?}");
-        } else {
-            assert!(s.client_refund > s.indexer_refunded_to_client, "{s:?}");
-        }
-        assert!(s.reported_by_survivors, "{s:?}");
-        assert!(
-            s.first_fault_settled_in_epoch <= s.killed_in_epoch + 2,
-            "{s:?}"
-        );
+        assert_eq!(s.indexer_failed_epochs, s.failed_epochs, "{s:?}");
+        assert_eq!(s.state, "terminated", "{s:?}");
     }
 
     // 5. Everything, and one file, from the 4 survivors: byte-exact.
@@ -157,9 +161,32 @@ fn scenario() {
     assert_eq!(report.repaired.len(), 2);
     for r in &report.repaired {
         assert!(!killed.contains(&r.provider.as_str()), "{r:?}");
-        assert!(killed.contains(&r.old_provider.as_str()), "{r:?}");
+        assert!(
+            killed.contains(&r.old_provider.as_deref().unwrap_or_default()),
+            "{r:?}"
+        );
+        // Repair acted on the first failed epoch: it ended the old deal and
+        // placed the next generation at once.
+        assert_eq!(r.generation, 1, "{r:?}");
+        let first_failure = report
+            .failures
+            .iter()
+            .find(|f| Some(f.provider.as_str()) == r.old_provider.as_deref())
+            .expect("the old provider failed");
+        assert_eq!(
+            r.reason,
+            format!("failed epoch {}", first_failure.first_failed_epoch),
+            "{r:?}"
+        );
+        assert!(r.old_deal_ends.is_some(), "{r:?}");
     }
     assert_eq!(report.repaired_first_proof_epoch.len(), 2);
+    // The ended deals were settled and closed, their refunds paid.
+    assert_eq!(report.closed_old_deals, 2);
+    assert_eq!(
+        report.refunded_to_client,
+        report.slashings.iter().map(|s| s.client_refund).sum::<u64>()
+    );
 
     // 7. A corrupted byte: the download is still exact, names the provider,
     // and the node's proof of that segment fails the program's check.

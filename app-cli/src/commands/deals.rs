@@ -1,5 +1,7 @@
 //! `cairn ls` and `cairn status ID`: a client's datasets as the chain records
-//! them (deals, states, proven epochs, faults, escrow, health).
+//! them. Each deal's epochs come from the chain's bits (proven, failed, void),
+//! settled or not yet, with what they owe the client; a dataset's health is how
+//! many of its shards are still stored as agreed, and how many more may be lost.
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -8,9 +10,12 @@ use cairn_core::DatasetId;
 use clap::Args;
 use serde::Serialize;
 use solana_signer::Signer;
-use storage_market::state::{Deal, DealState, Market};
+use storage_market::constants::NOT_JAILED;
+use storage_market::state::{Deal, DealState};
 
 use crate::context::{Ctx, MarketView};
+use crate::dataset::onchain::{self, state_name, DealAt, DealsView, Trouble};
+use crate::epochs::{self, DealEpochs};
 use crate::error::CliError;
 use crate::output::{pubkey, Report};
 use crate::units::{human_bytes, Tokens};
@@ -31,53 +36,45 @@ pub struct LsArgs {
     pub client: Option<Pubkey>,
 }
 
-/// Whether a deal is proving: active, and every epoch whose proof window has
-/// closed is proven or settled, with no fault in a row at the end.
-pub fn is_proving(deal: &Deal, market: &Market, slot: u64) -> bool {
-    if deal.state != DealState::Active || deal.consecutive_faults > 0 {
-        return false;
-    }
-    let p = &market.params;
-    // Epoch e's window closes at (e + 1) * epoch_slots + grace_slots.
-    let closed_through = slot
-        .checked_sub(p.grace_slots)
-        .map(|s| s / p.epoch_slots)
-        .and_then(|e| e.checked_sub(1));
-    match closed_through {
-        Some(e) if e >= deal.start_epoch => deal.settled_through >= e.min(deal.end_epoch - 1),
-        _ => true,
-    }
-}
-
-/// Collateral slashed from `deal` so far. Each missed epoch slashes
-/// `collateral * slash_bps / 10000`, capped by what is left; termination
-/// releases the rest, so the total is computed from the fault count.
-fn slashed(deal: &Deal) -> u64 {
-    storage_market::settlement::slash_per_epoch(deal)
-        .unwrap_or(deal.collateral)
-        .saturating_mul(deal.total_faults)
-        .min(deal.collateral)
-}
-
-#[derive(Serialize, Debug)]
-pub struct ShardReport {
+/// One deal of a dataset (a shard may have several, one per placement).
+#[derive(Serialize, Debug, Clone)]
+pub struct DealReport {
     pub shard_index: u16,
+    pub generation: u16,
+    /// The shard's live placement (highest generation neither terminated nor
+    /// cancelled).
+    pub live: bool,
     #[serde(with = "pubkey")]
     pub deal: Pubkey,
     #[serde(with = "pubkey")]
     pub provider: Pubkey,
+    /// The epoch the provider is jailed from, if it is.
+    pub provider_jailed_from: Option<u64>,
     pub state: &'static str,
-    pub proving: bool,
+    /// Active, running, no failed epoch, provider not jailed, not ended.
+    pub healthy: bool,
+    /// The client ended the deal after a failed epoch.
+    pub ended_by_client: bool,
+    /// It ran its agreed term (completed, or past its end epoch).
+    pub term_over: bool,
+    /// Why `cairn repair` would replace it (its shard's live deal only).
+    pub trouble: Option<String>,
     pub shard_bytes: u64,
     pub start_epoch: u64,
     pub end_epoch: u64,
-    pub proven_epochs: u64,
-    pub faults: u64,
-    /// Collateral slashed so far (collateral minus what is still locked,
-    /// once the deal is active).
-    pub slashed: u64,
+    /// First epoch not settled yet.
+    pub settled_until: u64,
+    pub price_per_epoch: u64,
+    /// Escrow not yet paid out or refunded.
     pub escrow_left: u64,
-    pub refund_owed: u64,
+    pub collateral: u64,
+    /// Collateral still locked by the provider for this deal.
+    pub collateral_left: u64,
+    /// Owed to the client now (refunded prices, penalties, forfeited
+    /// collateral), paid when the deal is closed.
+    pub client_refund: u64,
+    /// The epochs from the chain's bits, and what they owe the client.
+    pub epochs: DealEpochs,
 }
 
 #[derive(Serialize, Debug)]
@@ -87,95 +84,156 @@ pub struct DatasetReport {
     pub client: Pubkey,
     pub k: u16,
     pub n: u16,
-    /// Shards whose deal is proving.
-    pub proving: u16,
-    /// `healthy` (all n proving), `degraded` (at least k) or `at risk`.
+    /// Shards whose live deal is healthy.
+    pub healthy: u16,
+    /// Healthy shards beyond the k needed: how many more may be lost.
+    pub can_lose: u16,
+    /// `healthy` (all n), `degraded` (at least k) or `at risk`.
     pub health: &'static str,
+    /// Shards with a live deal to repair: its provider failed an epoch or is
+    /// jailed, the client ended it, or its proposal lapsed.
+    pub to_repair: Vec<u16>,
+    /// Shards whose live deal ran its agreed term.
+    pub term_over: Vec<u16>,
+    /// Shards with no live deal (`cairn repair` places them).
+    pub missing: Vec<u16>,
+    /// Shards still waiting for their provider to accept.
+    pub proposed: Vec<u16>,
     pub bytes: u64,
     pub escrow_left: u64,
+    pub client_refund: u64,
+    /// Collateral owed to the client for failed epochs, settled or not.
+    pub penalties: u64,
+    /// Collateral that goes to the client because deals ended early.
+    pub forfeit: u64,
     pub epoch: u64,
     pub decimals: u8,
-    pub shards: Vec<ShardReport>,
+    pub deals: Vec<DealReport>,
 }
 
-pub(crate) fn state_name(state: DealState) -> &'static str {
-    match state {
-        DealState::Proposed => "proposed",
-        DealState::Active => "active",
-        DealState::Completed => "completed",
-        DealState::Terminated => "terminated",
-        DealState::Cancelled => "cancelled",
-    }
-}
-
+/// The report of one dataset's deals (all of one client and dataset id).
 fn report(
     m: &MarketView,
-    slot: u64,
+    chain: &DealsView,
     dataset: [u8; 32],
     client: Pubkey,
-    mut deals: Vec<(Pubkey, Deal)>,
+    mut deals: Vec<DealAt>,
 ) -> DatasetReport {
-    deals.sort_by_key(|(_, d)| d.shard_index);
+    onchain::sort(&mut deals);
+    let now = chain.now;
     let (k, n) = deals.first().map(|(_, d)| (d.k, d.n)).unwrap_or((0, 0));
-    let shards: Vec<ShardReport> = deals
+    let live: Vec<Pubkey> = onchain::live_deals(&deals)
+        .values()
+        .map(|(address, _)| *address)
+        .collect();
+    let troubles: BTreeMap<u16, Trouble> = (0..n)
+        .filter_map(|i| onchain::trouble(&deals, chain, i).1.map(|t| (i, t)))
+        .collect();
+    let shards: Vec<DealReport> = deals
         .iter()
-        .map(|(address, d)| ShardReport {
-            shard_index: d.shard_index,
-            deal: *address,
-            provider: d.provider,
-            state: state_name(d.state),
-            proving: is_proving(d, &m.account, slot),
-            shard_bytes: d.shard_bytes,
-            start_epoch: d.start_epoch,
-            end_epoch: d.end_epoch,
-            proven_epochs: d.proven_epochs,
-            faults: d.total_faults,
-            slashed: slashed(d),
-            escrow_left: d.escrow,
-            refund_owed: d.client_refund,
+        .map(|(address, d)| {
+            let jailed_from = chain.jailed_from(&d.provider);
+            let epochs = chain.epochs(d);
+            DealReport {
+                shard_index: d.shard_index,
+                generation: d.generation,
+                live: live.contains(address),
+                deal: *address,
+                provider: d.provider,
+                provider_jailed_from: (jailed_from != NOT_JAILED).then_some(jailed_from),
+                state: state_name(d.state),
+                healthy: epochs::is_healthy(d, &epochs, jailed_from, now),
+                ended_by_client: d.forfeit,
+                term_over: d.state == DealState::Completed
+                    || (d.state == DealState::Active
+                        && !d.forfeit
+                        && jailed_from == NOT_JAILED
+                        && d.end_epoch <= now),
+                trouble: troubles
+                    .get(&d.shard_index)
+                    .filter(|_| live.contains(address))
+                    .map(|t| t.reason(Some(d))),
+                shard_bytes: d.shard_bytes,
+                start_epoch: d.start_epoch,
+                end_epoch: d.end_epoch,
+                settled_until: d.settled_until,
+                price_per_epoch: d.price_per_epoch,
+                escrow_left: d.escrow,
+                collateral: d.collateral,
+                collateral_left: d.collateral_left,
+                client_refund: d.client_refund,
+                epochs,
+            }
         })
         .collect();
-    let proving = shards.iter().filter(|s| s.proving).count() as u16;
+    let lives = || shards.iter().filter(|s| s.live);
+    let healthy = lives().filter(|s| s.healthy).count() as u16;
+    let missing: Vec<u16> = (0..n)
+        .filter(|i| !lives().any(|s| s.shard_index == *i))
+        .collect();
+    let proposed: Vec<u16> = lives()
+        .filter(|s| s.state == "proposed")
+        .map(|s| s.shard_index)
+        .collect();
+    let to_repair: Vec<u16> = lives()
+        .filter(|s| s.trouble.is_some())
+        .map(|s| s.shard_index)
+        .collect();
+    let term_over: Vec<u16> = lives()
+        .filter(|s| s.term_over)
+        .map(|s| s.shard_index)
+        .collect();
+    let sum = |f: fn(&DealReport) -> u64| shards.iter().map(f).sum::<u64>();
     DatasetReport {
         dataset_id: DatasetId(dataset).to_string(),
         client,
         k,
         n,
-        proving,
-        health: if proving >= n && n > 0 {
+        healthy,
+        can_lose: healthy.saturating_sub(k),
+        health: if healthy >= n && n > 0 {
             "healthy"
-        } else if proving >= k && k > 0 {
+        } else if healthy >= k && k > 0 {
             "degraded"
         } else {
             "at risk"
         },
-        bytes: shards.iter().map(|s| s.shard_bytes).sum(),
-        escrow_left: shards.iter().map(|s| s.escrow_left).sum(),
-        epoch: m.account.epoch_at(slot),
+        to_repair,
+        term_over,
+        missing,
+        proposed,
+        bytes: lives().map(|s| s.shard_bytes).sum(),
+        escrow_left: sum(|s| s.escrow_left),
+        client_refund: sum(|s| s.client_refund),
+        penalties: sum(|s| s.epochs.penalties),
+        forfeit: sum(|s| s.epochs.forfeit),
+        epoch: now,
         decimals: m.decimals,
-        shards,
+        deals: shards,
     }
 }
 
-pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<Box<dyn Report>, CliError> {
+/// `cairn status ID`.
+pub fn status_report(ctx: &Ctx, a: StatusArgs) -> Result<DatasetReport, CliError> {
     let dataset = crate::context::parse_dataset_id(&a.dataset)?;
     let client = match a.client {
         Some(c) => c,
         None => ctx.payer()?.pubkey(),
     };
     let m = ctx.market()?;
-    let slot = ctx.rpc.get_slot().map_err(|e| ctx.rpc_err(e))?;
-    let deals = ctx.program_accounts::<Deal>(&[
-        (cairn_chain::layout::DEAL_CLIENT, client.as_ref()),
-        (cairn_chain::layout::DEAL_DATASET_ID, dataset.as_bytes()),
-    ])?;
+    let deals = onchain::dataset_deals(ctx, &client, &dataset.0)?;
     if deals.is_empty() {
         return Err(CliError::Refused(format!(
             "unknown dataset {dataset}: client {client} has no deals for it on {}",
             ctx.url
         )));
     }
-    Ok(Box::new(report(&m, slot, dataset.0, client, deals)))
+    let chain = DealsView::load(ctx, &m, &deals)?;
+    Ok(report(&m, &chain, dataset.0, client, deals))
+}
+
+pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<Box<dyn Report>, CliError> {
+    Ok(Box::new(status_report(ctx, a)?))
 }
 
 impl fmt::Display for DatasetReport {
@@ -187,9 +245,39 @@ impl fmt::Display for DatasetReport {
         writeln!(f, "dataset  {}", self.dataset_id)?;
         writeln!(
             f,
-            "health   {}: {} of {} shards proving ({} needed to rebuild), epoch {}",
-            self.health, self.proving, self.n, self.k, self.epoch
+            "health   {}: {} of {} shards healthy, {} more can be lost ({} needed to rebuild), epoch {}",
+            self.health, self.healthy, self.n, self.can_lose, self.k, self.epoch
         )?;
+        for s in self.deals.iter().filter(|s| s.live) {
+            if let Some(why) = &s.trouble {
+                writeln!(
+                    f,
+                    "         shard {}: {why} (provider {}); `cairn repair {}` replaces it",
+                    s.shard_index, s.provider, self.dataset_id
+                )?;
+            }
+        }
+        if !self.missing.is_empty() {
+            writeln!(
+                f,
+                "         shards {:?} have no live deal; `cairn repair {}` places them",
+                self.missing, self.dataset_id
+            )?;
+        }
+        if !self.term_over.is_empty() {
+            writeln!(
+                f,
+                "         shards {:?} ran their agreed term",
+                self.term_over
+            )?;
+        }
+        if !self.proposed.is_empty() {
+            writeln!(
+                f,
+                "         shards {:?} are waiting for their provider to accept",
+                self.proposed
+            )?;
+        }
         writeln!(
             f,
             "stored   {} in shards, escrow left {}",
@@ -198,20 +286,42 @@ impl fmt::Display for DatasetReport {
         )?;
         writeln!(
             f,
-            "{:>5}  {:<11} {:<8} {:>6} {:>6} {:>12}  provider",
-            "shard", "state", "proving", "proven", "faults", "slashed"
+            "owed     {} to you now (paid when the deals are closed); penalties {}, forfeited collateral {}",
+            t(self.client_refund),
+            t(self.penalties),
+            t(self.forfeit)
         )?;
-        for s in &self.shards {
+        writeln!(
+            f,
+            "{:>5} {:>3}  {:<11} {:<7} {:>6} {:>6} {:>4} {:>9} {:>12}  provider",
+            "shard",
+            "gen",
+            "state",
+            "healthy",
+            "proven",
+            "failed",
+            "void",
+            "unsettled",
+            "penalties"
+        )?;
+        for s in &self.deals {
             writeln!(
                 f,
-                "{:>5}  {:<11} {:<8} {:>6} {:>6} {:>12}  {}",
+                "{:>5} {:>3}  {:<11} {:<7} {:>6} {:>6} {:>4} {:>9} {:>12}  {}{}",
                 s.shard_index,
+                s.generation,
                 s.state,
-                if s.proving { "yes" } else { "no" },
-                s.proven_epochs,
-                s.faults,
-                t(s.slashed).to_string(),
-                s.provider
+                if s.healthy { "yes" } else { "no" },
+                s.epochs.closed.proven,
+                s.epochs.closed.failed,
+                s.epochs.closed.void,
+                s.epochs.unsettled,
+                t(s.epochs.penalties).to_string(),
+                s.provider,
+                match s.provider_jailed_from {
+                    Some(e) => format!(" (jailed from epoch {e})"),
+                    None => String::new(),
+                }
             )?;
         }
         Ok(())
@@ -231,11 +341,11 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<Box<dyn Report>, CliError> {
         None => ctx.payer()?.pubkey(),
     };
     let m = ctx.market()?;
-    let slot = ctx.rpc.get_slot().map_err(|e| ctx.rpc_err(e))?;
-    let mut by_dataset: BTreeMap<[u8; 32], Vec<(Pubkey, Deal)>> = BTreeMap::new();
-    for (address, deal) in
-        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_CLIENT, client.as_ref())])?
-    {
+    let all =
+        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_CLIENT, client.as_ref())])?;
+    let chain = DealsView::load(ctx, &m, &all)?;
+    let mut by_dataset: BTreeMap<[u8; 32], Vec<DealAt>> = BTreeMap::new();
+    for (address, deal) in all {
         by_dataset
             .entry(deal.dataset_id)
             .or_default()
@@ -243,7 +353,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<Box<dyn Report>, CliError> {
     }
     let datasets = by_dataset
         .into_iter()
-        .map(|(id, deals)| report(&m, slot, id, client, deals))
+        .map(|(id, deals)| report(&m, &chain, id, client, deals))
         .collect();
     Ok(Box::new(Listing { client, datasets }))
 }
@@ -255,16 +365,17 @@ impl fmt::Display for Listing {
         }
         writeln!(
             f,
-            "{:<64}  {:>5}  {:<9} {:>10}",
-            "dataset", "k/n", "health", "size"
+            "{:<64}  {:>5}  {:<9} {:>8} {:>10}",
+            "dataset", "k/n", "health", "can lose", "size"
         )?;
         for d in &self.datasets {
             writeln!(
                 f,
-                "{:<64}  {:>5}  {:<9} {:>10}",
+                "{:<64}  {:>5}  {:<9} {:>8} {:>10}",
                 d.dataset_id,
                 format!("{}/{}", d.k, d.n),
                 d.health,
+                d.can_lose,
                 human_bytes(d.bytes)
             )?;
         }
@@ -275,45 +386,105 @@ impl fmt::Display for Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::epochs::Bits;
 
-    fn deal(state: DealState, faults: u64, collateral_left: u64) -> Deal {
-        Deal {
-            client: Pubkey::new_unique(),
-            provider: Pubkey::new_unique(),
-            dataset_id: [1; 32],
-            shard_index: 0,
-            k: 4,
-            n: 6,
-            shard_root: [2; 32],
-            shard_bytes: 1 << 20,
-            price_per_epoch: 100,
-            duration_epochs: 10,
-            escrow: 0,
-            collateral: 90_000,
-            collateral_left,
-            client_refund: 0,
-            state,
-            proposed_epoch: 0,
-            start_epoch: 1,
-            end_epoch: 11,
-            settled_through: 0,
-            proven_epochs: 0,
-            total_faults: faults,
-            consecutive_faults: 0,
-            slash_bps: 1_000,
-            bounty_bps: 2_000,
-            max_consecutive_faults: 3,
-            bump: 255,
+    fn market() -> MarketView {
+        MarketView {
+            address: Pubkey::new_unique(),
+            account: storage_market::state::Market {
+                authority: Pubkey::new_unique(),
+                mint: Pubkey::new_unique(),
+                token_program: Pubkey::new_unique(),
+                vault: Pubkey::new_unique(),
+                params: storage_market::state::MarketParams {
+                    epoch_slots: 10,
+                    collateral_per_mib: 90_000,
+                    slash_bps: 1_000,
+                    accept_timeout_epochs: 2,
+                    response_slots: 10,
+                    max_shard_bytes: 1 << 30,
+                    samples_per_epoch: 4,
+                    jail_failures: 3,
+                    jail_window: 10,
+                },
+                bump: 255,
+                vault_bump: 255,
+            },
+            ix: cairn_chain::MarketIx {
+                mint: Pubkey::new_unique(),
+                token_program: Pubkey::new_unique(),
+            },
+            decimals: 6,
         }
     }
 
     #[test]
-    fn slashed_counts_missed_epochs_even_after_termination_released_the_rest() {
-        assert_eq!(slashed(&deal(DealState::Active, 2, 72_000)), 18_000);
-        // Terminated: collateral_left is 0 (released, not slashed).
-        assert_eq!(slashed(&deal(DealState::Terminated, 3, 0)), 27_000);
-        // Capped at the collateral.
-        assert_eq!(slashed(&deal(DealState::Terminated, 12, 0)), 90_000);
-        assert_eq!(slashed(&deal(DealState::Proposed, 0, 0)), 0);
+    fn health_counts_live_healthy_shards_and_names_what_to_repair() {
+        // Six shards of a 4 + 2 dataset, epochs 10..30, now 14, every epoch opened.
+        let mut bits = Bits::default();
+        for e in 10..14 {
+            bits.mark_opened(e);
+        }
+        let mut providers = BTreeMap::new();
+        let mut deals = Vec::new();
+        for i in 0..6u16 {
+            let mut d = crate::test_support::deal();
+            d.shard_index = i;
+            let mut p = crate::test_support::provider();
+            // Shard 1's provider failed epoch 12; shard 2's is jailed from 13.
+            for e in 10..14 {
+                if !(i == 1 && e == 12) {
+                    bits.mark_proven(&d.provider, e);
+                }
+            }
+            if i == 2 {
+                p.jailed_from = 13;
+            }
+            providers.insert(d.provider, p);
+            deals.push((Pubkey::new_unique(), d));
+        }
+        // Shard 3 was replaced: generation 0 terminated, generation 1 proposed.
+        deals[3].1.state = DealState::Terminated;
+        deals[3].1.settled_until = 12;
+        let mut g1 = crate::test_support::deal();
+        (g1.shard_index, g1.generation, g1.state, g1.proposed_epoch) =
+            (3, 1, DealState::Proposed, 13);
+        deals.push((Pubkey::new_unique(), g1));
+        let chain = DealsView {
+            now: 14,
+            providers,
+            bits,
+        };
+        let r = report(&market(), &chain, [1; 32], Pubkey::new_unique(), deals);
+        assert_eq!((r.healthy, r.can_lose, r.health), (3, 0, "at risk"));
+        assert_eq!(r.to_repair, [1, 2]);
+        assert_eq!(r.proposed, [3]);
+        assert!(r.missing.is_empty());
+        assert_eq!(r.deals.len(), 7);
+        let shard1 = &r.deals[1];
+        assert_eq!(shard1.epochs.first_failed, Some(12));
+        assert_eq!(shard1.epochs.closed.failed, 1);
+        assert_eq!(shard1.epochs.penalties, 9_000);
+        assert_eq!(shard1.trouble.as_deref(), Some("failed epoch 12"));
+        let shard2 = &r.deals[2];
+        assert_eq!(shard2.provider_jailed_from, Some(13));
+        assert_eq!(shard2.epochs.closed.total(), 3);
+        assert_eq!(shard2.epochs.forfeit, 90_000);
+        let old = r
+            .deals
+            .iter()
+            .find(|d| d.shard_index == 3 && d.generation == 0)
+            .unwrap();
+        assert!(!old.live);
+        assert_eq!(r.penalties, 9_000);
+        let text = r.to_string();
+        assert!(
+            text.contains("at risk: 3 of 6 shards healthy, 0 more can be lost"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shard 2: provider jailed from epoch 13"),
+            "{text}"
+        );
     }
 }

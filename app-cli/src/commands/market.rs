@@ -20,37 +20,44 @@ pub enum MarketCommand {
     Init(InitArgs),
 }
 
-/// Market parameters. Defaults suit a public cluster (400 ms slots): one-hour
-/// epochs, proofs accepted for 10 minutes after an epoch ends.
+/// Market parameters. Defaults suit a public cluster (400 ms slots): daily
+/// epochs proven any time within the epoch, 32 samples per provider per epoch,
+/// jail after 3 failed epochs in 30 (docs/DESIGN.md, "Choice of defaults").
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Payment and stake mint (SPL Token or Token-2022).
     #[arg(long)]
     pub mint: Pubkey,
-    /// Slots per epoch.
-    #[arg(long, default_value_t = 9_000)]
+    /// Slots per epoch (never changes after creation).
+    #[arg(long, default_value_t = 216_000)]
     pub epoch_slots: u64,
     /// Collateral (base units) a provider locks per started MiB of a shard.
     #[arg(long, default_value_t = 1_000_000)]
     pub collateral_per_mib: u64,
-    /// Share of a deal's collateral slashed per missed epoch (basis points).
+    /// Share of a deal's collateral that goes to the client per failed epoch
+    /// (basis points).
     #[arg(long, default_value_t = 1_000)]
     pub slash_bps: u16,
-    /// Reporter's share of a slash (basis points).
-    #[arg(long, default_value_t = 2_000)]
-    pub bounty_bps: u16,
-    /// Consecutive missed epochs that terminate a deal.
-    #[arg(long, default_value_t = 3)]
-    pub max_consecutive_faults: u16,
     /// Epochs a provider has to accept a proposed deal.
     #[arg(long, default_value_t = 2)]
     pub accept_timeout_epochs: u64,
-    /// Slots after an epoch during which its proofs are still accepted.
-    #[arg(long, default_value_t = 1_500)]
-    pub grace_slots: u64,
+    /// Slots after an epoch's first slot by which its proofs must be in (at most
+    /// --epoch-slots). Default: the whole epoch.
+    #[arg(long)]
+    pub response_slots: Option<u64>,
     /// Largest shard of one deal, in bytes (at most 4 GiB).
     #[arg(long, default_value_t = storage_market::constants::MAX_SHARD_BYTES_LIMIT)]
     pub max_shard_bytes: u64,
+    /// Segments each provider proves per epoch (fewer if it holds fewer deals).
+    #[arg(long, default_value_t = 32)]
+    pub samples_per_epoch: u16,
+    /// Failed epochs within --jail-window that jail a provider (never changes
+    /// after creation).
+    #[arg(long, default_value_t = 3)]
+    pub jail_failures: u16,
+    /// Window of closed epochs for --jail-failures (never changes after creation).
+    #[arg(long, default_value_t = 30)]
+    pub jail_window: u16,
 }
 
 pub fn run(ctx: &Ctx, command: MarketCommand) -> Result<Box<dyn Report>, CliError> {
@@ -78,14 +85,14 @@ pub struct MarketInfo {
     pub slot: u64,
     pub epoch: u64,
     pub epoch_slots: u64,
-    pub grace_slots: u64,
+    pub response_slots: u64,
     pub collateral_per_mib: u64,
     pub slash_bps: u16,
-    pub bounty_bps: u16,
-    pub max_consecutive_faults: u16,
     pub accept_timeout_epochs: u64,
     pub max_shard_bytes: u64,
-    pub samples_per_proof: u8,
+    pub samples_per_epoch: u16,
+    pub jail_failures: u16,
+    pub jail_window: u16,
 }
 
 pub fn info(ctx: &Ctx) -> Result<MarketInfo, CliError> {
@@ -103,14 +110,14 @@ pub fn info(ctx: &Ctx) -> Result<MarketInfo, CliError> {
         slot,
         epoch: m.account.epoch_at(slot),
         epoch_slots: p.epoch_slots,
-        grace_slots: p.grace_slots,
+        response_slots: p.response_slots,
         collateral_per_mib: p.collateral_per_mib,
         slash_bps: p.slash_bps,
-        bounty_bps: p.bounty_bps,
-        max_consecutive_faults: p.max_consecutive_faults,
         accept_timeout_epochs: p.accept_timeout_epochs,
         max_shard_bytes: p.max_shard_bytes,
-        samples_per_proof: p.samples_per_proof,
+        samples_per_epoch: p.samples_per_epoch,
+        jail_failures: p.jail_failures,
+        jail_window: p.jail_window,
     })
 }
 
@@ -135,8 +142,13 @@ impl fmt::Display for MarketInfo {
         )?;
         writeln!(
             f,
-            "epoch        {} (slot {}, {} slots per epoch, {} grace slots)",
-            self.epoch, self.slot, self.epoch_slots, self.grace_slots
+            "epoch        {} (slot {}, {} slots per epoch, proofs due {} slots into each)",
+            self.epoch, self.slot, self.epoch_slots, self.response_slots
+        )?;
+        writeln!(
+            f,
+            "proving      {} sample(s) per provider per epoch; shards up to {} bytes",
+            self.samples_per_epoch, self.max_shard_bytes
         )?;
         writeln!(
             f,
@@ -145,15 +157,15 @@ impl fmt::Display for MarketInfo {
         )?;
         writeln!(
             f,
-            "slashing     {}% of collateral per missed epoch, {}% of it to the reporter; {} misses in a row end a deal",
+            "penalties    {}% of a deal's collateral to its client per failed epoch; {} failed epochs within {} jail a provider",
             f64::from(self.slash_bps) / 100.0,
-            f64::from(self.bounty_bps) / 100.0,
-            self.max_consecutive_faults
+            self.jail_failures,
+            self.jail_window
         )?;
         writeln!(
             f,
-            "deals        accepted within {} epochs, shards up to {} bytes, {} sample(s) per proof",
-            self.accept_timeout_epochs, self.max_shard_bytes, self.samples_per_proof
+            "deals        accepted within {} epochs of their proposal",
+            self.accept_timeout_epochs
         )
     }
 }
@@ -206,12 +218,12 @@ fn init(ctx: &Ctx, args: InitArgs) -> Result<MarketCreated, CliError> {
         epoch_slots: args.epoch_slots,
         collateral_per_mib: args.collateral_per_mib,
         slash_bps: args.slash_bps,
-        bounty_bps: args.bounty_bps,
-        max_consecutive_faults: args.max_consecutive_faults,
         accept_timeout_epochs: args.accept_timeout_epochs,
-        grace_slots: args.grace_slots,
+        response_slots: args.response_slots.unwrap_or(args.epoch_slots),
         max_shard_bytes: args.max_shard_bytes,
-        samples_per_proof: 1,
+        samples_per_epoch: args.samples_per_epoch,
+        jail_failures: args.jail_failures,
+        jail_window: args.jail_window,
     };
     let ix = cairn_chain::MarketIx {
         mint: args.mint,
@@ -219,9 +231,15 @@ fn init(ctx: &Ctx, args: InitArgs) -> Result<MarketCreated, CliError> {
     };
     let authority = ctx.payer()?;
     use solana_signer::Signer;
+    // With the page of opened-epoch bits of the epochs to come (nodes create
+    // later pages when they need them).
+    let page = storage_market::constants::log_page(ctx.slot()? / params.epoch_slots.max(1));
     let signature = ctx.send(
         "init_market",
-        &[ix.init_market_ix(&authority.pubkey(), args.mint, params)],
+        &[
+            ix.init_market_ix(&authority.pubkey(), args.mint, params),
+            ix.open_epoch_log_ix(&authority.pubkey(), page),
+        ],
         &[],
     )?;
     Ok(MarketCreated {

@@ -8,10 +8,12 @@ use anchor_lang::prelude::Pubkey;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use solana_signer::Signer;
+use storage_market::constants::NOT_JAILED;
 use storage_market::instructions::{RegisterProviderArgs, UpdateProviderArgs};
-use storage_market::state::{Deal, DealState, Provider};
+use storage_market::state::{Deal, DealSet, DealState, Provider};
 
 use crate::context::{read_keypair, Ctx, MarketView};
+use crate::epochs::{self, Bits, ProviderEpoch};
 use crate::error::CliError;
 use crate::output::{pubkey, Report};
 use crate::units::{human_bytes, parse_bytes, parse_tokens, Tokens};
@@ -26,10 +28,11 @@ pub enum ProviderCommand {
     Stake(StakeArgs),
     /// Withdraws free stake or earnings to the keypair's token account.
     Withdraw(WithdrawArgs),
-    /// Closes the provider account (no active deals, no locked stake) and
-    /// returns its stake and earnings.
+    /// Closes the provider account (no active deals, no locked stake, an empty
+    /// deal set) and returns its stake and earnings.
     Deregister(ToArgs),
-    /// Shows a provider: keys, endpoint, capacity, stake, earnings, record.
+    /// Shows a provider: keys, endpoint, capacity, stake, earnings, record,
+    /// jailing and its recent epochs.
     Info(InfoArgs),
 }
 
@@ -106,6 +109,9 @@ pub struct ToArgs {
 pub struct InfoArgs {
     /// The provider's authority. Default: the keypair's pubkey.
     pub authority: Option<Pubkey>,
+    /// Recent epochs to show, the current one included.
+    #[arg(long, default_value_t = 16)]
+    pub epochs: u64,
 }
 
 pub fn run(ctx: &Ctx, command: ProviderCommand) -> Result<Box<dyn Report>, CliError> {
@@ -115,7 +121,7 @@ pub fn run(ctx: &Ctx, command: ProviderCommand) -> Result<Box<dyn Report>, CliEr
         ProviderCommand::Stake(a) => Box::new(stake(ctx, a)?),
         ProviderCommand::Withdraw(a) => Box::new(withdraw(ctx, a)?),
         ProviderCommand::Deregister(a) => Box::new(deregister(ctx, a)?),
-        ProviderCommand::Info(a) => Box::new(info(ctx, a.authority)?),
+        ProviderCommand::Info(a) => Box::new(info(ctx, a.authority, a.epochs)?),
     })
 }
 
@@ -409,6 +415,13 @@ fn deregister(ctx: &Ctx, a: ToArgs) -> Result<Sent, CliError> {
             p.active_deals
         )));
     }
+    let set: Option<DealSet> = ctx.fetch("deal set", &cairn_chain::deal_set_pda(&address))?;
+    if let Some(set) = set.filter(|s| s.len > 0) {
+        return Err(CliError::Refused(format!(
+            "provider {address} still has {} entries in its deal set; ended deals leave it with `leave_deal_set` (the node removes its own), then deregister",
+            set.len
+        )));
+    }
     let (to, mut ixs) = destination(ctx, &m, a.to)?;
     ixs.push(m.ix.deregister_provider_ix(&authority, &to));
     let signature = ctx.send("deregister_provider", &ixs, &[])?;
@@ -441,10 +454,27 @@ pub struct ProviderInfo {
     pub active_deals: u64,
     /// Deals of this provider by state.
     pub deals: DealCounts,
+    /// Deal-epochs settled as proven (paid) and as failed.
     pub proofs: u64,
     pub faults: u64,
+    /// Collateral paid to clients for failed epochs.
     pub slashed: u64,
+    /// Collateral paid to clients because deals ended early (jail, or a client
+    /// ending a deal after a failure).
+    pub forfeited: u64,
+    /// The epoch the provider is jailed from (it takes no new deals, its deals
+    /// end there), if it is.
+    pub jailed_from: Option<u64>,
+    pub epoch: u64,
+    /// The most recent epochs, oldest first, from the chain's bits.
+    pub recent_epochs: Vec<RecentEpoch>,
     pub decimals: u8,
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentEpoch {
+    pub epoch: u64,
+    pub outcome: ProviderEpoch,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -469,19 +499,35 @@ impl DealCounts {
     }
 }
 
-pub fn info(ctx: &Ctx, authority: Option<Pubkey>) -> Result<ProviderInfo, CliError> {
+pub fn info(ctx: &Ctx, authority: Option<Pubkey>, recent: u64) -> Result<ProviderInfo, CliError> {
     let m = ctx.market()?;
     let authority = match authority {
         Some(a) => a,
         None => ctx.payer()?.pubkey(),
     };
     let (address, p) = provider(ctx, &authority)?;
-    let mut deals = DealCounts::default();
-    for (_, deal) in
-        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_PROVIDER, address.as_ref())])?
-    {
-        deals.add(deal.state);
+    let deals =
+        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_PROVIDER, address.as_ref())])?;
+    let mut counts = DealCounts::default();
+    for (_, deal) in &deals {
+        counts.add(deal.state);
     }
+    let now = m.account.epoch_at(ctx.slot()?);
+    let first = (now + 1).saturating_sub(recent);
+    let bits = Bits::load(ctx, &[address], first..now + 1)?;
+    // An epoch was owed if a deal of the provider ran in it (deals closed by
+    // their clients are no longer on chain to say so).
+    let owed = |epoch: u64| {
+        deals
+            .iter()
+            .any(|(_, d)| epochs::owed_epochs(d, p.jailed_from).contains(&epoch))
+    };
+    let recent_epochs = (first..now + 1)
+        .map(|epoch| RecentEpoch {
+            epoch,
+            outcome: ProviderEpoch::of(&bits, &address, epoch, now, owed(epoch)),
+        })
+        .collect();
     Ok(ProviderInfo {
         address,
         authority: p.authority,
@@ -494,10 +540,14 @@ pub fn info(ctx: &Ctx, authority: Option<Pubkey>) -> Result<ProviderInfo, CliErr
         stake_locked: p.stake_locked,
         earnings: p.earnings,
         active_deals: p.active_deals,
-        deals,
+        deals: counts,
         proofs: p.proofs,
         faults: p.faults,
         slashed: p.slashed,
+        forfeited: p.forfeited,
+        jailed_from: (p.jailed_from != NOT_JAILED).then_some(p.jailed_from),
+        epoch: now,
+        recent_epochs,
         decimals: m.decimals,
     })
 }
@@ -510,6 +560,12 @@ impl fmt::Display for ProviderInfo {
         };
         let d = &self.deals;
         writeln!(f, "provider   {}", self.address)?;
+        if let Some(e) = self.jailed_from {
+            writeln!(
+                f,
+                "JAILED     from epoch {e}: takes no new deals; its deals ended there"
+            )?;
+        }
         writeln!(f, "authority  {}", self.authority)?;
         writeln!(f, "operator   {}", self.operator)?;
         writeln!(f, "endpoint   {}", self.endpoint)?;
@@ -538,10 +594,22 @@ impl fmt::Display for ProviderInfo {
         )?;
         writeln!(
             f,
-            "record     {} proofs, {} faults, {} slashed",
+            "record     {} deal-epochs proven, {} failed; {} paid to clients for failed epochs, {} forfeited by deals ended early",
             self.proofs,
             self.faults,
-            t(self.slashed)
-        )
+            t(self.slashed),
+            t(self.forfeited)
+        )?;
+        if let (Some(first), Some(last)) = (self.recent_epochs.first(), self.recent_epochs.last()) {
+            writeln!(
+                f,
+                "epochs     {}..={} (now {}):",
+                first.epoch, last.epoch, self.epoch
+            )?;
+            for e in &self.recent_epochs {
+                writeln!(f, "  {:>10}  {}", e.epoch, e.outcome.name())?;
+            }
+        }
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@ use solana_signer::Signer;
 use storage_market::state::{Deal, DealState, Provider};
 
 use crate::context::Ctx;
+use crate::dataset::onchain;
 use crate::dataset::transport::{Connector, Node};
 use crate::error::CliError;
 use crate::output::{Bar, Progress};
@@ -137,6 +138,7 @@ pub fn download(
     check_out_dir(&a.out)?;
     let mut shards = find_shards(ctx, &id, a.client)?;
     connect_all(connector, &mut shards);
+    let mut shards = one_per_index(shards);
     // Fastest first: the trailer and manifest come from them.
     shards.sort_by_key(|s| (s.node.is_none(), s.connect_ms, s.index));
     let available = shards.iter().filter(|s| s.node.is_some()).count();
@@ -327,7 +329,9 @@ impl Write for HashingFile {
     }
 }
 
-/// The dataset's deals, one per shard index, with each provider's endpoint.
+/// The dataset's deals with each provider's endpoint: for each shard index its
+/// live deal first, then its earlier placements (whose providers may still hold
+/// the shard), newest first.
 fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<Shard>, CliError> {
     let deals =
         ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
@@ -354,16 +358,44 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
                 })
                 .map(|(c, _)| *c)
         });
-    let Some(deals) = chosen.and_then(|c| by_client.remove(&c)) else {
+    let Some(mut deals) = chosen.and_then(|c| by_client.remove(&c)) else {
         return Err(CliError::Refused(format!(
             "unknown dataset {id}: no deals hold it on {}",
             ctx.url
         )));
     };
+    let live: Vec<Pubkey> = onchain::live_deals(&deals)
+        .values()
+        .map(|(address, _)| *address)
+        .collect();
+    deals.sort_by_key(|(address, d)| {
+        (
+            d.shard_index,
+            !live.contains(address),
+            std::cmp::Reverse(d.generation),
+        )
+    });
     deals
         .into_iter()
         .map(|(address, deal)| shard_of(ctx, address, &deal))
         .collect()
+}
+
+/// One shard per index: the first of its deals (in preference order) whose node
+/// holds it, else the first.
+fn one_per_index(shards: Vec<Shard>) -> Vec<Shard> {
+    let mut out: Vec<Shard> = Vec::new();
+    for s in shards {
+        match out.last_mut() {
+            Some(last) if last.index == s.index => {
+                if last.node.is_none() && s.node.is_some() {
+                    *last = s;
+                }
+            }
+            _ => out.push(s),
+        }
+    }
+    out
 }
 
 /// Shard `deal` (at `address`) with its provider's endpoint, not connected.

@@ -1,6 +1,7 @@
 //! Datasets: preparing stored shards from a directory, choosing providers,
 //! uploading and downloading through the providers' nodes.
 pub mod download;
+pub mod onchain;
 pub mod prepare;
 pub mod quic;
 pub mod repair;

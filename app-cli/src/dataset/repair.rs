@@ -1,6 +1,13 @@
-//! `cairn repair ID`: rebuild the shards whose deals terminated (or whose
-//! providers stopped proving, once the chain terminates their deals) from `k`
-//! healthy ones, and place them with new providers.
+//! `cairn repair ID`: replaces every shard whose provider failed an epoch within
+//! its deal (the first failure is enough), whose provider is jailed, or whose
+//! deal has ended. The client ends a failed deal (`end_deal`: it runs to the end
+//! of the current epoch, the escrow of later epochs comes back, and the
+//! collateral left goes to the client when it is settled); the shard is rebuilt
+//! from `k` healthy ones and proposed at once, as the next generation of its
+//! deal, to a provider the dataset does not use. Old deals are settled, leave
+//! their provider's deal set and are closed (paying the client what they owe)
+//! as soon as they can: an ended deal finishes after its last epoch, so a later
+//! run closes it. An interrupted repair continues from its record.
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,12 +19,15 @@ use clap::Args;
 use serde::Serialize;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
+use storage_market::constants::log_page;
 use storage_market::instructions::billable_mib;
-use storage_market::state::{Deal, DealState};
+use storage_market::state::{Deal, DealSet, DealState};
 
-use crate::commands::deals::state_name;
 use crate::context::{Ctx, MarketView};
-use crate::dataset::download::{connect_all, describe, read_manifest, shard_of, RemoteShard};
+use crate::dataset::download::{
+    connect_all, describe, read_manifest, shard_of, RemoteShard, Shard,
+};
+use crate::dataset::onchain::{self, state_name, trouble, DealAt, DealsView, Trouble};
 use crate::dataset::prepare::{LocalShard, ShardSink};
 use crate::dataset::state::{default_root, work_dir, Stage, UploadState};
 use crate::dataset::transport::Connector;
@@ -39,23 +49,47 @@ pub struct RepairArgs {
     /// Seconds to wait for a node to accept its deal once it holds the shard.
     #[arg(long, default_value_t = 60)]
     pub accept_timeout: u64,
-    /// Epochs to wait for the deals of providers that stopped proving to be
-    /// terminated (their missed epochs reported) before repairing without
-    /// them. Default: the market's `max_consecutive_faults` + 2.
-    #[arg(long)]
-    pub wait_epochs: Option<u64>,
+    /// Epochs to wait, when a shard's provider does not answer but has not
+    /// failed an epoch yet, for its first failed epoch (the shard is then
+    /// replaced in this run). 0: such shards are reported and left to a later run.
+    #[arg(long, default_value_t = 0)]
+    pub wait_epochs: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
 pub struct RepairedShard {
     pub shard_index: u16,
-    /// The provider that lost it, and the state its deal ended in.
-    pub old_provider: String,
-    pub old_state: String,
+    /// Why it was replaced: `failed epoch E`, `provider jailed from epoch E`,
+    /// `ended by the client`, `terminated`, `cancelled`, `no deal`.
+    pub reason: String,
+    /// The deal it replaces and that deal's provider.
+    pub old_deal: Option<String>,
+    pub old_provider: Option<String>,
+    /// Set when this run ended the old deal (`end_deal`): its new end epoch.
+    pub old_deal_ends: Option<u64>,
+    /// The new placement.
+    pub generation: u16,
     pub provider: String,
     pub deal: String,
     pub bytes: u64,
     pub root: String,
+}
+
+/// An earlier placement of a shard, and what this run did with it.
+#[derive(Serialize, Debug, Clone)]
+pub struct OldDeal {
+    pub shard_index: u16,
+    pub generation: u16,
+    pub deal: String,
+    pub provider: String,
+    /// Its state after this run, or `closed`.
+    pub state: String,
+    /// `settled`, `left its provider's deal set`, `cancelled`, `closed`.
+    pub done: Vec<String>,
+    /// Paid to the client when it was closed.
+    pub refunded: u64,
+    /// Why it is not closed yet.
+    pub waiting: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -66,9 +100,10 @@ pub struct RepairReport {
     /// Shards rebuilt from (their indices).
     pub rebuilt_from: Vec<u16>,
     pub repaired: Vec<RepairedShard>,
-    /// Shards whose providers are failing but whose deals are still active
-    /// (not replaceable until the chain terminates them).
+    /// Shards whose provider does not answer but has not failed an epoch yet
+    /// (replaced by a later run once it has).
     pub still_failing: Vec<u16>,
+    pub old_deals: Vec<OldDeal>,
     pub bytes_fetched: u64,
     pub epochs: u64,
     pub escrow: u64,
@@ -79,10 +114,14 @@ pub struct RepairReport {
 
 impl fmt::Display for RepairReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = |base_units| crate::units::Tokens {
+            base_units,
+            decimals: self.decimals,
+        };
         if self.repaired.is_empty() {
             writeln!(
                 f,
-                "dataset {}: nothing to repair (no shard's deal has terminated)",
+                "dataset {}: nothing to repair (every shard's provider is proving)",
                 self.dataset_id
             )?;
         } else {
@@ -96,122 +135,56 @@ impl fmt::Display for RepairReport {
                 crate::units::human_bytes(self.bytes_fetched),
                 self.seconds,
                 self.epochs,
-                crate::units::Tokens {
-                    base_units: self.escrow,
-                    decimals: self.decimals
-                }
+                t(self.escrow)
             )?;
             for r in &self.repaired {
                 writeln!(
                     f,
-                    "  shard {:>3}  {} ({}) -> provider {}  deal {}",
-                    r.shard_index, r.old_provider, r.old_state, r.provider, r.deal
+                    "  shard {:>3}  {} ({}){} -> provider {}  deal {} (generation {})",
+                    r.shard_index,
+                    r.old_provider.as_deref().unwrap_or("-"),
+                    r.reason,
+                    r.old_deal_ends
+                        .map(|e| format!(", ended: runs to epoch {e}"))
+                        .unwrap_or_default(),
+                    r.provider,
+                    r.deal,
+                    r.generation
                 )?;
             }
+        }
+        for o in &self.old_deals {
+            let done = if o.done.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", o.done.join(", "))
+            };
+            let refunded = if o.refunded > 0 {
+                format!(", {} refunded to you", t(o.refunded))
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "  old deal {} (shard {}, generation {}) {}{done}{refunded}{}",
+                o.deal,
+                o.shard_index,
+                o.generation,
+                o.state,
+                o.waiting
+                    .as_deref()
+                    .map(|w| format!("; {w}"))
+                    .unwrap_or_default()
+            )?;
         }
         if !self.still_failing.is_empty() {
             writeln!(
                 f,
-                "shards {:?}: their providers stopped proving but the deals are still active; run `cairn repair {}` again once they terminate",
+                "shards {:?}: their providers do not answer but have not failed an epoch yet; run `cairn repair {}` again once an epoch has closed (or pass --wait-epochs)",
                 self.still_failing, self.dataset_id
             )?;
         }
         Ok(())
-    }
-}
-
-/// The client's deals for `id`, by shard index.
-fn client_deals(
-    ctx: &Ctx,
-    client: &Pubkey,
-    id: &DatasetId,
-) -> Result<Vec<(Pubkey, Deal)>, CliError> {
-    let mut deals = ctx.program_accounts::<Deal>(&[
-        (cairn_chain::layout::DEAL_CLIENT, client.as_ref()),
-        (cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes()),
-    ])?;
-    deals.sort_by_key(|(_, d)| d.shard_index);
-    Ok(deals)
-}
-
-/// Active deals with closed, unsettled epochs: the provider did not prove them.
-fn unsettled(deal: &Deal, market: &MarketView, slot: u64) -> bool {
-    deal.state == DealState::Active
-        && market
-            .account
-            .last_closed_epoch(slot)
-            .is_some_and(|closed| {
-                closed >= deal.start_epoch && deal.settled_through < closed.min(deal.end_epoch - 1)
-            })
-}
-
-fn slot(ctx: &Ctx) -> Result<u64, CliError> {
-    ctx.rpc.get_slot().map_err(|e| ctx.rpc_err(e))
-}
-
-/// Reports the missed epochs of every deal in `suspects` (anyone may; the
-/// bounty comes to the client) and waits, up to `wait_epochs`, until none of
-/// them is an Active deal whose provider is failing. Returns the deals then.
-fn settle_failing(
-    ctx: &Ctx,
-    market: &MarketView,
-    client: &Keypair,
-    id: &DatasetId,
-    suspects: &[u16],
-    wait_epochs: u64,
-    progress: &Progress,
-) -> Result<Vec<(Pubkey, Deal)>, CliError> {
-    let epoch_slots = market.account.params.epoch_slots;
-    let deadline = slot(ctx)? + wait_epochs * epoch_slots;
-    let bounty_to = market.token_account_of(&client.pubkey());
-    let mut noted = std::collections::BTreeMap::new();
-    loop {
-        let now = slot(ctx)?;
-        let mut deals = client_deals(ctx, &client.pubkey(), id)?;
-        let mut reported = false;
-        for (address, deal) in &deals {
-            if unsettled(deal, market, now) {
-                let ix = market.ix.report_faults_ix(
-                    &client.pubkey(),
-                    &deal.provider,
-                    address,
-                    &bounty_to,
-                );
-                // A node may have reported the same epochs first; the deals
-                // are read again below either way.
-                reported |= ctx
-                    .send(
-                        &format!("report_faults for shard {}", deal.shard_index),
-                        &[ix],
-                        &[],
-                    )
-                    .is_ok();
-            }
-        }
-        if reported {
-            deals = client_deals(ctx, &client.pubkey(), id)?;
-        }
-        let waiting: Vec<&Deal> = deals
-            .iter()
-            .map(|(_, d)| d)
-            .filter(|d| {
-                d.state == DealState::Active
-                    && (d.consecutive_faults > 0 || suspects.contains(&d.shard_index))
-            })
-            .collect();
-        if waiting.is_empty() || now >= deadline {
-            return Ok(deals);
-        }
-        for d in waiting {
-            let seen = (d.consecutive_faults, d.state);
-            if noted.insert(d.shard_index, seen) != Some(seen) {
-                progress.note(&format!(
-                    "shard {}: provider {} has missed {} epoch(s) in a row; its deal terminates at {}, waiting",
-                    d.shard_index, d.provider, d.consecutive_faults, d.max_consecutive_faults
-                ));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1000));
     }
 }
 
@@ -232,8 +205,8 @@ pub fn repair(
     );
     let accept_timeout = Duration::from_secs(a.accept_timeout);
 
-    // An interrupted repair: its shards are rebuilt and the old deals closed;
-    // only placement is left.
+    // An interrupted repair: its shards are rebuilt and their old deals ended;
+    // placement is left, then the old deals are closed where they can be.
     if let Some(mut state) = UploadState::load(&work)? {
         if state.dataset_id == id.to_string()
             && state.shards.iter().any(|s| s.stage != Stage::Accepted)
@@ -252,29 +225,42 @@ pub fn repair(
                 progress,
                 accept_timeout,
             )?;
-            let repaired: Vec<u16> = state
+            let repaired: Vec<RepairedShard> = state
                 .shards
                 .iter()
                 .filter(|s| !s.local.path.as_os_str().is_empty())
-                .map(|s| s.local.index)
+                .map(|s| RepairedShard {
+                    shard_index: s.local.index,
+                    reason: "an interrupted repair, continued".into(),
+                    old_deal: None,
+                    old_provider: None,
+                    old_deal_ends: None,
+                    generation: s.generation,
+                    provider: String::new(),
+                    deal: String::new(),
+                    bytes: s.local.bytes,
+                    root: cairn_core::hash::to_hex(&s.local.root),
+                })
                 .collect();
+            let old_deals = clean_up(ctx, &market, client, &id, progress)?;
             return finish(
                 ctx,
                 &market,
                 client,
                 &id,
                 &state,
-                &repaired,
-                Vec::new(),
-                Vec::new(),
-                0,
-                replaced,
+                repaired,
+                Outcome {
+                    old_deals,
+                    replaced,
+                    ..Outcome::default()
+                },
                 started,
             );
         }
     }
 
-    let deals = client_deals(ctx, &client.pubkey(), &id)?;
+    let mut deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
     let Some((_, first)) = deals.first() else {
         return Err(CliError::Refused(format!(
             "unknown dataset {id}: client {} has no deals for it on {}",
@@ -283,52 +269,72 @@ pub fn repair(
         )));
     };
     let (k, n) = (first.k, first.n);
+    let mut view = DealsView::load(ctx, &market, &deals)?;
 
-    // Which active shards can be read now; unreachable ones are suspects.
-    let mut shards = deals
-        .iter()
+    // Which live, active shards can be read now; those that cannot are suspects
+    // until their provider fails an epoch.
+    let mut shards = onchain::live_deals(&deals)
+        .values()
         .filter(|(_, d)| d.state == DealState::Active)
         .map(|(address, d)| shard_of(ctx, *address, d))
         .collect::<Result<Vec<_>, _>>()?;
     connect_all(connector, &mut shards);
-    let suspects: Vec<u16> = shards
-        .iter()
-        .filter(|s| s.node.is_none())
-        .map(|s| s.index)
-        .collect();
     for s in shards.iter().filter(|s| s.node.is_none()) {
         progress.note(&format!(
             "shard {} provider {} ({}): {}",
             s.index, s.provider, s.endpoint, s.status
         ));
     }
-    let wait_epochs = a
-        .wait_epochs
-        .unwrap_or(u64::from(market.account.params.max_consecutive_faults) + 2);
-    let deals = settle_failing(ctx, &market, client, &id, &suspects, wait_epochs, progress)?;
-
-    let lost: Vec<(Pubkey, Option<Deal>, u16)> = (0..n)
-        .filter_map(|i| match deals.iter().find(|(_, d)| d.shard_index == i) {
-            None => Some((cairn_chain::deal_pda(&client.pubkey(), &id.0, i), None, i)),
-            Some((address, d))
-                if matches!(d.state, DealState::Terminated | DealState::Cancelled) =>
-            {
-                Some((*address, Some(d.clone()), i))
-            }
-            Some(_) => None,
-        })
-        .collect();
-    let still_failing: Vec<u16> = deals
+    let unreachable: Vec<u16> = shards
         .iter()
-        .filter(|(_, d)| {
-            d.state == DealState::Active
-                && (d.consecutive_faults > 0 || suspects.contains(&d.shard_index))
-        })
-        .map(|(_, d)| d.shard_index)
+        .filter(|s| s.node.is_none())
+        .map(|s| s.index)
         .collect();
-    // Healthy: active, not failing, and its node answered with the shard.
-    shards.retain(|s| s.node.is_some() && !still_failing.contains(&s.index));
+    let troubled = |deals: &[DealAt], view: &DealsView| -> Vec<u16> {
+        (0..n)
+            .filter(|i| trouble(deals, view, *i).1.is_some())
+            .collect()
+    };
+    let waiting = |deals: &[DealAt], view: &DealsView| -> Vec<u16> {
+        let troubled = troubled(deals, view);
+        unreachable
+            .iter()
+            .copied()
+            .filter(|i| !troubled.contains(i))
+            .collect()
+    };
+    if a.wait_epochs > 0 && !waiting(&deals, &view).is_empty() {
+        let epoch_slots = market.account.params.epoch_slots;
+        let deadline = ctx.slot()? + a.wait_epochs * epoch_slots;
+        progress.note(&format!(
+            "shards {:?}: waiting up to {} epoch(s) for their providers' first failed epoch",
+            waiting(&deals, &view),
+            a.wait_epochs
+        ));
+        while !waiting(&deals, &view).is_empty() && ctx.slot()? < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
+            view = DealsView::load(ctx, &market, &deals)?;
+        }
+    }
+    let still_failing = waiting(&deals, &view);
+    let lost: Vec<(u16, Option<DealAt>, Trouble)> = (0..n)
+        .filter_map(|i| {
+            let (live, found) = trouble(&deals, &view, i);
+            found.map(|t| (i, live.cloned(), t))
+        })
+        .collect();
+    // What the lost shards come from: the live, active, untroubled shards whose
+    // node holds them (and, when fewer than k, replaced shards whose node still
+    // serves them: every unit read is checked against its BLAKE3 either way). A
+    // replaced shard whose own node still serves it is copied from there, its
+    // Merkle root checked against its deal's.
+    let unread = describe(&shards);
+    shards.retain(|s| s.node.is_some());
+    let is_lost = |index: u16| lost.iter().any(|(i, _, _)| *i == index);
+    let healthy = shards.iter().filter(|s| !is_lost(s.index)).count();
     if lost.is_empty() {
+        let old_deals = clean_up(ctx, &market, client, &id, progress)?;
         let state = UploadState::new(
             work.clone(),
             id.to_string(),
@@ -345,38 +351,40 @@ pub fn repair(
             client,
             &id,
             &state,
-            &[],
-            shards.iter().map(|s| s.index).collect(),
-            still_failing,
-            0,
-            0,
+            Vec::new(),
+            Outcome {
+                rebuilt_from: shards.iter().map(|s| s.index).collect(),
+                still_failing,
+                old_deals,
+                ..Outcome::default()
+            },
             started,
         );
     }
-    if shards.len() < usize::from(k) {
+    let own_copy = |index: u16| shards.iter().find(|s| s.index == index);
+    if shards.len() < usize::from(k) && lost.iter().any(|(i, _, _)| own_copy(*i).is_none()) {
         return Err(CliError::Refused(format!(
-            "dataset {id} cannot be rebuilt: {} healthy shards of the {k} needed ({} lost); {}",
-            shards.len(),
+            "dataset {id} cannot be rebuilt: {healthy} healthy shards of the {k} needed ({} to repair); {unread}",
             lost.len(),
-            describe(&shards)
         )));
     }
-    let current_epoch = market.account.epoch_at(slot(ctx)?);
+    // The new deals end when the dataset's deals were to end. A new deal
+    // starts the epoch after it is accepted.
     let end_epoch = deals
         .iter()
-        .filter(|(_, d)| d.state == DealState::Active)
-        .map(|(_, d)| d.end_epoch)
+        .filter(|(_, d)| !matches!(d.state, DealState::Proposed | DealState::Cancelled))
+        .map(|(_, d)| d.start_epoch + d.duration_epochs)
         .max()
         .unwrap_or(0);
-    // A new deal starts the epoch after it is accepted.
-    let epochs = end_epoch.saturating_sub(current_epoch + 1);
+    let epochs = end_epoch.saturating_sub(view.now + 1);
     if epochs == 0 {
         return Err(CliError::Refused(format!(
-            "dataset {id}: its deals end at epoch {end_epoch} (now {current_epoch}); nothing is left to store it for"
+            "dataset {id}: its deals end at epoch {end_epoch} (now {}); nothing is left to store it for",
+            view.now
         )));
     }
 
-    // Rebuild every lost shard from the healthy ones, into the work dir.
+    // Rebuild (or copy) every lost shard into the work dir.
     let manifest = read_manifest(&id, &shards)?;
     let tails = shard_tails(&manifest).map_err(|e| CliError::Refused(e.to_string()))?;
     let stored_len = stored_shard_len(&manifest);
@@ -386,8 +394,12 @@ pub fn repair(
         "rebuild",
         lost.len() as u64 * u64::from(k) * manifest.shard_len(),
     );
+    let sources_of: Vec<&Shard> = shards
+        .iter()
+        .filter(|s| !is_lost(s.index) || healthy < usize::from(k))
+        .collect();
     let mut sources: Vec<Option<RemoteShard>> = (0..usize::from(n)).map(|_| None).collect();
-    for s in &shards {
+    for s in &sources_of {
         sources[usize::from(s.index)] = Some(RemoteShard {
             node: s.node.as_deref().expect("retained: connected"),
             deal: s.deal,
@@ -398,24 +410,44 @@ pub fn repair(
         .decoder(sources)
         .map_err(|e| CliError::Refused(format!("dataset {id}: {e}")))?;
     let mut rebuilt = Vec::with_capacity(lost.len());
-    for (_, old, i) in &lost {
+    let mut copied_bytes = 0;
+    for (i, _, _) in &lost {
         let path = work.join(format!("shard-{i}.bin"));
+        // Every placement of a shard pins the same bytes.
+        let pinned = deals
+            .iter()
+            .find(|(_, d)| d.shard_index == *i)
+            .map(|(_, d)| (d.shard_root, d.shard_bytes));
+        let matches = |shard: &LocalShard| {
+            pinned.is_none_or(|(root, bytes)| shard.root == root && shard.bytes == bytes)
+        };
+        if let Some(own) = own_copy(*i) {
+            match copy_shard(own, &path, &bar) {
+                Ok(shard) if matches(&shard) => {
+                    copied_bytes += shard.bytes;
+                    rebuilt.push(shard);
+                    continue;
+                }
+                Ok(_) => progress.note(&format!(
+                    "shard {i}: the copy from provider {} does not match its deal's root; rebuilding it",
+                    own.provider
+                )),
+                Err(e) => progress.note(&format!("shard {i}: {e}; rebuilding it")),
+            }
+        }
         let mut sink = ShardSink::create(&path)?;
         decoder
             .rebuild_shard(usize::from(*i), &mut sink)
             .map_err(|e| {
                 CliError::Refused(format!(
-                    "dataset {id}: rebuilding shard {i} failed: {e}; {}",
-                    describe(&shards)
+                    "dataset {id}: rebuilding shard {i} failed: {e}; {unread}"
                 ))
             })?;
         let shard = sink.finish(*i, path, &tails[usize::from(*i)])?;
-        if let Some(old) = old {
-            if shard.root != old.shard_root || shard.bytes != old.shard_bytes {
-                return Err(CliError::Refused(format!(
-                    "dataset {id}: rebuilt shard {i} does not match its deal's root and size; not placed"
-                )));
-            }
+        if !matches(&shard) {
+            return Err(CliError::Refused(format!(
+                "dataset {id}: rebuilt shard {i} does not match its deal's root and size; not placed"
+            )));
         }
         debug_assert_eq!(shard.bytes, stored_len);
         rebuilt.push(shard);
@@ -432,19 +464,46 @@ pub fn repair(
         }
     }
 
-    // The placement record: healthy shards as placed, lost ones to place with
-    // a provider other than the one that lost them.
-    let mut locals: Vec<LocalShard> = (0..n)
+    // With the shards in hand, the client ends each deal its provider failed: it
+    // runs to the end of this epoch, and its collateral left comes to the client
+    // at settlement.
+    let mut ended: Vec<(u16, u64)> = Vec::new();
+    for (i, live, trouble) in &lost {
+        if let (Some((address, d)), Trouble::Failed(epoch)) = (live, trouble) {
+            ctx.send(
+                &format!("end_deal for shard {i} (its provider failed epoch {epoch})"),
+                &[market.ix.end_deal_ix(
+                    &client.pubkey(),
+                    &d.provider,
+                    address,
+                    d.set_index,
+                    *epoch,
+                )],
+                &[],
+            )?;
+            let now_ends = ctx
+                .fetch::<Deal>("deal", address)?
+                .map_or(d.end_epoch, |d| d.end_epoch);
+            progress.note(&format!(
+                "shard {i}: ended deal {address} (provider {} failed epoch {epoch}); it runs to epoch {now_ends}",
+                d.provider
+            ));
+            ended.push((*i, now_ends));
+        }
+    }
+
+    // The placement record: healthy shards as placed, lost ones as the next
+    // generation of their deal, with none of the providers the dataset uses or
+    // used.
+    let live = onchain::live_deals(&deals);
+    let locals: Vec<LocalShard> = (0..n)
         .map(|i| {
             rebuilt
                 .iter()
                 .find(|s| s.index == i)
                 .cloned()
                 .unwrap_or_else(|| {
-                    let d = deals
-                        .iter()
-                        .find(|(_, d)| d.shard_index == i)
-                        .map(|(_, d)| d);
+                    let d = live.get(&i).map(|(_, d)| d);
                     LocalShard {
                         index: i,
                         path: PathBuf::new(),
@@ -454,7 +513,6 @@ pub fn repair(
                 })
         })
         .collect();
-    locals.sort_by_key(|s| s.index);
     let max_price_per_epoch = match &a.max_price {
         Some(p) => parse_tokens(p, market.decimals)
             .map_err(|e| CliError::bad("--max-price", e))?
@@ -471,30 +529,23 @@ pub fn repair(
         max_price_per_epoch,
         locals,
     );
+    let mut used: Vec<String> = deals.iter().map(|(_, d)| d.provider.to_string()).collect();
+    used.sort();
+    used.dedup();
+    state.avoid = used;
     for s in state.shards.iter_mut() {
-        match lost.iter().find(|(_, _, i)| *i == s.local.index) {
-            Some((_, old, _)) => s
-                .failed
-                .extend(old.as_ref().map(|d| d.provider.to_string())),
-            None => {
-                s.stage = Stage::Accepted;
-                s.provider = deals
-                    .iter()
-                    .find(|(_, d)| d.shard_index == s.local.index)
-                    .map(|(_, d)| d.provider.to_string());
-            }
-        }
-    }
-    // The old deals give way (the client's refund is paid) so the shard's
-    // deal address is free for the new one.
-    let to = market.token_account_of(&client.pubkey());
-    for (address, old, i) in &lost {
-        if old.is_some() {
-            ctx.send(
-                &format!("close_deal for shard {i}"),
-                &[market.ix.close_deal_ix(&client.pubkey(), address, &to)],
-                &[],
-            )?;
+        let i = s.local.index;
+        if lost.iter().any(|(l, _, _)| *l == i) {
+            s.generation = onchain::next_generation(&deals, i);
+            s.failed = deals
+                .iter()
+                .filter(|(_, d)| d.shard_index == i)
+                .map(|(_, d)| d.provider.to_string())
+                .collect();
+        } else if let Some((_, d)) = live.get(&i) {
+            s.stage = Stage::Accepted;
+            s.generation = d.generation;
+            s.provider = Some(d.provider.to_string());
         }
     }
     state.save(&work)?;
@@ -508,42 +559,58 @@ pub fn repair(
         progress,
         accept_timeout,
     )?;
-    let old: Vec<(u16, String, String)> = lost
+    let repaired = lost
         .iter()
-        .map(|(_, d, i)| {
-            (
-                *i,
-                d.as_ref().map_or(String::new(), |d| d.provider.to_string()),
-                d.as_ref()
-                    .map_or("closed", |d| state_name(d.state))
-                    .to_string(),
-            )
+        .map(|(i, live, trouble)| RepairedShard {
+            shard_index: *i,
+            reason: trouble.reason(live.as_ref().map(|(_, d)| d).or_else(|| {
+                deals
+                    .iter()
+                    .rev()
+                    .find(|(_, d)| d.shard_index == *i)
+                    .map(|(_, d)| d)
+            })),
+            old_deal: live.as_ref().map(|(address, _)| address.to_string()),
+            old_provider: live.as_ref().map(|(_, d)| d.provider.to_string()),
+            old_deal_ends: ended.iter().find(|(e, _)| e == i).map(|(_, end)| *end),
+            generation: 0,
+            provider: String::new(),
+            deal: String::new(),
+            bytes: 0,
+            root: String::new(),
         })
         .collect();
-    let indices: Vec<u16> = lost.iter().map(|(_, _, i)| *i).collect();
-    let mut out = finish(
+    let old_deals = clean_up(ctx, &market, client, &id, progress)?;
+    finish(
         ctx,
         &market,
         client,
         &id,
         &state,
-        &indices,
-        shards.iter().map(|s| s.index).collect(),
-        still_failing,
-        report.bytes_read,
-        replaced,
+        repaired,
+        Outcome {
+            rebuilt_from: sources_of.iter().map(|s| s.index).collect(),
+            still_failing,
+            old_deals,
+            bytes_fetched: report.bytes_read + copied_bytes,
+            replaced,
+        },
         started,
-    )?;
-    for r in out.repaired.iter_mut() {
-        if let Some((_, p, st)) = old.iter().find(|(i, _, _)| *i == r.shard_index) {
-            r.old_provider = p.clone();
-            r.old_state = st.clone();
-        }
-    }
-    Ok(out)
+    )
 }
 
-/// Checks that every shard is placed and builds the report.
+/// What a repair did besides the placements.
+#[derive(Default)]
+struct Outcome {
+    rebuilt_from: Vec<u16>,
+    still_failing: Vec<u16>,
+    old_deals: Vec<OldDeal>,
+    bytes_fetched: u64,
+    replaced: usize,
+}
+
+/// Checks that every shard is placed and builds the report; `repaired` are the
+/// replaced shards, completed here from the placement record.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     ctx: &Ctx,
@@ -551,11 +618,8 @@ fn finish(
     client: &Keypair,
     id: &DatasetId,
     state: &UploadState,
-    repaired: &[u16],
-    rebuilt_from: Vec<u16>,
-    still_failing: Vec<u16>,
-    bytes_fetched: u64,
-    replaced: usize,
+    mut repaired: Vec<RepairedShard>,
+    outcome: Outcome,
     started: Instant,
 ) -> Result<RepairReport, CliError> {
     if let Some(s) = state.shards.iter().find(|s| s.stage != Stage::Accepted) {
@@ -566,38 +630,245 @@ fn finish(
         )));
     }
     let mut escrow = 0;
-    let mut out = Vec::new();
-    for s in state
-        .shards
-        .iter()
-        .filter(|s| repaired.contains(&s.local.index))
-    {
-        let deal = cairn_chain::deal_pda(&client.pubkey(), &id.0, s.local.index);
+    for r in repaired.iter_mut() {
+        let Some(s) = state.shards.iter().find(|s| s.local.index == r.shard_index) else {
+            continue;
+        };
+        let deal = s.deal(&client.pubkey(), &id.0);
         if let Some(d) = ctx.fetch::<Deal>("deal", &deal)? {
             escrow += d.escrow;
         }
-        out.push(RepairedShard {
-            shard_index: s.local.index,
-            old_provider: s.failed.first().cloned().unwrap_or_default(),
-            old_state: "terminated".into(),
-            provider: s.provider.clone().unwrap_or_default(),
-            deal: deal.to_string(),
-            bytes: s.local.bytes,
-            root: cairn_core::hash::to_hex(&s.local.root),
-        });
+        r.generation = s.generation;
+        r.provider = s.provider.clone().unwrap_or_default();
+        r.deal = deal.to_string();
+        r.bytes = s.local.bytes;
+        r.root = cairn_core::hash::to_hex(&s.local.root);
     }
     Ok(RepairReport {
         dataset_id: id.to_string(),
         k: state.k,
         n: state.k + state.m,
-        rebuilt_from,
-        repaired: out,
-        still_failing,
-        bytes_fetched,
+        rebuilt_from: outcome.rebuilt_from,
+        repaired,
+        still_failing: outcome.still_failing,
+        old_deals: outcome.old_deals,
+        bytes_fetched: outcome.bytes_fetched,
         epochs: state.epochs,
         escrow,
         decimals: market.decimals,
-        replaced_providers: replaced,
+        replaced_providers: outcome.replaced,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Moves every earlier placement of the dataset's shards towards closing, as far
+/// as the chain allows now: an abandoned proposal is cancelled; an active deal's
+/// closed epochs are settled (which finishes it once all are); an ended deal
+/// leaves its provider's deal set; a finished one out of the set is closed and
+/// pays the client what it owes. Failures are reported, not fatal: a later run
+/// goes on from the chain's state.
+pub fn clean_up(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    id: &DatasetId,
+    progress: &Progress,
+) -> Result<Vec<OldDeal>, CliError> {
+    let deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
+    let live: Vec<Pubkey> = onchain::live_deals(&deals)
+        .values()
+        .map(|(address, _)| *address)
+        .collect();
+    let old: Vec<&DealAt> = deals.iter().filter(|(a, _)| !live.contains(a)).collect();
+    if old.is_empty() {
+        return Ok(Vec::new());
+    }
+    let view = DealsView::load(ctx, market, &deals)?;
+    let to = market.token_account_of(&client.pubkey());
+    let mut out = Vec::new();
+    for (address, deal) in old {
+        let mut o = OldDeal {
+            shard_index: deal.shard_index,
+            generation: deal.generation,
+            deal: address.to_string(),
+            provider: deal.provider.to_string(),
+            state: state_name(deal.state).into(),
+            done: Vec::new(),
+            refunded: 0,
+            waiting: None,
+        };
+        if let Err(e) = close_old(ctx, market, client, &view, address, deal, &to, &mut o) {
+            progress.note(&format!(
+                "old deal {address} of shard {}: {e}; a later `cairn repair` goes on",
+                deal.shard_index
+            ));
+            o.waiting = Some(e.to_string());
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// One old deal's steps towards closing (see [`clean_up`]), recorded in `o`.
+#[allow(clippy::too_many_arguments)]
+fn close_old(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    view: &DealsView,
+    address: &Pubkey,
+    deal: &Deal,
+    to: &Pubkey,
+    o: &mut OldDeal,
+) -> Result<(), CliError> {
+    let shard = deal.shard_index;
+    let fetch = || ctx.fetch_existing::<Deal>("deal", address);
+    let mut deal = deal.clone();
+    if deal.state == DealState::Proposed {
+        ctx.send(
+            &format!("cancel_deal of an old placement of shard {shard}"),
+            &[market.ix.cancel_deal_ix(&client.pubkey(), address, to)],
+            &[],
+        )?;
+        o.done.push("cancelled".into());
+        deal = fetch()?;
+    }
+    if deal.state == DealState::Active {
+        let jailed_from = view.jailed_from(&deal.provider);
+        let calls;
+        (deal, calls) = settle_deal(ctx, market, address, deal, jailed_from, view.now)?;
+        if calls > 0 {
+            o.done.push("settled".into());
+        }
+    }
+    // An ended deal leaves the set in its last epoch at the earliest.
+    let ended = deal.state != DealState::Active
+        || deal.end_epoch.min(view.jailed_from(&deal.provider)) <= view.now + 1;
+    if deal.in_set && ended {
+        leave_set(ctx, market, address, &deal)?;
+        o.done.push("left its provider's deal set".into());
+        deal = fetch()?;
+    }
+    o.state = state_name(deal.state).into();
+    match deal.state {
+        DealState::Completed | DealState::Terminated | DealState::Cancelled if !deal.in_set => {
+            ctx.send(
+                &format!("close_deal of an old placement of shard {shard}"),
+                &[market.ix.close_deal_ix(&client.pubkey(), address, to)],
+                &[],
+            )?;
+            o.done.push("closed".into());
+            o.refunded = deal.client_refund;
+            o.state = "closed".into();
+        }
+        DealState::Active => {
+            o.waiting = Some(format!(
+                "runs to epoch {}; a later `cairn repair` settles and closes it",
+                deal.end_epoch.min(view.jailed_from(&deal.provider))
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Settles the closed epochs of the active `deal` at `address` (anyone may), page
+/// by page, in epoch `now`; the call that reaches the end of what its provider
+/// owes (its end, or `jailed_from`) finishes it. Returns the deal as it is then,
+/// and how many `settle` transactions were sent.
+pub fn settle_deal(
+    ctx: &Ctx,
+    market: &MarketView,
+    address: &Pubkey,
+    mut deal: Deal,
+    jailed_from: u64,
+    now: u64,
+) -> Result<(Deal, usize), CliError> {
+    let owed_until = deal.end_epoch.min(jailed_from);
+    let mut calls = 0;
+    while deal.state == DealState::Active
+        && (deal.settled_until < owed_until.min(now) || owed_until <= now)
+        && calls < 16
+    {
+        ctx.send(
+            &format!("settle of shard {}'s deal {address}", deal.shard_index),
+            &[market
+                .ix
+                .settle_ix(&deal.provider, log_page(deal.settled_until), &[*address])],
+            &[],
+        )?;
+        calls += 1;
+        deal = ctx.fetch_existing("deal", address)?;
+    }
+    Ok((deal, calls))
+}
+
+/// Removes an ended `deal` from its provider's deal set: the deal at the set's
+/// last index moves into its place.
+fn leave_set(
+    ctx: &Ctx,
+    market: &MarketView,
+    address: &Pubkey,
+    deal: &Deal,
+) -> Result<(), CliError> {
+    let provider = deal.provider;
+    let set: DealSet = ctx.fetch_existing("deal set", &cairn_chain::deal_set_pda(&provider))?;
+    let last_index = set.len.checked_sub(1).ok_or_else(|| {
+        CliError::Refused(format!("the deal set of provider {provider} is empty"))
+    })?;
+    let last = if deal.set_index == last_index {
+        None
+    } else {
+        let at_last = ctx
+            .program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_PROVIDER, provider.as_ref())])?
+            .into_iter()
+            .find(|(_, d)| d.in_set && d.set_index == last_index)
+            .ok_or_else(|| {
+                CliError::Refused(format!(
+                    "no deal holds entry {last_index} of provider {provider}'s deal set"
+                ))
+            })?;
+        Some((at_last.0, last_index))
+    };
+    ctx.send(
+        &format!(
+            "leave_deal_set of an old deal of shard {}",
+            deal.shard_index
+        ),
+        &[market
+            .ix
+            .leave_deal_set_ix(&provider, address, deal.set_index, last)],
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Copies a stored shard from the node that holds it into `path`, computing
+/// its Merkle root as it is written.
+fn copy_shard(
+    shard: &Shard,
+    path: &Path,
+    bar: &crate::output::Bar,
+) -> Result<LocalShard, CliError> {
+    use std::io::Write;
+    let node = shard.node.as_deref().expect("connected");
+    let chunk = u64::from(cairn_core::erasure::DEFAULT_STRIPE_UNIT);
+    let mut sink = ShardSink::create(path)?;
+    let mut offset = 0;
+    while offset < shard.deal_bytes {
+        let len = (shard.deal_bytes - offset).min(chunk);
+        let bytes = node
+            .get(&shard.deal, offset, len)
+            .map_err(|e| CliError::Refused(format!("reading its own copy failed: {e}")))?;
+        if bytes.len() as u64 != len {
+            return Err(CliError::Refused(format!(
+                "its own copy gave {} bytes for {len}",
+                bytes.len()
+            )));
+        }
+        sink.write_all(&bytes).map_err(CliError::io(path))?;
+        bar.inc(len);
+        offset += len;
+    }
+    sink.finish(shard.index, path.to_path_buf(), &[])
 }

@@ -1,5 +1,5 @@
 //! Choosing providers for a dataset's shards from what the chain says about
-//! them: room, stake for the collateral, price, and record.
+//! them: not jailed, room, stake for the collateral, price, and record.
 use anchor_lang::prelude::Pubkey;
 use storage_market::instructions::propose_deal::billable_mib;
 use storage_market::state::{MarketParams, Provider};
@@ -7,6 +7,7 @@ use storage_market::state::{MarketParams, Provider};
 /// Why a provider was passed over (counted for the error message).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Shortfall {
+    pub jailed: usize,
     pub no_room: usize,
     pub no_stake: usize,
     pub too_expensive: usize,
@@ -17,8 +18,8 @@ impl std::fmt::Display for Shortfall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} without room for the shard, {} without free stake for its collateral, {} above --max-price, {} excluded",
-            self.no_room, self.no_stake, self.too_expensive, self.excluded
+            "{} jailed, {} without room for the shard, {} without free stake for its collateral, {} above --max-price, {} excluded",
+            self.jailed, self.no_room, self.no_stake, self.too_expensive, self.excluded
         )
     }
 }
@@ -28,13 +29,14 @@ impl std::fmt::Display for Shortfall {
 pub struct Candidate {
     pub address: Pubkey,
     pub price_per_epoch: u64,
-    /// Faults per 1,000 settled epochs (lower is better).
+    /// Failed deal-epochs per 1,000 settled (lower is better).
     pub fault_rate: u64,
 }
 
 /// Every provider that can take a `shard_bytes` shard at no more than
 /// `max_price_per_epoch`, best first: lowest fault rate, then price, then the
-/// most free room. `exclude` are providers already used or known to fail.
+/// most free room. `exclude` are providers already used or known to fail; a
+/// jailed provider takes no new deals.
 pub fn candidates(
     providers: &[(Pubkey, Provider)],
     params: &MarketParams,
@@ -49,6 +51,10 @@ pub fn candidates(
     for (address, p) in providers {
         if exclude.contains(address) {
             short.excluded += 1;
+            continue;
+        }
+        if p.is_jailed() {
+            short.jailed += 1;
             continue;
         }
         let free = p.capacity_bytes.saturating_sub(p.used_bytes);
@@ -106,21 +112,13 @@ mod tests {
         faults: u64,
     ) -> Provider {
         Provider {
-            authority: Pubkey::new_unique(),
-            operator: Pubkey::new_unique(),
-            endpoint: "127.0.0.1:1".into(),
             capacity_bytes: capacity,
             used_bytes: used,
             price_per_mib_epoch: price,
             stake_free: stake,
-            stake_locked: 0,
-            earnings: 0,
-            active_deals: 0,
             proofs,
             faults,
-            slashed: 0,
-            registered_slot: 0,
-            bump: 255,
+            ..crate::test_support::provider()
         }
     }
 
@@ -129,12 +127,12 @@ mod tests {
             epoch_slots: 10,
             collateral_per_mib: 100,
             slash_bps: 1000,
-            bounty_bps: 2000,
-            max_consecutive_faults: 3,
             accept_timeout_epochs: 2,
-            grace_slots: 2,
+            response_slots: 10,
             max_shard_bytes: 1 << 32,
-            samples_per_proof: 1,
+            samples_per_epoch: 16,
+            jail_failures: 3,
+            jail_window: 30,
         }
     }
 
@@ -148,6 +146,10 @@ mod tests {
             provider(10 * mib, 9 * mib, 1_000, 1, 0, 0), // full
             provider(10 * mib, 0, 100, 1, 0, 0),         // stake below 2 MiB of collateral
             provider(10 * mib, 0, 1_000, 50, 0, 0),      // too expensive
+            Provider {
+                jailed_from: 7,
+                ..provider(10 * mib, 0, 1_000, 1, 0, 0) // jailed: cheapest, no record
+            },
         ]
         .into_iter()
         .map(|p| (Pubkey::new_unique(), p))
@@ -161,6 +163,7 @@ mod tests {
         assert_eq!(
             short,
             Shortfall {
+                jailed: 1,
                 no_room: 1,
                 no_stake: 1,
                 too_expensive: 1,

@@ -2,13 +2,15 @@
 //! interrupted one without re-encoding or resending completed shards.
 use std::path::{Path, PathBuf};
 
+use anchor_lang::prelude::Pubkey;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::prepare::LocalShard;
 use crate::error::CliError;
 
 pub const STATE_FILE: &str = "upload.json";
-const VERSION: u32 = 1;
+/// 2: deals of Proving v2, whose addresses carry a generation.
+const VERSION: u32 = 2;
 
 /// Where a shard is in its upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,10 +31,20 @@ pub struct ShardUpload {
     #[serde(flatten)]
     pub local: LocalShard,
     pub stage: Stage,
+    /// The placement of the shard the current deal is (0 first; a repair
+    /// proposes the next one): part of the deal's address.
+    pub generation: u16,
     /// The provider account of the current deal.
     pub provider: Option<String>,
     /// Providers that failed this shard (never chosen again for it).
     pub failed: Vec<String>,
+}
+
+impl ShardUpload {
+    /// The address of this shard's current deal of `client`'s `dataset`.
+    pub fn deal(&self, client: &Pubkey, dataset: &[u8; 32]) -> Pubkey {
+        cairn_chain::deal_pda(client, dataset, self.local.index, self.generation)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +59,9 @@ pub struct UploadState {
     pub epochs: u64,
     /// Most the client pays per shard per epoch, in base units.
     pub max_price_per_epoch: u64,
+    /// Providers never chosen for any shard (a repair avoids every provider the
+    /// dataset uses or used).
+    pub avoid: Vec<String>,
     pub shards: Vec<ShardUpload>,
 }
 
@@ -74,11 +89,13 @@ impl UploadState {
             m,
             epochs,
             max_price_per_epoch,
+            avoid: Vec::new(),
             shards: shards
                 .into_iter()
                 .map(|local| ShardUpload {
                     local,
                     stage: Stage::Prepared,
+                    generation: 0,
                     provider: None,
                     failed: Vec::new(),
                 })

@@ -11,13 +11,14 @@ use clap::Args;
 use serde::Serialize;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
+use storage_market::errors::MarketError;
 use storage_market::instructions::{billable_mib, ProposeDealArgs};
 use storage_market::state::{Deal, DealState, Provider};
 
 use crate::context::{Ctx, MarketView};
 use crate::dataset::prepare::prepare;
 use crate::dataset::select::candidates;
-use crate::dataset::state::{default_root, work_dir, Stage, UploadState};
+use crate::dataset::state::{default_root, work_dir, ShardUpload, Stage, UploadState};
 use crate::dataset::transport::{Connector, TransportError};
 use crate::error::CliError;
 use crate::output::Progress;
@@ -230,14 +231,7 @@ pub fn upload(
     let deals: Vec<Deal> = state
         .shards
         .iter()
-        .map(|s| {
-            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index);
-            ctx.fetch::<Deal>("deal", &deal)?.ok_or(CliError::NotFound {
-                what: "deal",
-                address: deal,
-                hint: "",
-            })
-        })
+        .map(|s| ctx.fetch_existing::<Deal>("deal", &s.deal(&client.pubkey(), &dataset_id.0)))
         .collect::<Result<_, _>>()?;
     let manifest_files = count_files(&state.dir);
     Ok(UploadReport {
@@ -255,8 +249,7 @@ pub fn upload(
             .iter()
             .map(|s| ShardPlaced {
                 shard_index: s.local.index,
-                deal: cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index)
-                    .to_string(),
+                deal: s.deal(&client.pubkey(), &dataset_id.0).to_string(),
                 provider: s.provider.clone().unwrap_or_default(),
                 bytes: s.local.bytes,
                 root: cairn_core::hash::to_hex(&s.local.root),
@@ -309,7 +302,7 @@ pub(crate) fn place(
             if state.shards[i].stage != Stage::Sent {
                 continue;
             }
-            let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, i as u16);
+            let deal = state.shards[i].deal(&client.pubkey(), &dataset_id.0);
             if wait_accepted(ctx, &deal, deadline)? {
                 state.shards[i].stage = Stage::Accepted;
             } else {
@@ -336,7 +329,8 @@ fn count_files(dir: &Path) -> (usize, u64) {
 }
 
 /// Proposes a deal for every shard that has none, each with a provider not
-/// used by another shard of the dataset and not failed for this one.
+/// used by another shard of the dataset, not failed for this one and not one
+/// the record avoids.
 fn propose_missing(
     ctx: &Ctx,
     market: &MarketView,
@@ -369,6 +363,7 @@ fn propose_missing(
         }
         let mut exclude = taken.clone();
         exclude.extend(state.shards[i].failed.iter().map(|p| pubkey(p)));
+        exclude.extend(state.avoid.iter().map(|p| pubkey(p)));
         let (found, short) = candidates(
             &providers,
             &market.account.params,
@@ -410,6 +405,7 @@ fn propose_missing(
             let args = ProposeDealArgs {
                 dataset_id,
                 shard_index: shard.index,
+                generation: state.shards[*i].generation,
                 k: state.k,
                 n: state.k + state.m,
                 shard_root: shard.root,
@@ -445,6 +441,11 @@ fn propose_missing(
                 state.shards[i].stage = Stage::Proposed;
                 state.shards[i].provider = Some(provider.to_string());
             }
+            // Jailed since it was chosen: another provider, next round.
+            Err(CliError::Program {
+                error: MarketError::ProviderJailed,
+                ..
+            }) => state.shards[i].failed.push(provider.to_string()),
             Err(e) => {
                 failed.get_or_insert(e);
             }
@@ -477,7 +478,7 @@ fn adopt_landed_proposals(
     {
         let Some((address, deal)) = on_chain
             .iter()
-            .find(|(_, d)| d.shard_index == s.local.index)
+            .find(|(_, d)| d.shard_index == s.local.index && d.generation == s.generation)
         else {
             continue;
         };
@@ -494,15 +495,11 @@ fn adopt_landed_proposals(
         s.stage = match deal.state {
             DealState::Proposed => Stage::Proposed,
             DealState::Active => Stage::Sent,
-            // Over (cancelled, terminated, completed): closing it frees the
-            // address and refunds what is left; the shard is proposed anew.
+            // Over (cancelled, terminated, completed): the shard is proposed
+            // anew, at this address once it is closed, else at the next one.
             _ => {
-                let to = market.token_account_of(&client.pubkey());
-                ctx.send(
-                    &format!("close_deal for shard {}", s.local.index),
-                    &[market.ix.close_deal_ix(&client.pubkey(), address, &to)],
-                    &[],
-                )?;
+                give_way(ctx, market, client, s, address, deal)?;
+                adopted = true;
                 continue;
             }
         };
@@ -525,43 +522,58 @@ fn release(
     i: usize,
     dataset_id: [u8; 32],
 ) -> Result<(), CliError> {
-    let deal_address = cairn_chain::deal_pda(&client.pubkey(), &dataset_id, i as u16);
-    let to = market.token_account_of(&client.pubkey());
-    match ctx.fetch::<Deal>("deal", &deal_address)? {
-        Some(deal) if deal.state == DealState::Proposed => {
-            ctx.send(
-                &format!("cancel_deal for shard {i}"),
-                &[
-                    market
-                        .ix
-                        .cancel_deal_ix(&client.pubkey(), &deal_address, &to),
-                    market
-                        .ix
-                        .close_deal_ix(&client.pubkey(), &deal_address, &to),
-                ],
-                &[],
-            )?;
-        }
-        Some(deal) if deal.state == DealState::Active => {
+    let shard = &mut state.shards[i];
+    let address = shard.deal(&client.pubkey(), &dataset_id);
+    if let Some(deal) = ctx.fetch::<Deal>("deal", &address)? {
+        if deal.state == DealState::Active {
             // Accepted after all: keep it.
-            state.shards[i].stage = Stage::Accepted;
+            shard.stage = Stage::Accepted;
             return Ok(());
         }
-        Some(_) => {
+        give_way(ctx, market, client, shard, &address, &deal)?;
+    }
+    if let Some(p) = shard.provider.take() {
+        shard.failed.push(p);
+    }
+    shard.stage = Stage::Prepared;
+    Ok(())
+}
+
+/// Makes room for a new proposal of `shard`, whose deal at `address` is not
+/// active: a proposal is cancelled and closed (the escrow comes back) and a
+/// finished deal out of its provider's set closed, freeing the address; a deal
+/// that cannot be closed now keeps its address, and the shard moves on to the
+/// next generation (`cairn repair` closes the old deal later).
+fn give_way(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    shard: &mut ShardUpload,
+    address: &Pubkey,
+    deal: &Deal,
+) -> Result<(), CliError> {
+    let to = market.token_account_of(&client.pubkey());
+    let index = shard.local.index;
+    let close = market.ix.close_deal_ix(&client.pubkey(), address, &to);
+    match deal.state {
+        DealState::Proposed => {
+            let cancel = market.ix.cancel_deal_ix(&client.pubkey(), address, &to);
             ctx.send(
-                &format!("close_deal for shard {i}"),
-                &[market
-                    .ix
-                    .close_deal_ix(&client.pubkey(), &deal_address, &to)],
+                &format!("cancel_deal for shard {index}"),
+                &[cancel, close],
                 &[],
             )?;
         }
-        None => {}
+        DealState::Active => {
+            return Err(CliError::Refused(format!(
+                "deal {address} of shard {index} is active; it cannot give way"
+            )))
+        }
+        DealState::Cancelled | DealState::Completed | DealState::Terminated if !deal.in_set => {
+            ctx.send(&format!("close_deal for shard {index}"), &[close], &[])?;
+        }
+        _ => shard.generation += 1,
     }
-    if let Some(p) = state.shards[i].provider.take() {
-        state.shards[i].failed.push(p);
-    }
-    state.shards[i].stage = Stage::Prepared;
     Ok(())
 }
 
@@ -589,14 +601,8 @@ fn send_all(
                 .as_deref()
                 .expect("a proposed shard has a provider"),
         );
-        let provider: Provider =
-            ctx.fetch("provider", &provider_address)?
-                .ok_or(CliError::NotFound {
-                    what: "provider",
-                    address: provider_address,
-                    hint: "",
-                })?;
-        let deal = cairn_chain::deal_pda(&client.pubkey(), &dataset_id.0, s.local.index);
+        let provider: Provider = ctx.fetch_existing("provider", &provider_address)?;
+        let deal = s.deal(&client.pubkey(), &dataset_id.0);
         jobs.push((
             i,
             provider.endpoint,

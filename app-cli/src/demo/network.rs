@@ -312,13 +312,6 @@ impl Network {
             rpc_url: self.info.rpc_url.clone(),
             provider_authority: node.authority.to_string(),
             operator_keypair: node.key.clone(),
-            // Fault bounties to the provider's own token account.
-            bounty_token_account: token::associated_token_address(
-                &node.authority,
-                &self.info.mint,
-                &self.info.token_program,
-            )
-            .to_string(),
             // Six nodes and a validator share this machine: poll the chain
             // once a second (an epoch is 20 slots).
             poll_ms: 1000,

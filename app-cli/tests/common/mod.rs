@@ -16,6 +16,10 @@ use solana_signer::Signer;
 
 /// The localnet mint has 6 decimals: one token is 10^6 base units.
 pub const TOKEN: u64 = 1_000_000;
+/// Slots per market epoch of the fixture's chain.
+pub const EPOCH_SLOTS: u64 = 20;
+/// Milliseconds per slot of the fixture's chain.
+pub const SLOT_MS: u64 = 300;
 
 pub struct Fixture {
     pub localnet: Localnet,
@@ -33,8 +37,8 @@ impl std::ops::Deref for Fixture {
 impl Fixture {
     pub fn start() -> Fixture {
         let localnet = Localnet::start(LocalnetConfig {
-            slot_ms: Some(300),
-            epoch_slots: Some(20),
+            slot_ms: Some(SLOT_MS),
+            epoch_slots: Some(EPOCH_SLOTS),
             ..LocalnetConfig::default()
         })
         .expect("localnet starts");
@@ -111,4 +115,32 @@ pub fn assert_fails(out: &Output, code: i32, needle: &str) {
 /// The pubkey of a keypair file.
 pub fn pubkey_of(path: &Path) -> Pubkey {
     cairn_cli::context::read_keypair(path).unwrap().pubkey()
+}
+
+/// Opens `epoch` once its seed slot has a hash (nothing else opens epochs on a
+/// chain without storage nodes).
+pub fn open_epoch(f: &Fixture, epoch: u64) {
+    use cairn_cli::error::CliError;
+    use storage_market::errors::MarketError;
+    f.wait_for_slot(
+        epoch * EPOCH_SLOTS + storage_market::constants::SEED_SLOT_OFFSET + 1,
+        SLOT_MS,
+    );
+    wait(&format!("epoch {epoch} opened"), || {
+        match f.try_send(&[f.ix.open_epoch_ix(&f.faucet.pubkey(), epoch)], &[]) {
+            Ok(_) => Some(()),
+            Err(e) => match CliError::from_send("", "open_epoch", e) {
+                CliError::Program {
+                    error: MarketError::SeedSlotNotReached,
+                    ..
+                } => None,
+                other => panic!("open_epoch {epoch}: {other}"),
+            },
+        }
+    });
+}
+
+/// The current epoch (processed slot).
+pub fn epoch_now(f: &Fixture) -> u64 {
+    f.slot() / EPOCH_SLOTS
 }
