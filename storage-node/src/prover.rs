@@ -58,6 +58,10 @@ pub struct ProverConfig {
 /// 20 of them with the instruction's six fixed accounts fit a legacy transaction.
 pub const SETTLE_BATCH: usize = 20;
 
+/// Slots after which an extension of the lookup table is surely rooted (a root
+/// trails the tip by about 32 slots).
+const ROOTING_SLOTS: u64 = 48;
+
 /// Most addresses one lookup table holds.
 const TABLE_CAPACITY: usize = 256;
 
@@ -90,6 +94,10 @@ pub struct Prover {
     proof_logs: HashSet<u32>,
     /// The operator's lookup table and the addresses it holds on chain.
     table: Option<AddressLookupTableAccount>,
+    /// After an extension: how many of the table's addresses were there before it,
+    /// and the slot from which the extension is surely rooted. Until then a proof
+    /// reading a newer address goes as a legacy transaction when it fits.
+    unrooted: Option<(usize, u64)>,
 }
 
 impl Prover {
@@ -104,6 +112,7 @@ impl Prover {
             epoch_logs: HashSet::new(),
             proof_logs: HashSet::new(),
             table: None,
+            unrooted: None,
         }
     }
 
@@ -391,12 +400,32 @@ impl Prover {
     }
 
     /// Sends one `prove` as the operator's v0 transaction through its lookup table,
-    /// with the configured priority fee.
+    /// with the configured priority fee; while the table's newest addresses that it
+    /// reads may not be rooted yet, as a legacy transaction instead if it fits (a
+    /// leader resolves tables in its root bank and would hold the transaction).
     async fn send_proof(
         &self,
         prove: cairn_chain::Instruction,
         table: &AddressLookupTableAccount,
     ) -> Result<String, ChainError> {
+        if let Some((rooted, ready)) = self.unrooted {
+            let reads_new = prove.accounts.iter().any(|meta| {
+                table
+                    .addresses
+                    .iter()
+                    .position(|a| *a == meta.pubkey)
+                    .is_some_and(|at| at >= rooted)
+            });
+            if reads_new && self.chain.slot().await? < ready {
+                let ixs = proving::proof_instructions(
+                    prove.clone(),
+                    self.config.priority_fee_micro_lamports,
+                );
+                if proving::legacy_tx_len(&self.chain.operator_key(), &ixs) <= proving::PACKET_BYTES {
+                    return self.chain.send(&ixs).await;
+                }
+            }
+        }
         let blockhash = self.chain.blockhash().await?;
         let message = proving::proof_message(
             &self.chain.operator_key(),
@@ -501,6 +530,8 @@ impl Prover {
             .and_then(proving::lookup_table_contents)
             .ok_or_else(|| ChainError::new(format!("lookup table {} unreadable", table.key)))?;
         info!(table = %table.key, added = missing.len(), holds = addresses.len(), "extended the lookup table");
+        let before = table.addresses.len();
+        self.unrooted = Some((before, self.chain.slot().await? + ROOTING_SLOTS));
         let table = AddressLookupTableAccount {
             key: table.key,
             addresses,

@@ -230,9 +230,18 @@ pub fn lookup_table_contents(data: &[u8]) -> Option<Vec<Pubkey>> {
         .map(|table| table.addresses.to_vec())
 }
 
-/// The v0 message of one proof transaction: a priority fee of `micro_lamports` per
-/// compute unit, [`PROOF_COMPUTE_UNITS`], and `prove`, with every account the table
-/// holds read through it. Sign it with the operator.
+/// The instructions of one proof transaction: a priority fee of `micro_lamports` per
+/// compute unit, [`PROOF_COMPUTE_UNITS`], and `prove`.
+pub fn proof_instructions(prove: Instruction, micro_lamports: u64) -> [Instruction; 3] {
+    [
+        ComputeBudgetInstruction::set_compute_unit_price(micro_lamports),
+        ComputeBudgetInstruction::set_compute_unit_limit(PROOF_COMPUTE_UNITS),
+        prove,
+    ]
+}
+
+/// The v0 message of one proof transaction ([`proof_instructions`]), with every
+/// account the table holds read through it. Sign it with the operator.
 pub fn proof_message(
     operator: &Pubkey,
     prove: Instruction,
@@ -240,12 +249,15 @@ pub fn proof_message(
     table: &AddressLookupTableAccount,
     blockhash: solana_message::Hash,
 ) -> Result<v0::Message, CompileError> {
-    let ixs = [
-        ComputeBudgetInstruction::set_compute_unit_price(micro_lamports),
-        ComputeBudgetInstruction::set_compute_unit_limit(PROOF_COMPUTE_UNITS),
-        prove,
-    ];
+    let ixs = proof_instructions(prove, micro_lamports);
     v0::Message::try_compile(operator, &ixs, std::slice::from_ref(table), blockhash)
+}
+
+/// Serialized length of `ixs` as a legacy transaction paid and signed by `payer`
+/// alone. A proof of a small shard fits one even without a lookup table, which a
+/// node uses while its table's newest addresses are not rooted yet.
+pub fn legacy_tx_len(payer: &Pubkey, ixs: &[Instruction]) -> usize {
+    1 + 64 + solana_message::Message::new(ixs, Some(payer)).serialize().len()
 }
 
 /// Decodes a `DealSetPage` account's data (discriminator checked).
@@ -332,6 +344,25 @@ mod tests {
 
     fn bincode_len(message: &solana_message::VersionedMessage) -> usize {
         message.serialize().len()
+    }
+
+    #[test]
+    fn a_small_proof_fits_a_legacy_transaction_and_the_largest_does_not() {
+        let operator = Pubkey::new_unique();
+        let provider = Pubkey::new_unique();
+        let ix = |depth: usize| {
+            let sample = ProofSample {
+                segment: [0; 64],
+                path: vec![[0; 32]; depth],
+            };
+            crate::MarketIx {
+                mint: Pubkey::default(),
+                token_program: Pubkey::default(),
+            }
+            .prove_ix(&operator, &provider, 9, vec![sample], &[0])
+        };
+        assert!(legacy_tx_len(&operator, &proof_instructions(ix(18), 1)) <= PACKET_BYTES);
+        assert!(legacy_tx_len(&operator, &proof_instructions(ix(26), 1)) > PACKET_BYTES);
     }
 
     #[test]

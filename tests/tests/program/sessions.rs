@@ -270,6 +270,10 @@ async fn a_provider_sends_the_same_few_transactions_whatever_its_number_of_deals
         dataset[0] = i as u8;
         let d = m.propose(&client, &large, shard, dataset, 0, 10).await;
         m.accept(&large, &d).await;
+        if i % 16 == 15 {
+            // A fresh blockhash: 200 transactions outlast one on a loaded machine.
+            m.next_slot().await;
+        }
     }
     assert_eq!(m.deal_set(&large.pda).await.pages, 2, "100 deals take two pages");
     m.open(1).await;
