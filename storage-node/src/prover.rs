@@ -98,6 +98,9 @@ pub struct Prover {
     /// and the slot from which the extension is surely rooted. Until then a proof
     /// reading a newer address goes as a legacy transaction when it fits.
     unrooted: Option<(usize, u64)>,
+    /// The slot that first filled a new lookup table: the node accepts no deal until
+    /// it is finalized, so its first proofs never wait for the table to root.
+    first_fill: Option<u64>,
 }
 
 impl Prover {
@@ -113,6 +116,7 @@ impl Prover {
             proof_logs: HashSet::new(),
             table: None,
             unrooted: None,
+            first_fill: None,
         }
     }
 
@@ -531,7 +535,16 @@ impl Prover {
             .ok_or_else(|| ChainError::new(format!("lookup table {} unreadable", table.key)))?;
         info!(table = %table.key, added = missing.len(), holds = addresses.len(), "extended the lookup table");
         let before = table.addresses.len();
-        self.unrooted = Some((before, self.chain.slot().await? + ROOTING_SLOTS));
+        let slot = self.chain.slot().await?;
+        // Addresses from the oldest extension that may still be unrooted on.
+        let before = match self.unrooted {
+            Some((earlier, ready)) if slot < ready => earlier.min(before),
+            _ => before,
+        };
+        self.unrooted = Some((before, slot + ROOTING_SLOTS));
+        if before == 0 {
+            self.first_fill = Some(slot);
+        }
         let table = AddressLookupTableAccount {
             key: table.key,
             addresses,
@@ -609,7 +622,21 @@ impl Prover {
     async fn upkeep(&mut self, epoch: u64) -> Result<(), ChainError> {
         let deals = self.chain.deals().await?;
         let provider = self.chain.provider_account().await?;
-        self.accept_stored(epoch, &deals, &provider).await;
+        // Take on deals only once the table their proofs read is usable.
+        let table_ready = match self.first_fill {
+            _ if self.table.is_none() => false,
+            None => true,
+            Some(slot) => {
+                let rooted = self.chain.finalized_slot().await? > slot;
+                if rooted {
+                    self.first_fill = None;
+                }
+                rooted
+            }
+        };
+        if table_ready {
+            self.accept_stored(epoch, &deals, &provider).await;
+        }
         self.remove_finished(&deals).await;
         self.settle(epoch, &deals, &provider).await;
         let set = self.chain.deal_set().await?;
