@@ -425,7 +425,8 @@ impl Prover {
                     prove.clone(),
                     self.config.priority_fee_micro_lamports,
                 );
-                if proving::legacy_tx_len(&self.chain.operator_key(), &ixs) <= proving::PACKET_BYTES {
+                if proving::legacy_tx_len(&self.chain.operator_key(), &ixs) <= proving::PACKET_BYTES
+                {
                     return self.chain.send(&ixs).await;
                 }
             }

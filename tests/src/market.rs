@@ -5,9 +5,9 @@ use anchor_lang::{error::ERROR_CODE_OFFSET, AccountDeserialize};
 use anchor_spl::{token::spl_token, token_2022::spl_token_2022};
 use cairn_proof::Tree;
 use solana_keypair::Keypair;
+use solana_message::{AddressLookupTableAccount, VersionedMessage};
 use solana_program_test::{BanksClientError, ProgramTestContext};
 use solana_signer::Signer;
-use solana_message::{AddressLookupTableAccount, VersionedMessage};
 use solana_transaction::{versioned::VersionedTransaction, Transaction};
 use storage_market::{
     constants::{log_page, LOG_PAGE_EPOCHS},
@@ -375,7 +375,13 @@ impl TestMarket {
 
     /// The bits of a log page (`EpochLog` or `ProofLog`), all zero if absent.
     async fn log_bits(&mut self, key: &Pubkey, offset: usize) -> Vec<u8> {
-        match self.ctx.banks_client.get_account(*key).await.expect("get_account") {
+        match self
+            .ctx
+            .banks_client
+            .get_account(*key)
+            .await
+            .expect("get_account")
+        {
             Some(account) => account.data[offset..offset + (LOG_PAGE_EPOCHS / 8) as usize].to_vec(),
             None => vec![0; (LOG_PAGE_EPOCHS / 8) as usize],
         }
@@ -384,7 +390,10 @@ impl TestMarket {
     /// Whether `epoch` was opened in time.
     pub async fn opened(&mut self, epoch: u64) -> bool {
         let bits = self
-            .log_bits(&epoch_log_pda(log_page(epoch)), storage_market::state::EpochLog::BITS_OFFSET)
+            .log_bits(
+                &epoch_log_pda(log_page(epoch)),
+                storage_market::state::EpochLog::BITS_OFFSET,
+            )
             .await;
         let at = epoch % LOG_PAGE_EPOCHS;
         bits[(at / 8) as usize] & (1 << (at % 8)) != 0
@@ -616,7 +625,8 @@ impl TestMarket {
         let set = self.deal_set(&provider.pda).await;
         let operator = provider.operator.insecure_clone();
         let mut ixs = Vec::new();
-        if set.len as usize >= set.pages as usize * storage_market::constants::DEAL_SET_PAGE_ENTRIES {
+        if set.len as usize >= set.pages as usize * storage_market::constants::DEAL_SET_PAGE_ENTRIES
+        {
             ixs.push(self.extend_deal_set_ix(&operator.pubkey(), &provider.pda, set.pages));
         }
         ixs.push(self.accept_deal_ix(&operator.pubkey(), &provider.pda, deal, set.len));
@@ -647,7 +657,11 @@ impl TestMarket {
 
     /// The provider's lookup table, created on first use with everything its proof
     /// transactions of `epoch` read.
-    pub async fn lookup_table(&mut self, provider: &TestProvider, epoch: u64) -> AddressLookupTableAccount {
+    pub async fn lookup_table(
+        &mut self,
+        provider: &TestProvider,
+        epoch: u64,
+    ) -> AddressLookupTableAccount {
         let pages = self.deal_set(&provider.pda).await.pages;
         let wanted = proving::lookup_table_addresses(&provider.pda, epoch, pages);
         let operator = provider.operator.insecure_clone();
@@ -662,7 +676,9 @@ impl TestMarket {
                 // A lookup table is derived from a slot the bank already knows.
                 self.next_slot().await;
                 let (key, ixs) = proving::create_lookup_table_ixs(&operator.pubkey(), slot, &[]);
-                self.send_paid_by(&ixs, &operator, &[]).await.expect("create lookup table");
+                self.send_paid_by(&ixs, &operator, &[])
+                    .await
+                    .expect("create lookup table");
                 self.tables.insert(
                     provider.pda,
                     AddressLookupTableAccount {
@@ -676,7 +692,9 @@ impl TestMarket {
         if !missing.is_empty() {
             let key = self.tables[&provider.pda].key;
             for ix in proving::extend_lookup_table_ixs(&key, &operator.pubkey(), &missing) {
-                self.send_paid_by(&[ix], &operator, &[]).await.expect("extend lookup table");
+                self.send_paid_by(&[ix], &operator, &[])
+                    .await
+                    .expect("extend lookup table");
             }
             self.tables
                 .get_mut(&provider.pda)
@@ -699,8 +717,14 @@ impl TestMarket {
     ) -> (usize, Result<(), BanksClientError>) {
         let table = self.lookup_table(provider, epoch).await;
         let operator = provider.operator.insecure_clone();
-        let message = proving::proof_message(&operator.pubkey(), prove, 1_000, &table, self.ctx.last_blockhash)
-            .expect("compile proof message");
+        let message = proving::proof_message(
+            &operator.pubkey(),
+            prove,
+            1_000,
+            &table,
+            self.ctx.last_blockhash,
+        )
+        .expect("compile proof message");
         let tx = VersionedTransaction::try_new(VersionedMessage::V0(message), &[&operator])
             .expect("sign proof");
         let len = bincode::serialize(&tx).expect("serialize").len();
@@ -732,7 +756,10 @@ impl TestMarket {
         &mut self,
         provider: &TestProvider,
         epoch: u64,
-    ) -> (Vec<proving::PlannedDraw>, Vec<storage_market::state::SetEntry>) {
+    ) -> (
+        Vec<proving::PlannedDraw>,
+        Vec<storage_market::state::SetEntry>,
+    ) {
         let challenge = self.challenge().await;
         assert_eq!(challenge.epoch, epoch, "epoch {epoch} is not the open one");
         let entries = self.set_entries(&provider.pda, epoch).await;
@@ -768,7 +795,13 @@ impl TestMarket {
         for tx in txs {
             let live: Vec<&proving::PlannedDraw> = tx.live.iter().map(|i| &plan[*i]).collect();
             let samples = Self::samples_for(&live, &entries, shards);
-            let ix = self.prove_ix(&provider.operator.pubkey(), &provider.pda, epoch, samples, &tx.pages);
+            let ix = self.prove_ix(
+                &provider.operator.pubkey(),
+                &provider.pda,
+                epoch,
+                samples,
+                &tx.pages,
+            );
             let (_, result) = self.send_proof(provider, epoch, ix).await;
             result?;
         }

@@ -128,7 +128,11 @@ fn scenario() {
         let per_epoch = s.collateral * u64::from(s.slash_bps) / 10_000;
         assert_eq!(s.penalty_per_epoch, per_epoch, "{s:?}");
         assert!(s.failed_epochs >= 1, "{s:?}");
-        assert_eq!(s.penalties, (s.failed_epochs * per_epoch).min(s.collateral), "{s:?}");
+        assert_eq!(
+            s.penalties,
+            (s.failed_epochs * per_epoch).min(s.collateral),
+            "{s:?}"
+        );
         assert_eq!(s.forfeited, s.collateral - s.penalties, "{s:?}");
         assert_eq!(
             s.client_refund,
@@ -185,7 +189,11 @@ fn scenario() {
     assert_eq!(report.closed_old_deals, 2);
     assert_eq!(
         report.refunded_to_client,
-        report.slashings.iter().map(|s| s.client_refund).sum::<u64>()
+        report
+            .slashings
+            .iter()
+            .map(|s| s.client_refund)
+            .sum::<u64>()
     );
 
     // 7. A corrupted byte: the download is still exact, names the provider,

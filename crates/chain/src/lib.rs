@@ -531,8 +531,11 @@ impl MarketIx {
             },
             storage_market::instruction::JailProvider { page, epochs },
         );
-        ix.accounts
-            .extend(deals.iter().map(|deal| AccountMeta::new_readonly(*deal, false)));
+        ix.accounts.extend(
+            deals
+                .iter()
+                .map(|deal| AccountMeta::new_readonly(*deal, false)),
+        );
         ix
     }
 

@@ -127,7 +127,8 @@ pub fn proof_tx_len(depths: &[u32], pages: usize) -> usize {
     let writable = 2; // deal set, proof log
     let readonly = 3 + pages; // provider, challenge, event authority, pages
     let lookups = 1 + 32 + compact(writable) + writable + compact(readonly) + readonly;
-    let message = 1 + 3 + compact(static_keys) + 32 * static_keys + 32 + 1 + price + limit + prove + lookups;
+    let message =
+        1 + 3 + compact(static_keys) + 32 * static_keys + 32 + 1 + price + limit + prove + lookups;
     1 + 64 + message
 }
 
@@ -257,7 +258,10 @@ pub fn proof_message(
 /// alone. A proof of a small shard fits one even without a lookup table, which a
 /// node uses while its table's newest addresses are not rooted yet.
 pub fn legacy_tx_len(payer: &Pubkey, ixs: &[Instruction]) -> usize {
-    1 + 64 + solana_message::Message::new(ixs, Some(payer)).serialize().len()
+    1 + 64
+        + solana_message::Message::new(ixs, Some(payer))
+            .serialize()
+            .len()
 }
 
 /// Decodes a `DealSetPage` account's data (discriminator checked).
@@ -297,7 +301,9 @@ mod tests {
     #[test]
     fn a_session_needs_min_of_samples_and_entries_and_skips_ended_deals() {
         let provider = Pubkey::new_unique();
-        let entries: Vec<SetEntry> = (0..500).map(|i| entry(if i % 2 == 0 { 100 } else { 5 }, 1 << 20)).collect();
+        let entries: Vec<SetEntry> = (0..500)
+            .map(|i| entry(if i % 2 == 0 { 100 } else { 5 }, 1 << 20))
+            .collect();
         let plan = plan_session(&[7; 32], &provider, 10, 16, &entries);
         assert_eq!(plan.iter().filter(|d| d.live).count(), 16);
         assert!(plan.iter().any(|d| !d.live), "half the entries have ended");
@@ -317,7 +323,12 @@ mod tests {
         let operator = Pubkey::new_unique();
         let provider = Pubkey::new_unique();
         let epoch = 9;
-        for (depths, pages) in [(vec![26u32], 1u32), (vec![10, 10], 2), (vec![], 1), (vec![3, 3, 3], 3)] {
+        for (depths, pages) in [
+            (vec![26u32], 1u32),
+            (vec![10, 10], 2),
+            (vec![], 1),
+            (vec![3, 3, 3], 3),
+        ] {
             let samples = depths
                 .iter()
                 .map(|d| ProofSample {
@@ -338,7 +349,11 @@ mod tests {
             let message = proof_message(&operator, ix, 1_000, &table, Default::default()).unwrap();
             let tx = solana_message::VersionedMessage::V0(message);
             let len = 1 + 64 + bincode_len(&tx);
-            assert_eq!(len, proof_tx_len(&depths, pages as usize), "{depths:?} {pages}");
+            assert_eq!(
+                len,
+                proof_tx_len(&depths, pages as usize),
+                "{depths:?} {pages}"
+            );
         }
     }
 

@@ -557,8 +557,20 @@ fn render_hashing(out: &mut String) {
         out,
         "\n## Hashing per proof transaction (agave cost: 85 + sum of max(10, len/2) per slice)"
     );
-    let mut t = Table::new(&["depth", "shard", "samples/tx", "sha256 calls", "bytes hashed", "CU (sha256)"]);
-    for (depth, shard, per_tx) in [(10u32, "64 KiB", 2u64), (20, "64 MiB", 1), (24, "1 GiB", 1), (26, "4 GiB", 1)] {
+    let mut t = Table::new(&[
+        "depth",
+        "shard",
+        "samples/tx",
+        "sha256 calls",
+        "bytes hashed",
+        "CU (sha256)",
+    ]);
+    for (depth, shard, per_tx) in [
+        (10u32, "64 KiB", 2u64),
+        (20, "64 MiB", 1),
+        (24, "1 GiB", 1),
+        (26, "4 GiB", 1),
+    ] {
         let cost = cairn_proof::cost::sample_cost(depth).times(per_tx);
         t.row(vec![
             depth.to_string(),

@@ -74,7 +74,9 @@ pub enum MarketError {
     EpochAlreadyOpened,
     #[msg("the epoch's seed slot has no SlotHashes entry yet; open it a slot later")]
     SeedSlotNotReached,
-    #[msg("the epoch's seed slot has left SlotHashes: the epoch can no longer be opened and is void")]
+    #[msg(
+        "the epoch's seed slot has left SlotHashes: the epoch can no longer be opened and is void"
+    )]
     SeedSlotRolledOut,
     #[msg("the response deadline of this epoch has passed")]
     EpochClosed,
@@ -104,7 +106,9 @@ pub enum MarketError {
     DealSetFull,
     #[msg("the provider is jailed: it takes no new deals")]
     ProviderJailed,
-    #[msg("these epochs do not show jail_failures failed epochs of the provider within jail_window")]
+    #[msg(
+        "these epochs do not show jail_failures failed epochs of the provider within jail_window"
+    )]
     NotJailable,
     #[msg("the provider did not fail this epoch within this deal")]
     NotAFailedEpoch,
@@ -228,8 +232,6 @@ mod tests {
             );
         }
         assert!(MarketError::from_code(anchor_lang::error::ERROR_CODE_OFFSET - 1).is_none());
-        assert!(
-            MarketError::from_code(u32::from(MarketError::NotUpgradeAuthority) + 1).is_none()
-        );
+        assert!(MarketError::from_code(u32::from(MarketError::NotUpgradeAuthority) + 1).is_none());
     }
 }

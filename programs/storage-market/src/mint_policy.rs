@@ -92,14 +92,36 @@ mod tests {
     #[test]
     fn refuses_each_extension_that_breaks_the_vault_by_name() {
         for (extension, err) in [
-            (ExtensionType::TransferFeeConfig, MarketError::MintHasTransferFee),
-            (ExtensionType::TransferHook, MarketError::MintHasTransferHook),
-            (ExtensionType::PermanentDelegate, MarketError::MintHasPermanentDelegate),
-            (ExtensionType::NonTransferable, MarketError::MintNonTransferable),
-            (ExtensionType::Pausable, MarketError::MintExtensionNotAllowed),
-            (ExtensionType::ConfidentialTransferMint, MarketError::MintExtensionNotAllowed),
+            (
+                ExtensionType::TransferFeeConfig,
+                MarketError::MintHasTransferFee,
+            ),
+            (
+                ExtensionType::TransferHook,
+                MarketError::MintHasTransferHook,
+            ),
+            (
+                ExtensionType::PermanentDelegate,
+                MarketError::MintHasPermanentDelegate,
+            ),
+            (
+                ExtensionType::NonTransferable,
+                MarketError::MintNonTransferable,
+            ),
+            (
+                ExtensionType::Pausable,
+                MarketError::MintExtensionNotAllowed,
+            ),
+            (
+                ExtensionType::ConfidentialTransferMint,
+                MarketError::MintExtensionNotAllowed,
+            ),
         ] {
-            assert_eq!(refusal(extension).map(u32::from), Some(u32::from(err)), "{extension:?}");
+            assert_eq!(
+                refusal(extension).map(u32::from),
+                Some(u32::from(err)),
+                "{extension:?}"
+            );
         }
         for extension in ALLOWED {
             assert!(refusal(extension).is_none(), "{extension:?}");

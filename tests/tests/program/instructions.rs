@@ -21,20 +21,104 @@ async fn init_market_rejects_bad_params_and_a_second_market() {
     let case = |params: MarketParams, err: MarketError| (params, err);
     let base = test_params();
     let cases: Vec<(MarketParams, MarketError)> = vec![
-        case(MarketParams { epoch_slots: 3, ..base }, MarketError::InvalidEpochSlots),
-        case(MarketParams { slash_bps: 10_001, ..base }, MarketError::InvalidBps),
-        case(MarketParams { accept_timeout_epochs: 0, ..base }, MarketError::InvalidAcceptTimeout),
-        case(MarketParams { accept_timeout_epochs: 10_001, ..base }, MarketError::InvalidAcceptTimeout),
-        case(MarketParams { response_slots: 2, ..base }, MarketError::InvalidResponseSlots),
-        case(MarketParams { response_slots: 101, ..base }, MarketError::InvalidResponseSlots),
-        case(MarketParams { samples_per_epoch: 0, ..base }, MarketError::InvalidSamplesPerEpoch),
-        case(MarketParams { samples_per_epoch: 257, ..base }, MarketError::InvalidSamplesPerEpoch),
-        case(MarketParams { jail_window: 0, ..base }, MarketError::InvalidJailParams),
-        case(MarketParams { jail_window: 1_001, ..base }, MarketError::InvalidJailParams),
-        case(MarketParams { jail_failures: 0, ..base }, MarketError::InvalidJailParams),
-        case(MarketParams { jail_failures: 11, ..base }, MarketError::InvalidJailParams),
-        case(MarketParams { max_shard_bytes: (4 << 30) + 1, ..base }, MarketError::InvalidMaxShardBytes),
-        case(MarketParams { max_shard_bytes: 63, ..base }, MarketError::InvalidMaxShardBytes),
+        case(
+            MarketParams {
+                epoch_slots: 3,
+                ..base
+            },
+            MarketError::InvalidEpochSlots,
+        ),
+        case(
+            MarketParams {
+                slash_bps: 10_001,
+                ..base
+            },
+            MarketError::InvalidBps,
+        ),
+        case(
+            MarketParams {
+                accept_timeout_epochs: 0,
+                ..base
+            },
+            MarketError::InvalidAcceptTimeout,
+        ),
+        case(
+            MarketParams {
+                accept_timeout_epochs: 10_001,
+                ..base
+            },
+            MarketError::InvalidAcceptTimeout,
+        ),
+        case(
+            MarketParams {
+                response_slots: 2,
+                ..base
+            },
+            MarketError::InvalidResponseSlots,
+        ),
+        case(
+            MarketParams {
+                response_slots: 101,
+                ..base
+            },
+            MarketError::InvalidResponseSlots,
+        ),
+        case(
+            MarketParams {
+                samples_per_epoch: 0,
+                ..base
+            },
+            MarketError::InvalidSamplesPerEpoch,
+        ),
+        case(
+            MarketParams {
+                samples_per_epoch: 257,
+                ..base
+            },
+            MarketError::InvalidSamplesPerEpoch,
+        ),
+        case(
+            MarketParams {
+                jail_window: 0,
+                ..base
+            },
+            MarketError::InvalidJailParams,
+        ),
+        case(
+            MarketParams {
+                jail_window: 1_001,
+                ..base
+            },
+            MarketError::InvalidJailParams,
+        ),
+        case(
+            MarketParams {
+                jail_failures: 0,
+                ..base
+            },
+            MarketError::InvalidJailParams,
+        ),
+        case(
+            MarketParams {
+                jail_failures: 11,
+                ..base
+            },
+            MarketError::InvalidJailParams,
+        ),
+        case(
+            MarketParams {
+                max_shard_bytes: (4 << 30) + 1,
+                ..base
+            },
+            MarketError::InvalidMaxShardBytes,
+        ),
+        case(
+            MarketParams {
+                max_shard_bytes: 63,
+                ..base
+            },
+            MarketError::InvalidMaxShardBytes,
+        ),
     ];
     for (params, err) in cases {
         let ix = m.init_market_ix(&authority.pubkey(), m.mint, params);
@@ -89,12 +173,25 @@ async fn update_market_only_by_its_authority_never_epoch_slots_or_jail_rules() {
 
     let authority = m.authority.insecure_clone();
     for params in [
-        MarketParams { epoch_slots: 7, response_slots: 7, ..test_params() },
-        MarketParams { jail_failures: 2, ..test_params() },
-        MarketParams { jail_window: 20, ..test_params() },
+        MarketParams {
+            epoch_slots: 7,
+            response_slots: 7,
+            ..test_params()
+        },
+        MarketParams {
+            jail_failures: 2,
+            ..test_params()
+        },
+        MarketParams {
+            jail_window: 20,
+            ..test_params()
+        },
     ] {
         let ix = m.update_market_ix(&authority.pubkey(), params);
-        assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::ParamImmutable);
+        assert_market_err(
+            m.send(&[ix], &[&authority]).await,
+            MarketError::ParamImmutable,
+        );
         m.next_slot().await;
     }
     let ix = m.update_market_ix(
@@ -620,15 +717,21 @@ async fn settle_leave_and_close_deal_checks() {
     // The deal is still live in its last epoch until it is over... but may leave
     // the set during it (the removal is visible from epoch 3).
     let leave = m.leave_deal_set_ix(&a.pda, &d, 0, None);
-    m.send(&[leave], &[]).await.expect("leave in the last epoch");
+    m.send(&[leave], &[])
+        .await
+        .expect("leave in the last epoch");
     m.warp_to_epoch(3, 0).await;
     m.settle(&a.pda, &[d]).await;
     let deal = m.deal(&d).await;
     assert_eq!(deal.state, DealState::Completed);
-    assert_eq!((deal.proven_epochs, deal.failed_epochs, deal.void_epochs), (2, 0, 0));
+    assert_eq!(
+        (deal.proven_epochs, deal.failed_epochs, deal.void_epochs),
+        (2, 0, 0)
+    );
     let ix = m.settle_ix(&a.pda, 0, &[d]);
     assert_market_err(m.send(&[ix], &[]).await, MarketError::DealNotActive);
-    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete").await;
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d], "complete")
+        .await;
 
     // Closing: only the client, only once.
     let other = m.client(0).await;
@@ -657,7 +760,9 @@ async fn a_deal_leaves_its_set_only_when_it_has_ended_and_closes_only_after() {
     let shards: Vec<TestShard> = (0..3).map(|i| TestShard::random(1_000, 20 + i)).collect();
     let mut deals = Vec::new();
     for (i, shard) in shards.iter().enumerate() {
-        let d = m.propose(&client, &a, shard, [9; 32], i as u16, 2 + i as u64).await;
+        let d = m
+            .propose(&client, &a, shard, [9; 32], i as u16, 2 + i as u64)
+            .await;
         m.accept(&a, &d).await;
         deals.push(d);
     }
@@ -682,7 +787,8 @@ async fn a_deal_leaves_its_set_only_when_it_has_ended_and_closes_only_after() {
     assert_eq!(next.len(), 2);
     assert_eq!(next[0].shard_root, shards[2].root());
     assert_eq!(next[1].shard_root, shards[1].root());
-    m.assert_conserved(&[&a.pda], &[&deals[0], &deals[1], &deals[2]], "leave").await;
+    m.assert_conserved(&[&a.pda], &[&deals[0], &deals[1], &deals[2]], "leave")
+        .await;
 }
 
 #[tokio::test]

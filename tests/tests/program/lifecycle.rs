@@ -46,7 +46,10 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     m.assert_conserved(&providers, &deals, "accept").await;
     let deal0 = m.deal(&d0).await;
     assert_eq!(deal0.state, DealState::Active);
-    assert_eq!((deal0.start_epoch, deal0.end_epoch, deal0.settled_until), (1, 6, 1));
+    assert_eq!(
+        (deal0.start_epoch, deal0.end_epoch, deal0.settled_until),
+        (1, 6, 1)
+    );
     assert_eq!((deal0.in_set, deal0.set_index), (true, 0));
     let pa = m.provider(&a).await;
     assert_eq!(
@@ -67,10 +70,14 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
         if open {
             m.open(epoch).await;
             if a_proves {
-                m.prove_session(&a, epoch, &[&shard0]).await.expect("A proves");
+                m.prove_session(&a, epoch, &[&shard0])
+                    .await
+                    .expect("A proves");
             }
             if b_proves {
-                m.prove_session(&b, epoch, &[&shard1]).await.expect("B proves");
+                m.prove_session(&b, epoch, &[&shard1])
+                    .await
+                    .expect("B proves");
             }
         } else {
             m.warp_to_epoch(epoch, 50).await;
@@ -93,31 +100,55 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
     // A: proven 1, 2, 5; void 3; failed 4. Deal 0 has ended: Completed.
     let deal0 = m.deal(&d0).await;
     assert_eq!(deal0.state, DealState::Completed);
-    assert_eq!((deal0.proven_epochs, deal0.failed_epochs, deal0.void_epochs), (3, 1, 1));
-    assert_eq!(deal0.client_refund, price0 /* void */ + price0 + penalty0 /* failed */);
+    assert_eq!(
+        (deal0.proven_epochs, deal0.failed_epochs, deal0.void_epochs),
+        (3, 1, 1)
+    );
+    assert_eq!(
+        deal0.client_refund,
+        price0 /* void */ + price0 + penalty0 /* failed */
+    );
     let pa = m.provider(&a).await;
     assert_eq!(
-        (pa.earnings, pa.stake_free, pa.stake_locked, pa.slashed, pa.used_bytes, pa.active_deals),
+        (
+            pa.earnings,
+            pa.stake_free,
+            pa.stake_locked,
+            pa.slashed,
+            pa.used_bytes,
+            pa.active_deals
+        ),
         (3 * price0, stake - penalty0, 0, penalty0, 0, 0)
     );
     // B: proven 1; failed 2, 4, 5; void 3. Deal 1 still runs epoch 6.
     let deal1 = m.deal(&d1).await;
     assert_eq!(deal1.state, DealState::Active);
-    assert_eq!((deal1.proven_epochs, deal1.failed_epochs, deal1.void_epochs), (1, 3, 1));
+    assert_eq!(
+        (deal1.proven_epochs, deal1.failed_epochs, deal1.void_epochs),
+        (1, 3, 1)
+    );
     assert_eq!(deal1.settled_until, 6);
     assert_eq!(deal1.client_refund, price1 + 3 * (price1 + penalty1));
     assert_eq!(deal1.collateral_left, collateral1 - 3 * penalty1);
     assert_eq!(deal1.escrow, price1);
     let pb = m.provider(&b).await;
     assert_eq!(
-        (pb.earnings, pb.stake_locked, pb.slashed, pb.faults, pb.proofs),
+        (
+            pb.earnings,
+            pb.stake_locked,
+            pb.slashed,
+            pb.faults,
+            pb.proofs
+        ),
         (price1, collateral1 - 3 * penalty1, 3 * penalty1, 3, 1)
     );
 
     // Epoch 6: B proves its last epoch; settled in epoch 7 it completes and the
     // collateral left returns to B.
     m.open(6).await;
-    m.prove_session(&b, 6, &[&shard1]).await.expect("B proves 6");
+    m.prove_session(&b, 6, &[&shard1])
+        .await
+        .expect("B proves 6");
     m.warp_to_epoch(7, 0).await;
     m.settle(&b.pda, &[d1]).await;
     let deal1 = m.deal(&d1).await;
@@ -131,7 +162,9 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
 
     // Withdrawals, leaving the sets, closing.
     let ix = m.withdraw_earnings_ix(&a.authority.pubkey(), &a.token, 3 * price0);
-    m.send(&[ix], &[&a.authority]).await.expect("withdraw earnings");
+    m.send(&[ix], &[&a.authority])
+        .await
+        .expect("withdraw earnings");
     m.assert_conserved(&providers, &deals, "withdrawals").await;
     for (p, d) in [(&a, d0), (&b, d1)] {
         let ix = m.leave_deal_set_ix(&p.pda, &d, 0, None);
@@ -143,7 +176,10 @@ async fn full_life_of_two_deals(token_kind: TokenKind) {
         let ix = m.close_deal_ix(&client.keypair.pubkey(), &d, &client.token);
         m.send(&[ix], &[&client.keypair]).await.expect("close deal");
     }
-    assert_eq!(m.token_balance(&client.token).await, client_before + refunds);
+    assert_eq!(
+        m.token_balance(&client.token).await,
+        client_before + refunds
+    );
     m.assert_conserved(&providers, &deals, "close deals").await;
     for p in [&a, &b] {
         let owed = m.provider(p).await.balance().unwrap();
@@ -198,18 +234,29 @@ async fn after_a_failure_the_client_ends_the_deal_and_places_the_shard_again_at_
     // Epoch 1 was proven: not a failure.
     m.warp_to_epoch(2, 10).await;
     let ix = m.end_deal_ix(&client.keypair.pubkey(), &a.pda, &d, 0, 1);
-    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::NotAFailedEpoch);
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::NotAFailedEpoch,
+    );
     // Epoch 2 opened, A fails it. During epoch 2 it is not over yet.
     m.open(2).await;
     let ix = m.end_deal_ix(&client.keypair.pubkey(), &a.pda, &d, 0, 2);
-    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::NotAFailedEpoch);
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::NotAFailedEpoch,
+    );
     m.warp_to_epoch(3, 10).await;
     // Only the client.
     let other = m.client(0).await;
     let ix = m.end_deal_ix(&other.keypair.pubkey(), &a.pda, &d, 0, 2);
-    assert_market_err(m.send(&[ix], &[&other.keypair]).await, MarketError::WrongClient);
+    assert_market_err(
+        m.send(&[ix], &[&other.keypair]).await,
+        MarketError::WrongClient,
+    );
     let ix = m.end_deal_ix(&client.keypair.pubkey(), &a.pda, &d, 0, 2);
-    m.send(&[ix], &[&client.keypair]).await.expect("end after the failure");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("end after the failure");
     let deal = m.deal(&d).await;
     // It runs to the end of epoch 3; epochs 4..10 are refunded now.
     assert_eq!((deal.end_epoch, deal.forfeit), (4, true));
@@ -220,7 +267,9 @@ async fn after_a_failure_the_client_ends_the_deal_and_places_the_shard_again_at_
     let mut args = m.deal_args(&shard, [3; 32], 0, 7);
     args.generation = 1;
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &b.pda, &client.token, args);
-    m.send(&[ix], &[&client.keypair]).await.expect("propose generation 1");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("propose generation 1");
     let d2 = deal_pda(&client.keypair.pubkey(), &[3; 32], 0, 1);
     m.accept(&b, &d2).await;
     assert_eq!(m.deal(&d2).await.start_epoch, 4);
@@ -246,7 +295,8 @@ async fn after_a_failure_the_client_ends_the_deal_and_places_the_shard_again_at_
         (pa.earnings, pa.stake_free, pa.stake_locked, pa.forfeited),
         (2 * price, stake - collateral, 0, collateral - penalty)
     );
-    m.assert_conserved(&[&a.pda, &b.pda], &[&d, &d2], "terminated").await;
+    m.assert_conserved(&[&a.pda, &b.pda], &[&d, &d2], "terminated")
+        .await;
 }
 
 #[tokio::test]
@@ -288,7 +338,10 @@ async fn a_provider_that_fails_often_is_jailed_and_its_clients_take_its_collater
         (vec![0, 2, 3], vec![deals[0]; 3]),
     ] {
         let ix = jail(&m, epochs, &evidence);
-        assert_market_err(m.send(&[ix], &[&caller.keypair]).await, MarketError::NotJailable);
+        assert_market_err(
+            m.send(&[ix], &[&caller.keypair]).await,
+            MarketError::NotJailable,
+        );
         m.next_slot().await;
     }
     let ix = jail(&m, vec![2, 3, 5], &[deals[0], deals[1], deals[0]]);
@@ -296,13 +349,19 @@ async fn a_provider_that_fails_often_is_jailed_and_its_clients_take_its_collater
     assert_eq!(m.provider(&a).await.jailed_from, 6);
     m.next_slot().await;
     let ix = jail(&m, vec![2, 3, 5], &[deals[0], deals[1], deals[0]]);
-    assert_market_err(m.send(&[ix], &[&caller.keypair]).await, MarketError::ProviderJailed);
+    assert_market_err(
+        m.send(&[ix], &[&caller.keypair]).await,
+        MarketError::ProviderJailed,
+    );
 
     // A jailed provider takes no new deal.
     let more = TestShard::random(1_000, 50);
     let args = m.deal_args(&more, [5; 32], 0, 3);
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
-    assert_market_err(m.send(&[ix], &[&client.keypair]).await, MarketError::ProviderJailed);
+    assert_market_err(
+        m.send(&[ix], &[&client.keypair]).await,
+        MarketError::ProviderJailed,
+    );
 
     // Settled, each deal ends at epoch 6: epochs 1-5 by their outcomes, the rest of
     // the escrow and the collateral left to the client.
@@ -322,7 +381,8 @@ async fn a_provider_that_fails_often_is_jailed_and_its_clients_take_its_collater
         (4 * price, 0, stake - 2 * collateral, 0)
     );
     let ds: Vec<&Pubkey> = deals.iter().collect();
-    m.assert_conserved(&[&a.pda], &ds, "jailed and settled").await;
+    m.assert_conserved(&[&a.pda], &ds, "jailed and settled")
+        .await;
     // Its deals can leave the set at once.
     let ix = m.leave_deal_set_ix(&a.pda, &deals[0], 0, Some((deals[1], 1)));
     m.send(&[ix], &[]).await.expect("leave after jail");

@@ -59,8 +59,10 @@ async fn init_market_refuses_mints_that_could_break_the_vault_each_by_name() {
     let mut cases: Vec<(&str, Pubkey, MarketError)> = Vec::new();
 
     let mint = mint_with(&mut m, &[ExtensionType::TransferFeeConfig], |mint| {
-        vec![initialize_transfer_fee_config(&program, mint, Some(&owner), Some(&owner), 50, 1_000)
-            .expect("fee")]
+        vec![
+            initialize_transfer_fee_config(&program, mint, Some(&owner), Some(&owner), 50, 1_000)
+                .expect("fee"),
+        ]
     })
     .await;
     cases.push(("transfer fee", mint, MarketError::MintHasTransferFee));
@@ -74,28 +76,41 @@ async fn init_market_refuses_mints_that_could_break_the_vault_each_by_name() {
 
     let hook_program = Keypair::new().pubkey();
     let mint = mint_with(&mut m, &[ExtensionType::TransferHook], |mint| {
-        vec![initialize_transfer_hook(&program, mint, Some(owner), Some(hook_program)).expect("hook")]
+        vec![
+            initialize_transfer_hook(&program, mint, Some(owner), Some(hook_program))
+                .expect("hook"),
+        ]
     })
     .await;
     cases.push(("transfer hook", mint, MarketError::MintHasTransferHook));
 
     let mint = mint_with(&mut m, &[ExtensionType::PermanentDelegate], |mint| {
-        vec![spl_token_2022::instruction::initialize_permanent_delegate(&program, mint, &owner)
-            .expect("delegate")]
+        vec![
+            spl_token_2022::instruction::initialize_permanent_delegate(&program, mint, &owner)
+                .expect("delegate"),
+        ]
     })
     .await;
-    cases.push(("permanent delegate", mint, MarketError::MintHasPermanentDelegate));
+    cases.push((
+        "permanent delegate",
+        mint,
+        MarketError::MintHasPermanentDelegate,
+    ));
 
     let mint = mint_with(&mut m, &[ExtensionType::DefaultAccountState], |mint| {
-        vec![initialize_default_account_state(&program, mint, &AccountState::Frozen)
-            .expect("default state")]
+        vec![
+            initialize_default_account_state(&program, mint, &AccountState::Frozen)
+                .expect("default state"),
+        ]
     })
     .await;
     cases.push(("default frozen", mint, MarketError::MintDefaultFrozen));
 
     let mint = mint_with(&mut m, &[ExtensionType::NonTransferable], |mint| {
-        vec![spl_token_2022::instruction::initialize_non_transferable_mint(&program, mint)
-            .expect("non-transferable")]
+        vec![
+            spl_token_2022::instruction::initialize_non_transferable_mint(&program, mint)
+                .expect("non-transferable"),
+        ]
     })
     .await;
     cases.push(("non-transferable", mint, MarketError::MintNonTransferable));
@@ -115,7 +130,10 @@ async fn init_market_refuses_mints_that_could_break_the_vault_each_by_name() {
     // accepted: a default state of Initialized and a mint close authority.
     let mint = mint_with(
         &mut m,
-        &[ExtensionType::DefaultAccountState, ExtensionType::MintCloseAuthority],
+        &[
+            ExtensionType::DefaultAccountState,
+            ExtensionType::MintCloseAuthority,
+        ],
         |mint| {
             vec![
                 initialize_default_account_state(&program, mint, &AccountState::Initialized)
@@ -170,16 +188,24 @@ async fn init_market_only_by_the_upgrade_authority_with_a_planted_program_data_a
     // An immutable program (no upgrade authority): nobody.
     m.ctx.set_account(&program_data_pda(), &program_data(None));
     let ix = m.init_market_ix(&authority.pubkey(), m.mint, test_params());
-    assert_market_err(m.send(&[ix], &[&authority]).await, MarketError::NotUpgradeAuthority);
+    assert_market_err(
+        m.send(&[ix], &[&authority]).await,
+        MarketError::NotUpgradeAuthority,
+    );
 
     m.ctx
         .set_account(&program_data_pda(), &program_data(Some(authority.pubkey())));
     m.next_slot().await;
     let ix = m.init_market_ix(&stranger.pubkey(), m.mint, test_params());
-    assert_market_err(m.send(&[ix], &[&stranger]).await, MarketError::NotUpgradeAuthority);
+    assert_market_err(
+        m.send(&[ix], &[&stranger]).await,
+        MarketError::NotUpgradeAuthority,
+    );
     assert!(!m.account_exists(&market_pda()).await);
 
     let ix = m.init_market_ix(&authority.pubkey(), m.mint, test_params());
-    m.send(&[ix], &[&authority]).await.expect("the upgrade authority");
+    m.send(&[ix], &[&authority])
+        .await
+        .expect("the upgrade authority");
     assert_eq!(m.market().await.authority, authority.pubkey());
 }

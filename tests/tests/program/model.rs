@@ -111,12 +111,17 @@ struct Model {
 
 impl Model {
     fn owed_until(&self, d: &ModelDeal) -> u64 {
-        d.end.min(self.providers[d.provider].jailed_from.unwrap_or(u64::MAX))
+        d.end
+            .min(self.providers[d.provider].jailed_from.unwrap_or(u64::MAX))
     }
 
     fn failed(&self, provider: usize, epoch: u64) -> bool {
         self.opened.get(&epoch).copied().unwrap_or(false)
-            && !self.proven.get(&(provider, epoch)).copied().unwrap_or(false)
+            && !self
+                .proven
+                .get(&(provider, epoch))
+                .copied()
+                .unwrap_or(false)
     }
 
     /// Settles closed epoch `epoch` of every deal, then finishes deals that are done.
@@ -131,7 +136,11 @@ impl Model {
                 continue;
             }
             let opened = self.opened.get(&epoch).copied().unwrap_or(false);
-            let proven = self.proven.get(&(d.provider, epoch)).copied().unwrap_or(false);
+            let proven = self
+                .proven
+                .get(&(d.provider, epoch))
+                .copied()
+                .unwrap_or(false);
             let deal = &mut self.deals[i];
             deal.escrow -= deal.price;
             if !opened {
@@ -206,7 +215,10 @@ impl Run {
         let shard = TestShard::random(2_000 + 64 * i, 1_000 + i as u64);
         let dataset = [i as u8 + 1; 32];
         let p = &self.providers[provider];
-        let d = self.m.propose(&self.client, p, &shard, dataset, 0, duration).await;
+        let d = self
+            .m
+            .propose(&self.client, p, &shard, dataset, 0, duration)
+            .await;
         self.m.accept(p, &d).await;
         let deal = self.m.deal(&d).await;
         self.model.providers[provider].stake_free -= deal.collateral;
@@ -298,7 +310,12 @@ impl Run {
             let chain = self.m.provider(p).await;
             let model = &self.model.providers[i];
             assert_eq!(
-                (chain.earnings, chain.stake_free, chain.stake_locked, chain.jailed_from),
+                (
+                    chain.earnings,
+                    chain.stake_free,
+                    chain.stake_locked,
+                    chain.jailed_from
+                ),
                 (
                     model.earnings,
                     model.stake_free,
@@ -357,7 +374,10 @@ async fn run(plans: Vec<EpochPlan>) {
                 ..run.m.market().await.params
             };
             let ix = run.m.update_market_ix(&authority.pubkey(), params);
-            run.m.send(&[ix], &[&authority]).await.expect("update_market");
+            run.m
+                .send(&[ix], &[&authority])
+                .await
+                .expect("update_market");
             run.slash_bps = bps;
         }
         if let Some((provider, duration)) = plan.new_deal {
@@ -398,7 +418,9 @@ async fn run(plans: Vec<EpochPlan>) {
                 let provider = run.providers[run.model.deals[k].provider].pda;
                 let index = run.m.deal(&key).await.set_index;
                 let client = run.client.keypair.insecure_clone();
-                let ix = run.m.end_deal_ix(&client.pubkey(), &provider, &key, index, failed);
+                let ix = run
+                    .m
+                    .end_deal_ix(&client.pubkey(), &provider, &key, index, failed);
                 run.m.send(&[ix], &[&client]).await.expect("end_deal");
                 let d = &mut run.model.deals[k];
                 let new_end = d.end.min(epoch + 1);
@@ -431,7 +453,9 @@ async fn run(plans: Vec<EpochPlan>) {
                     let deals: Vec<Pubkey> = evidence.iter().map(|(_, k)| run.deals[*k]).collect();
                     let caller = run.client.keypair.insecure_clone();
                     let pda = run.providers[p].pda;
-                    let ix = run.m.jail_provider_ix(&caller.pubkey(), &pda, 0, epochs, &deals);
+                    let ix = run
+                        .m
+                        .jail_provider_ix(&caller.pubkey(), &pda, 0, epochs, &deals);
                     run.m.send(&[ix], &[&caller]).await.expect("jail");
                     run.model.providers[p].jailed_from = Some(epoch);
                     run.model.finish_done();
@@ -442,7 +466,13 @@ async fn run(plans: Vec<EpochPlan>) {
         if let (true, Some(p)) = (plan.open, plan.late) {
             run.m.warp_to_epoch(epoch, params.response_slots).await;
             let provider = &run.providers[p];
-            let ix = run.m.prove_ix(&provider.operator.pubkey(), &provider.pda, epoch, vec![], &[0]);
+            let ix = run.m.prove_ix(
+                &provider.operator.pubkey(),
+                &provider.pda,
+                epoch,
+                vec![],
+                &[0],
+            );
             let operator = provider.operator.insecure_clone();
             let late = run.m.send_paid_by(&[ix], &operator, &[]).await;
             assert!(late.is_err(), "a late proof was accepted");
@@ -460,7 +490,8 @@ async fn run(plans: Vec<EpochPlan>) {
             let now = run.m.epoch().await;
             run.close_to(now);
             run.settle_all().await;
-            run.compare(&format!("at checkpoint in epoch {epoch}")).await;
+            run.compare(&format!("at checkpoint in epoch {epoch}"))
+                .await;
             run.conserved("checkpoint").await;
         }
     }

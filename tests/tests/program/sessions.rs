@@ -29,7 +29,10 @@ async fn an_honest_session_sets_the_providers_bit_once() {
     assert!(m.proven(&a.pda, 1).await);
     assert!(!m.proven(&a.pda, 0).await && !m.proven(&a.pda, 2).await);
     let set = m.deal_set(&a.pda).await;
-    assert_eq!((set.epochs_proven, set.session_proven, set.session_target), (1, 1, 1));
+    assert_eq!(
+        (set.epochs_proven, set.session_proven, set.session_target),
+        (1, 1, 1)
+    );
 
     // Replay of the same proof, and any other proof of the epoch: refused.
     let (draws, entries) = m.plan_session(&a, 1).await;
@@ -78,7 +81,9 @@ async fn the_seed_is_fixed_by_the_epoch_and_an_epoch_nobody_opened_in_time_is_vo
     }
     let last = seed_now(&m.slot_hashes().await, 1);
     assert_eq!((first, middle), (last, last));
-    m.open_epoch(1).await.expect("open at the last possible slot");
+    m.open_epoch(1)
+        .await
+        .expect("open at the last possible slot");
     assert_eq!(m.challenge().await.seed, first);
     m.prove_session(&a, 1, &[&shard]).await.expect("prove 1");
 
@@ -98,12 +103,16 @@ async fn the_seed_is_fixed_by_the_epoch_and_an_epoch_nobody_opened_in_time_is_vo
     let before = m.provider(&a).await;
     m.settle(&a.pda, &[d]).await;
     let deal = m.deal(&d).await;
-    assert_eq!((deal.proven_epochs, deal.failed_epochs, deal.void_epochs), (2, 0, 1));
+    assert_eq!(
+        (deal.proven_epochs, deal.failed_epochs, deal.void_epochs),
+        (2, 0, 1)
+    );
     assert_eq!(deal.client_refund, deal.price_per_epoch);
     let after = m.provider(&a).await;
     assert_eq!(after.earnings - before.earnings, 2 * deal.price_per_epoch);
     assert_eq!(after.stake_locked, before.stake_locked);
-    m.assert_conserved(&[&a.pda], &[&d], "void epoch settled").await;
+    m.assert_conserved(&[&a.pda], &[&d], "void epoch settled")
+        .await;
 }
 
 #[tokio::test]
@@ -194,7 +203,9 @@ async fn samples_that_do_not_answer_the_draws_are_refused() {
         m.next_slot().await;
     }
     assert!(!m.proven(&a.pda, 1).await);
-    m.prove_session(&a, 1, &[&shard]).await.expect("honest session");
+    m.prove_session(&a, 1, &[&shard])
+        .await
+        .expect("honest session");
     assert!(m.proven(&a.pda, 1).await);
 }
 
@@ -264,7 +275,9 @@ async fn a_provider_sends_the_same_few_transactions_whatever_its_number_of_deals
     let one = TestShard::random(4_096, 1);
     let d = m.propose(&client, &small, &one, [1; 32], 0, 10).await;
     m.accept(&small, &d).await;
-    let shards: Vec<TestShard> = (0..100).map(|i| TestShard::random(4_096, 100 + i)).collect();
+    let shards: Vec<TestShard> = (0..100)
+        .map(|i| TestShard::random(4_096, 100 + i))
+        .collect();
     for (i, shard) in shards.iter().enumerate() {
         let mut dataset = [2; 32];
         dataset[0] = i as u8;
@@ -275,7 +288,11 @@ async fn a_provider_sends_the_same_few_transactions_whatever_its_number_of_deals
             m.next_slot().await;
         }
     }
-    assert_eq!(m.deal_set(&large.pda).await.pages, 2, "100 deals take two pages");
+    assert_eq!(
+        m.deal_set(&large.pda).await.pages,
+        2,
+        "100 deals take two pages"
+    );
     m.open(1).await;
     let refs: Vec<&TestShard> = shards.iter().collect();
     let small_txs = m.prove_session(&small, 1, &[&one]).await.expect("small");
@@ -312,7 +329,9 @@ async fn the_largest_proof_transaction_fits_with_a_priority_fee_and_verifies() {
         max_price_per_epoch: u64::MAX,
     };
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
-    m.send(&[ix], &[&client.keypair]).await.expect("propose 4 GiB");
+    m.send(&[ix], &[&client.keypair])
+        .await
+        .expect("propose 4 GiB");
     let deal = deal_pda(&client.keypair.pubkey(), &[9; 32], 0, 0);
     m.accept(&a, &deal).await;
     m.open(1).await;
@@ -330,7 +349,10 @@ async fn the_largest_proof_transaction_fits_with_a_priority_fee_and_verifies() {
     result.expect("the largest proof verifies");
     assert!(len <= proving::PACKET_BYTES, "{len} bytes");
     assert_eq!(len, proving::proof_tx_len(&[26], 1));
-    println!("largest proof transaction: {len} of {} bytes", proving::PACKET_BYTES);
+    println!(
+        "largest proof transaction: {len} of {} bytes",
+        proving::PACKET_BYTES
+    );
     assert!(m.proven(&a.pda, 1).await);
     let _ = LOG_PAGE_EPOCHS;
 }

@@ -44,8 +44,7 @@ impl EndDeal<'_> {
             MarketError::NotAFailedEpoch
         );
         let page_no = log_page(failed_epoch).to_le_bytes();
-        let (epoch_log, _) =
-            Pubkey::find_program_address(&[SEED_EPOCH_LOG, &page_no], &crate::ID);
+        let (epoch_log, _) = Pubkey::find_program_address(&[SEED_EPOCH_LOG, &page_no], &crate::ID);
         let (proof_log, _) = Pubkey::find_program_address(
             &[SEED_PROOF_LOG, self.provider.key().as_ref(), &page_no],
             &crate::ID,

@@ -55,10 +55,7 @@ pub fn handler(mut ctx: Context<LeaveDealSet>) -> Result<()> {
     require!(index <= last, MarketError::InvariantViolated);
     let mut moved_key = Pubkey::default();
     if index != last {
-        let moved = accounts
-            .moved
-            .as_mut()
-            .ok_or(MarketError::WrongMovedDeal)?;
+        let moved = accounts.moved.as_mut().ok_or(MarketError::WrongMovedDeal)?;
         require!(
             moved.in_set && moved.set_index == last,
             MarketError::WrongMovedDeal

@@ -96,7 +96,8 @@ pub fn handler<'info>(
     let mut samples = samples.iter();
     while !set.session_complete() {
         let draw = cairn_proof::draw(&seed, &provider_key.to_bytes(), set.session_next_draw);
-        let index = u32::try_from(draw.entry(entries)).map_err(|_| error!(MarketError::InvariantViolated))?;
+        let index = u32::try_from(draw.entry(entries))
+            .map_err(|_| error!(MarketError::InvariantViolated))?;
         let Some(entry) = entry_at(ctx.remaining_accounts, &provider_key, index, epoch)? else {
             break;
         };

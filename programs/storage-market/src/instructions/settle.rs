@@ -52,12 +52,17 @@ pub fn handler<'info>(ctx: Context<'info, Settle<'info>>, page: u32) -> Result<(
             .min(deal.settled_until.saturating_add(MAX_SETTLE_EPOCHS));
         let settled = if deal.settled_until < until {
             require!(deal.settled_until >= page_start, MarketError::WrongLogPage);
-            Some(settlement::settle_epochs(&mut deal, provider, until, |epoch| {
-                Ok(EpochOutcome::of(
-                    opened.get(page, epoch)?,
-                    proven.get(page, epoch)?,
-                ))
-            })?)
+            Some(settlement::settle_epochs(
+                &mut deal,
+                provider,
+                until,
+                |epoch| {
+                    Ok(EpochOutcome::of(
+                        opened.get(page, epoch)?,
+                        proven.get(page, epoch)?,
+                    ))
+                },
+            )?)
         } else {
             None
         };

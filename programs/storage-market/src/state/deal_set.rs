@@ -137,10 +137,7 @@ impl DealSet {
             // Under way: keep its progress.
             return Ok(());
         }
-        require!(
-            epoch >= self.session_epoch,
-            MarketError::OutsideProofWindow
-        );
+        require!(epoch >= self.session_epoch, MarketError::OutsideProofWindow);
         let entries = self.len_at(epoch);
         self.session_epoch = epoch;
         self.session_next_draw = 0;

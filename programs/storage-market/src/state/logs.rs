@@ -40,10 +40,7 @@ impl ProofLog {
 
 /// Position of `epoch`'s bit in page `page`'s bytes.
 fn bit_of(page: u64, epoch: u64) -> Result<(usize, u8)> {
-    require!(
-        epoch / LOG_PAGE_EPOCHS == page,
-        MarketError::WrongLogPage
-    );
+    require!(epoch / LOG_PAGE_EPOCHS == page, MarketError::WrongLogPage);
     let offset = epoch % LOG_PAGE_EPOCHS;
     Ok(((offset / 8) as usize, 1u8 << (offset % 8)))
 }
