@@ -259,8 +259,10 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
             "2",
             "--parity-shards",
             "2",
+            // Long enough to outlive the test: nodes delete the shards of
+            // finished deals.
             "--epochs",
-            "6",
+            "40",
             "--state-dir",
             state_dir.to_str().unwrap(),
         ])
