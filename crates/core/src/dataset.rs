@@ -1,19 +1,21 @@
-//! How a dataset sits in its stored shards, so that its id alone is enough to
-//! download it.
+//! How a group sits in its stored shards, so that its id alone is enough to
+//! read it (and the dataset id alone to read the dataset: it is the id of the
+//! index group, whose content lists the data groups' ids).
 //!
-//! Stored shard `i` (the bytes a provider holds, proves and is paid for) is:
+//! Stored shard `i` of a group (the bytes a provider holds, proves and is paid
+//! for) is:
 //!
 //! ```text
-//! | erasure-coded data (Manifest::shard_len) | manifest unit i | trailer (64 B) |
+//! | erasure-coded content (GroupManifest::shard_len) | group manifest unit i | trailer (64 B) |
 //! ```
 //!
-//! The canonical manifest is Reed-Solomon coded with the dataset's own `k + m`
-//! into one unit per shard, so any `k` shards rebuild it, exactly like the data.
-//! The trailer, last in the shard like a Parquet footer, says where the parts
-//! are. A reader knows each shard's stored size from its deal on chain, reads
-//! the trailer, then the manifest units of `k` shards, and checks the rebuilt
-//! manifest against the dataset id (its BLAKE3). A corrupted trailer or unit
-//! cannot pass that check; [`recover_manifest`] tries other shards' units
+//! The canonical group manifest is Reed-Solomon coded with the group's own
+//! `k + m` into one unit per shard, so any `k` shards rebuild it, exactly like
+//! the content. The trailer, last in the shard like a Parquet footer, says where
+//! the parts are. A reader knows each shard's stored size from its deal on
+//! chain, reads the trailer, then the manifest units of `k` shards, and checks
+//! the rebuilt manifest against the group id (its BLAKE3). A corrupted trailer
+//! or unit cannot pass that check; [`recover_group`] tries other shards' units
 //! until one combination does.
 //!
 //! The data region starts at offset 0, so an [`erasure::Decoder`] reads a
@@ -23,18 +25,18 @@
 use std::ops::Range;
 
 use crate::codec::{DecodeError, Reader};
-use crate::erasure::ErasureParams;
+use crate::erasure::{ErasureParams, Layout, ParamsError};
+use crate::group::{encoded_len, params_for, GroupManifest};
 use crate::hash::DatasetId;
-use crate::manifest::Manifest;
 
 /// Size of the trailer at the end of every stored shard.
 pub const TRAILER_LEN: u64 = 64;
 
 /// First bytes of a trailer; the last byte is the format version.
-pub const TRAILER_MAGIC: [u8; 8] = *b"cairnds\x01";
+pub const TRAILER_MAGIC: [u8; 8] = *b"cairnds\x02";
 
-/// Largest manifest a trailer may announce (a manifest of 64 MiB describes far
-/// more files and stripes than one 4 GiB shard set holds).
+/// Largest group manifest a trailer may announce (64 MiB of unit checksums
+/// covers far more stripes than a group of 4 GiB shards holds).
 pub const MAX_MANIFEST_LEN: u64 = 64 << 20;
 
 /// The 64-byte trailer of a stored shard. All integers little-endian:
@@ -48,9 +50,9 @@ pub struct Trailer {
     pub k: u16,
     /// Parity shards.
     pub m: u16,
-    /// Length of the erasure-coded data region ([`Manifest::shard_len`]).
+    /// Length of the erasure-coded content ([`GroupManifest::shard_len`]).
     pub data_len: u64,
-    /// Length of the canonical manifest.
+    /// Length of the canonical group manifest.
     pub manifest_len: u64,
     /// Length of each shard's manifest unit ([`manifest_unit_len`]).
     pub manifest_unit: u64,
@@ -165,27 +167,35 @@ pub fn trailer_range(stored_len: u64) -> Option<Range<u64>> {
     Some(stored_len.checked_sub(TRAILER_LEN)?..stored_len)
 }
 
-/// Size of every stored shard of a dataset: each shard's storage deal size.
-pub fn stored_shard_len(manifest: &Manifest) -> u64 {
-    let k = manifest.params().k() as u16;
-    manifest.shard_len() + manifest_unit_len(manifest.encode().len() as u64, k) + TRAILER_LEN
+/// Size of every stored shard of a group: each shard's storage deal size.
+pub fn stored_shard_len(group: &GroupManifest) -> u64 {
+    let k = group.params().k() as u16;
+    group.shard_len() + manifest_unit_len(encoded_len(&group.layout()) as u64, k) + TRAILER_LEN
 }
 
-/// The manifest's canonical encoding is over [`MAX_MANIFEST_LEN`]: split the
-/// dataset into several.
+/// Size of every stored shard of a group of `len` content bytes coded with
+/// `k + m`, known before coding it (to plan groups against the market's
+/// largest shard).
+pub fn stored_shard_len_for(k: u16, m: u16, len: u64) -> Result<u64, ParamsError> {
+    let layout = Layout::new(params_for(k, m, len)?, len)?;
+    Ok(layout.shard_len() + manifest_unit_len(encoded_len(&layout) as u64, k) + TRAILER_LEN)
+}
+
+/// The group manifest encodes to more than [`MAX_MANIFEST_LEN`]: use larger
+/// stripe units or smaller groups.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the manifest encodes to {len} bytes, over the {MAX_MANIFEST_LEN}-byte limit; upload the dataset in parts")]
+#[error("the group manifest encodes to {len} bytes, over the {MAX_MANIFEST_LEN}-byte limit")]
 pub struct ManifestTooLarge {
     /// Canonical length.
     pub len: u64,
 }
 
-/// The bytes that follow each shard's data: `tails[i]` is the manifest unit
-/// of shard `i` followed by its trailer.
-pub fn shard_tails(manifest: &Manifest) -> Result<Vec<Vec<u8>>, ManifestTooLarge> {
-    let params = manifest.params();
+/// The bytes that follow each shard's content: `tails[i]` is the group
+/// manifest unit of shard `i` followed by its trailer.
+pub fn shard_tails(group: &GroupManifest) -> Result<Vec<Vec<u8>>, ManifestTooLarge> {
+    let params = group.params();
     let (k, m) = (params.k() as u16, params.m() as u16);
-    let canonical = manifest.encode();
+    let canonical = group.encode();
     if canonical.len() as u64 > MAX_MANIFEST_LEN {
         return Err(ManifestTooLarge {
             len: canonical.len() as u64,
@@ -208,7 +218,7 @@ pub fn shard_tails(manifest: &Manifest) -> Result<Vec<Vec<u8>>, ManifestTooLarge
                 shard_index: i as u16,
                 k,
                 m,
-                data_len: manifest.shard_len(),
+                data_len: group.shard_len(),
                 manifest_len: canonical.len() as u64,
                 manifest_unit: unit as u64,
             };
@@ -218,7 +228,24 @@ pub fn shard_tails(manifest: &Manifest) -> Result<Vec<Vec<u8>>, ManifestTooLarge
         .collect())
 }
 
-/// Why the manifest could not be rebuilt.
+/// Codes the dataset manifest as the content of the index group (coded
+/// content only; append [`shard_tails`] to store it). Its id is the dataset id.
+pub fn index_group(
+    manifest: &crate::Manifest,
+    salt: crate::Hash,
+) -> Result<(GroupManifest, Vec<Vec<u8>>), crate::group::EncodeGroupError> {
+    crate::group::encode_group_bytes(
+        crate::group::GroupKind::Index,
+        salt,
+        0,
+        0,
+        manifest.k(),
+        manifest.m(),
+        &manifest.encode(),
+    )
+}
+
+/// Why a group manifest could not be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverManifestError {
     /// Fewer than `k` manifest units were supplied.
@@ -237,11 +264,11 @@ pub enum RecoverManifestError {
         /// Supplied.
         got: usize,
     },
-    /// No combination of `k` units rebuilds a manifest with this id: units or
-    /// the trailer are corrupted, or the shards belong to another dataset.
-    #[error("no {k} of the {have} manifest units rebuild a manifest with id {id}")]
+    /// No combination of `k` units rebuilds a group manifest with this id:
+    /// units or the trailer are corrupted, or the shards belong to another group.
+    #[error("no {k} of the {have} manifest units rebuild a group manifest with id {id}")]
     NoMatch {
-        /// The dataset id sought.
+        /// The group id sought.
         id: DatasetId,
         /// `k`.
         k: usize,
@@ -250,16 +277,16 @@ pub enum RecoverManifestError {
     },
 }
 
-/// Rebuilds the manifest of dataset `id` from the manifest units of at least
+/// Rebuilds the manifest of group `id` from the manifest units of at least
 /// `k` shards (`units[i]` for shard `i`, `None` if unavailable), described by
 /// `trailer`. Tries `k`-subsets of the units, starting with the data shards,
-/// until the rebuilt bytes hash to `id` and decode as a manifest; returns it
-/// and the shards whose units were used.
-pub fn recover_manifest(
+/// until the rebuilt bytes hash to `id` and decode as a group manifest of
+/// that shard size; returns it and the shards whose units were used.
+pub fn recover_group(
     id: &DatasetId,
     trailer: &Trailer,
     units: &[Option<Vec<u8>>],
-) -> Result<(Manifest, Vec<usize>), RecoverManifestError> {
+) -> Result<(GroupManifest, Vec<usize>), RecoverManifestError> {
     let params = ErasureParams::with_default_unit(trailer.k, trailer.m)
         .expect("a decoded trailer has valid parameters");
     let (k, n) = (params.k(), params.n());
@@ -294,8 +321,10 @@ pub fn recover_manifest(
                 .collect();
             canonical.truncate(trailer.manifest_len as usize);
             if DatasetId::of_canonical_bytes(&canonical) == *id {
-                if let Ok(manifest) = Manifest::decode(&canonical) {
-                    return Ok((manifest, used));
+                if let Ok(group) = GroupManifest::decode(&canonical) {
+                    if group.shard_len() == trailer.data_len {
+                        return Ok((group, used));
+                    }
                 }
             }
         }
@@ -328,21 +357,15 @@ fn next_combination(c: &mut [usize], n: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::erasure::{encode_bytes, ErasureParams};
-    use crate::manifest::pack_bytes;
+    use crate::group::{encode_group_bytes, GroupKind};
 
-    fn manifest(k: u16, m: u16) -> (Manifest, Vec<Vec<u8>>) {
-        let files: Vec<(String, Vec<u8>)> = (0..40)
-            .map(|i| (format!("dir/file-{i:03}.bin"), vec![i as u8; 1000 + i * 37]))
-            .collect();
-        let (entries, packed) = pack_bytes(files).unwrap();
-        let encoded = encode_bytes(ErasureParams::new(k, m, 4096).unwrap(), &packed).unwrap();
-        let manifest = Manifest::new(encoded.layout, entries, encoded.checksums).unwrap();
-        (manifest, encoded.sinks)
+    fn manifest(k: u16, m: u16) -> (GroupManifest, Vec<Vec<u8>>) {
+        let content: Vec<u8> = (0..120_000u32).map(|i| (i % 241) as u8).collect();
+        encode_group_bytes(GroupKind::Data, [5; 32], 2, 1 << 20, k, m, &content).unwrap()
     }
 
     /// Stored shards: data then tail.
-    fn stored(manifest: &Manifest, data: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    fn stored(manifest: &GroupManifest, data: &[Vec<u8>]) -> Vec<Vec<u8>> {
         data.iter()
             .zip(shard_tails(manifest).unwrap())
             .map(|(d, t)| [d.as_slice(), &t].concat())
@@ -363,6 +386,7 @@ mod tests {
         let shards = stored(&manifest, &data);
         let len = stored_shard_len(&manifest);
         assert!(shards.iter().all(|s| s.len() as u64 == len));
+        assert_eq!(stored_shard_len_for(4, 2, manifest.len()), Ok(len));
         for lost in [[0, 1], [2, 5], [4, 5], [0, 3]] {
             let t = Trailer::decode(
                 &shards[3 - lost[0].min(3)][trailer_range(len).unwrap().start as usize..],
@@ -373,7 +397,7 @@ mod tests {
             for i in lost {
                 units[i] = None;
             }
-            let (got, used) = recover_manifest(&manifest.id(), &t, &units).unwrap();
+            let (got, used) = recover_group(&manifest.id(), &t, &units).unwrap();
             assert_eq!(got, manifest);
             assert_eq!(used.len(), 4);
             assert!(used.iter().all(|u| !lost.contains(u)));
@@ -390,14 +414,14 @@ mod tests {
         .unwrap();
         let mut units = units_of(&shards, &t);
         units[1].as_mut().unwrap()[5] ^= 1;
-        let (got, used) = recover_manifest(&manifest.id(), &t, &units).unwrap();
+        let (got, used) = recover_group(&manifest.id(), &t, &units).unwrap();
         assert_eq!(got, manifest);
         assert!(!used.contains(&1));
         // Two corrupted and one missing: only 3 good of 5 present.
         units[2].as_mut().unwrap()[0] ^= 1;
         units[5] = None;
         assert_eq!(
-            recover_manifest(&manifest.id(), &t, &units).unwrap_err(),
+            recover_group(&manifest.id(), &t, &units).unwrap_err(),
             RecoverManifestError::NoMatch {
                 id: manifest.id(),
                 k: 4,
@@ -407,13 +431,13 @@ mod tests {
         units[0] = None;
         units[3] = None;
         assert_eq!(
-            recover_manifest(&manifest.id(), &t, &units).unwrap_err(),
+            recover_group(&manifest.id(), &t, &units).unwrap_err(),
             RecoverManifestError::TooFewUnits { have: 3, need: 4 }
         );
         // Another dataset's id never matches.
         let units = units_of(&shards, &t);
         assert!(matches!(
-            recover_manifest(&DatasetId([0; 32]), &t, &units),
+            recover_group(&DatasetId([0; 32]), &t, &units),
             Err(RecoverManifestError::NoMatch { .. })
         ));
     }
@@ -452,7 +476,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(bad(7, 2), DecodeError::BadVersion(2));
+        assert_eq!(bad(7, 1), DecodeError::BadVersion(1));
         assert!(matches!(
             bad(8, 6),
             DecodeError::Invalid {

@@ -6,8 +6,15 @@
 //! There is no async runtime, no socket and no RPC in this crate.
 //!
 //! - [`manifest`]: the dataset manifest (files, sizes, BLAKE3 hashes, offsets in the
-//!   packed stream, erasure parameters, per-unit checksums), its canonical binary
-//!   encoding and the dataset id ([`DatasetId`] = BLAKE3 of that encoding).
+//!   packed stream, empty directories, erasure parameters, the data groups' ids) and
+//!   its canonical binary encoding.
+//! - [`group`]: erasure groups. The packed stream is cut into data groups, each
+//!   coded on its own into `k + m` shards with a BLAKE3 checksum per stripe unit;
+//!   a group's id is the BLAKE3 of its [`group::GroupManifest`]. The dataset
+//!   manifest is the content of one more group, the index group, whose id is the
+//!   dataset id ([`DatasetId`]).
+//! - [`dataset`]: how a group sits in its stored shards (the group manifest and a
+//!   trailer after the coded content), so an id alone is enough to read it.
 //! - [`erasure`]: streaming Reed-Solomon encoding into `k + m` shards with a BLAKE3
 //!   checksum per stripe unit, and a decoder that reads a byte range from any `k`
 //!   healthy shards, routing around corrupted units.
@@ -15,17 +22,19 @@
 //!   [`wire::Codec`].
 //! - [`codec`]: the typed [`codec::DecodeError`] shared by every binary decoder.
 //!
-//! A typical upload: [`manifest::fs::pack_dir`] streams a directory through an
-//! [`erasure::Encoder`] into `k + m` shard sinks and returns the [`Manifest`];
-//! [`Manifest::shard_len`] is the size of every shard deal. A download builds an
-//! [`erasure::Decoder`] from the manifest and `k` (or more) shard sources and writes
-//! the requested range, or the whole dataset into a [`manifest::fs::Unpacker`].
+//! A typical upload: [`manifest::fs::GroupPacker`] streams a directory group by
+//! group through an [`erasure::Encoder`] into `k + m` shard sinks; the group
+//! manifests' ids go into the [`Manifest`], which [`dataset::index_group`] codes as
+//! the index group. A download rebuilds the index group's manifest from its
+//! shards, then reads the data groups that hold the bytes it wants, each through
+//! its own [`erasure::Decoder`], into a [`manifest::fs::Unpacker`].
 
 #![warn(missing_docs)]
 
 pub mod codec;
 pub mod dataset;
 pub mod erasure;
+pub mod group;
 pub mod hash;
 pub mod manifest;
 pub mod wire;

@@ -23,7 +23,7 @@ proptest! {
         byte_pick in any::<usize>(),
         others_pick in any::<u64>(),
     ) {
-        let (manifest, packed, encoded) = build(params, &data);
+        let (_, manifest, packed, encoded) = build(params, &data);
         let (n, k, unit) = (params.n(), params.k(), params.stripe_unit());
         let shard = shard % n;
         let stripe = stripe_pick % manifest.layout().stripe_count();
@@ -83,7 +83,7 @@ proptest! {
         bad in prop::collection::btree_set(0usize..7, 1..=3),
         flips in prop::collection::vec((any::<u64>(), any::<usize>()), 1..12),
     ) {
-        let (manifest, packed, encoded) = build(params, &data);
+        let (_, manifest, packed, encoded) = build(params, &data);
         let (n, m, unit) = (params.n(), params.m(), params.stripe_unit());
         let bad: Vec<usize> = bad.into_iter().map(|b| b % n).collect::<BTreeSet<_>>().into_iter().take(m).collect();
         let stripes = manifest.layout().stripe_count();

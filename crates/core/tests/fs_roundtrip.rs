@@ -1,10 +1,9 @@
-//! Random directory trees: pack_dir -> shards -> decode (m shards lost) ->
-//! unpack gives back every file byte for byte.
+//! Random directory trees: code_dir -> groups of shards -> decode each group
+//! (m shards lost) -> unpack gives back every file byte for byte.
 
 mod common;
 
-use cairn_core::erasure::ErasureParams;
-use cairn_core::manifest::fs::{pack_dir, unpack, Unpacker};
+use cairn_core::manifest::fs::{code_dir, unpack, Unpacker};
 use cairn_core::manifest::Manifest;
 use common::{dataset, sources};
 use proptest::prelude::*;
@@ -64,30 +63,39 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn directories_round_trip(data in dataset(), k in 1u16..=4, m in 1u16..=2, lost_pick in any::<usize>()) {
-        let params = ErasureParams::new(k, m, 128).unwrap();
+    fn directories_round_trip(
+        data in dataset(),
+        k in 1u16..=4,
+        m in 1u16..=2,
+        group_len in 1u64..2000,
+        lost_pick in any::<usize>(),
+    ) {
         let src = TempDir::new("src");
         write_tree(&src.0, &data);
 
-        let (manifest, shards) = pack_dir(&src.0, params, vec![Vec::new(); params.n()]).unwrap();
-        prop_assert_eq!(manifest.files().len(), data.len());
-        let manifest = Manifest::decode(&manifest.encode()).unwrap();
+        let coded = code_dir(&src.0, k, m, group_len, [7; 32]).unwrap();
+        prop_assert_eq!(coded.manifest.files().len(), data.len());
+        let manifest = Manifest::decode(&coded.manifest.encode()).unwrap();
+        let n = usize::from(k + m);
 
-        // Lose m shards.
-        let mut keep: Vec<usize> = (0..params.n()).collect();
-        for j in 0..params.m() {
+        // Lose m shards of every group.
+        let mut keep: Vec<usize> = (0..n).collect();
+        for j in 0..usize::from(m) {
             keep.remove(lost_pick.wrapping_add(j * 7) % keep.len());
         }
-        let mut dec = manifest.decoder(sources(&shards, &keep)).unwrap();
         let dst = TempDir::new("dst");
         let mut unpacker = Unpacker::new(&manifest, &dst.0).unwrap();
-        dec.read_all(&mut unpacker).unwrap();
+        let mut packed = Vec::new();
+        for (group, shards) in &coded.groups {
+            let mut dec = group.decoder(sources(shards, &keep)).unwrap();
+            let start = packed.len();
+            dec.read_all(&mut packed).unwrap();
+            unpacker.write_packed(&packed[start..]).unwrap();
+        }
         unpacker.finish().unwrap();
         prop_assert_eq!(read_tree(&dst.0), data.clone());
 
         // The plain packed-stream path too.
-        let mut packed = Vec::new();
-        manifest.decoder(sources(&shards, &keep)).unwrap().read_all(&mut packed).unwrap();
         let dst2 = TempDir::new("dst2");
         unpack(&manifest, &packed[..], &dst2.0).unwrap();
         prop_assert_eq!(read_tree(&dst2.0), data);

@@ -1,31 +1,33 @@
 //! The canonical binary encoding of a [`Manifest`].
 //!
-//! All integers are little-endian. Layout (format version 1):
+//! All integers are little-endian. Layout (format version 2):
 //!
-//! | field          | type                | notes                                      |
-//! |----------------|---------------------|--------------------------------------------|
-//! | magic          | `[u8; 4]`           | `b"CRNM"`                                  |
-//! | version        | `u8`                | [`super::FORMAT_VERSION`]                |
-//! | k              | `u16`               | data shards                                |
-//! | m              | `u16`               | parity shards                              |
-//! | stripe_unit    | `u32`               | bytes                                      |
-//! | total_len      | `u64`               | packed stream length                       |
-//! | file_count     | `u32`               |                                            |
-//! | files          | `file_count` × file | sorted by path bytes, strictly             |
-//! | unit checksums | `S × (k+m)` × `[u8; 32]` | stripe-major; `S` = stripe count, derived from the header |
+//! | field       | type                 | notes                                      |
+//! |-------------|----------------------|--------------------------------------------|
+//! | magic       | `[u8; 4]`            | `b"CRNM"`                                  |
+//! | version     | `u8`                 | [`super::FORMAT_VERSION`]                  |
+//! | k           | `u16`                | data shards per group                      |
+//! | m           | `u16`                | parity shards per group                    |
+//! | group_len   | `u64`                | packed bytes per data group                |
+//! | total_len   | `u64`                | packed stream length                       |
+//! | file_count  | `u32`                |                                            |
+//! | files       | `file_count` × file  | sorted by path bytes, strictly             |
+//! | dir_count   | `u32`                |                                            |
+//! | dirs        | `dir_count` × path   | empty directories, sorted, strictly        |
+//! | groups      | `G` × `[u8; 32]`     | data group ids; `G = ceil(total_len / group_len)` |
 //!
 //! A file is `path_len: u16`, `path: [u8; path_len]` (UTF-8), `size: u64`,
-//! `offset: u64`, `blake3: [u8; 32]`.
+//! `offset: u64`, `blake3: [u8; 32]`; a directory is `path_len: u16`, `path`.
 //!
 //! The encoding is canonical: the decoder accepts exactly the outputs of
 //! [`encode`], so `encode(decode(b)) == b` for every accepted `b`. Files must be
-//! sorted and contiguous (each offset is the previous file's end), the checksum
+//! sorted and contiguous (each offset is the previous file's end), the group
 //! count is implied, and no byte may trail.
 
 use super::{FileEntry, Manifest, ManifestError, FORMAT_VERSION, MAX_PATH_LEN};
 use crate::codec::{DecodeError, PutExt, Reader};
-use crate::erasure::{ErasureParams, Layout, UnitChecksums};
-use crate::hash::Hash;
+use crate::erasure::ErasureParams;
+use crate::hash::{DatasetId, Hash};
 
 /// The first four bytes of every encoded manifest.
 pub const MAGIC: [u8; 4] = *b"CRNM";
@@ -35,17 +37,17 @@ const MIN_FILE_LEN: usize = 2 + 8 + 8 + 32;
 
 /// Encodes `manifest` canonically.
 pub fn encode(manifest: &Manifest) -> Vec<u8> {
-    let (k, m, unit) = manifest.params().raw();
-    let paths: usize = manifest.files.iter().map(|f| f.path.len()).sum();
+    let paths: usize = manifest.files.iter().map(|f| f.path.len()).sum::<usize>()
+        + manifest.dirs.iter().map(|d| 2 + d.len()).sum::<usize>();
     let mut out = Vec::with_capacity(
-        25 + manifest.files.len() * MIN_FILE_LEN + paths + manifest.checksums.as_slice().len() * 32,
+        33 + manifest.files.len() * MIN_FILE_LEN + paths + manifest.groups.len() * 32,
     );
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
-    out.put_u16(k);
-    out.put_u16(m);
-    out.put_u32(unit);
-    out.put_u64(manifest.total_len());
+    out.put_u16(manifest.k());
+    out.put_u16(manifest.m());
+    out.put_u64(manifest.group_len);
+    out.put_u64(manifest.total_len);
     out.put_u32(u32::try_from(manifest.files.len()).expect("fewer than 2^32 files"));
     for f in &manifest.files {
         // Paths are at most MAX_PATH_LEN bytes (validated), so they fit a u16.
@@ -54,10 +56,33 @@ pub fn encode(manifest: &Manifest) -> Vec<u8> {
         out.put_u64(f.offset);
         out.extend_from_slice(&f.blake3);
     }
-    for sum in manifest.checksums.as_slice() {
-        out.extend_from_slice(sum);
+    out.put_u32(u32::try_from(manifest.dirs.len()).expect("fewer than 2^32 directories"));
+    for d in &manifest.dirs {
+        out.put_str(d);
+    }
+    for g in &manifest.groups {
+        out.extend_from_slice(g.as_bytes());
     }
     out
+}
+
+/// Reads a length-prefixed UTF-8 path; `index` names the entry in errors.
+fn path(r: &mut Reader<'_>, index: usize) -> Result<String, ManifestError> {
+    let path_len = r.u16()? as usize;
+    let path_bytes = r.take(path_len)?;
+    let path = std::str::from_utf8(path_bytes)
+        .map_err(|_| ManifestError::NonUtf8Path {
+            index,
+            lossy: String::from_utf8_lossy(path_bytes).into_owned(),
+        })?
+        .to_owned();
+    if path.len() > MAX_PATH_LEN {
+        return Err(ManifestError::UnsafePath {
+            path,
+            reason: super::PathProblem::TooLong,
+        });
+    }
+    Ok(path)
 }
 
 /// Decodes and validates a canonical manifest encoding.
@@ -74,29 +99,16 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     if version != FORMAT_VERSION {
         return Err(DecodeError::BadVersion(version).into());
     }
-    let (k, m, unit) = (r.u16()?, r.u16()?, r.u32()?);
+    let (k, m) = (r.u16()?, r.u16()?);
+    let params = ErasureParams::with_default_unit(k, m)?;
+    let group_len = r.u64()?;
     let total_len = r.u64()?;
-    let params = ErasureParams::new(k, m, unit)?;
-    let layout = Layout::new(params, total_len)?;
 
     let count = r.u32()? as usize;
-    // Never trust the count for allocation beyond what the input can hold.
+    // Never trust a count for allocation beyond what the input can hold.
     let mut files = Vec::with_capacity(count.min(r.remaining() / MIN_FILE_LEN));
     for index in 0..count {
-        let path_len = r.u16()? as usize;
-        let path_bytes = r.take(path_len)?;
-        let path = std::str::from_utf8(path_bytes)
-            .map_err(|_| ManifestError::NonUtf8Path {
-                index,
-                lossy: String::from_utf8_lossy(path_bytes).into_owned(),
-            })?
-            .to_owned();
-        if path.len() > MAX_PATH_LEN {
-            return Err(ManifestError::UnsafePath {
-                path,
-                reason: super::PathProblem::TooLong,
-            });
-        }
+        let path = path(&mut r, index)?;
         let size = r.u64()?;
         let offset = r.u64()?;
         let blake3: Hash = r.array()?;
@@ -107,35 +119,36 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             offset,
         });
     }
-
-    let n = params.n();
-    let stripes = layout.stripe_count();
-    let units = usize::try_from(stripes)
-        .ok()
-        .and_then(|s| s.checked_mul(n))
-        .filter(|u| u.checked_mul(32).is_some());
-    let Some(units) = units else {
+    let count = r.u32()? as usize;
+    let mut dirs = Vec::with_capacity(count.min(r.remaining() / 2));
+    for index in 0..count {
+        dirs.push(path(&mut r, index)?);
+    }
+    if group_len == 0 {
+        return Err(ManifestError::ZeroGroupLength);
+    }
+    let groups = Manifest::group_count(total_len, group_len);
+    if (r.remaining() as u64) < groups.saturating_mul(32) {
         return Err(DecodeError::Truncated {
-            needed: usize::MAX,
+            needed: usize::try_from(groups.saturating_mul(32))
+                .unwrap_or(usize::MAX)
+                .saturating_add(bytes.len() - r.remaining()),
             have: bytes.len(),
         }
         .into());
-    };
-    if r.remaining() < units * 32 {
-        // Reports the total length needed without allocating for it.
-        r.take(units * 32)?;
     }
-    let mut sums = Vec::with_capacity(units);
-    for _ in 0..units {
-        sums.push(r.array::<32>()?);
+    let mut ids = Vec::with_capacity(groups as usize);
+    for _ in 0..groups {
+        ids.push(DatasetId(r.array()?));
     }
     r.finish()?;
-    let checksums = UnitChecksums::from_stripe_major(n, sums).expect("at least one stripe");
-
     let manifest = Manifest {
-        layout,
+        params,
+        group_len,
+        total_len,
         files,
-        checksums,
+        dirs,
+        groups: ids,
     };
     manifest.validate()?;
     Ok(manifest)
@@ -145,30 +158,27 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
 mod tests {
     use super::super::pack_bytes;
     use super::*;
-    use crate::erasure::encode_bytes;
 
     fn sample() -> Manifest {
-        let (files, packed) = pack_bytes([
+        let (files, _) = pack_bytes([
             ("data/train 1.bin", &[1u8; 300][..]),
             ("data/ünïcode", &b"x"[..]),
             ("empty", &b""[..]),
         ])
         .unwrap();
-        let enc = encode_bytes(ErasureParams::new(3, 2, 64).unwrap(), &packed).unwrap();
-        Manifest::new(enc.layout, files, enc.checksums).unwrap()
+        let groups = (0..3).map(|g| DatasetId([g; 32])).collect();
+        Manifest::new(3, 2, 128, files, vec!["logs/none".into()], groups).unwrap()
     }
 
     #[test]
-    fn round_trips_and_the_id_is_blake3_of_the_bytes() {
+    fn round_trips_canonically() {
         let m = sample();
         let bytes = m.encode();
         assert_eq!(&bytes[..4], b"CRNM");
         let back = Manifest::decode(&bytes).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.encode(), bytes);
-        assert_eq!(m.id().0, *blake3::hash(&bytes).as_bytes());
-        // 301 bytes / 192 per stripe = 2 stripes × 5 shards of checksums.
-        assert_eq!(m.checksums().as_slice().len(), 10);
+        assert_eq!(back.groups()[2], DatasetId([2; 32]));
     }
 
     #[test]
@@ -203,10 +213,10 @@ mod tests {
             }))
         ));
         let mut b = bytes.clone();
-        b[4] = 2;
+        b[4] = 1;
         assert_eq!(
             Manifest::decode(&b),
-            Err(ManifestError::Decode(DecodeError::BadVersion(2)))
+            Err(ManifestError::Decode(DecodeError::BadVersion(1)))
         );
         let mut b = bytes.clone();
         b[5..7].copy_from_slice(&0u16.to_le_bytes());
@@ -214,41 +224,35 @@ mod tests {
             Manifest::decode(&b),
             Err(ManifestError::Params(_))
         ));
+        let mut b = bytes.clone();
+        b[9..17].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(Manifest::decode(&b), Err(ManifestError::ZeroGroupLength));
     }
 
     #[test]
     fn absurd_counts_fail_without_allocating() {
-        // A header claiming 2^32-1 files and a dataset of 2^63 bytes.
-        let mut b = MAGIC.to_vec();
-        b.push(FORMAT_VERSION);
-        b.put_u16(1);
-        b.put_u16(1);
-        b.put_u32(64);
-        b.put_u64(1 << 63);
-        b.put_u32(u32::MAX);
-        assert!(matches!(
-            Manifest::decode(&b),
-            Err(ManifestError::Decode(DecodeError::Truncated { .. }))
-        ));
-        let mut b = MAGIC.to_vec();
-        b.push(FORMAT_VERSION);
-        b.put_u16(1);
-        b.put_u16(1);
-        b.put_u32(64);
-        b.put_u64(1 << 63);
-        b.put_u32(0);
-        assert!(matches!(
-            Manifest::decode(&b),
-            Err(ManifestError::Decode(DecodeError::Truncated { .. }))
-        ));
+        // 2^32-1 files, then 2^63 bytes in groups of one byte.
+        for files in [u32::MAX, 0] {
+            let mut b = MAGIC.to_vec();
+            b.push(FORMAT_VERSION);
+            b.put_u16(1);
+            b.put_u16(1);
+            b.put_u64(1);
+            b.put_u64(1 << 63);
+            b.put_u32(files);
+            b.put_u32(0);
+            assert!(matches!(
+                Manifest::decode(&b),
+                Err(ManifestError::Decode(DecodeError::Truncated { .. }))
+            ));
+        }
     }
 
     /// Re-encodes a manifest with its files replaced, bypassing validation.
     fn with_files(m: &Manifest, files: Vec<FileEntry>) -> Vec<u8> {
         encode(&Manifest {
-            layout: m.layout,
             files,
-            checksums: m.checksums.clone(),
+            ..m.clone()
         })
     }
 
@@ -291,11 +295,20 @@ mod tests {
         ));
 
         let mut bytes = m.encode();
-        // First path starts after the 25-byte header and its 2-byte length.
-        bytes[27] = 0xff;
+        // The first path starts after the 29-byte header and its 2-byte length.
+        bytes[31] = 0xff;
         assert!(matches!(
             Manifest::decode(&bytes),
             Err(ManifestError::NonUtf8Path { index: 0, .. })
+        ));
+
+        let evil_dir = encode(&Manifest {
+            dirs: vec!["../up".into()],
+            ..m.clone()
+        });
+        assert!(matches!(
+            Manifest::decode(&evil_dir),
+            Err(ManifestError::UnsafePath { ref path, .. }) if path == "../up"
         ));
     }
 }

@@ -1,15 +1,17 @@
 //! Packing a directory into a dataset and unpacking one: the only filesystem code
 //! in this crate.
 //!
-//! What is recorded: regular files, with their relative paths and contents.
-//! Nested folders are implied by the paths; empty folders, permissions and
-//! timestamps are not recorded (like `git`). Symbolic links and special files are
+//! What is recorded: regular files, with their relative paths and contents, and
+//! empty folders (other folders are implied by the paths). Permissions and
+//! timestamps are not recorded. Symbolic links and special files are
 //! refused, so nothing outside the root can be read. Unpacking refuses unsafe
 //! paths, never follows a symbolic link it finds in the destination, and never
 //! overwrites an existing file.
 
 use super::{check_path, FileEntry, Manifest, ManifestError, PathProblem};
-use crate::erasure::{EncodeError, Encoder, ErasureParams};
+use crate::erasure::EncodeError;
+use crate::group::{encode_group, params_for, EncodeGroupError, GroupKind, GroupManifest};
+use crate::hash::Hash;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -69,6 +71,9 @@ pub enum PackError {
     /// Encoding failed (a shard sink failed).
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// Coding a group failed.
+    #[error(transparent)]
+    Group(#[from] EncodeGroupError),
     /// The result is not a valid manifest.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -152,22 +157,40 @@ pub struct ScannedFile {
     pub size: u64,
 }
 
-/// Lists the regular files under `root`, sorted by path bytes (the packing
-/// order), refusing symbolic links, special files and unsafe names.
-pub fn scan_dir(root: &Path) -> Result<Vec<ScannedFile>, PackError> {
+/// What [`scan_dir`] found: the regular files, sorted by path bytes (the
+/// packing order), and the empty directories, sorted likewise.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// Regular files.
+    pub files: Vec<ScannedFile>,
+    /// Directories with nothing in them.
+    pub dirs: Vec<String>,
+}
+
+impl Scan {
+    /// Length of the packed stream.
+    pub fn total_len(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Lists the regular files and empty directories under `root`, refusing
+/// symbolic links, special files and unsafe names.
+pub fn scan_dir(root: &Path) -> Result<Scan, PackError> {
     let meta = fs::metadata(root).map_err(io_err(root))?;
     if !meta.is_dir() {
         return Err(PackError::NotADirectory {
             path: root.to_owned(),
         });
     }
-    let mut files = Vec::new();
-    scan_into(root, "", &mut files)?;
-    files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    Ok(files)
+    let mut scan = Scan::default();
+    scan_into(root, "", &mut scan)?;
+    scan.files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    scan.dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(scan)
 }
 
-fn scan_into(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<(), PackError> {
+fn scan_into(dir: &Path, prefix: &str, out: &mut Scan) -> Result<(), PackError> {
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let name = entry.file_name();
@@ -187,9 +210,13 @@ fn scan_into(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<(),
         if kind.is_symlink() {
             return Err(PackError::Symlink { path: rel });
         } else if kind.is_dir() {
+            let before = (out.files.len(), out.dirs.len());
             scan_into(&full, &format!("{rel}/"), out)?;
+            if (out.files.len(), out.dirs.len()) == before {
+                out.dirs.push(rel);
+            }
         } else if kind.is_file() {
-            out.push(ScannedFile {
+            out.files.push(ScannedFile {
                 path: rel,
                 size: meta.len(),
             });
@@ -234,12 +261,55 @@ impl PackReader {
         }
     }
 
-    /// The manifest entries, once the stream has been read to its end.
-    pub fn finish(self) -> Result<Vec<FileEntry>, PackError> {
+    /// A stream of the `files` under `root` from packed byte `offset` on. Files
+    /// that end before `offset` are not read (nor listed by
+    /// [`PackReader::take_entries`]); the prefix of the file holding `offset` is
+    /// read and hashed, so its entry is complete.
+    pub fn starting_at(
+        root: &Path,
+        mut files: Vec<ScannedFile>,
+        offset: u64,
+    ) -> Result<Self, PackError> {
+        // Files wholly before `offset` are skipped; empty files at `offset`
+        // were not reached before it and are kept.
+        let mut start = 0u64;
+        let mut skip = 0;
+        for f in &files {
+            if start + f.size > offset || (f.size == 0 && start == offset) {
+                break;
+            }
+            start += f.size;
+            skip += 1;
+        }
+        let rest = files.split_off(skip);
+        let mut reader = PackReader::new(root, rest);
+        reader.offset = start;
+        let mut prefix = offset - start;
+        let mut buf = vec![0u8; 64 * 1024];
+        while prefix > 0 {
+            let want = buf.len().min(usize::try_from(prefix).unwrap_or(usize::MAX));
+            let n = reader.read_inner(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            prefix -= n as u64;
+        }
+        Ok(reader)
+    }
+
+    /// The entries of the files completed since the last call, in packing order.
+    pub fn take_entries(&mut self) -> Vec<FileEntry> {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Reads past the empty files left at the end and returns the entries not
+    /// taken yet; an error if packed bytes remain.
+    pub fn finish(mut self) -> Result<Vec<FileEntry>, PackError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.current.is_some() || self.files.len() > 0 {
+        let mut probe = [0u8; 1];
+        if self.read_inner(&mut probe)? > 0 {
             return Err(PackError::Io {
                 path: self.root,
                 source: io::Error::other("the packed stream was not read to its end"),
@@ -318,6 +388,10 @@ impl PackReader {
                 }
                 cur.hasher.update(&buf[..n]);
                 cur.remaining -= n as u64;
+                if cur.remaining == 0 {
+                    // Closed at once, so its entry is listed with this read.
+                    self.close_current()?;
+                }
                 return Ok(n);
             }
             let Some(scanned) = self.files.next() else {
@@ -353,26 +427,162 @@ impl Read for PackReader {
     }
 }
 
-/// Packs the directory `root` and erasure-codes it in one streaming pass,
-/// writing shard `i` to `sinks[i]` (exactly `k + m` sinks). Returns the manifest
-/// and the sinks.
-pub fn pack_dir<W: Write>(
-    root: &Path,
-    params: ErasureParams,
-    sinks: Vec<W>,
-) -> Result<(Manifest, Vec<W>), PackError> {
-    let files = scan_dir(root)?;
-    let mut reader = PackReader::new(root, files);
-    let mut encoder = Encoder::new(params, sinks)?;
-    let read = encoder.read_from(&mut reader);
-    if let Err(e) = read {
-        // A typed error from the reader beats the generic one it returned.
-        return Err(reader.error.take().unwrap_or(PackError::Encode(e)));
+/// Packs a scanned directory and codes it group by group, reading every file
+/// once: data group `g` holds packed bytes `g × group_len ..` (see
+/// [`Manifest::group_range`]).
+pub struct GroupPacker {
+    reader: PackReader,
+    k: u16,
+    m: u16,
+    group_len: u64,
+    total_len: u64,
+    salt: Hash,
+    next: u64,
+}
+
+/// One coded data group.
+pub struct PackedGroup<W> {
+    /// Its manifest (the tails come from [`crate::dataset::shard_tails`]).
+    pub group: GroupManifest,
+    /// The sinks, handed back with the group's coded content.
+    pub sinks: Vec<W>,
+    /// The files that ended in this group (or before it, if empty).
+    pub entries: Vec<FileEntry>,
+}
+
+impl GroupPacker {
+    /// A packer of `scan` (from [`scan_dir`] of `root`) into groups of
+    /// `group_len` packed bytes coded with `k + m`, starting at data group
+    /// `first` (0 for a new upload, later to resume one).
+    pub fn new(
+        root: &Path,
+        scan: &Scan,
+        k: u16,
+        m: u16,
+        group_len: u64,
+        salt: Hash,
+        first: u64,
+    ) -> Result<Self, PackError> {
+        let group_len = group_len.max(1);
+        let total_len = scan.total_len();
+        let start = first.saturating_mul(group_len).min(total_len);
+        Ok(GroupPacker {
+            reader: PackReader::starting_at(root, scan.files.clone(), start)?,
+            k,
+            m,
+            group_len,
+            total_len,
+            salt,
+            next: first,
+        })
     }
-    let entries = reader.finish()?;
-    let encoded = encoder.finish()?;
-    let manifest = Manifest::new(encoded.layout, entries, encoded.checksums)?;
-    Ok((manifest, encoded.sinks))
+
+    /// Number of data groups.
+    pub fn group_count(&self) -> u64 {
+        Manifest::group_count(self.total_len, self.group_len)
+    }
+
+    /// Codes the next data group into `sinks` (exactly `k + m`); `None` once
+    /// every group is coded.
+    pub fn next_group<W: Write>(
+        &mut self,
+        sinks: Vec<W>,
+    ) -> Result<Option<PackedGroup<W>>, PackError> {
+        if self.next >= self.group_count() {
+            return Ok(None);
+        }
+        let start = self.next * self.group_len;
+        let len = self.group_len.min(self.total_len - start);
+        let params = params_for(self.k, self.m, len).map_err(EncodeError::from)?;
+        let index = u32::try_from(self.next).map_err(|_| {
+            PackError::Encode(EncodeError::Params(
+                crate::erasure::ParamsError::DatasetTooLarge {
+                    total_len: self.total_len,
+                },
+            ))
+        })?;
+        let coded = encode_group(
+            GroupKind::Data,
+            self.salt,
+            index,
+            start,
+            params,
+            len,
+            &mut self.reader,
+            sinks,
+        );
+        let (group, sinks) = match coded {
+            Ok(done) => done,
+            // A typed error from the reader beats the generic one it returned.
+            Err(e) => return Err(self.reader.error.take().unwrap_or(PackError::Group(e))),
+        };
+        self.next += 1;
+        Ok(Some(PackedGroup {
+            group,
+            sinks,
+            entries: self.reader.take_entries(),
+        }))
+    }
+
+    /// After the last group: the entries of the empty files at the end.
+    pub fn finish(self) -> Result<Vec<FileEntry>, PackError> {
+        self.reader.finish()
+    }
+}
+
+/// A dataset coded in memory: its manifest, its index group and its data
+/// groups, each with its `k + m` stored shards (coded content and tail). For
+/// tests and small tools; `cairn upload` streams groups to disk instead.
+#[derive(Debug, Clone)]
+pub struct CodedDataset {
+    /// The dataset manifest.
+    pub manifest: Manifest,
+    /// The index group (its id is the dataset id) and its stored shards.
+    pub index: (GroupManifest, Vec<Vec<u8>>),
+    /// Every data group and its stored shards.
+    pub groups: Vec<(GroupManifest, Vec<Vec<u8>>)>,
+}
+
+impl CodedDataset {
+    /// The dataset id.
+    pub fn id(&self) -> crate::DatasetId {
+        self.index.0.id()
+    }
+}
+
+/// Packs and codes the directory `root` in memory (see [`CodedDataset`]).
+pub fn code_dir(
+    root: &Path,
+    k: u16,
+    m: u16,
+    group_len: u64,
+    salt: Hash,
+) -> Result<CodedDataset, PackError> {
+    let scan = scan_dir(root)?;
+    let mut packer = GroupPacker::new(root, &scan, k, m, group_len, salt, 0)?;
+    let n = usize::from(k) + usize::from(m);
+    let mut entries = Vec::new();
+    let mut groups = Vec::new();
+    while let Some(done) = packer.next_group(vec![Vec::new(); n])? {
+        entries.extend(done.entries);
+        groups.push((done.group, done.sinks));
+    }
+    entries.extend(packer.finish()?);
+    let ids = groups.iter().map(|(g, _)| g.id()).collect();
+    let manifest = Manifest::new(k, m, group_len, entries, scan.dirs, ids)?;
+    let index = crate::dataset::index_group(&manifest, salt)?;
+    let stored = |(group, mut shards): (GroupManifest, Vec<Vec<u8>>)| {
+        let tails = crate::dataset::shard_tails(&group).expect("small test groups");
+        for (s, t) in shards.iter_mut().zip(tails) {
+            s.extend_from_slice(&t);
+        }
+        (group, shards)
+    };
+    Ok(CodedDataset {
+        manifest,
+        index: stored(index),
+        groups: groups.into_iter().map(stored).collect(),
+    })
 }
 
 /// Writes a packed stream into a directory as the manifest's files, checking each
@@ -386,6 +596,7 @@ pub fn pack_dir<W: Write>(
 pub struct Unpacker<'m> {
     dest: PathBuf,
     files: &'m [FileEntry],
+    dirs: &'m [String],
     total_len: u64,
     next: usize,
     current: Option<(File, blake3::Hasher, u64)>,
@@ -398,9 +609,14 @@ impl<'m> Unpacker<'m> {
     /// An unpacker of `manifest`'s files into `dest` (created if missing). Every
     /// path is checked again before anything is written.
     pub fn new(manifest: &'m Manifest, dest: &Path) -> Result<Self, UnpackError> {
-        for f in manifest.files() {
-            check_path(&f.path).map_err(|reason| UnpackError::UnsafePath {
-                path: f.path.clone(),
+        for path in manifest
+            .files()
+            .iter()
+            .map(|f| &f.path)
+            .chain(manifest.dirs())
+        {
+            check_path(path).map_err(|reason| UnpackError::UnsafePath {
+                path: path.clone(),
                 reason,
             })?;
         }
@@ -411,6 +627,7 @@ impl<'m> Unpacker<'m> {
         Ok(Unpacker {
             dest: dest.to_owned(),
             files: manifest.files(),
+            dirs: manifest.dirs(),
             total_len: manifest.total_len(),
             next: 0,
             current: None,
@@ -462,8 +679,8 @@ impl<'m> Unpacker<'m> {
         result
     }
 
-    /// Creates the remaining (empty) files and checks that the whole stream
-    /// arrived.
+    /// Creates the remaining (empty) files and the empty directories, and
+    /// checks that the whole stream arrived.
     pub fn finish(mut self) -> Result<(), UnpackError> {
         if let Some(e) = self.typed_error.take() {
             return Err(e);
@@ -481,6 +698,13 @@ impl<'m> Unpacker<'m> {
         while self.next < self.files.len() || self.current.is_some() {
             self.open_next_if_needed()?;
             self.close_current()?;
+        }
+        for dir in self.dirs {
+            let mut path = self.dest.clone();
+            for part in dir.split('/') {
+                path.push(part);
+                ensure_dir(&path)?;
+            }
         }
         Ok(())
     }
@@ -560,19 +784,30 @@ fn create_file(dest: &Path, rel: &str) -> Result<File, UnpackError> {
                 });
         }
         dir.push(part);
-        match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(UnpackError::NotADirectory { path: dir }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&dir).map_err(|source| UnpackError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            Err(source) => return Err(UnpackError::Io { path: dir, source }),
-        }
+        ensure_dir(&dir)?;
     }
     unreachable!("split always yields at least one part")
+}
+
+/// Makes `dir` a directory: keeps an existing one, creates a missing one, and
+/// refuses anything else (a file, or a symbolic link, which is not followed).
+fn ensure_dir(dir: &Path) -> Result<(), UnpackError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(UnpackError::NotADirectory {
+            path: dir.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(dir).map_err(|source| UnpackError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+        Err(source) => Err(UnpackError::Io {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Unpacks the packed stream `packed` of `manifest` into `dest`.
@@ -594,7 +829,7 @@ pub fn unpack<R: Read>(manifest: &Manifest, mut packed: R, dest: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::erasure::encode_bytes;
+    use crate::DatasetId;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A fresh directory under the system temp dir, removed on drop.
@@ -620,8 +855,13 @@ mod tests {
         }
     }
 
-    fn params() -> ErasureParams {
-        ErasureParams::new(3, 2, 64).unwrap()
+    /// A manifest of in-memory files, with made-up group ids.
+    fn manifest_of(files: &[(&str, &[u8])]) -> (Manifest, Vec<u8>) {
+        let (entries, packed) = crate::manifest::pack_bytes(files.iter().copied()).unwrap();
+        let groups = (0..Manifest::group_count(packed.len() as u64, 1024))
+            .map(|g| DatasetId([g as u8; 32]))
+            .collect();
+        (Manifest::new(3, 2, 1024, entries, vec![], groups).unwrap(), packed)
     }
 
     fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -631,36 +871,53 @@ mod tests {
     }
 
     #[test]
-    fn directory_round_trips_through_shards() {
+    fn directory_round_trips_through_groups_with_empty_dirs() {
         let src = TempDir::new("src");
         write(&src.0, "a/b/c.txt", b"nested");
         write(&src.0, "empty", b"");
         write(&src.0, "dir with space/ünïcødé 文件.bin", &[7u8; 1000]);
         write(&src.0, "z", &(0..=255).collect::<Vec<u8>>());
         fs::create_dir_all(src.0.join("only/empty/dirs")).unwrap();
+        fs::create_dir_all(src.0.join("a/also-empty")).unwrap();
 
-        let (manifest, shards) = pack_dir(&src.0, params(), vec![Vec::new(); 5]).unwrap();
+        let coded = code_dir(&src.0, 3, 2, 300, [4; 32]).unwrap();
+        let manifest = &coded.manifest;
         let paths: Vec<&str> = manifest.files().iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
             ["a/b/c.txt", "dir with space/ünïcødé 文件.bin", "empty", "z"]
         );
-        assert!(shards
-            .iter()
-            .all(|s| s.len() as u64 == manifest.shard_len()));
+        assert_eq!(manifest.dirs(), ["a/also-empty", "only/empty/dirs"]);
+        // 1262 bytes in groups of 300: the 1000-byte file spans 4 groups.
+        assert_eq!(coded.groups.len(), 5);
+        assert_eq!(
+            manifest.groups().to_vec(),
+            coded.groups.iter().map(|(g, _)| g.id()).collect::<Vec<_>>()
+        );
+        let big = manifest.file("dir with space/ünïcødé 文件.bin").unwrap();
+        assert_eq!(manifest.groups_for(big.range()), 0..4);
 
-        // Decode from parity-heavy subset and unpack.
-        let sources = vec![
-            None,
-            Some(&shards[1][..]),
-            None,
-            Some(&shards[3][..]),
-            Some(&shards[4][..]),
-        ];
-        let mut dec = manifest.decoder(sources).unwrap();
+        // The index group holds the manifest and its id is the dataset id.
+        let (index, shards) = &coded.index;
+        assert_eq!(coded.id(), index.id());
+        let sources = shards.iter().map(|s| Some(&s[..])).collect();
+        let mut content = Vec::new();
+        index.decoder(sources).unwrap().read_all(&mut content).unwrap();
+        assert_eq!(Manifest::decode(&content).unwrap(), *manifest);
+
+        // Decode each group from a parity-heavy subset, in order, and unpack.
         let dst = TempDir::new("dst");
-        let mut unpacker = Unpacker::new(&manifest, &dst.0).unwrap();
-        dec.read_all(&mut unpacker).unwrap();
+        let mut unpacker = Unpacker::new(manifest, &dst.0).unwrap();
+        for (group, shards) in &coded.groups {
+            let sources = vec![
+                None,
+                Some(&shards[1][..]),
+                None,
+                Some(&shards[3][..]),
+                Some(&shards[4][..]),
+            ];
+            group.decoder(sources).unwrap().read_all(&mut unpacker).unwrap();
+        }
         unpacker.finish().unwrap();
         for f in manifest.files() {
             assert_eq!(
@@ -670,6 +927,38 @@ mod tests {
                 f.path
             );
         }
+        assert!(dst.0.join("only/empty/dirs").is_dir());
+        assert!(dst.0.join("a/also-empty").is_dir());
+    }
+
+    #[test]
+    fn packing_resumes_at_any_group_with_the_same_groups_and_entries() {
+        let src = TempDir::new("resume");
+        write(&src.0, "a", &[1u8; 700]);
+        write(&src.0, "b", b"");
+        write(&src.0, "c", &[2u8; 100]);
+        write(&src.0, "d", b"");
+        let whole = code_dir(&src.0, 2, 1, 200, [0; 32]).unwrap();
+        let scan = scan_dir(&src.0).unwrap();
+        for first in 0..whole.groups.len() as u64 {
+            let mut packer = GroupPacker::new(&src.0, &scan, 2, 1, 200, [0; 32], first).unwrap();
+            let mut entries = Vec::new();
+            let mut g = first as usize;
+            while let Some(done) = packer.next_group(vec![Vec::new(); 3]).unwrap() {
+                assert_eq!(done.group, whole.groups[g].0);
+                entries.extend(done.entries);
+                g += 1;
+            }
+            entries.extend(packer.finish().unwrap());
+            let later: Vec<_> = whole
+                .manifest
+                .files()
+                .iter()
+                .filter(|f| f.offset + f.size > first * 200 || (f.size == 0 && f.offset >= first * 200))
+                .cloned()
+                .collect();
+            assert_eq!(entries, later, "from group {first}");
+        }
     }
 
     #[cfg(unix)]
@@ -678,7 +967,7 @@ mod tests {
         let src = TempDir::new("link");
         write(&src.0, "sub/real", b"x");
         std::os::unix::fs::symlink("/etc/passwd", src.0.join("sub/evil")).unwrap();
-        let err = pack_dir(&src.0, params(), vec![Vec::new(); 5]).unwrap_err();
+        let err = code_dir(&src.0, 3, 2, 1024, [0; 32]).unwrap_err();
         assert!(
             matches!(err, PackError::Symlink { ref path } if path == "sub/evil"),
             "{err}"
@@ -709,9 +998,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn unpack_never_follows_a_symlink_in_the_destination() {
-        let (files, packed) = crate::manifest::pack_bytes([("sub/file", b"data")]).unwrap();
-        let enc = encode_bytes(params(), &packed).unwrap();
-        let manifest = Manifest::new(enc.layout, files, enc.checksums).unwrap();
+        let (manifest, packed) = manifest_of(&[("sub/file", b"data")]);
         let dst = TempDir::new("dstlink");
         let outside = TempDir::new("outside");
         std::os::unix::fs::symlink(&outside.0, dst.0.join("sub")).unwrap();
@@ -732,11 +1019,7 @@ mod tests {
 
     #[test]
     fn unpack_checks_hashes_and_length() {
-        let (files, packed) =
-            crate::manifest::pack_bytes([("a", &b"hello"[..]), ("b", b""), ("c", b"world")])
-                .unwrap();
-        let enc = encode_bytes(params(), &packed).unwrap();
-        let manifest = Manifest::new(enc.layout, files, enc.checksums).unwrap();
+        let (manifest, packed) = manifest_of(&[("a", b"hello"), ("b", b""), ("c", b"world")]);
 
         let dst = TempDir::new("ok");
         unpack(&manifest, &packed[..], &dst.0).unwrap();

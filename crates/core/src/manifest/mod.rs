@@ -1,16 +1,18 @@
-//! Dataset manifests: what a dataset holds and where every byte of it lives.
+//! Dataset manifests: what a dataset holds and which group holds each byte.
 //!
 //! A dataset is packed into one byte stream: its files, sorted by path bytes, one
-//! after the other with no padding. The [`Manifest`] records each file (relative
-//! `/`-separated path, size, BLAKE3, offset in the packed stream), the erasure
-//! parameters, the packed length and the BLAKE3 checksum of every stripe unit of
-//! every shard. Its canonical encoding ([`Manifest::encode`], see [`encoding`])
-//! is unique, and the dataset id is its BLAKE3 ([`Manifest::id`]).
+//! after the other with no padding. The stream is cut into data groups of
+//! `group_len` bytes (see [`crate::group`]). The [`Manifest`] records each file
+//! (relative `/`-separated path, size, BLAKE3, offset in the packed stream), the
+//! empty directories, the erasure parameters, the group length and the id of every
+//! data group. Its canonical encoding ([`Manifest::encode`], see [`encoding`]) is
+//! unique; it is the content of the dataset's index group, whose id is the
+//! dataset id.
 //!
 //! Every `Manifest` value is valid: [`Manifest::new`] and [`Manifest::decode`]
 //! reject unsafe paths, duplicates, a file that is also a directory, overlapping or
-//! gapped offsets, and checksums that do not match the layout, with an error naming
-//! the entry.
+//! gapped offsets, directories that are not empty, and a group list that does not
+//! match the length, with an error naming the entry.
 //!
 //! [`fs`] packs a directory and unpacks to one; it is the only code here that
 //! touches the filesystem.
@@ -22,15 +24,15 @@ mod path;
 pub use path::{check_path, PathProblem, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
 use crate::codec::DecodeError;
-use crate::erasure::{
-    Decoder, ErasureParams, Layout, ParamsError, RecoverError, UnitChecksums, UnitSource,
-};
-use crate::hash::{DatasetId, Hash};
+use crate::erasure::{ErasureParams, ParamsError};
+use crate::hash::DatasetId;
+use crate::hash::Hash;
 use std::collections::HashSet;
 use std::ops::Range;
 
-/// Version of the manifest format written by this build.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version of the manifest format written by this build (2: groups and
+/// directories).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// One file of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -138,20 +140,28 @@ pub enum ManifestError {
         /// Declared packed length.
         total_len: u64,
     },
-    /// The unit checksums do not cover exactly every unit of the layout.
-    #[error(
-        "manifest has checksums for {found_stripes} stripes of {found_shards} shards, its layout \
-         has {expected_stripes} stripes of {expected_shards}"
-    )]
-    ChecksumCount {
-        /// Stripes of the layout.
-        expected_stripes: u64,
-        /// Shards of the layout.
-        expected_shards: usize,
-        /// Stripes covered.
-        found_stripes: u64,
-        /// Shards covered.
-        found_shards: usize,
+    /// A directory entry is unsafe, repeated, out of order, or not empty.
+    #[error("directory {path:?}: {reason}")]
+    BadDirectory {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The group length is zero.
+    #[error("the group length is zero")]
+    ZeroGroupLength,
+    /// The group list does not cover the packed stream.
+    #[error("{total_len} packed bytes in groups of {group_len} need {expected} groups, the manifest lists {found}")]
+    GroupCount {
+        /// Packed length.
+        total_len: u64,
+        /// Bytes per group.
+        group_len: u64,
+        /// Groups needed.
+        expected: u64,
+        /// Groups listed.
+        found: u64,
     },
     /// Invalid erasure parameters.
     #[error("invalid erasure parameters: {0}")]
@@ -164,24 +174,36 @@ pub enum ManifestError {
 /// A validated dataset manifest. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    layout: Layout,
+    params: ErasureParams,
+    group_len: u64,
+    total_len: u64,
     files: Vec<FileEntry>,
-    checksums: UnitChecksums,
+    dirs: Vec<String>,
+    groups: Vec<DatasetId>,
 }
 
 impl Manifest {
-    /// Builds a manifest from the encoder's `layout` and `checksums` and the
-    /// packed `files` (in any order: they are sorted by path bytes), validating it.
+    /// Builds a manifest of `files` (in any order: they are sorted by path
+    /// bytes) and empty `dirs` (likewise), coded with `k + m` in groups of
+    /// `group_len` packed bytes whose ids are `groups`, validating it.
     pub fn new(
-        layout: Layout,
+        k: u16,
+        m: u16,
+        group_len: u64,
         mut files: Vec<FileEntry>,
-        checksums: UnitChecksums,
+        mut dirs: Vec<String>,
+        groups: Vec<DatasetId>,
     ) -> Result<Self, ManifestError> {
         files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let total_len = files.last().map_or(0, |f| f.offset.saturating_add(f.size));
         let manifest = Manifest {
-            layout,
+            params: ErasureParams::with_default_unit(k, m)?,
+            group_len,
+            total_len,
             files,
-            checksums,
+            dirs,
+            groups,
         };
         manifest.validate()?;
         Ok(manifest)
@@ -198,34 +220,44 @@ impl Manifest {
         encoding::decode(bytes)
     }
 
-    /// The dataset id: BLAKE3 of [`Manifest::encode`].
-    pub fn id(&self) -> DatasetId {
-        DatasetId::of_canonical_bytes(&self.encode())
+    /// Data shards per group.
+    pub fn k(&self) -> u16 {
+        self.params.raw().0
     }
 
-    /// Where every byte lives.
-    pub fn layout(&self) -> Layout {
-        self.layout
+    /// Parity shards per group.
+    pub fn m(&self) -> u16 {
+        self.params.raw().1
     }
 
-    /// The erasure parameters.
-    pub fn params(&self) -> ErasureParams {
-        self.layout.params()
+    /// Shards per group, `k + m`.
+    pub fn n(&self) -> usize {
+        self.params.n()
+    }
+
+    /// Packed bytes per data group (the last one may hold fewer).
+    pub fn group_len(&self) -> u64 {
+        self.group_len
     }
 
     /// Length of the packed stream.
     pub fn total_len(&self) -> u64 {
-        self.layout.total_len()
-    }
-
-    /// Size of every shard in bytes: the size of each shard's storage deal.
-    pub fn shard_len(&self) -> u64 {
-        self.layout.shard_len()
+        self.total_len
     }
 
     /// The files, sorted by path bytes.
     pub fn files(&self) -> &[FileEntry] {
         &self.files
+    }
+
+    /// Directories with nothing in them, sorted by path bytes.
+    pub fn dirs(&self) -> &[String] {
+        &self.dirs
+    }
+
+    /// The data groups' ids, in stream order.
+    pub fn groups(&self) -> &[DatasetId] {
+        &self.groups
     }
 
     /// The file at `path`, if any.
@@ -236,33 +268,29 @@ impl Manifest {
             .map(|i| &self.files[i])
     }
 
-    /// BLAKE3 of every stripe unit.
-    pub fn checksums(&self) -> &UnitChecksums {
-        &self.checksums
+    /// The packed bytes data group `g` holds.
+    pub fn group_range(&self, g: usize) -> Range<u64> {
+        let start = (g as u64).saturating_mul(self.group_len).min(self.total_len);
+        start..start.saturating_add(self.group_len).min(self.total_len)
     }
 
-    /// A decoder over this dataset's shards (`sources[i]` for shard `i`, `None`
-    /// when unavailable).
-    pub fn decoder<S: UnitSource + Send>(
-        &self,
-        sources: Vec<Option<S>>,
-    ) -> Result<Decoder<'_, S>, RecoverError> {
-        Decoder::new(self.layout, &self.checksums, sources)
+    /// The data groups that hold the packed bytes `range` (empty for an empty
+    /// range).
+    pub fn groups_for(&self, range: Range<u64>) -> Range<usize> {
+        let end = range.end.min(self.total_len);
+        if range.start >= end {
+            return 0..0;
+        }
+        (range.start / self.group_len) as usize..((end - 1) / self.group_len) as usize + 1
+    }
+
+    /// Number of data groups `total_len` packed bytes need in groups of `group_len`.
+    pub fn group_count(total_len: u64, group_len: u64) -> u64 {
+        total_len.div_ceil(group_len.max(1))
     }
 
     /// Checks every invariant; used by [`Manifest::new`] and [`Manifest::decode`].
     fn validate(&self) -> Result<(), ManifestError> {
-        let n = self.layout.params().n();
-        if self.checksums.shard_count() != n
-            || self.checksums.stripe_count() != self.layout.stripe_count()
-        {
-            return Err(ManifestError::ChecksumCount {
-                expected_stripes: self.layout.stripe_count(),
-                expected_shards: n,
-                found_stripes: self.checksums.stripe_count(),
-                found_shards: self.checksums.shard_count(),
-            });
-        }
         for (i, file) in self.files.iter().enumerate() {
             check_path(&file.path).map_err(|reason| ManifestError::UnsafePath {
                 path: file.path.clone(),
@@ -315,13 +343,66 @@ impl Manifest {
                     })?;
             previous = Some(file);
         }
-        if end != self.layout.total_len() {
+        if end != self.total_len {
             return Err(ManifestError::LengthMismatch {
                 files_end: end,
-                total_len: self.layout.total_len(),
+                total_len: self.total_len,
             });
         }
-        check_no_file_is_a_directory(&self.files)
+        check_no_file_is_a_directory(&self.files)?;
+        self.check_dirs()?;
+        if self.group_len == 0 {
+            return Err(ManifestError::ZeroGroupLength);
+        }
+        let expected = Self::group_count(self.total_len, self.group_len);
+        if self.groups.len() as u64 != expected {
+            return Err(ManifestError::GroupCount {
+                total_len: self.total_len,
+                group_len: self.group_len,
+                expected,
+                found: self.groups.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Directories: safe, sorted, unique, and empty: no file or other directory
+    /// inside one, and none is a file or inside a file.
+    fn check_dirs(&self) -> Result<(), ManifestError> {
+        let bad = |path: &str, reason| ManifestError::BadDirectory {
+            path: path.to_owned(),
+            reason,
+        };
+        let files: HashSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        let mut parents: HashSet<&str> = HashSet::new();
+        for path in self.files.iter().map(|f| f.path.as_str()).chain(self.dirs.iter().map(String::as_str)) {
+            for (i, _) in path.match_indices('/') {
+                parents.insert(&path[..i]);
+            }
+        }
+        for (i, dir) in self.dirs.iter().enumerate() {
+            if let Err(reason) = check_path(dir) {
+                return Err(ManifestError::UnsafePath {
+                    path: dir.clone(),
+                    reason,
+                });
+            }
+            if i > 0 && self.dirs[i - 1].as_bytes() >= dir.as_bytes() {
+                return Err(bad(dir, "directories are unique and sorted by path bytes"));
+            }
+            if files.contains(dir.as_str()) {
+                return Err(bad(dir, "it is also a file"));
+            }
+            if parents.contains(dir.as_str()) {
+                return Err(bad(dir, "it is not empty; only empty directories are listed"));
+            }
+            for (i, _) in dir.match_indices('/') {
+                if files.contains(&dir[..i]) {
+                    return Err(bad(dir, "it is inside a file"));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -375,11 +456,6 @@ pub fn pack_bytes<P: Into<String>, B: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::erasure::encode_bytes;
-
-    fn params() -> ErasureParams {
-        ErasureParams::new(2, 1, 64).unwrap()
-    }
 
     fn entry(path: &str, offset: u64, size: u64) -> FileEntry {
         FileEntry {
@@ -390,17 +466,29 @@ mod tests {
         }
     }
 
-    fn build(files: Vec<FileEntry>, total: u64) -> Result<Manifest, ManifestError> {
-        let enc = encode_bytes(params(), &vec![0; total as usize]).unwrap();
-        Manifest::new(enc.layout, files, enc.checksums)
+    fn groups(total: u64, group_len: u64) -> Vec<DatasetId> {
+        (0..Manifest::group_count(total, group_len))
+            .map(|g| DatasetId([g as u8; 32]))
+            .collect()
+    }
+
+    fn build(files: Vec<FileEntry>, dirs: &[&str]) -> Result<Manifest, ManifestError> {
+        let total = files.iter().map(|f| f.offset.saturating_add(f.size)).max().unwrap_or(0).min(1 << 20);
+        Manifest::new(
+            2,
+            1,
+            4,
+            files,
+            dirs.iter().map(|d| d.to_string()).collect(),
+            groups(total, 4),
+        )
     }
 
     #[test]
-    fn valid_manifest_is_sorted_and_files_are_found() {
+    fn valid_manifest_is_sorted_and_files_and_groups_are_found() {
         let (files, packed) =
             pack_bytes([("b", &b"bee"[..]), ("a/x y", b"ay"), ("a/e", b"")]).unwrap();
-        let enc = encode_bytes(params(), &packed).unwrap();
-        let m = Manifest::new(enc.layout, files, enc.checksums).unwrap();
+        let m = Manifest::new(2, 1, 2, files, vec!["z/empty".into()], groups(5, 2)).unwrap();
         let paths: Vec<&str> = m.files().iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["a/e", "a/x y", "b"]);
         let b = m.file("b").unwrap();
@@ -410,12 +498,19 @@ mod tests {
         );
         assert_eq!(b.blake3, crate::hash::blake3(b"bee"));
         assert!(m.file("a").is_none());
-        assert_eq!(m.shard_len(), 64);
+        assert_eq!(m.dirs(), ["z/empty"]);
+        assert_eq!(m.total_len(), 5);
+        assert_eq!(m.groups().len(), 3);
+        assert_eq!(m.group_range(2), 4..5);
+        assert_eq!(m.groups_for(b.range()), 1..3);
+        assert_eq!(m.groups_for(0..0), 0..0);
+        assert_eq!(m.groups_for(4..100), 2..3);
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
     }
 
     #[test]
     fn each_bad_entry_is_named() {
-        let e = build(vec![entry("../x", 0, 4)], 4).unwrap_err();
+        let e = build(vec![entry("../x", 0, 4)], &[]).unwrap_err();
         assert_eq!(
             e,
             ManifestError::UnsafePath {
@@ -425,15 +520,15 @@ mod tests {
         );
         assert!(e.to_string().contains("\"../x\""), "{e}");
 
-        let e = build(vec![entry("/etc/passwd", 0, 4)], 4).unwrap_err();
+        let e = build(vec![entry("/etc/passwd", 0, 4)], &[]).unwrap_err();
         assert!(
             matches!(e, ManifestError::UnsafePath { ref path, reason: PathProblem::Absolute } if path == "/etc/passwd")
         );
 
-        let e = build(vec![entry("a", 0, 4), entry("a", 4, 4)], 8).unwrap_err();
+        let e = build(vec![entry("a", 0, 4), entry("a", 4, 4)], &[]).unwrap_err();
         assert_eq!(e, ManifestError::Duplicate { path: "a".into() });
 
-        let e = build(vec![entry("a", 0, 4), entry("b", 2, 2)], 4).unwrap_err();
+        let e = build(vec![entry("a", 0, 4), entry("b", 2, 2)], &[]).unwrap_err();
         assert_eq!(
             e,
             ManifestError::Overlap {
@@ -444,12 +539,12 @@ mod tests {
             }
         );
 
-        let e = build(vec![entry("a", 0, 4), entry("b", 5, 2)], 7).unwrap_err();
+        let e = build(vec![entry("a", 0, 4), entry("b", 5, 2)], &[]).unwrap_err();
         assert!(
             matches!(e, ManifestError::Gap { ref path, offset: 5, expected: 4 } if path == "b")
         );
 
-        let e = build(vec![entry("a", 0, 4), entry("a/b", 4, 2)], 6).unwrap_err();
+        let e = build(vec![entry("a", 0, 4), entry("a/b", 4, 2)], &[]).unwrap_err();
         assert_eq!(
             e,
             ManifestError::FileIsDirectory {
@@ -458,35 +553,60 @@ mod tests {
             }
         );
 
-        let e = build(vec![entry("a", 0, 4)], 5).unwrap_err();
-        assert_eq!(
-            e,
-            ManifestError::LengthMismatch {
-                files_end: 4,
-                total_len: 5
-            }
-        );
-
-        let e = build(vec![entry("a", 0, 1), entry("b", 1, u64::MAX)], 1).unwrap_err();
+        let e = build(vec![entry("a", 0, 1), entry("b", 1, u64::MAX)], &[]).unwrap_err();
         assert!(matches!(e, ManifestError::SizeOverflow { ref path, .. } if path == "b"));
     }
 
     #[test]
-    fn checksums_must_cover_the_layout() {
-        let small = encode_bytes(params(), &[1; 10]).unwrap();
-        let big = encode_bytes(params(), &[1; 1000]).unwrap();
-        let e = Manifest::new(big.layout, vec![entry("a", 0, 1000)], small.checksums).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ManifestError::ChecksumCount {
-                    expected_stripes: 8,
-                    found_stripes: 1,
-                    ..
-                }
-            ),
-            "{e}"
+    fn directories_must_be_empty_safe_and_unique() {
+        let files = || vec![entry("a/f", 0, 4)];
+        assert!(build(files(), &["b", "c/d"]).is_ok());
+        let reason = |dirs: &[&str]| match build(files(), dirs).unwrap_err() {
+            ManifestError::BadDirectory { reason, .. } => reason,
+            e => panic!("{e}"),
+        };
+        assert_eq!(reason(&["a"]), "it is not empty; only empty directories are listed");
+        assert_eq!(reason(&["a/f"]), "it is also a file");
+        assert_eq!(reason(&["a/f/g"]), "it is inside a file");
+        assert_eq!(reason(&["c", "c/d"]), "it is not empty; only empty directories are listed");
+        assert!(matches!(
+            build(files(), &["x/../y"]).unwrap_err(),
+            ManifestError::UnsafePath { .. }
+        ));
+        let mut m = build(files(), &["b"]).unwrap();
+        m.dirs = vec!["b".into(), "b".into()];
+        assert_eq!(
+            m.validate().unwrap_err(),
+            ManifestError::BadDirectory {
+                path: "b".into(),
+                reason: "directories are unique and sorted by path bytes"
+            }
         );
+    }
+
+    #[test]
+    fn the_group_list_must_cover_the_stream() {
+        let e = Manifest::new(2, 1, 4, vec![entry("a", 0, 9)], vec![], groups(8, 4)).unwrap_err();
+        assert_eq!(
+            e,
+            ManifestError::GroupCount {
+                total_len: 9,
+                group_len: 4,
+                expected: 3,
+                found: 2
+            }
+        );
+        assert_eq!(
+            Manifest::new(2, 1, 0, vec![], vec![], vec![]).unwrap_err(),
+            ManifestError::ZeroGroupLength
+        );
+        // An empty dataset has no data group.
+        let empty = Manifest::new(2, 1, 4, vec![entry("e", 0, 0)], vec![], vec![]).unwrap();
+        assert_eq!(empty.groups_for(0..1), 0..0);
+        assert!(matches!(
+            Manifest::new(0, 1, 4, vec![], vec![], vec![]).unwrap_err(),
+            ManifestError::Params(_)
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use cairn_core::erasure::{encode_bytes, Encoded, ErasureParams};
+use cairn_core::group::{GroupKind, GroupManifest};
 use cairn_core::manifest::{pack_bytes, Manifest};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -51,12 +52,28 @@ pub fn small_params() -> impl Strategy<Value = ErasureParams> {
     (1u16..=4, 1u16..=3, 1u32..=4).prop_map(|(k, m, u)| ErasureParams::new(k, m, u * 64).unwrap())
 }
 
-/// Packs and encodes a dataset in memory.
-pub fn build(params: ErasureParams, data: &Dataset) -> (Manifest, Vec<u8>, Encoded<Vec<u8>>) {
+/// Packs and encodes a dataset in memory as one data group: its manifest, the
+/// group, the packed stream and the coded shards.
+pub fn build(
+    params: ErasureParams,
+    data: &Dataset,
+) -> (Manifest, GroupManifest, Vec<u8>, Encoded<Vec<u8>>) {
     let (files, packed) = pack_bytes(data.iter().map(|(p, c)| (p.clone(), c.clone()))).unwrap();
     let encoded = encode_bytes(params, &packed).unwrap();
-    let manifest = Manifest::new(encoded.layout, files, encoded.checksums.clone()).unwrap();
-    (manifest, packed, encoded)
+    let group = GroupManifest::new(
+        GroupKind::Data,
+        [0; 32],
+        0,
+        0,
+        encoded.layout,
+        encoded.checksums.clone(),
+    )
+    .unwrap();
+    let (k, m, _) = params.raw();
+    let groups = if packed.is_empty() { vec![] } else { vec![group.id()] };
+    let manifest =
+        Manifest::new(k, m, packed.len().max(1) as u64, files, vec![], groups).unwrap();
+    (manifest, group, packed, encoded)
 }
 
 /// Every `k`-subset of `0..n`, as sorted index lists.
