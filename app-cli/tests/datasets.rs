@@ -307,6 +307,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
         upload(
             &ctx,
             UploadArgs {
+                group_size: None,
                 dir: data.path().to_path_buf(),
                 data_shards: 4,
                 parity_shards: 2,
@@ -347,6 +348,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
         download(
             &ctx,
             DownloadArgs {
+                range: None,
                 dataset: id.to_string(),
                 out: out.to_path_buf(),
                 file: file.map(str::to_string),
@@ -418,6 +420,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let err = download(
         &ctx,
         DownloadArgs {
+            range: None,
             dataset: "00".repeat(32),
             out: outs.path().join("x"),
             file: None,

@@ -1,6 +1,8 @@
-//! `cairn download ID -o DIR [--file PATH]`: find the dataset's deals on chain,
-//! rebuild its manifest from the shards' trailers, and read verified bytes
-//! from any `k` providers, routing around dead or lying ones.
+//! `cairn download ID -o DIR [--file PATH [--range A-B]]`: find the index
+//! group's deals on chain by the dataset id, rebuild the dataset manifest from
+//! them, then read only the data groups that hold the wanted bytes, each from
+//! any `k` of its providers, routing around dead or lying ones. Every unit is
+//! checked against its BLAKE3.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -8,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anchor_lang::prelude::Pubkey;
-use cairn_core::dataset::{recover_manifest, trailer_range, Trailer};
-use cairn_core::erasure::UnitSource;
+use cairn_core::dataset::{recover_group, trailer_range, Trailer};
+use cairn_core::erasure::{DecodeReport, UnitSource};
+use cairn_core::group::{GroupKind, GroupManifest};
 use cairn_core::manifest::fs::Unpacker;
 use cairn_core::{DatasetId, Manifest};
 use clap::Args;
@@ -33,6 +36,10 @@ pub struct DownloadArgs {
     /// Download only this file (its path inside the dataset).
     #[arg(long)]
     pub file: Option<String>,
+    /// With --file: only these bytes of it, `START-END` (end exclusive, e.g.
+    /// `1048576-2097152`), written to the file at their own offsets.
+    #[arg(long, requires = "file")]
+    pub range: Option<String>,
     /// The client whose deals hold the dataset. Default: the keypair's if it
     /// has them, else the client with the most active shards.
     #[arg(long)]
@@ -42,6 +49,8 @@ pub struct DownloadArgs {
 /// One shard's provider as the download saw it.
 #[derive(Serialize, Debug, Clone)]
 pub struct ProviderUsed {
+    /// The data group (absent: the index group).
+    pub group: Option<usize>,
     pub shard_index: u16,
     pub provider: String,
     pub endpoint: String,
@@ -59,6 +68,8 @@ pub struct DownloadReport {
     pub bytes: u64,
     pub bytes_fetched: u64,
     pub seconds: f64,
+    /// The data groups read.
+    pub groups_read: Vec<usize>,
     pub providers: Vec<ProviderUsed>,
 }
 
@@ -127,6 +138,159 @@ pub(crate) struct Shard {
     pub connect_ms: Option<u64>,
 }
 
+/// A group opened for reading: its manifest and its shards, connected where
+/// their node holds them.
+pub(crate) struct OpenGroup {
+    /// The data group (`None`: the index group).
+    pub index: Option<usize>,
+    pub id: DatasetId,
+    pub group: GroupManifest,
+    pub shards: Vec<Shard>,
+}
+
+impl OpenGroup {
+    /// Finds group `id`'s deals of `client` (any client if `None`), connects
+    /// to their nodes and rebuilds its manifest.
+    pub(crate) fn open(
+        ctx: &Ctx,
+        connector: &dyn Connector,
+        index: Option<usize>,
+        id: &DatasetId,
+        client: Option<Pubkey>,
+    ) -> Result<(OpenGroup, Pubkey), CliError> {
+        let (client, mut shards) = find_shards(ctx, id, client)?;
+        connect_all(connector, &mut shards);
+        let mut shards = one_per_index(shards);
+        // Fastest first: the trailer and manifest come from them.
+        shards.sort_by_key(|s| (s.node.is_none(), s.connect_ms, s.index));
+        let group = read_manifest(id, &shards)?;
+        shards.sort_by_key(|s| s.index);
+        Ok((
+            OpenGroup {
+                index,
+                id: *id,
+                group,
+                shards,
+            },
+            client,
+        ))
+    }
+
+    /// Reads the group's content bytes `range` into `out`, every unit
+    /// verified, and notes shards that failed.
+    pub(crate) fn read(
+        &mut self,
+        range: std::ops::Range<u64>,
+        bar: &Bar,
+        out: &mut dyn Write,
+        progress: &Progress,
+    ) -> Result<DecodeReport, CliError> {
+        let k = self.group.params().k();
+        let available = self.shards.iter().filter(|s| s.node.is_some()).count();
+        if available < k {
+            return Err(CliError::Refused(format!(
+                "{}: only {available} of its {} shards are reachable, {k} needed; {}",
+                self.name(),
+                self.shards.len(),
+                describe(&self.shards)
+            )));
+        }
+        let mut sources: Vec<Option<RemoteShard>> =
+            (0..self.group.params().n()).map(|_| None).collect();
+        for s in &self.shards {
+            if let Some(node) = &s.node {
+                sources[usize::from(s.index)] = Some(RemoteShard {
+                    node: node.as_ref(),
+                    deal: s.deal,
+                    bar,
+                });
+            }
+        }
+        let mut decoder = self
+            .group
+            .decoder(sources)
+            .map_err(|e| CliError::Refused(format!("{}: {e}", self.name())))?;
+        let read = decoder.read_range(range, out);
+        let report = decoder.report().clone();
+        drop(decoder);
+        let name = self.name();
+        for bad in report.bad_shards() {
+            if let Some(s) = self.shards.iter_mut().find(|s| usize::from(s.index) == bad) {
+                s.status = if report.corrupt_units.iter().any(|u| u.shard == bad) {
+                    "bad data: served bytes that failed their checksum".into()
+                } else {
+                    let why = report
+                        .failed_reads
+                        .iter()
+                        .find(|f| f.at.shard == bad)
+                        .map(|f| f.error.clone())
+                        .unwrap_or_default();
+                    format!("failed mid-download: {why}")
+                };
+                progress.note(&format!(
+                    "{name} shard {} provider {} ({}): {}",
+                    s.index,
+                    s.provider,
+                    s.endpoint,
+                    s.status
+                ));
+            }
+        }
+        read.map_err(|e| {
+            CliError::Refused(format!("{}: {e}; {}", self.name(), describe(&self.shards)))
+        })?;
+        Ok(report)
+    }
+
+    /// "group 3" or "the index group", for messages.
+    pub(crate) fn name(&self) -> String {
+        match self.index {
+            Some(g) => format!("group {g} ({})", self.id),
+            None => format!("the index group ({})", self.id),
+        }
+    }
+}
+
+/// Opens dataset `id`: its index group, and the manifest it holds. Returns the
+/// manifest, the index group and the client whose deals hold the dataset.
+pub(crate) fn open_dataset(
+    ctx: &Ctx,
+    connector: &dyn Connector,
+    id: &DatasetId,
+    client: Option<Pubkey>,
+    progress: &Progress,
+) -> Result<(Manifest, OpenGroup, Pubkey), CliError> {
+    let (mut index, client) = OpenGroup::open(ctx, connector, None, id, client)?;
+    if index.group.kind() != GroupKind::Index {
+        return Err(CliError::Refused(format!(
+            "{id} is a data group of a dataset, not a dataset id"
+        )));
+    }
+    let bar = progress.bar("manifest", index.group.len());
+    let mut content = Vec::new();
+    index.read(0..index.group.len(), &bar, &mut content, progress)?;
+    bar.finish(true);
+    let manifest = Manifest::decode(&content)
+        .map_err(|e| CliError::Refused(format!("dataset {id}: its manifest is invalid: {e}")))?;
+    Ok((manifest, index, client))
+}
+
+/// `START-END` (end exclusive) within a file of `size` bytes.
+fn parse_range(text: &str, size: u64) -> Result<std::ops::Range<u64>, CliError> {
+    let bad = |why: String| CliError::bad("--range", why);
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| bad(format!("{text:?} is not START-END")))?;
+    let start: u64 = a.trim().parse().map_err(|_| bad(format!("{a:?} is not a byte offset")))?;
+    let end: u64 = b.trim().parse().map_err(|_| bad(format!("{b:?} is not a byte offset")))?;
+    if start >= end || end > size {
+        return Err(bad(format!(
+            "{start}-{end} is not a non-empty range within the file's {size} bytes"
+        )));
+    }
+    Ok(start..end)
+}
+
 pub fn download(
     ctx: &Ctx,
     a: DownloadArgs,
@@ -136,23 +300,8 @@ pub fn download(
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
-    let mut shards = find_shards(ctx, &id, a.client)?;
-    connect_all(connector, &mut shards);
-    let mut shards = one_per_index(shards);
-    // Fastest first: the trailer and manifest come from them.
-    shards.sort_by_key(|s| (s.node.is_none(), s.connect_ms, s.index));
-    let available = shards.iter().filter(|s| s.node.is_some()).count();
-    let manifest = read_manifest(&id, &shards)?;
-    let k = manifest.params().k();
-    if available < k {
-        return Err(CliError::Refused(format!(
-            "dataset {id}: only {available} of its {} shards are reachable, {k} needed; {}",
-            shards.len(),
-            describe(&shards)
-        )));
-    }
-    shards.sort_by_key(|s| s.index);
-
+    let (manifest, index, client) = open_dataset(ctx, connector, &id, a.client, progress)?;
+    let mut fetched = 0;
     let (range, files) = match &a.file {
         Some(path) => {
             let entry = manifest.file(path).ok_or_else(|| {
@@ -161,57 +310,50 @@ pub fn download(
                     manifest.files().len()
                 ))
             })?;
-            (entry.range(), 1)
+            match &a.range {
+                Some(r) => {
+                    let r = parse_range(r, entry.size)?;
+                    (entry.offset + r.start..entry.offset + r.end, 1)
+                }
+                None => (entry.range(), 1),
+            }
         }
         None => (0..manifest.total_len(), manifest.files().len()),
     };
+    let groups = manifest.groups_for(range.clone());
     let bar = progress.bar("download", range.end - range.start);
-    let mut sources: Vec<Option<RemoteShard>> = (0..manifest.params().n()).map(|_| None).collect();
-    for s in &shards {
-        if let Some(node) = &s.node {
-            sources[usize::from(s.index)] = Some(RemoteShard {
-                node: node.as_ref(),
-                deal: s.deal,
-                bar: &bar,
-            });
-        }
-    }
-    let mut decoder = manifest
-        .decoder(sources)
-        .map_err(|e| CliError::Refused(format!("dataset {id}: {e}")))?;
     let partial = partial_dir(&a.out)?;
-    let written = match &a.file {
-        Some(path) => write_one_file(&manifest, path, &mut decoder, &partial),
-        None => write_all_files(&manifest, &mut decoder, &partial),
-    };
-    let report = decoder.report().clone();
-    drop(decoder);
-    bar.finish(written.is_ok());
-    for bad in report.bad_shards() {
-        if let Some(s) = shards.iter_mut().find(|s| usize::from(s.index) == bad) {
-            s.status = if report.corrupt_units.iter().any(|u| u.shard == bad) {
-                "bad data: served bytes that failed their checksum".into()
-            } else {
-                let why = report
-                    .failed_reads
-                    .iter()
-                    .find(|f| f.at.shard == bad)
-                    .map(|f| f.error.clone())
-                    .unwrap_or_default();
-                format!("failed mid-download: {why}")
-            };
-            progress.note(&format!(
-                "shard {} provider {} ({}): {}",
-                s.index, s.provider, s.endpoint, s.status
-            ));
+    let mut opened: Vec<OpenGroup> = vec![index];
+    let written = (|| -> Result<(), CliError> {
+        let mut out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
+            (Some(path), None) => Box::new(OneFile::create(&partial, path, manifest.file(path).expect("found above").blake3)?),
+            (Some(path), Some(_)) => Box::new(OneFile::create_unchecked(&partial, path, range.start - manifest.file(path).expect("found above").offset)?),
+            (None, _) => Box::new(UnpackAll(Some(
+                Unpacker::new(&manifest, &partial).map_err(|e| CliError::Refused(e.to_string()))?,
+            ))),
+        };
+        for g in groups.clone() {
+            let (mut group, _) =
+                OpenGroup::open(ctx, connector, Some(g), &manifest.groups()[g], Some(client))?;
+            let held = manifest.group_range(g);
+            if group.group.range() != held {
+                return Err(CliError::Refused(format!(
+                    "{} holds bytes {:?}, the manifest says {held:?}",
+                    group.name(),
+                    group.group.range()
+                )));
+            }
+            let local = range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
+            let report = group.read(local, &bar, &mut WriteAdapter(out.as_mut()), progress)?;
+            fetched += report.bytes_read;
+            opened.push(group);
         }
-    }
+        out.finish()
+    })();
+    bar.finish(written.is_ok());
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&partial);
-        return Err(CliError::Refused(format!(
-            "dataset {id}: {e}; {}",
-            describe(&shards)
-        )));
+        return Err(e);
     }
     std::fs::rename(&partial, &a.out).map_err(CliError::io(&a.out))?;
     Ok(DownloadReport {
@@ -219,19 +361,132 @@ pub fn download(
         out: a.out,
         files,
         bytes: range.end - range.start,
-        bytes_fetched: report.bytes_read,
+        bytes_fetched: fetched,
         seconds: started.elapsed().as_secs_f64(),
-        providers: shards
+        groups_read: groups.collect(),
+        providers: opened
             .iter()
-            .map(|s| ProviderUsed {
-                shard_index: s.index,
-                provider: s.provider.to_string(),
-                endpoint: s.endpoint.clone(),
-                status: s.status.clone(),
-                connect_ms: s.connect_ms,
+            .flat_map(|g| {
+                g.shards.iter().map(|s| ProviderUsed {
+                    group: g.index,
+                    shard_index: s.index,
+                    provider: s.provider.to_string(),
+                    endpoint: s.endpoint.clone(),
+                    status: s.status.clone(),
+                    connect_ms: s.connect_ms,
+                })
             })
             .collect(),
     })
+}
+
+/// Where downloaded packed bytes go: every file, one file, or part of one.
+trait WritePacked {
+    fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError>;
+    /// After the last byte: checks and closes.
+    fn finish(&mut self) -> Result<(), CliError>;
+}
+
+/// A [`Write`] over a [`WritePacked`] (what the decoder writes into).
+struct WriteAdapter<'a>(&'a mut dyn WritePacked);
+
+impl Write for WriteAdapter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .write_packed(buf)
+            .map(|()| buf.len())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every file, unpacked as its bytes arrive; each checked against its BLAKE3.
+struct UnpackAll<'m>(Option<Unpacker<'m>>);
+
+impl WritePacked for UnpackAll<'_> {
+    fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError> {
+        self.0
+            .as_mut()
+            .expect("not finished")
+            .write_packed(buf)
+            .map_err(|e| CliError::Refused(e.to_string()))
+    }
+
+    fn finish(&mut self) -> Result<(), CliError> {
+        self.0
+            .take()
+            .expect("finished once")
+            .finish()
+            .map_err(|e| CliError::Refused(e.to_string()))
+    }
+}
+
+/// One file (or a range of it, written at its own offset), hashed as it
+/// arrives when it is whole.
+struct OneFile {
+    path: String,
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: Option<(blake3::Hasher, [u8; 32])>,
+}
+
+impl OneFile {
+    fn open(dest: &Path, path: &str) -> Result<std::fs::File, CliError> {
+        let target = dest.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(CliError::io(parent))?;
+        }
+        std::fs::File::create(&target).map_err(CliError::io(&target))
+    }
+
+    fn create(dest: &Path, path: &str, blake3: [u8; 32]) -> Result<Self, CliError> {
+        Ok(OneFile {
+            path: path.into(),
+            file: std::io::BufWriter::new(Self::open(dest, path)?),
+            hasher: Some((blake3::Hasher::new(), blake3)),
+        })
+    }
+
+    fn create_unchecked(dest: &Path, path: &str, at: u64) -> Result<Self, CliError> {
+        use std::io::Seek;
+        let mut file = Self::open(dest, path)?;
+        file.seek(std::io::SeekFrom::Start(at))
+            .map_err(CliError::io(&dest.join(path)))?;
+        Ok(OneFile {
+            path: path.into(),
+            file: std::io::BufWriter::new(file),
+            hasher: None,
+        })
+    }
+}
+
+impl WritePacked for OneFile {
+    fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError> {
+        self.file
+            .write_all(buf)
+            .map_err(|e| CliError::Refused(format!("{}: {e}", self.path)))?;
+        if let Some((h, _)) = &mut self.hasher {
+            h.update(buf);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), CliError> {
+        self.file
+            .flush()
+            .map_err(|e| CliError::Refused(format!("{}: {e}", self.path)))?;
+        if let Some((h, want)) = &self.hasher {
+            if *h.finalize().as_bytes() != *want {
+                return Err(CliError::Refused(format!(
+                    "{}: BLAKE3 does not match the manifest",
+                    self.path
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn describe(shards: &[Shard]) -> String {
@@ -277,62 +532,14 @@ fn partial_dir(out: &Path) -> Result<PathBuf, CliError> {
     Ok(partial)
 }
 
-fn write_all_files(
-    manifest: &Manifest,
-    decoder: &mut cairn_core::erasure::Decoder<'_, RemoteShard<'_>>,
-    dest: &Path,
-) -> Result<(), String> {
-    let mut unpacker = Unpacker::new(manifest, dest).map_err(|e| e.to_string())?;
-    decoder.read_all(&mut unpacker).map_err(|e| e.to_string())?;
-    unpacker.finish().map_err(|e| e.to_string())
-}
-
-fn write_one_file(
-    manifest: &Manifest,
-    path: &str,
-    decoder: &mut cairn_core::erasure::Decoder<'_, RemoteShard<'_>>,
-    dest: &Path,
-) -> Result<(), String> {
-    let entry = manifest.file(path).expect("checked above");
-    let target = dest.join(path);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-    }
-    let mut file = HashingFile {
-        file: std::io::BufWriter::new(std::fs::File::create(&target).map_err(|e| e.to_string())?),
-        hasher: blake3::Hasher::new(),
-    };
-    decoder
-        .read_range(entry.range(), &mut file)
-        .map_err(|e| e.to_string())?;
-    file.file.flush().map_err(|e| e.to_string())?;
-    if *file.hasher.finalize().as_bytes() != entry.blake3 {
-        return Err(format!("{path}: BLAKE3 does not match the manifest"));
-    }
-    Ok(())
-}
-
-struct HashingFile {
-    file: std::io::BufWriter<std::fs::File>,
-    hasher: blake3::Hasher,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.hasher.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// The dataset's deals with each provider's endpoint: for each shard index its
 /// live deal first, then its earlier placements (whose providers may still hold
 /// the shard), newest first.
-fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<Shard>, CliError> {
+fn find_shards(
+    ctx: &Ctx,
+    id: &DatasetId,
+    client: Option<Pubkey>,
+) -> Result<(Pubkey, Vec<Shard>), CliError> {
     let deals =
         ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
     let mut by_client: BTreeMap<Pubkey, Vec<(Pubkey, Deal)>> = BTreeMap::new();
@@ -358,7 +565,7 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
                 })
                 .map(|(c, _)| *c)
         });
-    let Some(mut deals) = chosen.and_then(|c| by_client.remove(&c)) else {
+    let Some((client, mut deals)) = chosen.and_then(|c| by_client.remove(&c).map(|d| (c, d))) else {
         return Err(CliError::Refused(format!(
             "unknown dataset {id}: no deals hold it on {}",
             ctx.url
@@ -375,10 +582,11 @@ fn find_shards(ctx: &Ctx, id: &DatasetId, client: Option<Pubkey>) -> Result<Vec<
             std::cmp::Reverse(d.generation),
         )
     });
-    deals
+    let shards = deals
         .into_iter()
         .map(|(address, deal)| shard_of(ctx, address, &deal))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((client, shards))
 }
 
 /// One shard per index: the first of its deals (in preference order) whose node
@@ -458,8 +666,9 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
 }
 
 /// Reads a trailer from the fastest node that gives a valid one, then the
-/// manifest units of every reachable node, and rebuilds the manifest.
-pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest, CliError> {
+/// group manifest units of every reachable node, and rebuilds the group's
+/// manifest.
+pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<GroupManifest, CliError> {
     let mut trailer = None;
     for s in shards.iter().filter(|s| s.node.is_some()) {
         let Some(range) = trailer_range(s.deal_bytes) else {
@@ -477,7 +686,7 @@ pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest
     }
     let trailer = trailer.ok_or_else(|| {
         CliError::Refused(format!(
-            "dataset {id}: no reachable provider served a valid shard trailer; {}",
+            "group {id}: no reachable provider served a valid shard trailer; {}",
             describe(shards)
         ))
     })?;
@@ -504,7 +713,7 @@ pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<Manifest
             units[usize::from(index)] = unit;
         }
     });
-    let (manifest, _) = recover_manifest(id, &trailer, &units)
-        .map_err(|e| CliError::Refused(format!("dataset {id}: {e}; {}", describe(shards))))?;
-    Ok(manifest)
+    let (group, _) = recover_group(id, &trailer, &units)
+        .map_err(|e| CliError::Refused(format!("group {id}: {e}; {}", describe(shards))))?;
+    Ok(group)
 }

@@ -1,14 +1,14 @@
-//! Turning a directory into stored shards on local disk, in one streaming pass:
-//! pack, Reed-Solomon encode, hash each shard's Merkle tree as it is written,
-//! then append each shard's manifest unit and trailer
+//! Turning a group into stored shards on local disk, in one streaming pass:
+//! Reed-Solomon encode, hash each shard's Merkle tree as it is written, then
+//! append each shard's group manifest unit and trailer
 //! ([`cairn_core::dataset`]).
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cairn_core::erasure::{ErasureParams, DEFAULT_STRIPE_UNIT, STRIPE_UNIT_ALIGN};
-use cairn_core::manifest::fs::{pack_dir, scan_dir};
-use cairn_core::{DatasetId, Manifest};
+use cairn_core::group::GroupManifest;
+use cairn_core::manifest::fs::{GroupPacker, PackedGroup};
+use cairn_core::{FileEntry, Manifest};
 use cairn_proof::TreeBuilder;
 
 use crate::error::CliError;
@@ -24,19 +24,13 @@ pub struct LocalShard {
     pub root: [u8; 32],
 }
 
+/// A group coded to local disk.
 #[derive(Debug)]
 pub struct Prepared {
-    pub manifest: Manifest,
-    pub id: DatasetId,
+    pub group: GroupManifest,
     pub shards: Vec<LocalShard>,
-}
-
-/// A stripe unit that does not pad a small dataset to megabytes: the packed
-/// size split over `k`, rounded up to 64 bytes, at most the default unit.
-pub fn stripe_unit_for(total: u64, k: u16) -> u32 {
-    let per_shard = total.div_ceil(u64::from(k.max(1))).max(1);
-    let aligned = per_shard.div_ceil(u64::from(STRIPE_UNIT_ALIGN)) * u64::from(STRIPE_UNIT_ALIGN);
-    aligned.min(u64::from(DEFAULT_STRIPE_UNIT)) as u32
+    /// The files that ended in this group.
+    pub entries: Vec<FileEntry>,
 }
 
 /// A shard file that also feeds every byte to the shard's Merkle tree. The
@@ -137,36 +131,81 @@ impl Write for ShardSink {
     }
 }
 
-/// Packs and encodes `dir` into `k + m` stored shards under `work`
-/// (`shard-<i>.bin`), fsynced.
-pub fn prepare(dir: &Path, k: u16, m: u16, work: &Path) -> Result<Prepared, CliError> {
-    let files = scan_dir(dir).map_err(|e| CliError::bad("DIR", e.to_string()))?;
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let params = ErasureParams::new(k, m, stripe_unit_for(total, k))
-        .map_err(|e| CliError::bad("--data-shards/--parity-shards", e.to_string()))?;
-    std::fs::create_dir_all(work).map_err(CliError::io(work))?;
-    let mut sinks = Vec::with_capacity(params.n());
-    let mut paths = Vec::with_capacity(params.n());
-    for i in 0..params.n() {
-        let path = work.join(format!("shard-{i}.bin"));
+/// `n` shard files `shard-<i>.bin` under `dir` (created).
+fn sinks(dir: &Path, n: usize) -> Result<(Vec<ShardSink>, Vec<PathBuf>), CliError> {
+    std::fs::create_dir_all(dir).map_err(CliError::io(dir))?;
+    let mut sinks = Vec::with_capacity(n);
+    let mut paths = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = dir.join(format!("shard-{i}.bin"));
         sinks.push(ShardSink::create(&path)?);
         paths.push(path);
     }
-    let (manifest, sinks) =
-        pack_dir(dir, params, sinks).map_err(|e| CliError::bad("DIR", e.to_string()))?;
-    let tails = cairn_core::dataset::shard_tails(&manifest)
-        .map_err(|e| CliError::Refused(e.to_string()))?;
+    Ok((sinks, paths))
+}
+
+/// Appends each shard's tail, fsyncs it, and returns the stored shards.
+fn store(
+    group: &GroupManifest,
+    sinks: Vec<ShardSink>,
+    paths: Vec<PathBuf>,
+) -> Result<Vec<LocalShard>, CliError> {
+    let tails =
+        cairn_core::dataset::shard_tails(group).map_err(|e| CliError::Refused(e.to_string()))?;
     let mut shards = Vec::with_capacity(sinks.len());
     for (i, ((sink, tail), path)) in sinks.into_iter().zip(tails).zip(paths).enumerate() {
         shards.push(sink.finish(i as u16, path, &tail)?);
     }
     debug_assert!(shards
         .iter()
-        .all(|s| s.bytes == cairn_core::dataset::stored_shard_len(&manifest)));
+        .all(|s| s.bytes == cairn_core::dataset::stored_shard_len(group)));
+    Ok(shards)
+}
+
+/// Codes the packer's next data group into stored shards under `dir`; `None`
+/// once every group is coded.
+pub fn prepare_group(
+    packer: &mut GroupPacker,
+    n: usize,
+    dir: &Path,
+) -> Result<Option<Prepared>, CliError> {
+    let (sinks, paths) = sinks(dir, n)?;
+    match packer
+        .next_group(sinks)
+        .map_err(|e| CliError::bad("DIR", e.to_string()))?
+    {
+        Some(PackedGroup {
+            group,
+            sinks,
+            entries,
+        }) => Ok(Some(Prepared {
+            shards: store(&group, sinks, paths)?,
+            group,
+            entries,
+        })),
+        None => {
+            let _ = std::fs::remove_dir_all(dir);
+            Ok(None)
+        }
+    }
+}
+
+/// Codes the dataset manifest as the index group's stored shards under `dir`.
+pub fn prepare_index(
+    manifest: &Manifest,
+    salt: [u8; 32],
+    dir: &Path,
+) -> Result<Prepared, CliError> {
+    let (group, coded) = cairn_core::dataset::index_group(manifest, salt)
+        .map_err(|e| CliError::Refused(format!("coding the dataset manifest: {e}")))?;
+    let (mut sinks, paths) = sinks(dir, coded.len())?;
+    for (sink, content) in sinks.iter_mut().zip(&coded) {
+        sink.write_all(content).map_err(CliError::io(dir))?;
+    }
     Ok(Prepared {
-        id: manifest.id(),
-        manifest,
-        shards,
+        shards: store(&group, sinks, paths)?,
+        group,
+        entries: Vec::new(),
     })
 }
 
@@ -188,14 +227,7 @@ pub mod hex32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stripe_units_fit_small_datasets_and_cap_large_ones() {
-        assert_eq!(stripe_unit_for(0, 4), 64);
-        assert_eq!(stripe_unit_for(1000, 4), 256);
-        assert_eq!(stripe_unit_for(1025, 4), 256 + 64);
-        assert_eq!(stripe_unit_for(1 << 40, 4), DEFAULT_STRIPE_UNIT);
-    }
+    use cairn_core::manifest::fs::scan_dir;
 
     #[test]
     fn prepared_shards_are_stored_shards_whose_roots_match_their_bytes() {
@@ -205,29 +237,46 @@ mod tests {
         std::fs::write(dir.path().join("empty"), b"").unwrap();
         std::fs::write(dir.path().join("héllo.txt"), b"hello").unwrap();
         let work = tempfile::tempdir().unwrap();
-        let p = prepare(dir.path(), 4, 2, work.path()).unwrap();
-        assert_eq!(p.shards.len(), 6);
-        assert_eq!(p.manifest.files().len(), 3);
-        let mut stored = Vec::new();
-        for s in &p.shards {
-            let bytes = std::fs::read(&s.path).unwrap();
-            assert_eq!(bytes.len() as u64, s.bytes);
-            assert_eq!(cairn_proof::root_of(&bytes), s.root);
-            stored.push(bytes);
+        let scan = scan_dir(dir.path()).unwrap();
+        let mut packer =
+            GroupPacker::new(dir.path(), &scan, 4, 2, 200_000, [3; 32], 0).unwrap();
+        let mut groups = Vec::new();
+        while let Some(p) = prepare_group(&mut packer, 6, &work.path().join(format!("g{}", groups.len()))).unwrap() {
+            groups.push(p);
         }
-        // The id alone rebuilds the manifest from 4 of the stored shards.
-        let len = stored[0].len() as u64;
-        let t = cairn_core::dataset::Trailer::decode(
-            &stored[5][cairn_core::dataset::trailer_range(len).unwrap().start as usize..],
-        )
-        .unwrap();
-        let r = t.manifest_unit_range();
-        let units: Vec<Option<Vec<u8>>> = stored
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i >= 2).then(|| s[r.start as usize..r.end as usize].to_vec()))
-            .collect();
-        let (manifest, _) = cairn_core::dataset::recover_manifest(&p.id, &t, &units).unwrap();
-        assert_eq!(manifest, p.manifest);
+        assert_eq!(groups.len(), 2);
+        for p in &groups {
+            assert_eq!(p.shards.len(), 6);
+            let mut stored = Vec::new();
+            for s in &p.shards {
+                let bytes = std::fs::read(&s.path).unwrap();
+                assert_eq!(bytes.len() as u64, s.bytes);
+                assert_eq!(cairn_proof::root_of(&bytes), s.root);
+                stored.push(bytes);
+            }
+            // The group id alone rebuilds its manifest from 4 of the stored shards.
+            let len = stored[0].len() as u64;
+            let t = cairn_core::dataset::Trailer::decode(
+                &stored[5][cairn_core::dataset::trailer_range(len).unwrap().start as usize..],
+            )
+            .unwrap();
+            let r = t.manifest_unit_range();
+            let units: Vec<Option<Vec<u8>>> = stored
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i >= 2).then(|| s[r.start as usize..r.end as usize].to_vec()))
+                .collect();
+            let (group, _) =
+                cairn_core::dataset::recover_group(&p.group.id(), &t, &units).unwrap();
+            assert_eq!(group, p.group);
+        }
+        let mut entries: Vec<_> = groups.iter().flat_map(|p| p.entries.clone()).collect();
+        entries.extend(packer.finish().unwrap());
+        assert_eq!(entries.len(), 3);
+        let ids = groups.iter().map(|p| p.group.id()).collect();
+        let manifest = Manifest::new(4, 2, 200_000, entries, scan.dirs, ids).unwrap();
+        let index = prepare_index(&manifest, [3; 32], &work.path().join("index")).unwrap();
+        assert_eq!(index.shards.len(), 6);
+        assert_eq!(index.group.kind(), cairn_core::group::GroupKind::Index);
     }
 }

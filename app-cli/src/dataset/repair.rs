@@ -58,6 +58,8 @@ pub struct RepairArgs {
 
 #[derive(Serialize, Debug, Clone)]
 pub struct RepairedShard {
+    /// The data group (absent: the index group).
+    pub group: Option<usize>,
     pub shard_index: u16,
     /// Why it was replaced: `failed epoch E`, `provider jailed from epoch E`,
     /// `ended by the client`, `terminated`, `cancelled`, `no deal`.
@@ -94,7 +96,10 @@ pub struct OldDeal {
 
 #[derive(Serialize, Debug)]
 pub struct RepairReport {
+    /// The group's id.
     pub dataset_id: String,
+    /// The data group (absent: the index group).
+    pub group: Option<usize>,
     pub k: u16,
     pub n: u16,
     /// Shards rebuilt from (their indices).
@@ -188,14 +193,79 @@ impl fmt::Display for RepairReport {
     }
 }
 
+/// What `cairn repair ID` did to each group of the dataset.
+#[derive(Serialize, Debug)]
+pub struct DatasetRepairReport {
+    pub dataset_id: String,
+    /// Every shard replaced, in any group (each names its group).
+    pub repaired: Vec<RepairedShard>,
+    /// Shards whose provider does not answer but has not failed an epoch yet.
+    pub still_failing: Vec<(Option<usize>, u16)>,
+    pub escrow: u64,
+    pub decimals: u8,
+    pub seconds: f64,
+    /// Per group: the index group first, then the data groups in order.
+    pub groups: Vec<RepairReport>,
+}
+
+impl fmt::Display for DatasetRepairReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for g in self.groups.iter().filter(|g| !g.repaired.is_empty() || !g.old_deals.is_empty() || !g.still_failing.is_empty()) {
+            write!(f, "{g}")?;
+        }
+        writeln!(
+            f,
+            "dataset {}: {} shard(s) replaced over {} group(s) in {:.1} s",
+            self.dataset_id,
+            self.repaired.len(),
+            self.groups.len(),
+            self.seconds
+        )
+    }
+}
+
+/// `cairn repair ID`: the index group first (its manifest lists the data
+/// groups), then each data group; a lost provider costs a rebuild of only the
+/// groups it held.
 pub fn repair(
     ctx: &Ctx,
     a: RepairArgs,
     connector: &dyn Connector,
     progress: &Progress,
-) -> Result<RepairReport, CliError> {
+) -> Result<DatasetRepairReport, CliError> {
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
+    let client = ctx.payer()?.pubkey();
+    let mut groups = vec![repair_group(ctx, &a, id, None, connector, progress)?];
+    let (manifest, _, _) =
+        crate::dataset::download::open_dataset(ctx, connector, &id, Some(client), progress)?;
+    for (g, group) in manifest.groups().iter().enumerate() {
+        groups.push(repair_group(ctx, &a, *group, Some(g), connector, progress)?);
+    }
+    Ok(DatasetRepairReport {
+        dataset_id: id.to_string(),
+        repaired: groups.iter().flat_map(|g| g.repaired.clone()).collect(),
+        still_failing: groups
+            .iter()
+            .flat_map(|g| g.still_failing.iter().map(|i| (g.group, *i)))
+            .collect(),
+        escrow: groups.iter().map(|g| g.escrow).sum(),
+        decimals: groups[0].decimals,
+        seconds: started.elapsed().as_secs_f64(),
+        groups,
+    })
+}
+
+/// Repairs one group (`group`: its number, `None` for the index group).
+fn repair_group(
+    ctx: &Ctx,
+    a: &RepairArgs,
+    id: DatasetId,
+    group: Option<usize>,
+    connector: &dyn Connector,
+    progress: &Progress,
+) -> Result<RepairReport, CliError> {
+    let started = Instant::now();
     let client = ctx.payer()?;
     let market = ctx.market()?;
     let work = work_dir(
@@ -230,6 +300,7 @@ pub fn repair(
                 .iter()
                 .filter(|s| !s.local.path.as_os_str().is_empty())
                 .map(|s| RepairedShard {
+                    group,
                     shard_index: s.local.index,
                     reason: "an interrupted repair, continued".into(),
                     old_deal: None,
@@ -248,6 +319,7 @@ pub fn repair(
                 &market,
                 client,
                 &id,
+                group,
                 &state,
                 repaired,
                 Outcome {
@@ -350,6 +422,7 @@ pub fn repair(
             &market,
             client,
             &id,
+            group,
             &state,
             Vec::new(),
             Outcome {
@@ -562,6 +635,7 @@ pub fn repair(
     let repaired = lost
         .iter()
         .map(|(i, live, trouble)| RepairedShard {
+            group,
             shard_index: *i,
             reason: trouble.reason(live.as_ref().map(|(_, d)| d).or_else(|| {
                 deals
@@ -586,6 +660,7 @@ pub fn repair(
         &market,
         client,
         &id,
+        group,
         &state,
         repaired,
         Outcome {
@@ -617,6 +692,7 @@ fn finish(
     market: &MarketView,
     client: &Keypair,
     id: &DatasetId,
+    group: Option<usize>,
     state: &UploadState,
     mut repaired: Vec<RepairedShard>,
     outcome: Outcome,
@@ -646,6 +722,7 @@ fn finish(
     }
     Ok(RepairReport {
         dataset_id: id.to_string(),
+        group,
         k: state.k,
         n: state.k + state.m,
         rebuilt_from: outcome.rebuilt_from,

@@ -106,15 +106,9 @@ impl UploadState {
     /// Reads `work/upload.json`; `None` if there is none.
     pub fn load(work: &Path) -> Result<Option<Self>, CliError> {
         let path = work.join(STATE_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CliError::io(&path)(e)),
+        let Some(state) = load_json::<UploadState>(&path)? else {
+            return Ok(None);
         };
-        let state: UploadState = serde_json::from_str(&text).map_err(|e| CliError::Io {
-            path: path.clone(),
-            reason: format!("not an upload record ({e}); delete it to start over"),
-        })?;
         if state.version != VERSION {
             return Err(CliError::Io {
                 path,
@@ -129,17 +123,7 @@ impl UploadState {
 
     /// Writes `work/upload.json` atomically (temporary file, fsync, rename).
     pub fn save(&self, work: &Path) -> Result<(), CliError> {
-        let path = work.join(STATE_FILE);
-        let tmp = work.join(format!("{STATE_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(self).expect("state serializes");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(CliError::io(&path))
+        save_json(&work.join(STATE_FILE), self)
     }
 }
 
@@ -162,4 +146,161 @@ pub fn default_root() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("cairn/uploads")
+}
+
+/// The local record of a whole dataset upload (`dataset.json` in the work
+/// directory). Each group has a work directory of its own (`g<index>/`, and
+/// `index/` for the index group) with its [`UploadState`], the entries of the
+/// files that ended in it (`entries.json`), and its shard files until it is
+/// placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetUpload {
+    pub version: u32,
+    /// The uploaded directory (absolute).
+    pub dir: PathBuf,
+    pub client: String,
+    pub k: u16,
+    pub m: u16,
+    /// Packed bytes per data group.
+    pub group_len: u64,
+    pub epochs: u64,
+    /// Most the client pays per MiB per epoch, in base units (`u64::MAX`: any).
+    pub max_price_per_mib: u64,
+    /// The upload's salt: every group id of this upload is its own.
+    #[serde(with = "crate::dataset::prepare::hex32")]
+    pub salt: [u8; 32],
+    /// BLAKE3 of what the directory held when the upload began (paths, sizes,
+    /// modification times): a resumed upload refuses a changed source.
+    pub fingerprint: String,
+    /// Data groups in the dataset.
+    pub groups: u64,
+    /// Ids of the data groups placed so far, in order.
+    pub placed: Vec<String>,
+}
+
+pub const DATASET_FILE: &str = "dataset.json";
+/// 3: datasets in groups.
+const DATASET_VERSION: u32 = 3;
+
+/// A file entry as kept in a group's `entries.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub path: String,
+    pub size: u64,
+    pub offset: u64,
+    #[serde(with = "crate::dataset::prepare::hex32")]
+    pub blake3: [u8; 32],
+}
+
+impl From<&cairn_core::FileEntry> for EntryRecord {
+    fn from(e: &cairn_core::FileEntry) -> Self {
+        EntryRecord {
+            path: e.path.clone(),
+            size: e.size,
+            offset: e.offset,
+            blake3: e.blake3,
+        }
+    }
+}
+
+impl From<EntryRecord> for cairn_core::FileEntry {
+    fn from(e: EntryRecord) -> Self {
+        cairn_core::FileEntry {
+            path: e.path,
+            size: e.size,
+            offset: e.offset,
+            blake3: e.blake3,
+        }
+    }
+}
+
+/// Writes `value` as JSON to `path` atomically (temporary file, fsync, rename).
+pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CliError> {
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(value).expect("records serialize");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(CliError::io(path))
+}
+
+/// Reads JSON from `path`; `None` if there is no such file.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CliError::io(path)(e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CliError::Io {
+            path: path.to_owned(),
+            reason: format!("not a record this cairn wrote ({e}); delete it to start over"),
+        })
+}
+
+impl DatasetUpload {
+    #[allow(clippy::too_many_arguments, reason = "one field each, named at the call")]
+    pub fn new(
+        dir: PathBuf,
+        client: String,
+        k: u16,
+        m: u16,
+        group_len: u64,
+        epochs: u64,
+        max_price_per_mib: u64,
+        salt: [u8; 32],
+        fingerprint: String,
+        groups: u64,
+    ) -> Self {
+        DatasetUpload {
+            version: DATASET_VERSION,
+            dir,
+            client,
+            k,
+            m,
+            group_len,
+            epochs,
+            max_price_per_mib,
+            salt,
+            fingerprint,
+            groups,
+            placed: Vec::new(),
+        }
+    }
+
+    /// Reads `work/dataset.json`; `None` if there is none.
+    pub fn load(work: &Path) -> Result<Option<Self>, CliError> {
+        let path = work.join(DATASET_FILE);
+        let Some(record) = load_json::<DatasetUpload>(&path)? else {
+            return Ok(None);
+        };
+        if record.version != DATASET_VERSION {
+            return Err(CliError::Io {
+                path,
+                reason: format!(
+                    "upload record version {} (this cairn writes {DATASET_VERSION})",
+                    record.version
+                ),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// Writes `work/dataset.json` atomically.
+    pub fn save(&self, work: &Path) -> Result<(), CliError> {
+        save_json(&work.join(DATASET_FILE), self)
+    }
+}
+
+/// The work directory of data group `index` (`None`: the index group).
+pub fn group_dir(work: &Path, index: Option<u64>) -> PathBuf {
+    match index {
+        Some(g) => work.join(format!("g{g}")),
+        None => work.join("index"),
+    }
 }

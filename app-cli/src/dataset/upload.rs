@@ -1,5 +1,8 @@
-//! `cairn upload DIR`: encode, choose providers, propose deals, send shards in
-//! parallel, wait for acceptance; failing providers are replaced.
+//! `cairn upload DIR`: check the whole dataset against the market and the
+//! balance, then code it group by group (one group on local disk at a time):
+//! choose providers, propose deals, send shards in parallel, wait for
+//! acceptance, replacing failing providers; last, the index group holding the
+//! dataset manifest, whose id is the dataset id.
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,9 +19,12 @@ use storage_market::instructions::{billable_mib, ProposeDealArgs};
 use storage_market::state::{Deal, DealState, Provider};
 
 use crate::context::{Ctx, MarketView};
-use crate::dataset::prepare::prepare;
+use crate::dataset::prepare::{prepare_group, prepare_index, Prepared};
 use crate::dataset::select::candidates;
-use crate::dataset::state::{default_root, work_dir, ShardUpload, Stage, UploadState};
+use crate::dataset::state::{
+    default_root, group_dir, load_json, save_json, work_dir, DatasetUpload, EntryRecord,
+    ShardUpload, Stage, UploadState,
+};
 use crate::dataset::transport::{Connector, TransportError};
 use crate::error::CliError;
 use crate::output::Progress;
@@ -61,10 +67,19 @@ pub struct UploadArgs {
     /// Seconds to wait for a node to accept its deal once it holds the shard.
     #[arg(long, default_value_t = 60)]
     pub accept_timeout: u64,
+    /// Packed bytes per erasure group (e.g. 64MiB). Default: what makes
+    /// shards of about 1 GiB, within the market's largest shard.
+    #[arg(long)]
+    pub group_size: Option<String>,
 }
+
+/// Shard size the default group length aims at.
+pub const TARGET_SHARD_BYTES: u64 = 1 << 30;
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct ShardPlaced {
+    /// The data group (absent: the index group).
+    pub group: Option<u64>,
     pub shard_index: u16,
     pub deal: String,
     pub provider: String,
@@ -78,8 +93,14 @@ pub struct UploadReport {
     pub k: u16,
     pub m: u16,
     pub files: usize,
+    pub dirs: usize,
     pub dataset_bytes: u64,
-    pub shard_bytes: u64,
+    /// Packed bytes per data group.
+    pub group_bytes: u64,
+    /// Data groups (the index group comes on top).
+    pub groups: u64,
+    /// Stored bytes over every shard of every group.
+    pub stored_bytes: u64,
     pub epochs: u64,
     pub escrow: u64,
     pub decimals: u8,
@@ -96,22 +117,16 @@ impl fmt::Display for UploadReport {
         };
         writeln!(
             f,
-            "uploaded {} files ({}) as {} + {} shards of {} for {} epochs, escrow {}",
+            "uploaded {} files ({}) in {} group(s) of {} + {} shards ({} stored) for {} epochs, escrow {}",
             self.files,
             crate::units::human_bytes(self.dataset_bytes),
+            self.groups,
             self.k,
             self.m,
-            crate::units::human_bytes(self.shard_bytes),
+            crate::units::human_bytes(self.stored_bytes),
             self.epochs,
             t
         )?;
-        for s in &self.shards {
-            writeln!(
-                f,
-                "  shard {:>3}  provider {}  deal {}",
-                s.shard_index, s.provider, s.deal
-            )?;
-        }
         if self.replaced_providers > 0 {
             writeln!(
                 f,
@@ -133,7 +148,7 @@ pub fn upload(
     connector: &dyn Connector,
     progress: &Progress,
 ) -> Result<UploadReport, CliError> {
-    let dir = std::path::absolute(&a.dir).map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    let dir = std::fs::canonicalize(&a.dir).map_err(CliError::io(&a.dir))?;
     if !dir.is_dir() {
         return Err(CliError::bad(
             "DIR",
@@ -147,24 +162,28 @@ pub fn upload(
         &client.pubkey().to_string(),
         &dir,
     );
-    let existing = UploadState::load(&work)?;
-    // Unfinished with something on chain (a deal holds escrow): only
-    // --resume may go on. An upload that never proposed starts over.
-    let unfinished = |s: &UploadState| {
-        s.shards.iter().any(|x| x.stage != Stage::Accepted)
-            && s.shards.iter().any(|x| x.stage != Stage::Prepared)
-    };
+    let scan = cairn_core::manifest::fs::scan_dir(&dir)
+        .map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    let fingerprint = fingerprint(&dir, &scan)?;
+    let existing = DatasetUpload::load(&work)?;
     let resumed = a.resume;
-    let mut state = match existing {
-        Some(s) if a.resume => {
-            if s.client != client.pubkey().to_string() {
+    let mut record = match existing {
+        Some(r) if a.resume => {
+            if r.client != client.pubkey().to_string() {
                 return Err(CliError::Refused(format!(
                     "the interrupted upload of {} was made by {}; resume it with that keypair",
                     dir.display(),
-                    s.client
+                    r.client
                 )));
             }
-            s
+            if r.fingerprint != fingerprint {
+                return Err(CliError::Refused(format!(
+                    "{} changed since its upload began (a file was added, removed, resized or modified); delete {} to upload it anew",
+                    dir.display(),
+                    work.display()
+                )));
+            }
+            r
         }
         None if a.resume => {
             return Err(CliError::Refused(format!(
@@ -173,91 +192,348 @@ pub fn upload(
                 work.display()
             )))
         }
-        Some(s) if unfinished(&s) => {
+        Some(r) if started(&work, &r) => {
             return Err(CliError::Refused(format!(
-                "an upload of {} (dataset {}) is unfinished; finish it with `cairn upload --resume {}`, or delete {} to start over",
+                "an upload of {} is unfinished ({} of {} groups placed); finish it with `cairn upload --resume {}`, or delete {} to start over",
                 dir.display(),
-                s.dataset_id,
+                r.placed.len(),
+                r.groups,
                 a.dir.display(),
                 work.display()
             )))
         }
         _ => {
             let _ = std::fs::remove_dir_all(&work);
-            progress.note(&format!("encoding {} into {} + {} shards", dir.display(), a.data_shards, a.parity_shards));
-            let prepared = prepare(&dir, a.data_shards, a.parity_shards, &work)?;
-            let shard_bytes = prepared.shards[0].bytes;
-            let max_price_per_epoch = match &a.max_price {
+            let group_len = group_len(&a, &market)?;
+            let max_price_per_mib = match &a.max_price {
                 Some(p) => parse_tokens(p, market.decimals)
-                    .map_err(|e| CliError::bad("--max-price", e))?
-                    .saturating_mul(billable_mib(shard_bytes)),
+                    .map_err(|e| CliError::bad("--max-price", e))?,
                 None => u64::MAX,
             };
-            let s = UploadState::new(
+            let record = DatasetUpload::new(
                 dir.clone(),
-                prepared.id.to_string(),
                 client.pubkey().to_string(),
                 a.data_shards,
                 a.parity_shards,
+                group_len,
                 a.epochs,
-                max_price_per_epoch,
+                max_price_per_mib,
+                rand::random(),
+                fingerprint,
+                cairn_core::Manifest::group_count(scan.total_len(), group_len),
+            );
+            check_affordable(ctx, &market, client, &record, &scan)?;
+            std::fs::create_dir_all(&work).map_err(CliError::io(&work))?;
+            record.save(&work)?;
+            record
+        }
+    };
+    let accept_timeout = Duration::from_secs(a.accept_timeout);
+    let mut replaced = 0;
+    let bytes_bar = progress.bar("dataset", scan.total_len());
+    let first = record.placed.len() as u64;
+    bytes_bar.set((first * record.group_len).min(scan.total_len()));
+    let mut packer = cairn_core::manifest::fs::GroupPacker::new(
+        &dir,
+        &scan,
+        record.k,
+        record.m,
+        record.group_len,
+        record.salt,
+        first,
+    )
+    .map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    let n = usize::from(record.k + record.m);
+    for g in first..record.groups {
+        progress.note(&format!(
+            "group {} of {}: coding and placing {} + {} shards",
+            g + 1,
+            record.groups,
+            record.k,
+            record.m
+        ));
+        let gdir = group_dir(&work, Some(g));
+        // A group coded but not placed before an interruption is coded again:
+        // the packer reads its bytes anyway, and the result is the same.
+        let prepared = prepare_group(&mut packer, n, &gdir)?.expect("g < groups");
+        let entries: Vec<EntryRecord> = prepared.entries.iter().map(EntryRecord::from).collect();
+        save_json(&gdir.join("entries.json"), &entries)?;
+        replaced += place_group(ctx, &market, client, &record, &gdir, prepared, connector, progress, accept_timeout)?;
+        record.placed.push(
+            UploadState::load(&gdir)?
+                .expect("placed above")
+                .dataset_id,
+        );
+        record.save(&work)?;
+        bytes_bar.set(((g + 1) * record.group_len).min(scan.total_len()));
+    }
+    bytes_bar.finish(true);
+
+    // The dataset manifest, from every group's entries, as the index group.
+    let mut entries = Vec::new();
+    for g in 0..record.groups {
+        let path = group_dir(&work, Some(g)).join("entries.json");
+        let group: Vec<EntryRecord> = load_json(&path)?.ok_or_else(|| CliError::Io {
+            path: path.clone(),
+            reason: "missing: the upload record is incomplete; delete the work directory to start over".into(),
+        })?;
+        entries.extend(group.into_iter().map(cairn_core::FileEntry::from));
+    }
+    entries.extend(packer.finish().map_err(|e| CliError::bad("DIR", e.to_string()))?);
+    let ids = record
+        .placed
+        .iter()
+        .map(|id| cairn_core::DatasetId::from_str(id).expect("ids written by cairn"))
+        .collect();
+    let manifest = cairn_core::Manifest::new(
+        record.k,
+        record.m,
+        record.group_len,
+        entries,
+        scan.dirs.clone(),
+        ids,
+    )
+    .map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    let idir = group_dir(&work, None);
+    let index = match UploadState::load(&idir)? {
+        Some(state) if state.shards.iter().all(|s| s.stage == Stage::Accepted) => None,
+        _ => Some(prepare_index(&manifest, record.salt, &idir)?),
+    };
+    if let Some(prepared) = index {
+        progress.note("placing the index group (the dataset manifest)");
+        replaced += place_group(ctx, &market, client, &record, &idir, prepared, connector, progress, accept_timeout)?;
+    }
+    let index = UploadState::load(&idir)?.expect("placed above");
+
+    // The report, from the deals on chain.
+    let mut shards = Vec::new();
+    let mut escrow = 0;
+    let mut stored_bytes = 0;
+    for g in (0..record.groups).map(Some).chain([None]) {
+        let state = UploadState::load(&group_dir(&work, g))?.expect("placed above");
+        let group_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+        for s in &state.shards {
+            let deal = s.deal(&client.pubkey(), &group_id.0);
+            let d: Deal = ctx.fetch_existing("deal", &deal)?;
+            escrow += d.escrow;
+            stored_bytes += s.local.bytes;
+            shards.push(ShardPlaced {
+                group: g,
+                shard_index: s.local.index,
+                deal: deal.to_string(),
+                provider: s.provider.clone().unwrap_or_default(),
+                bytes: s.local.bytes,
+                root: cairn_core::hash::to_hex(&s.local.root),
+            });
+        }
+    }
+    Ok(UploadReport {
+        dataset_id: index.dataset_id.clone(),
+        k: record.k,
+        m: record.m,
+        files: manifest.files().len(),
+        dirs: manifest.dirs().len(),
+        dataset_bytes: manifest.total_len(),
+        group_bytes: record.group_len,
+        groups: record.groups,
+        stored_bytes,
+        epochs: record.epochs,
+        escrow,
+        decimals: market.decimals,
+        shards,
+        resumed,
+        replaced_providers: replaced,
+    })
+}
+
+/// Whether an upload recorded in `work` has anything on chain (a deal holds
+/// escrow): then only `--resume` may go on.
+fn started(work: &Path, record: &DatasetUpload) -> bool {
+    if !record.placed.is_empty() {
+        return true;
+    }
+    let proposed = |g| {
+        matches!(UploadState::load(&group_dir(work, g)), Ok(Some(s)) if s.shards.iter().any(|x| x.stage != Stage::Prepared))
+    };
+    proposed(Some(0)) || proposed(None)
+}
+
+/// BLAKE3 over the scanned paths, sizes and modification times.
+fn fingerprint(dir: &Path, scan: &cairn_core::manifest::fs::Scan) -> Result<String, CliError> {
+    let mut h = blake3::Hasher::new();
+    for f in &scan.files {
+        let path = dir.join(&f.path);
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(CliError::io(&path))?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        h.update(f.path.as_bytes());
+        h.update(&[0]);
+        h.update(&f.size.to_le_bytes());
+        h.update(&modified.to_le_bytes());
+    }
+    for d in &scan.dirs {
+        h.update(d.as_bytes());
+        h.update(&[1]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Packed bytes per group: `--group-size`, else what makes shards of about
+/// [`TARGET_SHARD_BYTES`]; either way every stored shard fits the market's
+/// largest.
+fn group_len(a: &UploadArgs, market: &MarketView) -> Result<u64, CliError> {
+    let (k, m) = (a.data_shards, a.parity_shards);
+    cairn_core::group::params_for(k, m, 0)
+        .map_err(|e| CliError::bad("--data-shards/--parity-shards", e.to_string()))?;
+    let max_shard = market.account.params.max_shard_bytes;
+    let fits = |len: u64| {
+        cairn_core::dataset::stored_shard_len_for(k, m, len).is_ok_and(|s| s <= max_shard)
+    };
+    match &a.group_size {
+        Some(text) => {
+            let len = crate::units::parse_bytes(text).map_err(|e| CliError::bad("--group-size", e))?;
+            if len == 0 {
+                return Err(CliError::bad("--group-size", "a group holds at least one byte"));
+            }
+            if !fits(len) {
+                return Err(CliError::bad(
+                    "--group-size",
+                    format!(
+                        "groups of {} make shards of {} bytes, over the market's largest shard of {max_shard} bytes",
+                        crate::units::human_bytes(len),
+                        cairn_core::dataset::stored_shard_len_for(k, m, len).unwrap_or(u64::MAX)
+                    ),
+                ));
+            }
+            Ok(len)
+        }
+        None => {
+            // The largest multiple of k MiB whose shards fit, at most the target.
+            let step = u64::from(k) << 20;
+            let mut len = (u64::from(k) * TARGET_SHARD_BYTES / step) * step;
+            while len > step && !fits(len) {
+                len -= step;
+            }
+            if !fits(len) {
+                return Err(CliError::Refused(format!(
+                    "the market's largest shard ({max_shard} bytes) is too small for {k} + {m} shards of 1 MiB; pass a smaller --group-size"
+                )));
+            }
+            Ok(len)
+        }
+    }
+}
+
+/// Refuses, before anything is coded, a dataset the client cannot pay for:
+/// every group's shards at the cheapest prices the market offers now, for the
+/// whole term.
+fn check_affordable(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    record: &DatasetUpload,
+    scan: &cairn_core::manifest::fs::Scan,
+) -> Result<(), CliError> {
+    let providers = ctx.program_accounts::<Provider>(&[])?;
+    let n = usize::from(record.k + record.m);
+    let total = scan.total_len();
+    let full = record.groups.saturating_sub(u64::from(total % record.group_len != 0));
+    let last = total - full * record.group_len;
+    // The index group is small; its shards cost what a 1-byte group's do at most
+    // one billable MiB each, unless the manifest is large.
+    let index_len = (scan.files.iter().map(|f| 90 + f.path.len() as u64).sum::<u64>()
+        + 64 * record.groups)
+        .max(1);
+    let mut escrow: u64 = 0;
+    for (count, len) in [(full, record.group_len), (u64::from(last > 0), last), (1, index_len)] {
+        if count == 0 {
+            continue;
+        }
+        let shard = cairn_core::dataset::stored_shard_len_for(record.k, record.m, len)
+            .map_err(|e| CliError::Refused(e.to_string()))?;
+        let max = record.max_price_per_mib.saturating_mul(billable_mib(shard));
+        let (found, short) = candidates(&providers, &market.account.params, shard, max, &[]);
+        if found.len() < n {
+            return Err(CliError::Refused(format!(
+                "no provider can take shard of {shard} bytes for all {n} shards of a group: {} can, {} registered, {short}",
+                found.len(),
+                providers.len()
+            )));
+        }
+        let mut prices: Vec<u64> = found.iter().map(|c| c.price_per_epoch).collect();
+        prices.sort_unstable();
+        let group: u64 = prices[..n].iter().fold(0, |a, p| a.saturating_add(*p));
+        escrow = escrow.saturating_add(group.saturating_mul(record.epochs).saturating_mul(count));
+    }
+    let from = market.token_account_of(&client.pubkey());
+    let balance = ctx.token_balance(&from)?;
+    if balance < escrow {
+        return Err(CliError::Refused(format!(
+            "insufficient funds: {} in {} group(s) of {} + {} shards for {} epochs needs an escrow of at least {}, token account {from} holds {} ({} short)",
+            crate::units::human_bytes(total),
+            record.groups + 1,
+            record.k,
+            record.m,
+            record.epochs,
+            market.tokens(escrow),
+            market.tokens(balance),
+            market.tokens(escrow - balance)
+        )));
+    }
+    Ok(())
+}
+
+/// Places one coded group: its record (made from `prepared` unless one is
+/// already in `dir`), proposals, transfers and acceptance, replacing failing
+/// providers; then deletes its shard files. Errors if a shard stays unplaced.
+#[allow(clippy::too_many_arguments)]
+fn place_group(
+    ctx: &Ctx,
+    market: &MarketView,
+    client: &Keypair,
+    record: &DatasetUpload,
+    dir: &Path,
+    prepared: Prepared,
+    connector: &dyn Connector,
+    progress: &Progress,
+    accept_timeout: Duration,
+) -> Result<usize, CliError> {
+    let id = prepared.group.id().to_string();
+    let mut state = match UploadState::load(dir)? {
+        // The same group coded again after an interruption: its record goes on.
+        Some(s) if s.dataset_id == id => s,
+        _ => {
+            let bytes = prepared.shards[0].bytes;
+            let s = UploadState::new(
+                record.dir.clone(),
+                id,
+                record.client.clone(),
+                record.k,
+                record.m,
+                record.epochs,
+                record.max_price_per_mib.saturating_mul(billable_mib(bytes)),
                 prepared.shards,
             );
-            s.save(&work)?;
+            s.save(dir)?;
             s
         }
     };
-    let dataset_id =
-        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
-    let replaced = place(
-        ctx,
-        &market,
-        client,
-        &mut state,
-        &work,
-        connector,
-        progress,
-        Duration::from_secs(a.accept_timeout),
-    )?;
+    let replaced = place(ctx, market, client, &mut state, dir, connector, progress, accept_timeout)?;
     if let Some(s) = state.shards.iter().find(|s| s.stage != Stage::Accepted) {
         return Err(CliError::Refused(format!(
             "shard {} could not be placed after trying {} providers; run `cairn upload --resume {}` to try again",
             s.local.index,
             s.failed.len(),
-            a.dir.display()
+            record.dir.display()
         )));
     }
-
-    let deals: Vec<Deal> = state
-        .shards
-        .iter()
-        .map(|s| ctx.fetch_existing::<Deal>("deal", &s.deal(&client.pubkey(), &dataset_id.0)))
-        .collect::<Result<_, _>>()?;
-    let manifest_files = count_files(&state.dir);
-    Ok(UploadReport {
-        dataset_id: state.dataset_id.clone(),
-        k: state.k,
-        m: state.m,
-        files: manifest_files.0,
-        dataset_bytes: manifest_files.1,
-        shard_bytes: state.shards[0].local.bytes,
-        epochs: state.epochs,
-        escrow: deals.iter().map(|d| d.escrow).sum(),
-        decimals: market.decimals,
-        shards: state
-            .shards
-            .iter()
-            .map(|s| ShardPlaced {
-                shard_index: s.local.index,
-                deal: s.deal(&client.pubkey(), &dataset_id.0).to_string(),
-                provider: s.provider.clone().unwrap_or_default(),
-                bytes: s.local.bytes,
-                root: cairn_core::hash::to_hex(&s.local.root),
-            })
-            .collect(),
-        resumed,
-        replaced_providers: replaced,
-    })
+    for s in &state.shards {
+        let _ = std::fs::remove_file(&s.local.path);
+    }
+    Ok(replaced)
 }
 
 /// Places every shard not yet accepted: proposes deals with providers not
@@ -319,13 +595,6 @@ pub(crate) fn place(
         }
     }
     Ok(replaced)
-}
-
-/// Files and bytes under `dir` (for the report).
-fn count_files(dir: &Path) -> (usize, u64) {
-    cairn_core::manifest::fs::scan_dir(dir)
-        .map(|files| (files.len(), files.iter().map(|f| f.size).sum()))
-        .unwrap_or((0, 0))
 }
 
 /// Proposes a deal for every shard that has none, each with a provider not

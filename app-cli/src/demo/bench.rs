@@ -231,6 +231,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let up = upload::upload(
         &ctx,
         UploadArgs {
+            group_size: None,
             dir: data.clone(),
             data_shards: K,
             parity_shards: M,
@@ -249,6 +250,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     download::download(
         &ctx,
         DownloadArgs {
+            range: None,
             dataset: up.dataset_id.clone(),
             out: work.join("download"),
             file: None,

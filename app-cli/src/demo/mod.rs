@@ -346,7 +346,7 @@ impl Story<'_> {
         )
     }
 
-    fn repair(&self) -> Result<RepairReport, CliError> {
+    fn repair(&self) -> Result<repair::DatasetRepairReport, CliError> {
         repair::repair(
             &self.ctx,
             RepairArgs {
@@ -791,6 +791,7 @@ impl Story<'_> {
         download::download(
             &self.ctx,
             DownloadArgs {
+                range: None,
                 dataset: self.id.to_string(),
                 out,
                 file,
@@ -847,6 +848,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
     let up = upload::upload(
         &ctx,
         UploadArgs {
+            group_size: None,
             dir: data.clone(),
             data_shards: K,
             parity_shards: M,

@@ -92,7 +92,7 @@ pub fn sha256_tree(root: &Path) -> Result<BTreeMap<String, [u8; 32]>, CliError> 
         reason: e.to_string(),
     })?;
     let mut out = BTreeMap::new();
-    for f in files {
+    for f in files.files {
         let path = root.join(&f.path);
         let mut file = std::fs::File::open(&path).map_err(CliError::io(&path))?;
         let mut hasher = Sha256::new();
