@@ -72,10 +72,12 @@ pub enum Command {
     /// deal ended: ends the failed deals, rebuilds the shards from k healthy
     /// ones, places them with new providers at once, and closes old deals.
     Repair(repair::RepairArgs),
-    /// Your datasets: shards, health and size.
+    /// Your datasets (groups, health, size); with a dataset id, its files and
+    /// empty directories, from its manifest, without downloading any data.
     Ls(deals::LsArgs),
-    /// One dataset's deals: epochs proven, failed and void (settled or not),
-    /// penalties, escrow, providers' jailing, and how many shards can be lost.
+    /// One dataset's deals, group by group: epochs proven, failed and void
+    /// (settled or not), penalties, escrow, providers' jailing, and how many
+    /// shards each group can still lose.
     Status(deals::StatusArgs),
     /// The whole network on one machine: local chain, 6 storage nodes and the
     /// indexer; upload, proofs, node failures, download, repair on the first
@@ -140,7 +142,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
         Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
         Command::Demo(a) => Ok(Box::new(crate::demo::run(a, launcher()?, &say)?)),
         Command::Bench(a) => Ok(Box::new(crate::demo::bench::run(a, launcher()?, &say)?)),
-        Command::Ls(a) => deals::ls(&ctx, a),
+        Command::Ls(a) => deals::ls(&ctx, a, &connector()?, &progress),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),
         Command::Market(c) => market::run(&ctx, c),

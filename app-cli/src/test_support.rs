@@ -9,6 +9,8 @@ pub fn deal() -> Deal {
         client: Pubkey::new_unique(),
         provider: Pubkey::new_unique(),
         dataset_id: [1; 32],
+        group_id: [1; 32],
+        group: 0,
         shard_index: 0,
         generation: 0,
         k: 4,

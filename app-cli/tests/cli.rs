@@ -138,7 +138,10 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     let ix = f.localnet.market_ix();
     for shard_index in 0..3u16 {
         let args = ProposeDealArgs {
-            dataset_id,
+            dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),
+            dataset_nonce: dataset_id,
+            group_id: dataset_id,
+            group: 0,
             shard_index,
             generation: 0,
             k: 2,

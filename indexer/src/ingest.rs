@@ -662,6 +662,8 @@ fn apply_event(c: &mut Change, tx: &RecordedTx, event: MarketEvent) -> Result<()
                     client: b58(&e.client),
                     provider: b58(&e.provider),
                     dataset_id: hex::encode(e.dataset_id),
+                    group_id: hex::encode(e.group_id),
+                    group: e.group,
                     shard_index: e.shard_index,
                     generation: e.generation,
                     k: None,
@@ -1080,6 +1082,8 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
         new.client = b58(&d.client);
         new.provider = b58(&d.provider);
         new.dataset_id = hex::encode(d.dataset_id);
+        new.group_id = hex::encode(d.group_id);
+        new.group = d.group;
         new.shard_index = d.shard_index;
         new.generation = d.generation;
         new.k = Some(d.k);
@@ -1227,6 +1231,8 @@ mod tests {
             client: key(5, 0),
             provider: key(1, provider),
             dataset_id: [1; 32],
+            group_id: [1; 32],
+            group: 0,
             shard_index: 0,
             generation,
             shard_bytes: 10,
@@ -1295,6 +1301,8 @@ mod tests {
             client: key(5, 0),
             provider: key(1, 0),
             dataset_id: [1; 32],
+            group_id: [1; 32],
+            group: 0,
             shard_index: 0,
             generation: 0,
             k: 2,

@@ -179,6 +179,10 @@ pub struct DealRecord {
     pub client: String,
     pub provider: String,
     pub dataset_id: String,
+    /// The shard's erasure group (BLAKE3 of its group manifest, hex).
+    pub group_id: String,
+    /// The group's number in the dataset (`u32::MAX`: the index group).
+    pub group: u32,
     pub shard_index: u16,
     /// Placement of the shard: 0 first, one more for each replacement.
     pub generation: u16,

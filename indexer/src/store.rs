@@ -73,7 +73,8 @@ pub mod meta {
 
 /// Version of the layout above; a store written by another version is refused.
 /// Version 2: Proving v2 (sessions, outcomes, settlements, generations).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3: datasets in groups (deals carry their group id and number).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

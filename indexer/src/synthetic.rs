@@ -166,6 +166,8 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
                 client: key(5, (p * shape.deals_per_provider + i) % shape.clients.max(1)),
                 provider: key(1, p),
                 dataset_id: dataset_id(p, i),
+                group_id: dataset_id(p, i),
+                group: 0,
                 shard_index: (i % 6) as u16,
                 generation: 0,
                 shard_bytes: SHARD_BYTES,

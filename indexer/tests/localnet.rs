@@ -548,7 +548,10 @@ fn ingests_proof_sessions_live_survives_sigkill_and_matches_the_chain_and_a_fres
                    generation: u16,
                    shard: &TestShard| {
         let args = ProposeDealArgs {
-            dataset_id,
+            dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),
+            dataset_nonce: dataset_id,
+            group_id: dataset_id,
+            group: 0,
             shard_index,
             generation,
             k: 1,

@@ -389,7 +389,10 @@ fn a_full_deal_over_rpc_with_events_history_filters_idl_and_websockets() {
     let shard = TestShard::random(300_000, 7);
     let dataset_id = [9u8; 32];
     let args = ProposeDealArgs {
-        dataset_id,
+        dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),
+        dataset_nonce: dataset_id,
+        group_id: dataset_id,
+        group: 0,
         shard_index: 0,
         generation: 0,
         k: 4,
@@ -869,7 +872,10 @@ fn a_restart_on_the_same_ledger_finds_the_same_accounts_and_history() {
     .expect("deal-set page");
     let shard = TestShard::random(1_000, 3);
     let args = ProposeDealArgs {
-        dataset_id: [1; 32],
+        dataset_id: cairn_chain::dataset_id(&client.pubkey(), &[1; 32]),
+        dataset_nonce: [1; 32],
+        group_id: [1; 32],
+        group: 0,
         shard_index: 0,
         generation: 0,
         k: 1,

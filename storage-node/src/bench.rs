@@ -46,6 +46,8 @@ impl LocalDeals {
             client: Pubkey::new_from_array(client.pubkey().to_bytes()),
             provider: self.provider,
             dataset_id: [0; 32],
+            group_id: [0; 32],
+            group: 0,
             shard_index: 0,
             generation: 0,
             k: 1,

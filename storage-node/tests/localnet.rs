@@ -108,7 +108,10 @@ impl Chain {
                     let index = (batch * 4 + i) as u16;
                     deals.push(deal_pda(&client.pubkey(), &dataset_id, index, 0));
                     let args = ProposeDealArgs {
-                        dataset_id,
+                        dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),
+                        dataset_nonce: dataset_id,
+                        group_id: dataset_id,
+                        group: 0,
                         shard_index: index,
                         generation: 0,
                         k: 1.max(n.saturating_sub(2)),

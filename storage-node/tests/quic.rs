@@ -50,6 +50,8 @@ fn deal(client: &Keypair, provider: Pubkey, root: [u8; 32], bytes: u64) -> Deal 
         client: Pubkey::new_from_array(client.pubkey().to_bytes()),
         provider,
         dataset_id: [1; 32],
+        group_id: [1; 32],
+        group: 0,
         shard_index: 0,
         generation: 0,
         k: 4,

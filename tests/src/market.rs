@@ -584,7 +584,7 @@ impl TestMarket {
         shard_index: u16,
         duration_epochs: u64,
     ) -> Pubkey {
-        let args = self.deal_args(shard, dataset_id, shard_index, duration_epochs);
+        let args = self.deal_args(&client.keypair.pubkey(), shard, dataset_id, shard_index, duration_epochs);
         let ix = self.propose_deal_ix(&client.keypair.pubkey(), &provider.pda, &client.token, args);
         self.send(&[ix], &[&client.keypair])
             .await
@@ -592,15 +592,21 @@ impl TestMarket {
         deal_pda(&client.keypair.pubkey(), &dataset_id, shard_index, 0)
     }
 
+    /// Proposal arguments; `dataset_id` is the dataset's nonce and the group id
+    /// (so the deal's address is `deal_pda(client, dataset_id, …)`).
     pub fn deal_args(
         &self,
+        client: &Pubkey,
         shard: &TestShard,
         dataset_id: [u8; 32],
         shard_index: u16,
         duration_epochs: u64,
     ) -> ProposeDealArgs {
         ProposeDealArgs {
-            dataset_id,
+            dataset_id: cairn_chain::dataset_id(client, &dataset_id),
+            dataset_nonce: dataset_id,
+            group_id: dataset_id,
+            group: 0,
             shard_index,
             generation: 0,
             k: 4,

@@ -1,7 +1,10 @@
-//! `cairn ls` and `cairn status ID`: a client's datasets as the chain records
-//! them. Each deal's epochs come from the chain's bits (proven, failed, void),
-//! settled or not yet, with what they owe the client; a dataset's health is how
-//! many of its shards are still stored as agreed, and how many more may be lost.
+//! `cairn ls`, `cairn ls ID` and `cairn status ID`: a client's datasets as the
+//! chain records them, group by group (every deal names its dataset, its group
+//! and the group's number), and a dataset's files from its manifest. Each
+//! deal's epochs come from the chain's bits (proven, failed, void), settled or
+//! not yet, with what they owe the client; a group's health is how many of its
+//! shards are still stored as agreed, and how many more may be lost; a
+//! dataset's is its weakest group's.
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -10,7 +13,7 @@ use cairn_core::DatasetId;
 use clap::Args;
 use serde::Serialize;
 use solana_signer::Signer;
-use storage_market::constants::NOT_JAILED;
+use storage_market::constants::{INDEX_GROUP, NOT_JAILED};
 use storage_market::state::{Deal, DealState};
 
 use crate::context::{Ctx, MarketView};
@@ -24,13 +27,16 @@ use crate::units::{human_bytes, Tokens};
 pub struct StatusArgs {
     /// Dataset id (64 hex characters, printed by `cairn upload`).
     pub dataset: String,
-    /// The dataset's client. Default: the keypair's pubkey.
+    /// Only this client's deals (a dataset's deals are all its client's).
     #[arg(long)]
     pub client: Option<Pubkey>,
 }
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    /// A dataset id: list its files and empty directories (from its manifest,
+    /// without downloading any data). Without it: the client's datasets.
+    pub dataset: Option<String>,
     /// Whose datasets. Default: the keypair's pubkey.
     #[arg(long)]
     pub client: Option<Pubkey>,
@@ -77,9 +83,13 @@ pub struct DealReport {
     pub epochs: DealEpochs,
 }
 
+/// One erasure group's deals and health.
 #[derive(Serialize, Debug)]
 pub struct DatasetReport {
-    pub dataset_id: String,
+    /// The group's id (BLAKE3 of its group manifest).
+    pub group_id: String,
+    /// The group's number; absent for the index group.
+    pub group: Option<u32>,
     #[serde(with = "pubkey")]
     pub client: Pubkey,
     pub k: u16,
@@ -115,7 +125,7 @@ pub struct DatasetReport {
 fn report(
     m: &MarketView,
     chain: &DealsView,
-    dataset: [u8; 32],
+    group_id: [u8; 32],
     client: Pubkey,
     mut deals: Vec<DealAt>,
 ) -> DatasetReport {
@@ -185,7 +195,11 @@ fn report(
         .collect();
     let sum = |f: fn(&DealReport) -> u64| shards.iter().map(f).sum::<u64>();
     DatasetReport {
-        dataset_id: DatasetId(dataset).to_string(),
+        group_id: DatasetId(group_id).to_string(),
+        group: deals
+            .first()
+            .map(|(_, d)| d.group)
+            .filter(|g| *g != INDEX_GROUP),
         client,
         k,
         n,
@@ -213,30 +227,124 @@ fn report(
     }
 }
 
-/// `cairn status ID`.
-pub fn status_report(ctx: &Ctx, a: StatusArgs) -> Result<DatasetReport, CliError> {
-    let dataset = crate::context::parse_dataset_id(&a.dataset)?;
-    let client = match a.client {
-        Some(c) => c,
-        None => ctx.payer()?.pubkey(),
+/// A shard of a group: `group` absent for the index group.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardRef {
+    pub group: Option<u32>,
+    pub shard_index: u16,
+}
+
+/// `cairn status ID`: a dataset's health over all its groups.
+#[derive(Serialize, Debug)]
+pub struct StatusReport {
+    pub dataset_id: String,
+    #[serde(with = "pubkey")]
+    pub client: Pubkey,
+    pub k: u16,
+    pub n: u16,
+    /// Data groups (the index group comes on top).
+    pub data_groups: usize,
+    /// The weakest group's: `healthy`, `degraded` or `at risk`.
+    pub health: &'static str,
+    /// Shards any one group can still lose (the least over all groups).
+    pub can_lose: u16,
+    pub to_repair: Vec<ShardRef>,
+    pub missing: Vec<ShardRef>,
+    pub bytes: u64,
+    pub escrow_left: u64,
+    pub client_refund: u64,
+    pub penalties: u64,
+    pub forfeit: u64,
+    pub epoch: u64,
+    pub decimals: u8,
+    /// The index group first, then the data groups in order.
+    pub groups: Vec<DatasetReport>,
+}
+
+/// A dataset's status from its deals (every group's) on chain.
+fn dataset_status(
+    m: &MarketView,
+    chain: &DealsView,
+    dataset: [u8; 32],
+    client: Pubkey,
+    deals: Vec<DealAt>,
+) -> StatusReport {
+    let mut by_group: BTreeMap<(u32, [u8; 32]), Vec<DealAt>> = BTreeMap::new();
+    for d in deals {
+        // The index group (numbered u32::MAX) sorts first.
+        by_group
+            .entry((d.1.group.wrapping_add(1), d.1.group_id))
+            .or_default()
+            .push(d);
+    }
+    let groups: Vec<DatasetReport> = by_group
+        .into_iter()
+        .map(|((_, id), deals)| report(m, chain, id, client, deals))
+        .collect();
+    let refs = |f: fn(&DatasetReport) -> &Vec<u16>| -> Vec<ShardRef> {
+        groups
+            .iter()
+            .flat_map(|g| {
+                f(g).iter().map(|i| ShardRef {
+                    group: g.group,
+                    shard_index: *i,
+                })
+            })
+            .collect()
     };
+    let sum = |f: fn(&DatasetReport) -> u64| groups.iter().map(f).sum::<u64>();
+    let worst = |h: &str| groups.iter().any(|g| g.health == h);
+    StatusReport {
+        dataset_id: DatasetId(dataset).to_string(),
+        client,
+        k: groups.first().map_or(0, |g| g.k),
+        n: groups.first().map_or(0, |g| g.n),
+        data_groups: groups.iter().filter(|g| g.group.is_some()).count(),
+        health: if worst("at risk") {
+            "at risk"
+        } else if worst("degraded") {
+            "degraded"
+        } else {
+            "healthy"
+        },
+        can_lose: groups.iter().map(|g| g.can_lose).min().unwrap_or(0),
+        to_repair: refs(|g| &g.to_repair),
+        missing: refs(|g| &g.missing),
+        bytes: sum(|g| g.bytes),
+        escrow_left: sum(|g| g.escrow_left),
+        client_refund: sum(|g| g.client_refund),
+        penalties: sum(|g| g.penalties),
+        forfeit: sum(|g| g.forfeit),
+        epoch: chain.now,
+        decimals: m.decimals,
+        groups,
+    }
+}
+
+/// `cairn status ID`.
+pub fn status_report(ctx: &Ctx, a: StatusArgs) -> Result<StatusReport, CliError> {
+    let dataset = crate::context::parse_dataset_id(&a.dataset)?;
     let m = ctx.market()?;
-    let deals = onchain::dataset_deals(ctx, &client, &dataset.0)?;
-    if deals.is_empty() {
+    let mut deals =
+        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, dataset.as_bytes())])?;
+    if let Some(client) = a.client {
+        deals.retain(|(_, d)| d.client == client);
+    }
+    let Some(client) = deals.first().map(|(_, d)| d.client) else {
         return Err(CliError::Refused(format!(
-            "unknown dataset {dataset}: client {client} has no deals for it on {}",
+            "unknown dataset {dataset}: no deals hold it on {}",
             ctx.url
         )));
-    }
+    };
     let chain = DealsView::load(ctx, &m, &deals)?;
-    Ok(report(&m, &chain, dataset.0, client, deals))
+    Ok(dataset_status(&m, &chain, dataset.0, client, deals))
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<Box<dyn Report>, CliError> {
     Ok(Box::new(status_report(ctx, a)?))
 }
 
-impl fmt::Display for DatasetReport {
+impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = |base_units| Tokens {
             base_units,
@@ -245,23 +353,72 @@ impl fmt::Display for DatasetReport {
         writeln!(f, "dataset  {}", self.dataset_id)?;
         writeln!(
             f,
-            "health   {}: {} of {} shards healthy, {} more can be lost ({} needed to rebuild), epoch {}",
-            self.health, self.healthy, self.n, self.can_lose, self.k, self.epoch
+            "health   {}: {} data group(s) and the index group of {} + {} shards; each can lose {} more, epoch {}",
+            self.health,
+            self.data_groups,
+            self.k,
+            self.n - self.k,
+            self.can_lose,
+            self.epoch
+        )?;
+        writeln!(
+            f,
+            "stored   {} in shards, escrow left {}; owed {} to you now, penalties {}, forfeited collateral {}",
+            human_bytes(self.bytes),
+            t(self.escrow_left),
+            t(self.client_refund),
+            t(self.penalties),
+            t(self.forfeit)
+        )?;
+        if !self.to_repair.is_empty() || !self.missing.is_empty() {
+            writeln!(
+                f,
+                "         {} shard(s) to repair in {} group(s); `cairn repair {}` replaces them",
+                self.to_repair.len() + self.missing.len(),
+                self.groups
+                    .iter()
+                    .filter(|g| !g.to_repair.is_empty() || !g.missing.is_empty())
+                    .count(),
+                self.dataset_id
+            )?;
+        }
+        for g in &self.groups {
+            writeln!(f)?;
+            write!(f, "{g}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for DatasetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = |base_units| Tokens {
+            base_units,
+            decimals: self.decimals,
+        };
+        match self.group {
+            Some(g) => writeln!(f, "group {g}  {}", self.group_id)?,
+            None => writeln!(f, "index group  {}", self.group_id)?,
+        }
+        writeln!(
+            f,
+            "health   {}: {} of {} shards healthy, {} more can be lost ({} needed to rebuild)",
+            self.health, self.healthy, self.n, self.can_lose, self.k
         )?;
         for s in self.deals.iter().filter(|s| s.live) {
             if let Some(why) = &s.trouble {
                 writeln!(
                     f,
-                    "         shard {}: {why} (provider {}); `cairn repair {}` replaces it",
-                    s.shard_index, s.provider, self.dataset_id
+                    "         shard {}: {why} (provider {})",
+                    s.shard_index, s.provider
                 )?;
             }
         }
         if !self.missing.is_empty() {
             writeln!(
                 f,
-                "         shards {:?} have no live deal; `cairn repair {}` places them",
-                self.missing, self.dataset_id
+                "         shards {:?} have no live deal",
+                self.missing
             )?;
         }
         if !self.term_over.is_empty() {
@@ -332,10 +489,78 @@ impl fmt::Display for DatasetReport {
 pub struct Listing {
     #[serde(with = "pubkey")]
     pub client: Pubkey,
-    pub datasets: Vec<DatasetReport>,
+    pub datasets: Vec<StatusReport>,
 }
 
-pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<Box<dyn Report>, CliError> {
+/// One file of `cairn ls ID`.
+#[derive(Serialize, Debug)]
+pub struct FileListed {
+    pub path: String,
+    pub size: u64,
+    pub blake3: String,
+    /// The data groups holding its bytes.
+    pub groups: std::ops::Range<usize>,
+}
+
+/// `cairn ls ID`: a dataset's files and empty directories, from its manifest.
+#[derive(Serialize, Debug)]
+pub struct FileListing {
+    pub dataset_id: String,
+    pub bytes: u64,
+    pub data_groups: usize,
+    pub group_bytes: u64,
+    pub files: Vec<FileListed>,
+    pub empty_dirs: Vec<String>,
+}
+
+impl fmt::Display for FileListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for file in &self.files {
+            writeln!(f, "{:>10}  {}", human_bytes(file.size), file.path)?;
+        }
+        for d in &self.empty_dirs {
+            writeln!(f, "{:>10}  {d}/", "dir")?;
+        }
+        writeln!(
+            f,
+            "{} file(s), {} empty director(ies), {} in {} group(s) of {}",
+            self.files.len(),
+            self.empty_dirs.len(),
+            human_bytes(self.bytes),
+            self.data_groups,
+            human_bytes(self.group_bytes)
+        )
+    }
+}
+
+pub fn ls(
+    ctx: &Ctx,
+    a: LsArgs,
+    connector: &dyn crate::dataset::transport::Connector,
+    progress: &crate::output::Progress,
+) -> Result<Box<dyn Report>, CliError> {
+    if let Some(text) = &a.dataset {
+        let id = crate::context::parse_dataset_id(text)?;
+        let (manifest, _, _) =
+            crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
+        return Ok(Box::new(FileListing {
+            dataset_id: id.to_string(),
+            bytes: manifest.total_len(),
+            data_groups: manifest.groups().len(),
+            group_bytes: manifest.group_len(),
+            files: manifest
+                .files()
+                .iter()
+                .map(|e| FileListed {
+                    path: e.path.clone(),
+                    size: e.size,
+                    blake3: cairn_core::hash::to_hex(&e.blake3),
+                    groups: manifest.groups_for(e.range()),
+                })
+                .collect(),
+            empty_dirs: manifest.dirs().to_vec(),
+        }));
+    }
     let client = match a.client {
         Some(c) => c,
         None => ctx.payer()?.pubkey(),
@@ -353,7 +578,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<Box<dyn Report>, CliError> {
     }
     let datasets = by_dataset
         .into_iter()
-        .map(|(id, deals)| report(&m, &chain, id, client, deals))
+        .map(|(id, deals)| dataset_status(&m, &chain, id, client, deals))
         .collect();
     Ok(Box::new(Listing { client, datasets }))
 }
@@ -365,15 +590,16 @@ impl fmt::Display for Listing {
         }
         writeln!(
             f,
-            "{:<64}  {:>5}  {:<9} {:>8} {:>10}",
-            "dataset", "k/n", "health", "can lose", "size"
+            "{:<64}  {:>5}  {:>6}  {:<9} {:>8} {:>10}",
+            "dataset", "k/n", "groups", "health", "can lose", "stored"
         )?;
         for d in &self.datasets {
             writeln!(
                 f,
-                "{:<64}  {:>5}  {:<9} {:>8} {:>10}",
+                "{:<64}  {:>5}  {:>6}  {:<9} {:>8} {:>10}",
                 d.dataset_id,
                 format!("{}/{}", d.k, d.n),
+                d.data_groups,
                 d.health,
                 d.can_lose,
                 human_bytes(d.bytes)

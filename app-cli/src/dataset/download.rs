@@ -17,11 +17,11 @@ use cairn_core::manifest::fs::Unpacker;
 use cairn_core::{DatasetId, Manifest};
 use clap::Args;
 use serde::Serialize;
-use solana_signer::Signer;
+use storage_market::constants::INDEX_GROUP;
 use storage_market::state::{Deal, DealState, Provider};
 
 use crate::context::Ctx;
-use crate::dataset::onchain;
+use crate::dataset::onchain::{self, DealAt};
 use crate::dataset::transport::{Connector, Node};
 use crate::error::CliError;
 use crate::output::{Bar, Progress};
@@ -40,10 +40,6 @@ pub struct DownloadArgs {
     /// `1048576-2097152`), written to the file at their own offsets.
     #[arg(long, requires = "file")]
     pub range: Option<String>,
-    /// The client whose deals hold the dataset. Default: the keypair's if it
-    /// has them, else the client with the most active shards.
-    #[arg(long)]
-    pub client: Option<Pubkey>,
 }
 
 /// One shard's provider as the download saw it.
@@ -149,31 +145,34 @@ pub(crate) struct OpenGroup {
 }
 
 impl OpenGroup {
-    /// Finds group `id`'s deals of `client` (any client if `None`), connects
-    /// to their nodes and rebuilds its manifest.
+    /// Connects to the nodes of group `id`'s `deals` and rebuilds its
+    /// manifest.
     pub(crate) fn open(
         ctx: &Ctx,
         connector: &dyn Connector,
         index: Option<usize>,
         id: &DatasetId,
-        client: Option<Pubkey>,
-    ) -> Result<(OpenGroup, Pubkey), CliError> {
-        let (client, mut shards) = find_shards(ctx, id, client)?;
+        deals: &[DealAt],
+    ) -> Result<OpenGroup, CliError> {
+        if deals.is_empty() {
+            return Err(CliError::Refused(format!(
+                "group {id} has no deals on {}",
+                ctx.url
+            )));
+        }
+        let mut shards = find_shards(ctx, deals)?;
         connect_all(connector, &mut shards);
         let mut shards = one_per_index(shards);
         // Fastest first: the trailer and manifest come from them.
         shards.sort_by_key(|s| (s.node.is_none(), s.connect_ms, s.index));
         let group = read_manifest(id, &shards)?;
         shards.sort_by_key(|s| s.index);
-        Ok((
-            OpenGroup {
-                index,
-                id: *id,
-                group,
-                shards,
-            },
-            client,
-        ))
+        Ok(OpenGroup {
+            index,
+            id: *id,
+            group,
+            shards,
+        })
     }
 
     /// Reads the group's content bytes `range` into `out`, every unit
@@ -251,19 +250,20 @@ impl OpenGroup {
     }
 }
 
-/// Opens dataset `id`: its index group, and the manifest it holds. Returns the
-/// manifest, the index group and the client whose deals hold the dataset.
+/// Opens dataset `id`: its deals, its index group, and the manifest it holds,
+/// checked against the data groups on chain.
 pub(crate) fn open_dataset(
     ctx: &Ctx,
     connector: &dyn Connector,
     id: &DatasetId,
-    client: Option<Pubkey>,
     progress: &Progress,
-) -> Result<(Manifest, OpenGroup, Pubkey), CliError> {
-    let (mut index, client) = OpenGroup::open(ctx, connector, None, id, client)?;
+) -> Result<(Manifest, OpenGroup, DatasetDeals), CliError> {
+    let deals = DatasetDeals::load(ctx, id)?;
+    let index_id = deals.index_group(id)?;
+    let mut index = OpenGroup::open(ctx, connector, None, &index_id, deals.of(&index_id))?;
     if index.group.kind() != GroupKind::Index {
         return Err(CliError::Refused(format!(
-            "{id} is a data group of a dataset, not a dataset id"
+            "dataset {id}: group {index_id}, filed as its index, holds data"
         )));
     }
     let bar = progress.bar("manifest", index.group.len());
@@ -272,7 +272,7 @@ pub(crate) fn open_dataset(
     bar.finish(true);
     let manifest = Manifest::decode(&content)
         .map_err(|e| CliError::Refused(format!("dataset {id}: its manifest is invalid: {e}")))?;
-    Ok((manifest, index, client))
+    Ok((manifest, index, deals))
 }
 
 /// `START-END` (end exclusive) within a file of `size` bytes.
@@ -300,7 +300,7 @@ pub fn download(
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
-    let (manifest, index, client) = open_dataset(ctx, connector, &id, a.client, progress)?;
+    let (manifest, index, deals) = open_dataset(ctx, connector, &id, progress)?;
     let mut fetched = 0;
     let (range, files) = match &a.file {
         Some(path) => {
@@ -333,8 +333,8 @@ pub fn download(
             ))),
         };
         for g in groups.clone() {
-            let (mut group, _) =
-                OpenGroup::open(ctx, connector, Some(g), &manifest.groups()[g], Some(client))?;
+            let gid = manifest.groups()[g];
+            let mut group = OpenGroup::open(ctx, connector, Some(g), &gid, deals.of(&gid))?;
             let held = manifest.group_range(g);
             if group.group.range() != held {
                 return Err(CliError::Refused(format!(
@@ -532,45 +532,65 @@ fn partial_dir(out: &Path) -> Result<PathBuf, CliError> {
     Ok(partial)
 }
 
-/// The dataset's deals with each provider's endpoint: for each shard index its
-/// live deal first, then its earlier placements (whose providers may still hold
-/// the shard), newest first.
-fn find_shards(
-    ctx: &Ctx,
-    id: &DatasetId,
-    client: Option<Pubkey>,
-) -> Result<(Pubkey, Vec<Shard>), CliError> {
-    let deals =
-        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
-    let mut by_client: BTreeMap<Pubkey, Vec<(Pubkey, Deal)>> = BTreeMap::new();
-    for (address, deal) in deals {
-        if deal.state != DealState::Cancelled {
-            by_client
-                .entry(deal.client)
-                .or_default()
-                .push((address, deal));
+/// Every deal of a dataset, by group id. The program files a dataset's deals
+/// only for the client its id is derived from, so they are one client's.
+pub(crate) struct DatasetDeals {
+    pub client: Pubkey,
+    pub groups: BTreeMap<[u8; 32], Vec<DealAt>>,
+}
+
+impl DatasetDeals {
+    pub(crate) fn load(ctx: &Ctx, id: &DatasetId) -> Result<DatasetDeals, CliError> {
+        let deals = ctx
+            .program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
+        let Some(client) = deals.first().map(|(_, d)| d.client) else {
+            return Err(CliError::Refused(format!(
+                "unknown dataset {id}: no deals hold it on {}",
+                ctx.url
+            )));
+        };
+        let mut groups: BTreeMap<[u8; 32], Vec<DealAt>> = BTreeMap::new();
+        for (address, deal) in deals {
+            groups.entry(deal.group_id).or_default().push((address, deal));
         }
+        Ok(DatasetDeals { client, groups })
     }
-    let own = ctx.payer().ok().map(|k| k.pubkey());
-    let chosen = client
-        .or(own.filter(|o| by_client.contains_key(o)))
-        .or_else(|| {
-            by_client
-                .iter()
-                .max_by_key(|(_, deals)| {
-                    deals
-                        .iter()
-                        .filter(|(_, d)| d.state == DealState::Active)
-                        .count()
-                })
-                .map(|(c, _)| *c)
-        });
-    let Some((client, mut deals)) = chosen.and_then(|c| by_client.remove(&c).map(|d| (c, d))) else {
-        return Err(CliError::Refused(format!(
-            "unknown dataset {id}: no deals hold it on {}",
-            ctx.url
-        )));
-    };
+
+    /// The index group's id: the group numbered `INDEX_GROUP` with the most
+    /// deals not cancelled (an upload proposes one index group).
+    pub(crate) fn index_group(&self, id: &DatasetId) -> Result<DatasetId, CliError> {
+        self.groups
+            .iter()
+            .filter(|(_, deals)| deals.iter().any(|(_, d)| d.group == INDEX_GROUP))
+            .max_by_key(|(_, deals)| {
+                deals
+                    .iter()
+                    .filter(|(_, d)| d.state != DealState::Cancelled)
+                    .count()
+            })
+            .map(|(g, _)| DatasetId(*g))
+            .ok_or_else(|| {
+                CliError::Refused(format!(
+                    "dataset {id} has no index group on chain: its upload did not finish"
+                ))
+            })
+    }
+
+    /// Group `group`'s deals (none if the chain has no deal of it).
+    pub(crate) fn of(&self, group: &DatasetId) -> &[DealAt] {
+        self.groups.get(&group.0).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A group's shards from its deals, with each provider's endpoint: for each
+/// shard index its live deal first, then its earlier placements (whose
+/// providers may still hold the shard), newest first.
+fn find_shards(ctx: &Ctx, deals: &[DealAt]) -> Result<Vec<Shard>, CliError> {
+    let mut deals: Vec<DealAt> = deals
+        .iter()
+        .filter(|(_, d)| d.state != DealState::Cancelled)
+        .cloned()
+        .collect();
     let live: Vec<Pubkey> = onchain::live_deals(&deals)
         .values()
         .map(|(address, _)| *address)
@@ -582,11 +602,10 @@ fn find_shards(
             std::cmp::Reverse(d.generation),
         )
     });
-    let shards = deals
+    deals
         .into_iter()
         .map(|(address, deal)| shard_of(ctx, address, &deal))
-        .collect::<Result<_, _>>()?;
-    Ok((client, shards))
+        .collect()
 }
 
 /// One shard per index: the first of its deals (in preference order) whose node

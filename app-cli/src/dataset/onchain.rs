@@ -14,7 +14,23 @@ use crate::error::CliError;
 /// A deal and its address.
 pub type DealAt = (Pubkey, Deal);
 
-/// Every deal of `client` for `dataset`, by shard index then generation.
+/// Every deal of `client` for erasure group `group_id`, by shard index then
+/// generation.
+pub fn group_deals(
+    ctx: &Ctx,
+    client: &Pubkey,
+    group_id: &[u8; 32],
+) -> Result<Vec<DealAt>, CliError> {
+    let mut deals = ctx.program_accounts::<Deal>(&[
+        (cairn_chain::layout::DEAL_CLIENT, client.as_ref()),
+        (cairn_chain::layout::DEAL_GROUP_ID, group_id.as_ref()),
+    ])?;
+    sort(&mut deals);
+    Ok(deals)
+}
+
+/// Every deal of `client` for `dataset` (all its groups), by shard index then
+/// generation.
 pub fn dataset_deals(
     ctx: &Ctx,
     client: &Pubkey,

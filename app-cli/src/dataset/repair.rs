@@ -235,10 +235,17 @@ pub fn repair(
 ) -> Result<DatasetRepairReport, CliError> {
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
-    let client = ctx.payer()?.pubkey();
-    let mut groups = vec![repair_group(ctx, &a, id, None, connector, progress)?];
+    let deals = crate::dataset::download::DatasetDeals::load(ctx, &id)?;
+    if deals.client != ctx.payer()?.pubkey() {
+        return Err(CliError::Refused(format!(
+            "dataset {id} is client {}'s; repair it with that keypair",
+            deals.client
+        )));
+    }
+    let index = deals.index_group(&id)?;
+    let mut groups = vec![repair_group(ctx, &a, index, None, connector, progress)?];
     let (manifest, _, _) =
-        crate::dataset::download::open_dataset(ctx, connector, &id, Some(client), progress)?;
+        crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
     for (g, group) in manifest.groups().iter().enumerate() {
         groups.push(repair_group(ctx, &a, *group, Some(g), connector, progress)?);
     }
@@ -278,7 +285,7 @@ fn repair_group(
     // An interrupted repair: its shards are rebuilt and their old deals ended;
     // placement is left, then the old deals are closed where they can be.
     if let Some(mut state) = UploadState::load(&work)? {
-        if state.dataset_id == id.to_string()
+        if state.group_id == id.to_string()
             && state.shards.iter().any(|s| s.stage != Stage::Accepted)
         {
             progress.note(&format!(
@@ -332,15 +339,15 @@ fn repair_group(
         }
     }
 
-    let mut deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
+    let mut deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
     let Some((_, first)) = deals.first() else {
         return Err(CliError::Refused(format!(
-            "unknown dataset {id}: client {} has no deals for it on {}",
+            "unknown group {id}: client {} has no deals for it on {}",
             client.pubkey(),
             ctx.url
         )));
     };
-    let (k, n) = (first.k, first.n);
+    let (k, n, group_number) = (first.k, first.n, first.group);
     let mut view = DealsView::load(ctx, &market, &deals)?;
 
     // Which live, active shards can be read now; those that cannot are suspects
@@ -385,7 +392,7 @@ fn repair_group(
         ));
         while !waiting(&deals, &view).is_empty() && ctx.slot()? < deadline {
             std::thread::sleep(Duration::from_secs(1));
-            deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
+            deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
             view = DealsView::load(ctx, &market, &deals)?;
         }
     }
@@ -407,9 +414,12 @@ fn repair_group(
     let healthy = shards.iter().filter(|s| !is_lost(s.index)).count();
     if lost.is_empty() {
         let old_deals = clean_up(ctx, &market, client, &id, progress)?;
+        // Nothing to place: a record only for the report.
         let state = UploadState::new(
             work.clone(),
             id.to_string(),
+            group_number,
+            [0; 32],
             client.pubkey().to_string(),
             k,
             n - k,
@@ -595,6 +605,8 @@ fn repair_group(
     let mut state = UploadState::new(
         work.clone(),
         id.to_string(),
+        deals[0].1.group,
+        *manifest.salt(),
         client.pubkey().to_string(),
         k,
         n - k,
@@ -751,7 +763,7 @@ pub fn clean_up(
     id: &DatasetId,
     progress: &Progress,
 ) -> Result<Vec<OldDeal>, CliError> {
-    let deals = onchain::dataset_deals(ctx, &client.pubkey(), &id.0)?;
+    let deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
     let live: Vec<Pubkey> = onchain::live_deals(&deals)
         .values()
         .map(|(address, _)| *address)

@@ -9,8 +9,9 @@ use crate::dataset::prepare::LocalShard;
 use crate::error::CliError;
 
 pub const STATE_FILE: &str = "upload.json";
-/// 2: deals of Proving v2, whose addresses carry a generation.
-const VERSION: u32 = 2;
+/// 3: one record per erasure group; deals carry the dataset, the group id and
+/// number (2: Proving v2 deals of one-group datasets).
+const VERSION: u32 = 3;
 
 /// Where a shard is in its upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,18 +42,26 @@ pub struct ShardUpload {
 }
 
 impl ShardUpload {
-    /// The address of this shard's current deal of `client`'s `dataset`.
-    pub fn deal(&self, client: &Pubkey, dataset: &[u8; 32]) -> Pubkey {
-        cairn_chain::deal_pda(client, dataset, self.local.index, self.generation)
+    /// The address of this shard's current deal of `client`'s group `group_id`.
+    pub fn deal(&self, client: &Pubkey, group_id: &[u8; 32]) -> Pubkey {
+        cairn_chain::deal_pda(client, group_id, self.local.index, self.generation)
     }
 }
 
+/// The placement of one erasure group's shards (`upload.json` in the group's
+/// work directory).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadState {
     pub version: u32,
     /// The uploaded directory (absolute).
     pub dir: PathBuf,
-    pub dataset_id: String,
+    /// BLAKE3 of the group manifest: part of every deal's address.
+    pub group_id: String,
+    /// The group's number (`INDEX_GROUP` for the index group).
+    pub group: u32,
+    /// The dataset's nonce: its id is `cairn_chain::dataset_id(client, nonce)`.
+    #[serde(with = "crate::dataset::prepare::hex32")]
+    pub nonce: [u8; 32],
     pub client: String,
     pub k: u16,
     pub m: u16,
@@ -72,7 +81,9 @@ impl UploadState {
     )]
     pub fn new(
         dir: PathBuf,
-        dataset_id: String,
+        group_id: String,
+        group: u32,
+        nonce: [u8; 32],
         client: String,
         k: u16,
         m: u16,
@@ -83,7 +94,9 @@ impl UploadState {
         UploadState {
             version: VERSION,
             dir,
-            dataset_id,
+            group_id,
+            group,
+            nonce,
             client,
             k,
             m,
@@ -156,6 +169,8 @@ pub fn default_root() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetUpload {
     pub version: u32,
+    /// The dataset id.
+    pub dataset_id: String,
     /// The uploaded directory (absolute).
     pub dir: PathBuf,
     pub client: String,
@@ -166,7 +181,8 @@ pub struct DatasetUpload {
     pub epochs: u64,
     /// Most the client pays per MiB per epoch, in base units (`u64::MAX`: any).
     pub max_price_per_mib: u64,
-    /// The upload's salt: every group id of this upload is its own.
+    /// The dataset's nonce (its id is `cairn_chain::dataset_id(client, nonce)`),
+    /// also the salt of its group manifests, so every group id is its own.
     #[serde(with = "crate::dataset::prepare::hex32")]
     pub salt: [u8; 32],
     /// BLAKE3 of what the directory held when the upload began (paths, sizes,
@@ -257,8 +273,13 @@ impl DatasetUpload {
         fingerprint: String,
         groups: u64,
     ) -> Self {
+        let id = cairn_chain::dataset_id(
+            &client.parse().expect("a pubkey written by cairn"),
+            &salt,
+        );
         DatasetUpload {
             version: DATASET_VERSION,
+            dataset_id: cairn_core::hash::to_hex(&id),
             dir,
             client,
             k,

@@ -228,6 +228,14 @@ pub fn upload(
             record
         }
     };
+    progress.note(&format!(
+        "dataset {}: {} in {} group(s) of {} + {} shards",
+        record.dataset_id,
+        crate::units::human_bytes(scan.total_len()),
+        record.groups,
+        record.k,
+        record.m
+    ));
     let accept_timeout = Duration::from_secs(a.accept_timeout);
     let mut replaced = 0;
     let bytes_bar = progress.bar("dataset", scan.total_len());
@@ -258,11 +266,23 @@ pub fn upload(
         let prepared = prepare_group(&mut packer, n, &gdir)?.expect("g < groups");
         let entries: Vec<EntryRecord> = prepared.entries.iter().map(EntryRecord::from).collect();
         save_json(&gdir.join("entries.json"), &entries)?;
-        replaced += place_group(ctx, &market, client, &record, &gdir, prepared, connector, progress, accept_timeout)?;
+        let number = u32::try_from(g).expect("the packer numbers groups in u32");
+        replaced += place_group(
+            ctx,
+            &market,
+            client,
+            &record,
+            number,
+            &gdir,
+            prepared,
+            connector,
+            progress,
+            accept_timeout,
+        )?;
         record.placed.push(
             UploadState::load(&gdir)?
                 .expect("placed above")
-                .dataset_id,
+                .group_id,
         );
         record.save(&work)?;
         bytes_bar.set(((g + 1) * record.group_len).min(scan.total_len()));
@@ -301,9 +321,19 @@ pub fn upload(
     };
     if let Some(prepared) = index {
         progress.note("placing the index group (the dataset manifest)");
-        replaced += place_group(ctx, &market, client, &record, &idir, prepared, connector, progress, accept_timeout)?;
+        replaced += place_group(
+            ctx,
+            &market,
+            client,
+            &record,
+            storage_market::constants::INDEX_GROUP,
+            &idir,
+            prepared,
+            connector,
+            progress,
+            accept_timeout,
+        )?;
     }
-    let index = UploadState::load(&idir)?.expect("placed above");
 
     // The report, from the deals on chain.
     let mut shards = Vec::new();
@@ -311,7 +341,8 @@ pub fn upload(
     let mut stored_bytes = 0;
     for g in (0..record.groups).map(Some).chain([None]) {
         let state = UploadState::load(&group_dir(&work, g))?.expect("placed above");
-        let group_id = cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+        let group_id =
+            cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
         for s in &state.shards {
             let deal = s.deal(&client.pubkey(), &group_id.0);
             let d: Deal = ctx.fetch_existing("deal", &deal)?;
@@ -328,7 +359,7 @@ pub fn upload(
         }
     }
     Ok(UploadReport {
-        dataset_id: index.dataset_id.clone(),
+        dataset_id: record.dataset_id.clone(),
         k: record.k,
         m: record.m,
         files: manifest.files().len(),
@@ -495,6 +526,7 @@ fn place_group(
     market: &MarketView,
     client: &Keypair,
     record: &DatasetUpload,
+    group: u32,
     dir: &Path,
     prepared: Prepared,
     connector: &dyn Connector,
@@ -504,12 +536,14 @@ fn place_group(
     let id = prepared.group.id().to_string();
     let mut state = match UploadState::load(dir)? {
         // The same group coded again after an interruption: its record goes on.
-        Some(s) if s.dataset_id == id => s,
+        Some(s) if s.group_id == id => s,
         _ => {
             let bytes = prepared.shards[0].bytes;
             let s = UploadState::new(
                 record.dir.clone(),
                 id,
+                group,
+                record.salt,
                 record.client.clone(),
                 record.k,
                 record.m,
@@ -552,11 +586,11 @@ pub(crate) fn place(
     progress: &Progress,
     accept_timeout: Duration,
 ) -> Result<usize, CliError> {
-    let dataset_id =
-        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let group_id =
+        cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
     let mut replaced = 0;
     for _round in 0..PROVIDERS_PER_SHARD {
-        propose_missing(ctx, market, client, state, work, dataset_id.0)?;
+        propose_missing(ctx, market, client, state, work, group_id.0)?;
         let outcomes = send_all(ctx, state, connector, client, progress)?;
         for (i, outcome) in outcomes {
             match outcome {
@@ -566,7 +600,7 @@ pub(crate) fn place(
                         "shard {i}: provider {} failed ({e}); choosing another",
                         state.shards[i].provider.as_deref().unwrap_or("?")
                     ));
-                    release(ctx, market, client, state, i, dataset_id.0)?;
+                    release(ctx, market, client, state, i, group_id.0)?;
                     replaced += 1;
                 }
             }
@@ -578,14 +612,14 @@ pub(crate) fn place(
             if state.shards[i].stage != Stage::Sent {
                 continue;
             }
-            let deal = state.shards[i].deal(&client.pubkey(), &dataset_id.0);
+            let deal = state.shards[i].deal(&client.pubkey(), &group_id.0);
             if wait_accepted(ctx, &deal, deadline)? {
                 state.shards[i].stage = Stage::Accepted;
             } else {
                 progress.note(&format!(
                     "shard {i}: the provider did not accept its deal in time; choosing another"
                 ));
-                release(ctx, market, client, state, i, dataset_id.0)?;
+                release(ctx, market, client, state, i, group_id.0)?;
                 replaced += 1;
             }
         }
@@ -606,12 +640,12 @@ fn propose_missing(
     client: &Keypair,
     state: &mut UploadState,
     work: &Path,
-    dataset_id: [u8; 32],
+    group_id: [u8; 32],
 ) -> Result<(), CliError> {
     if state.shards.iter().all(|s| s.stage != Stage::Prepared) {
         return Ok(());
     }
-    adopt_landed_proposals(ctx, market, client, state, work, dataset_id)?;
+    adopt_landed_proposals(ctx, market, client, state, work, group_id)?;
     if state.shards.iter().all(|s| s.stage != Stage::Prepared) {
         return Ok(());
     }
@@ -672,7 +706,10 @@ fn propose_missing(
         .map(|(i, choice)| {
             let shard = &state.shards[*i].local;
             let args = ProposeDealArgs {
-                dataset_id,
+                dataset_id: cairn_chain::dataset_id(&client.pubkey(), &state.nonce),
+                dataset_nonce: state.nonce,
+                group_id,
+                group: state.group,
                 shard_index: shard.index,
                 generation: state.shards[*i].generation,
                 k: state.k,
@@ -733,11 +770,11 @@ fn adopt_landed_proposals(
     client: &Keypair,
     state: &mut UploadState,
     work: &Path,
-    dataset_id: [u8; 32],
+    group_id: [u8; 32],
 ) -> Result<(), CliError> {
     let on_chain = ctx.program_accounts::<Deal>(&[
         (cairn_chain::layout::DEAL_CLIENT, client.pubkey().as_ref()),
-        (cairn_chain::layout::DEAL_DATASET_ID, dataset_id.as_ref()),
+        (cairn_chain::layout::DEAL_GROUP_ID, group_id.as_ref()),
     ])?;
     let mut adopted = false;
     for s in state
@@ -789,10 +826,10 @@ fn release(
     client: &Keypair,
     state: &mut UploadState,
     i: usize,
-    dataset_id: [u8; 32],
+    group_id: [u8; 32],
 ) -> Result<(), CliError> {
     let shard = &mut state.shards[i];
-    let address = shard.deal(&client.pubkey(), &dataset_id);
+    let address = shard.deal(&client.pubkey(), &group_id);
     if let Some(deal) = ctx.fetch::<Deal>("deal", &address)? {
         if deal.state == DealState::Active {
             // Accepted after all: keep it.
@@ -858,8 +895,8 @@ fn send_all(
     client: &Keypair,
     progress: &Progress,
 ) -> Result<Vec<Outcome>, CliError> {
-    let dataset_id =
-        cairn_core::DatasetId::from_str(&state.dataset_id).expect("id written by cairn");
+    let group_id =
+        cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
     let mut jobs = Vec::new();
     for (i, s) in state.shards.iter().enumerate() {
         if s.stage != Stage::Proposed {
@@ -871,7 +908,7 @@ fn send_all(
                 .expect("a proposed shard has a provider"),
         );
         let provider: Provider = ctx.fetch_existing("provider", &provider_address)?;
-        let deal = s.deal(&client.pubkey(), &dataset_id.0);
+        let deal = s.deal(&client.pubkey(), &group_id.0);
         jobs.push((
             i,
             provider.endpoint,

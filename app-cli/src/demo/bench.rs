@@ -254,7 +254,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
             dataset: up.dataset_id.clone(),
             out: work.join("download"),
             file: None,
-            client: None,
+            
         },
         &connector,
         &progress,

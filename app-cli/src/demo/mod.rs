@@ -37,7 +37,8 @@ use crate::context::{Ctx, MarketView};
 use crate::dataset::download::{self, DownloadArgs};
 use crate::dataset::onchain::{self, state_name, DealAt, DealsView};
 use crate::dataset::quic::QuicConnector;
-use crate::dataset::repair::{self, RepairArgs, RepairReport};
+use crate::commands::deals::ShardRef;
+use crate::dataset::repair::{self, DatasetRepairReport, RepairArgs};
 use crate::dataset::upload::{self, UploadArgs};
 use crate::error::CliError;
 use crate::output::Progress;
@@ -84,11 +85,13 @@ pub struct EpochProofs {
     pub proofs_in_indexer: u64,
 }
 
-/// A killed node's first failed epoch.
+/// A killed node's deal's first failed epoch.
 #[derive(Serialize, Debug, Clone)]
 pub struct Failure {
     pub provider: String,
     pub deal: String,
+    /// The deal's data group (absent: the index group).
+    pub group: Option<u32>,
     pub shard_index: u16,
     pub killed_in_epoch: u64,
     /// First epoch opened without the provider's proof.
@@ -102,6 +105,8 @@ pub struct Failure {
 pub struct Slashing {
     pub provider: String,
     pub deal: String,
+    /// The deal's data group (absent: the index group).
+    pub group: Option<u32>,
     pub shard_index: u16,
     pub first_failed_epoch: u64,
     /// The end the client's `end_deal` gave the deal.
@@ -117,11 +122,15 @@ pub struct Slashing {
     pub slash_bps: u16,
     /// `collateral × slash_bps / 10⁴`.
     pub penalty_per_epoch: u64,
-    /// Chain: the provider's `slashed` (this is its only deal): penalties paid
-    /// to the client, `min(failed × penalty_per_epoch, collateral)`.
+    /// This deal's penalties, `min(failed × penalty_per_epoch, collateral)`.
     pub penalties: u64,
-    /// Chain: the provider's `forfeited`: the collateral left, to the client.
+    /// Its collateral left, forfeited to the client.
     pub forfeited: u64,
+    /// Chain: the provider's `slashed` over all its deals (one per group it
+    /// held): the sum of their penalties.
+    pub provider_slashed: u64,
+    /// Chain: the provider's `forfeited` over all its deals.
+    pub provider_forfeited: u64,
     /// Chain: what the deal owes the client: every unproven epoch's price and
     /// the whole collateral.
     pub client_refund: u64,
@@ -133,6 +142,8 @@ pub struct Slashing {
 #[derive(Serialize, Debug)]
 pub struct DemoReport {
     pub dataset_id: String,
+    /// Data groups (the index group comes on top).
+    pub groups: u64,
     pub files: usize,
     pub dataset_bytes: u64,
     pub work_dir: PathBuf,
@@ -191,8 +202,12 @@ impl fmt::Display for DemoReport {
         for x in &self.failures {
             writeln!(
                 f,
-                "  provider {} (shard {}): killed in epoch {}, first failed epoch {}",
-                x.provider, x.shard_index, x.killed_in_epoch, x.first_failed_epoch
+                "  provider {} ({} shard {}): killed in epoch {}, first failed epoch {}",
+                x.provider,
+                group_name(x.group),
+                x.shard_index,
+                x.killed_in_epoch,
+                x.first_failed_epoch
             )?;
         }
         writeln!(
@@ -210,8 +225,10 @@ impl fmt::Display for DemoReport {
         for s in &self.slashings {
             writeln!(
                 f,
-                "  provider {}: {} failed epoch(s), penalties {} (= {} x {} x {}/10000), collateral left {} forfeited, deal {}",
+                "  provider {} ({} shard {}): {} failed epoch(s), penalties {} (= {} x {} x {}/10000), collateral left {} forfeited, deal {}",
                 s.provider,
+                group_name(s.group),
+                s.shard_index,
                 s.failed_epochs,
                 s.penalties,
                 s.failed_epochs,
@@ -243,6 +260,16 @@ impl fmt::Display for DemoReport {
             )
         }
     }
+}
+
+/// "group 0", or "index group".
+fn group_name(group: Option<u32>) -> String {
+    group.map_or("index group".into(), |g| format!("group {g}"))
+}
+
+/// A deal's group number, `None` for the index group.
+fn group_of(d: &Deal) -> Option<u32> {
+    (d.group != storage_market::constants::INDEX_GROUP).then_some(d.group)
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), CliError> {
@@ -286,15 +313,21 @@ struct Story<'a> {
 }
 
 impl Story<'_> {
-    /// Every deal of the dataset, all generations.
+    /// Every deal of the dataset, all groups and generations.
     fn deals(&self) -> Result<Vec<DealAt>, CliError> {
         onchain::dataset_deals(&self.ctx, &self.client, &self.id.0)
     }
 
-    /// Each shard's live deal.
+    /// Each shard's live deal, group by group.
     fn live(&self) -> Result<Vec<DealAt>, CliError> {
-        let deals = self.deals()?;
-        Ok(onchain::live_deals(&deals).into_values().cloned().collect())
+        let mut by_group: BTreeMap<[u8; 32], Vec<DealAt>> = BTreeMap::new();
+        for d in self.deals()? {
+            by_group.entry(d.1.group_id).or_default().push(d);
+        }
+        Ok(by_group
+            .values()
+            .flat_map(|deals| onchain::live_deals(deals).into_values().cloned().collect::<Vec<_>>())
+            .collect())
     }
 
     fn view(&self, deals: &[DealAt]) -> Result<DealsView, CliError> {
@@ -346,7 +379,7 @@ impl Story<'_> {
         )
     }
 
-    fn repair(&self) -> Result<repair::DatasetRepairReport, CliError> {
+    fn repair(&self) -> Result<DatasetRepairReport, CliError> {
         repair::repair(
             &self.ctx,
             RepairArgs {
@@ -419,17 +452,18 @@ impl Story<'_> {
         Ok(out)
     }
 
-    /// Step 4: SIGKILL the nodes holding `shards`; the first epoch opened
-    /// without their proof is failed, on chain at once, before anyone settles.
+    /// Step 4: SIGKILL the nodes holding data group 0's `shards`; the first
+    /// epoch opened without their proof is failed for every deal they held (one
+    /// per group), on chain at once, before anyone settles.
     fn fail_nodes(&mut self, shards: &[u16]) -> Result<Vec<Failure>, CliError> {
         let deals = self.live()?;
-        let mut victims = Vec::new();
+        let mut killed = Vec::new();
         for &s in shards {
-            let (address, deal) = deals
+            let (_, deal) = deals
                 .iter()
-                .find(|(_, d)| d.shard_index == s)
+                .find(|(_, d)| d.group == 0 && d.shard_index == s)
                 .cloned()
-                .ok_or_else(|| CliError::Refused(format!("no deal for shard {s}")))?;
+                .ok_or_else(|| CliError::Refused(format!("no deal for shard {s} of group 0")))?;
             let node = self
                 .net
                 .nodes
@@ -438,14 +472,28 @@ impl Story<'_> {
                 .ok_or_else(|| {
                     CliError::Refused(format!("no local node runs provider {}", deal.provider))
                 })?;
-            victims.push((address, deal, node));
+            killed.push((deal.provider, node));
         }
+        let victims: Vec<(Pubkey, Deal, usize)> = deals
+            .iter()
+            .filter_map(|(a, d)| {
+                killed
+                    .iter()
+                    .find(|(p, _)| *p == d.provider)
+                    .map(|(_, node)| (*a, d.clone(), *node))
+            })
+            .collect();
         let killed_in = self.epoch()?;
-        for (_, deal, node) in &victims {
+        for (provider, node) in &killed {
             self.net.kill_node(*node);
+            let held: Vec<String> = victims
+                .iter()
+                .filter(|(_, d, _)| d.provider == *provider)
+                .map(|(_, d, _)| format!("{} shard {}", group_name(group_of(d)), d.shard_index))
+                .collect();
             (self.say)(&format!(
-                "SIGKILL node {node} (provider {}, shard {}) in epoch {killed_in}",
-                deal.provider, deal.shard_index
+                "SIGKILL node {node} (provider {provider}, holding {}) in epoch {killed_in}",
+                held.join(", ")
             ));
         }
         let first_failed: BTreeMap<Pubkey, u64> =
@@ -458,11 +506,13 @@ impl Story<'_> {
                 Ok((found.len() == victims.len()).then_some(found))
             })?;
         let view = self.view(&deals)?;
-        let survivors: Vec<Pubkey> = deals
+        let mut survivors: Vec<Pubkey> = deals
             .iter()
             .map(|(_, d)| d.provider)
             .filter(|p| !victims.iter().any(|(_, d, _)| d.provider == *p))
             .collect();
+        survivors.sort();
+        survivors.dedup();
         let mut out = Vec::new();
         for (address, deal, _) in &victims {
             let e = first_failed[address];
@@ -479,12 +529,15 @@ impl Story<'_> {
                 )
             })?;
             (self.say)(&format!(
-                "epoch {e}: opened and proven by the {proved} survivors, not by provider {} (shard {}): failed",
-                deal.provider, deal.shard_index
+                "epoch {e}: opened and proven by the {proved} survivors, not by provider {} ({} shard {}): failed",
+                deal.provider,
+                group_name(group_of(deal)),
+                deal.shard_index
             ));
             out.push(Failure {
                 provider: deal.provider.to_string(),
                 deal: address.to_string(),
+                group: group_of(deal),
                 shard_index: deal.shard_index,
                 killed_in_epoch: killed_in,
                 first_failed_epoch: e,
@@ -498,24 +551,34 @@ impl Story<'_> {
                 client: Some(self.client),
             },
         )?;
+        let mut expected: Vec<ShardRef> = victims
+            .iter()
+            .map(|(_, d, _)| ShardRef {
+                group: group_of(d),
+                shard_index: d.shard_index,
+            })
+            .collect();
+        let mut to_repair = status.to_repair.clone();
+        let key = |r: &ShardRef| (r.group.map_or(0, |g| g + 1), r.shard_index);
+        expected.sort_by_key(key);
+        to_repair.sort_by_key(key);
         check(
-            status.to_repair == shards
-                && status.healthy == K + M - shards.len() as u16
+            to_repair == expected
+                && status.can_lose == K + M - K - shards.len() as u16
                 && status.health == "degraded",
             || {
                 format!(
-                    "cairn status says {} with {} healthy, shards {:?} to repair",
-                    status.health, status.healthy, status.to_repair
+                    "cairn status says {}, each group can lose {} more, {:?} to repair; expected {expected:?}",
+                    status.health, status.can_lose, status.to_repair
                 )
             },
         )?;
         (self.say)(&format!(
-            "cairn status: {}, {} of {} shards healthy, {} more can be lost; shards {:?} failed an epoch (penalties owed {}, not settled yet)",
+            "cairn status: {} in each of its {} group(s) (index and data), {} more can be lost; {} shards failed an epoch (penalties owed {}, not settled yet)",
             status.health,
-            status.healthy,
-            status.n,
+            status.groups.len(),
             status.can_lose,
-            status.to_repair,
+            status.to_repair.len(),
             self.market.tokens(status.penalties)
         ));
         Ok(out)
@@ -527,7 +590,7 @@ impl Story<'_> {
     fn repair_onto_fresh_nodes(
         &mut self,
         failures: &[Failure],
-    ) -> Result<(RepairReport, Vec<u64>), CliError> {
+    ) -> Result<(DatasetRepairReport, Vec<u64>), CliError> {
         let before = self.net.nodes.len();
         for _ in 0..2 {
             self.net.add_node(self.say)?;
@@ -556,16 +619,15 @@ impl Story<'_> {
         for r in &fixed.repaired {
             let failure = failures
                 .iter()
-                .find(|x| x.shard_index == r.shard_index)
+                .find(|x| r.old_deal.as_deref() == Some(x.deal.as_str()))
                 .ok_or_else(|| {
-                    CliError::Refused(format!("shard {} had not failed", r.shard_index))
+                    CliError::Refused(format!(
+                        "{} shard {}: repair replaced {:?}, which had not failed",
+                        group_name(r.group.map(|g| g as u32)),
+                        r.shard_index,
+                        r.old_deal
+                    ))
                 })?;
-            check(r.old_deal.as_deref() == Some(failure.deal.as_str()), || {
-                format!(
-                    "shard {}: repair replaced {:?}, not {}",
-                    r.shard_index, r.old_deal, failure.deal
-                )
-            })?;
             let old = self.deal(&failure.deal.parse().expect("an address"))?;
             let ended = match r.old_deal_ends {
                 // Ended by the client: it runs to the end of the repair's epoch.
@@ -583,8 +645,14 @@ impl Story<'_> {
                 )
             })?;
             (self.say)(&format!(
-                "shard {} ({}): the client ended deal {} (it runs to epoch {}, its later escrow returned); generation 1 proposed to provider {} (deal {}) at once",
-                r.shard_index, r.reason, failure.deal, old.end_epoch, r.provider, r.deal
+                "{} shard {} ({}): the client ended deal {} (it runs to epoch {}, its later escrow returned); generation 1 proposed to provider {} (deal {}) at once",
+                group_name(failure.group),
+                r.shard_index,
+                r.reason,
+                failure.deal,
+                old.end_epoch,
+                r.provider,
+                r.deal
             ));
         }
         let repaired_deals: Vec<Pubkey> = fixed
@@ -617,9 +685,18 @@ impl Story<'_> {
                     )
                 },
             )?;
+            let from = fixed
+                .groups
+                .iter()
+                .find(|g| g.group == r.group)
+                .map(|g| g.rebuilt_from.clone())
+                .unwrap_or_default();
             (self.say)(&format!(
-                "shard {} rebuilt from {:?} and placed on provider {}: proven in its first epoch, {}",
-                r.shard_index, fixed.rebuilt_from, r.provider, d.start_epoch
+                "{} shard {} rebuilt from shards {from:?} and placed on provider {}: proven in its first epoch, {}",
+                group_name(r.group.map(|g| g as u32)),
+                r.shard_index,
+                r.provider,
+                d.start_epoch
             ));
             starts.push(d.start_epoch);
         }
@@ -631,7 +708,7 @@ impl Story<'_> {
     /// collateral left go to the client; the bits, the deal, the provider and
     /// the indexer agree.
     fn settle_failed(&self, failures: &[Failure]) -> Result<Vec<Slashing>, CliError> {
-        let mut out = Vec::new();
+        // Settle every failed deal once its last epoch is over.
         for f in failures {
             let address: Pubkey = f.deal.parse().expect("an address");
             let d = self.deal(&address)?;
@@ -643,7 +720,7 @@ impl Story<'_> {
             poll(&format!("deal {address}'s last epoch to end"), 600, || {
                 Ok((self.epoch()? >= owed_until).then_some(()))
             })?;
-            let (d, _) = repair::settle_deal(
+            repair::settle_deal(
                 &self.ctx,
                 &self.market,
                 &address,
@@ -651,6 +728,12 @@ impl Story<'_> {
                 jailed_from,
                 self.epoch()?,
             )?;
+        }
+        // Then check each deal, and each provider's totals over its deals.
+        let mut out = Vec::new();
+        for f in failures {
+            let address: Pubkey = f.deal.parse().expect("an address");
+            let d = self.deal(&address)?;
             let p: Provider = self
                 .ctx
                 .fetch("provider", &d.provider)?
@@ -668,6 +751,7 @@ impl Story<'_> {
             let s = Slashing {
                 provider: d.provider.to_string(),
                 deal: address.to_string(),
+                group: f.group,
                 shard_index: d.shard_index,
                 first_failed_epoch: f.first_failed_epoch,
                 end_epoch: d.end_epoch,
@@ -680,8 +764,10 @@ impl Story<'_> {
                 collateral: d.collateral,
                 slash_bps: d.slash_bps,
                 penalty_per_epoch: per_epoch,
-                penalties: p.slashed,
-                forfeited: p.forfeited,
+                penalties,
+                forfeited: d.collateral - penalties,
+                provider_slashed: p.slashed,
+                provider_forfeited: p.forfeited,
                 client_refund: d.client_refund,
                 indexer_failed_epochs: indexer_failed,
                 state: state_name(d.state).to_string(),
@@ -700,20 +786,6 @@ impl Story<'_> {
                     )
                 },
             )?;
-            check(s.penalties == penalties, || {
-                format!(
-                    "provider {}: {} paid for failed epochs, formula min({} x {per_epoch}, {})",
-                    s.provider, s.penalties, d.failed_epochs, d.collateral
-                )
-            })?;
-            check(s.forfeited == d.collateral - penalties, || {
-                format!(
-                    "provider {}: forfeited {}, collateral left {}",
-                    s.provider,
-                    s.forfeited,
-                    d.collateral - penalties
-                )
-            })?;
             let owed = d.price_per_epoch * (d.duration_epochs - d.proven_epochs) + d.collateral;
             check(d.client_refund == owed, || {
                 format!(
@@ -722,13 +794,14 @@ impl Story<'_> {
                 )
             })?;
             (self.say)(&format!(
-                "provider {} (shard {}): settled {} proven, {} failed, {} void epochs (the bits agree); penalties {} = {} x {} x {}/10000, collateral left {} to the client; the deal owes the client {} = every unproven epoch's price + the whole collateral (indexer agrees: {} failed)",
+                "provider {} ({} shard {}): settled {} proven, {} failed, {} void epochs (the bits agree); penalties {} = {} x {} x {}/10000, collateral left {} to the client; the deal owes the client {} = every unproven epoch's price + the whole collateral (indexer agrees: {} failed)",
                 d.provider,
+                group_name(f.group),
                 d.shard_index,
                 d.proven_epochs,
                 d.failed_epochs,
                 d.void_epochs,
-                self.market.tokens(s.penalties),
+                self.market.tokens(penalties),
                 d.failed_epochs,
                 self.market.tokens(d.collateral),
                 d.slash_bps,
@@ -737,6 +810,29 @@ impl Story<'_> {
                 indexer_failed
             ));
             out.push(s);
+        }
+        // A provider's totals are the sums over its deals (all of them failed
+        // here: one per group it held).
+        let mut providers: Vec<&str> = out.iter().map(|s| s.provider.as_str()).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        for provider in providers {
+            let mine: Vec<&Slashing> = out.iter().filter(|s| s.provider == provider).collect();
+            let (slashed, forfeited) = (mine[0].provider_slashed, mine[0].provider_forfeited);
+            let penalties: u64 = mine.iter().map(|s| s.penalties).sum();
+            let left: u64 = mine.iter().map(|s| s.forfeited).sum();
+            check(slashed == penalties && forfeited == left, || {
+                format!(
+                    "provider {provider}: slashed {slashed} and forfeited {forfeited}; its {} deals' penalties sum to {penalties} and their collateral left to {left}",
+                    mine.len()
+                )
+            })?;
+            (self.say)(&format!(
+                "provider {provider}: slashed {} and forfeited {} in all, the sums over its {} failed deals",
+                self.market.tokens(slashed),
+                self.market.tokens(forfeited),
+                mine.len()
+            ));
         }
         Ok(out)
     }
@@ -748,9 +844,11 @@ impl Story<'_> {
         let before = self.ctx.token_balance(&account)?;
         let again = self.repair()?;
         let after = self.ctx.token_balance(&account)?;
-        let closed: Vec<&repair::OldDeal> = again
-            .old_deals
+        let old_deals: Vec<&repair::OldDeal> =
+            again.groups.iter().flat_map(|g| &g.old_deals).collect();
+        let closed: Vec<&repair::OldDeal> = old_deals
             .iter()
+            .copied()
             .filter(|o| o.state == "closed")
             .collect();
         let refunded: u64 = closed.iter().map(|o| o.refunded).sum();
@@ -765,7 +863,7 @@ impl Story<'_> {
                 || {
                     format!(
                         "deal {} was not closed with its refund: {:?}",
-                        s.deal, again.old_deals
+                        s.deal, old_deals
                     )
                 },
             )?;
@@ -795,7 +893,6 @@ impl Story<'_> {
                 dataset: self.id.to_string(),
                 out,
                 file,
-                client: None,
             },
             &self.connector,
             &self.progress,
@@ -862,10 +959,11 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         &progress,
     )?;
     say(&format!(
-        "uploaded: dataset {} ({} files, {}), {} deals accepted",
+        "uploaded: dataset {} ({} files, {}) in {} data group(s) and an index group (the dataset manifest), {} deals accepted",
         up.dataset_id,
         up.files,
         crate::units::human_bytes(up.dataset_bytes),
+        up.groups,
         up.shards.len()
     ));
     let id: DatasetId = up.dataset_id.parse().expect("cairn writes ids");
@@ -951,6 +1049,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
     }
     Ok(DemoReport {
         dataset_id: id.to_string(),
+        groups: up.groups,
         files: up.files,
         dataset_bytes: up.dataset_bytes,
         work_dir: work.clone(),
@@ -983,6 +1082,7 @@ fn corrupt_and_check(
         .iter()
         .find(|(_, d)| {
             d.state == DealState::Active
+                && d.group == 0
                 && d.shard_index < K
                 && story
                     .net
@@ -1013,7 +1113,7 @@ fn corrupt_and_check(
     let status = got
         .providers
         .iter()
-        .find(|p| p.shard_index == deal.shard_index)
+        .find(|p| p.group == Some(0) && p.shard_index == deal.shard_index)
         .map(|p| p.status.clone())
         .unwrap_or_default();
     check(status.starts_with("bad data"), || {

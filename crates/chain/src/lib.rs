@@ -28,8 +28,10 @@ pub mod layout {
     pub const DEAL_CLIENT: usize = 8;
     /// `Deal.provider` (the provider PDA): the deals of one provider.
     pub const DEAL_PROVIDER: usize = 8 + 32;
-    /// `Deal.dataset_id`: the shards of one dataset.
+    /// `Deal.dataset_id`: the shards of one dataset (all its groups).
     pub const DEAL_DATASET_ID: usize = 8 + 32 + 32;
+    /// `Deal.group_id`: the shards of one erasure group.
+    pub const DEAL_GROUP_ID: usize = 8 + 32 + 32 + 32;
     /// `Provider.authority`.
     pub const PROVIDER_AUTHORITY: usize = 8;
     /// `Provider.operator`: the provider a node's hot key operates.
@@ -50,11 +52,12 @@ pub fn provider_pda(authority: &Pubkey) -> Pubkey {
     Pubkey::find_program_address(&[SEED_PROVIDER, authority.as_ref()], &PROGRAM_ID).0
 }
 
-/// The deal of shard `shard_index` of a dataset, in placement `generation` (0 first,
-/// one more for each replacement).
+/// The deal of shard `shard_index` of an erasure group (`group_id`: BLAKE3 of
+/// its group manifest), in placement `generation` (0 first, one more for each
+/// replacement).
 pub fn deal_pda(
     client: &Pubkey,
-    dataset_id: &[u8; 32],
+    group_id: &[u8; 32],
     shard_index: u16,
     generation: u16,
 ) -> Pubkey {
@@ -62,13 +65,18 @@ pub fn deal_pda(
         &[
             SEED_DEAL,
             client.as_ref(),
-            dataset_id.as_ref(),
+            group_id.as_ref(),
             &shard_index.to_le_bytes(),
             &generation.to_le_bytes(),
         ],
         &PROGRAM_ID,
     )
     .0
+}
+
+/// The id of `client`'s dataset with `nonce` (what `propose_deal` checks).
+pub fn dataset_id(client: &Pubkey, nonce: &[u8; 32]) -> [u8; 32] {
+    cairn_proof::dataset_id(&client.to_bytes(), nonce)
 }
 
 /// The challenge of the epoch being proven (one account, overwritten each epoch).
@@ -323,7 +331,7 @@ impl MarketIx {
                 client: *client,
                 vault: self.vault_accounts(),
                 provider: *provider,
-                deal: deal_pda(client, &args.dataset_id, args.shard_index, args.generation),
+                deal: deal_pda(client, &args.group_id, args.shard_index, args.generation),
                 from: *from,
                 system_program: solana_system_interface::program::ID,
                 event_authority: event_authority(),
@@ -607,6 +615,8 @@ mod tests {
             client,
             provider,
             dataset_id: [1; 32],
+            group_id: [4; 32],
+            group: 7,
             shard_index: 2,
             generation: 0,
             k: 4,
@@ -641,6 +651,7 @@ mod tests {
             &data[layout::DEAL_DATASET_ID..][..32],
             deal.dataset_id.as_ref()
         );
+        assert_eq!(&data[layout::DEAL_GROUP_ID..][..32], deal.group_id.as_ref());
 
         let (authority, operator) = (Pubkey::new_unique(), Pubkey::new_unique());
         let p = Provider {

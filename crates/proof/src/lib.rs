@@ -33,11 +33,13 @@ extern crate alloc;
 mod challenge;
 pub mod cost;
 mod hash;
+mod ids;
 mod tree;
 mod verify;
 
 pub use challenge::{challenge_index, draw, epoch_seed, Draw, EPOCH_SEED_DOMAIN, SAMPLE_DOMAIN};
 pub use hash::{empty_subtree, leaf_hash, node_hash, Hash};
+pub use ids::{dataset_id, DATASET_ID_DOMAIN};
 pub use tree::{path_of, root_of, Tree, TreeBuilder, TreeError};
 pub use verify::{verify, verify_for_shard, ProofError};
 

@@ -7,7 +7,7 @@ pub const SEED_MARKET: &[u8] = b"market";
 pub const SEED_VAULT: &[u8] = b"vault";
 /// `Provider` PDA: `[SEED_PROVIDER, authority]`.
 pub const SEED_PROVIDER: &[u8] = b"provider";
-/// `Deal` PDA: `[SEED_DEAL, client, dataset_id, shard_index LE, generation LE]`.
+/// `Deal` PDA: `[SEED_DEAL, client, group_id, shard_index LE, generation LE]`.
 pub const SEED_DEAL: &[u8] = b"deal";
 /// `Challenge` PDA (the epoch being proven): `[SEED_CHALLENGE]`.
 pub const SEED_CHALLENGE: &[u8] = b"challenge";
@@ -30,6 +30,8 @@ pub const MAX_ENDPOINT_LEN: usize = 64;
 pub const MAX_SHARD_BYTES_LIMIT: u64 = cairn_proof::MAX_SHARD_BYTES;
 /// Largest erasure-coding width a dataset may declare.
 pub const MAX_SHARDS_PER_DATASET: u16 = 256;
+/// `Deal::group` of the index group (the one holding the dataset manifest).
+pub const INDEX_GROUP: u32 = u32::MAX;
 
 /// Entries per `DealSetPage`: 64 entries of 104 bytes keep a page under the 10 KiB a
 /// program may allocate in one instruction.

@@ -134,12 +134,14 @@ pub enum MarketError {
     MintExtensionNotAllowed,
     #[msg("only the program's upgrade authority may initialise the market")]
     NotUpgradeAuthority,
+    #[msg("the dataset id is not cairn_proof::dataset_id(client, dataset_nonce)")]
+    WrongDatasetId,
 }
 
 impl MarketError {
     /// Every error in code order: `ALL[i]` has code `ERROR_CODE_OFFSET + i`
     /// (a test checks it), so off-chain code can name a failure by its code.
-    pub const ALL: [MarketError; 63] = [
+    pub const ALL: [MarketError; 64] = [
         MarketError::ArithmeticOverflow,
         MarketError::InvariantViolated,
         MarketError::InvalidEpochSlots,
@@ -203,6 +205,7 @@ impl MarketError {
         MarketError::MintNonTransferable,
         MarketError::MintExtensionNotAllowed,
         MarketError::NotUpgradeAuthority,
+        MarketError::WrongDatasetId,
     ];
 
     /// The error with this program error code, if it is one of the program's.
@@ -232,6 +235,6 @@ mod tests {
             );
         }
         assert!(MarketError::from_code(anchor_lang::error::ERROR_CODE_OFFSET - 1).is_none());
-        assert!(MarketError::from_code(u32::from(MarketError::NotUpgradeAuthority) + 1).is_none());
+        assert!(MarketError::from_code(u32::from(MarketError::WrongDatasetId) + 1).is_none());
     }
 }

@@ -56,6 +56,8 @@ pub struct DealProposed {
     pub client: Pubkey,
     pub provider: Pubkey,
     pub dataset_id: [u8; 32],
+    pub group_id: [u8; 32],
+    pub group: u32,
     pub shard_index: u16,
     pub generation: u16,
     pub shard_bytes: u64,

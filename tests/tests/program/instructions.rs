@@ -492,7 +492,7 @@ async fn propose_deal_checks() {
     let a = m.add_provider_with(10_000, 100, 1_000_000, 0).await;
     let client = m.client(1_000).await;
     let shard = TestShard::random(1_000, 6);
-    let base = m.deal_args(&shard, [4; 32], 0, 3);
+    let base = m.deal_args(&client.keypair.pubkey(), &shard, [4; 32], 0, 3);
     let cases = vec![
         (
             storage_market::instructions::ProposeDealArgs {
@@ -585,7 +585,7 @@ async fn propose_deal_checks() {
         &client.keypair.pubkey(),
         &a.pda,
         &client.token,
-        m.deal_args(&shard, [4; 32], 1, 3),
+        m.deal_args(&client.keypair.pubkey(), &shard, [4; 32], 1, 3),
     );
     substitute(&mut ix, &a.pda, d);
     assert_anchor_err(
@@ -803,7 +803,7 @@ async fn price_and_collateral_overflow_and_substituted_deal_pda_are_refused() {
     let pricey = m.add_provider_with(1 << 30, u64::MAX / 2 + 1, 0, 0).await;
     let client = m.client(1_000_000).await;
     let shard = TestShard::random(2 << 20, 9);
-    let args = m.deal_args(&shard, [8; 32], 0, 1);
+    let args = m.deal_args(&client.keypair.pubkey(), &shard, [8; 32], 0, 1);
     let ix = m.propose_deal_ix(
         &client.keypair.pubkey(),
         &a.pda,

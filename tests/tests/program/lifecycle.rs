@@ -264,7 +264,7 @@ async fn after_a_failure_the_client_ends_the_deal_and_places_the_shard_again_at_
     m.assert_conserved(&[&a.pda, &b.pda], &[&d], "ended").await;
 
     // The same shard, next generation, with B, at once.
-    let mut args = m.deal_args(&shard, [3; 32], 0, 7);
+    let mut args = m.deal_args(&client.keypair.pubkey(), &shard, [3; 32], 0, 7);
     args.generation = 1;
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &b.pda, &client.token, args);
     m.send(&[ix], &[&client.keypair])
@@ -356,7 +356,7 @@ async fn a_provider_that_fails_often_is_jailed_and_its_clients_take_its_collater
 
     // A jailed provider takes no new deal.
     let more = TestShard::random(1_000, 50);
-    let args = m.deal_args(&more, [5; 32], 0, 3);
+    let args = m.deal_args(&client.keypair.pubkey(), &more, [5; 32], 0, 3);
     let ix = m.propose_deal_ix(&client.keypair.pubkey(), &a.pda, &client.token, args);
     assert_market_err(
         m.send(&[ix], &[&client.keypair]).await,

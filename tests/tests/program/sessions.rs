@@ -318,7 +318,10 @@ async fn the_largest_proof_transaction_fits_with_a_priority_fee_and_verifies() {
     let a = m.add_provider_with(max, 1, collateral, 0).await;
     let client = m.client(1_000_000).await;
     let args = storage_market::instructions::ProposeDealArgs {
-        dataset_id: [9; 32],
+        dataset_id: cairn_chain::dataset_id(&client.keypair.pubkey(), &[9; 32]),
+        dataset_nonce: [9; 32],
+        group_id: [9; 32],
+        group: 0,
         shard_index: 0,
         generation: 0,
         k: 1,

@@ -9,8 +9,13 @@ use crate::vault::*;
 
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ProposeDealArgs {
-    /// BLAKE3 of the dataset's canonical manifest.
+    /// `cairn_proof::dataset_id(client, dataset_nonce)`.
     pub dataset_id: [u8; 32],
+    pub dataset_nonce: [u8; 32],
+    /// BLAKE3 of the shard's group manifest.
+    pub group_id: [u8; 32],
+    /// The group's number (`INDEX_GROUP` for the index group).
+    pub group: u32,
     pub shard_index: u16,
     /// Placement of this shard: 0 first, one more for each replacement.
     pub generation: u16,
@@ -40,7 +45,7 @@ pub struct ProposeDeal<'info> {
         seeds = [
             SEED_DEAL,
             client.key().as_ref(),
-            args.dataset_id.as_ref(),
+            args.group_id.as_ref(),
             args.shard_index.to_le_bytes().as_ref(),
             args.generation.to_le_bytes().as_ref(),
         ],
@@ -61,6 +66,11 @@ pub fn billable_mib(shard_bytes: u64) -> u64 {
 impl ProposeDeal<'_> {
     pub fn validate(&self, args: &ProposeDealArgs) -> Result<()> {
         let params = &self.vault.market.params;
+        require!(
+            args.dataset_id
+                == cairn_proof::dataset_id(&self.client.key().to_bytes(), &args.dataset_nonce),
+            MarketError::WrongDatasetId
+        );
         require!(
             args.shard_bytes > 0 && args.shard_bytes <= params.max_shard_bytes,
             MarketError::InvalidShardBytes
@@ -108,6 +118,8 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
     deal.client = accounts.client.key();
     deal.provider = accounts.provider.key();
     deal.dataset_id = args.dataset_id;
+    deal.group_id = args.group_id;
+    deal.group = args.group;
     deal.shard_index = args.shard_index;
     deal.generation = args.generation;
     deal.k = args.k;
@@ -144,6 +156,8 @@ pub fn handler(mut ctx: Context<ProposeDeal>, args: ProposeDealArgs) -> Result<(
         client: accounts.deal.client,
         provider: accounts.deal.provider,
         dataset_id: args.dataset_id,
+        group_id: args.group_id,
+        group: args.group,
         shard_index: args.shard_index,
         generation: args.generation,
         shard_bytes: args.shard_bytes,

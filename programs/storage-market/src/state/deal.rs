@@ -26,8 +26,15 @@ pub struct Deal {
     pub client: Pubkey,
     /// The `Provider` account (not its authority).
     pub provider: Pubkey,
-    /// BLAKE3 of the dataset's canonical manifest.
+    /// The dataset: `cairn_proof::dataset_id(client, nonce)`, shared by the deals
+    /// of every group of the dataset.
     pub dataset_id: [u8; 32],
+    /// The erasure group this shard belongs to: BLAKE3 of its group manifest
+    /// (see `cairn_core::group`); part of the deal's address.
+    pub group_id: [u8; 32],
+    /// The group's number in the dataset; [`INDEX_GROUP`] for the index group,
+    /// which holds the dataset manifest.
+    pub group: u32,
     pub shard_index: u16,
     /// Placement of this shard: the client proposes generation `g + 1` to replace a
     /// deal of generation `g` at once, while the old one still settles.
