@@ -104,6 +104,13 @@ impl Bar {
         }
     }
 
+    /// The text after the counts (e.g. "group 3 of 9 placed").
+    pub fn message(&self, text: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(text);
+        }
+    }
+
     pub fn inc(&self, bytes: u64) {
         if let Some(b) = &self.0 {
             b.inc(bytes);

@@ -321,41 +321,25 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let state = tempfile::tempdir().unwrap();
     let ctx = Ctx::new(&info.rpc_url, client_key.clone());
 
-    let up = |resume: bool| {
-        upload(
-            &ctx,
-            UploadArgs {
-                group_size: Some(GROUP.to_string()),
-                dir: data.path().to_path_buf(),
-                data_shards: 4,
-                parity_shards: 2,
-                epochs: 100,
-                max_price: None,
-                resume,
-                state_dir: Some(state.path().to_path_buf()),
-                accept_timeout: 60,
-            },
-            &nodes,
-            &Progress::hidden(),
-        )
+    let args = |resume: bool, state: &Path| UploadArgs {
+        group_size: Some(GROUP.to_string()),
+        dir: data.path().to_path_buf(),
+        data_shards: 4,
+        parity_shards: 2,
+        epochs: 100,
+        max_price: None,
+        resume,
+        state_dir: Some(state.to_path_buf()),
+        accept_timeout: 60,
     };
+    let up = |resume: bool| upload(&ctx, args(resume, state.path()), &nodes, &Progress::hidden());
     // Too little to pay for the whole dataset: refused with the numbers, before
     // anything is coded (no work directory).
     let (_, poor_key) = f.user("poor", 1_000);
     let poor_state = tempfile::tempdir().unwrap();
     let err = upload(
         &Ctx::new(&info.rpc_url, poor_key),
-        UploadArgs {
-            group_size: Some(GROUP.to_string()),
-            dir: data.path().to_path_buf(),
-            data_shards: 4,
-            parity_shards: 2,
-            epochs: 100,
-            max_price: None,
-            resume: false,
-            state_dir: Some(poor_state.path().to_path_buf()),
-            accept_timeout: 60,
-        },
+        args(false, poor_state.path()),
         &nodes,
         &Progress::hidden(),
     )
@@ -690,6 +674,14 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
             .unwrap();
         assert_eq!(used.provider, r.provider);
     }
+    // With two more original nodes down, every group reads from its rebuilt
+    // shards: their group manifest units and data are the group's.
+    by_shard(0).down.store(true, Ordering::SeqCst);
+    by_shard(1).down.store(true, Ordering::SeqCst);
+    dl(&outs.path().join("rebuilt"), None).expect("download from the rebuilt shards");
+    assert_same_files(&outs.path().join("rebuilt"), &files);
+    by_shard(0).down.store(false, Ordering::SeqCst);
+    by_shard(1).down.store(false, Ordering::SeqCst);
 
     // Once their last epoch is over, a second repair has nothing to replace; it
     // settles the old deals (the one opened epoch failed, the rest were never

@@ -50,6 +50,23 @@ fn write_tree(root: &Path, seed: u8, big: usize) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Every deal of a `cairn status --json` report, over its groups, each with
+/// its group number (`null` for the index group).
+fn status_deals(status: &Value) -> Vec<Value> {
+    status["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            g["deals"].as_array().unwrap().iter().map(move |d| {
+                let mut d = d.clone();
+                d["group"] = g["group"].clone();
+                d
+            })
+        })
+        .collect()
+}
+
 fn assert_tree(dir: &Path, files: &[(String, Vec<u8>)]) {
     for (path, bytes) in files {
         assert_eq!(&std::fs::read(dir.join(path)).unwrap(), bytes, "{path}");
@@ -120,7 +137,8 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         args.extend_from_slice(extra);
         f.cairn(&client_key, &args)
     };
-    let out = upload(data.path(), &[]);
+    // Groups of 512 KiB: the 1.5 MB dataset is 3 data groups and the index.
+    let out = upload(data.path(), &["--group-size", "512KiB"]);
     assert!(
         out.status.success(),
         "{}",
@@ -128,15 +146,15 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = report["dataset_id"].as_str().unwrap().to_string();
-    assert_eq!(report["shards"].as_array().unwrap().len(), 6);
+    assert_eq!(report["groups"], 3);
+    assert_eq!(report["shards"].as_array().unwrap().len(), 6 * 4);
     assert_eq!(report["files"], files.len());
 
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["health"], "healthy");
     assert_eq!(status["can_lose"], 2);
-    assert!(status["deals"]
-        .as_array()
-        .unwrap()
+    assert_eq!(status["data_groups"], 3);
+    assert!(status_deals(&status)
         .iter()
         .all(|s| s["state"] == "active" && s["generation"] == 0));
 
@@ -183,13 +201,14 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     );
     assert_tree(&dest, &files);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Two providers down, one shard of each of the 4 groups each.
     let down = report["providers"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|p| p["status"].as_str().unwrap().starts_with("unreachable"))
         .count();
-    assert_eq!(down, 2);
+    assert_eq!(down, 2 * 4);
 
     // Errors a user can hit: one line each, exit 1 or 2.
     let (_, out) = dl("nope", &[]);
@@ -263,6 +282,8 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
             // finished deals.
             "--epochs",
             "40",
+            "--group-size",
+            "1MiB",
             "--state-dir",
             state_dir.to_str().unwrap(),
         ])
@@ -275,6 +296,7 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         &common::pubkey_of(&client_key).to_string(),
         second.path(),
     )
+    .join("g0")
     .join("upload.json");
     wait("a proposed shard in the upload record", || {
         let text = std::fs::read_to_string(&record).ok()?;
@@ -283,6 +305,7 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     child.kill().unwrap();
     child.wait().unwrap();
     let out = upload(second.path(), &["--resume"]);
+    // (The resumed upload keeps its recorded group size: 3 groups of 1 MiB.)
     assert!(
         out.status.success(),
         "{}",
@@ -339,15 +362,13 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let status = loop {
         let status = f.json(&client_key, &["status", &id]);
         let to_repair = status["to_repair"].as_array().unwrap();
-        let stopped_shards = status["deals"]
-            .as_array()
-            .unwrap()
+        let stopped_shards: Vec<Value> = status_deals(&status)
             .iter()
             .filter(|d| stopped.iter().any(|p| d["provider"] == p.as_str()))
-            .map(|d| d["shard_index"].clone());
-        if stopped_shards.clone().count() == 2
-            && stopped_shards.clone().all(|i| to_repair.contains(&i))
-        {
+            .map(|d| serde_json::json!({"group": d["group"], "shard_index": d["shard_index"]}))
+            .collect();
+        // One shard of each of the 4 groups per stopped provider.
+        if stopped_shards.len() == 2 * 4 && stopped_shards.iter().all(|i| to_repair.contains(i)) {
             break status;
         }
         assert!(
@@ -356,38 +377,30 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let indices = |v: &Value| -> Vec<u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i.as_u64().unwrap())
-            .collect()
-    };
-    let to_repair = indices(&status["to_repair"]);
-    assert_eq!(
-        status["healthy"].as_u64().unwrap(),
-        6 - to_repair.len() as u64
-    );
+    let to_repair: Vec<Value> = status["to_repair"].as_array().unwrap().clone();
+    for g in status["groups"].as_array().unwrap() {
+        let failing = to_repair.iter().filter(|r| r["group"] == g["group"]).count() as u64;
+        assert_eq!(g["healthy"].as_u64().unwrap(), 6 - failing, "{g}");
+    }
     eprintln!("dataset 1 before repair: {status}");
     let status2 = f.json(&client_key, &["status", id2]);
     eprintln!("dataset 2 before repair: {status2}");
-    let to_repair2 = indices(&status2["to_repair"]);
+    let to_repair2: Vec<Value> = status2["to_repair"].as_array().unwrap().clone();
 
-    // Repair places every shard to repair with a provider its dataset does not
-    // use: fresh ones here, one spare in case a provider misses an epoch meanwhile.
-    let fresh: Vec<_> = (6..7 + to_repair.len() + to_repair2.len())
-        .map(start_node)
-        .collect();
+    // Repair places every shard to repair with a provider its group does not
+    // use: fresh ones here (each takes one shard of every group), one spare in
+    // case a provider misses an epoch meanwhile.
+    let fresh: Vec<_> = (6..9).map(start_node).collect();
     let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
-    let repair = |id: &str, expected: &[u64]| {
+    let repair = |id: &str, expected: &[Value]| {
         let out = f.json(
             &client_key,
             &["repair", id, "--state-dir", state_dir.to_str().unwrap()],
         );
         let repaired = out["repaired"].as_array().unwrap().clone();
-        let shards: Vec<u64> = repaired
+        let shards: Vec<Value> = repaired
             .iter()
-            .map(|r| r["shard_index"].as_u64().unwrap())
+            .map(|r| serde_json::json!({"group": r["group"], "shard_index": r["shard_index"]}))
             .collect();
         assert!(expected.iter().all(|i| shards.contains(i)), "{out}");
         for r in &repaired {
@@ -409,7 +422,11 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     // The first: the client ends the failed deals, and their shards are rebuilt
     // from four others and placed at once, as generation 1.
     let (out, repaired) = repair(&id, &to_repair);
-    assert_eq!(out["rebuilt_from"].as_array().unwrap().len(), 4);
+    for g in out["groups"].as_array().unwrap() {
+        if !g["repaired"].as_array().unwrap().is_empty() {
+            assert_eq!(g["rebuilt_from"].as_array().unwrap().len(), 4, "{g}");
+        }
+    }
     // The new providers prove their shards, and the dataset reads back
     // byte-exact with two of the original survivors stopped as well.
     let repaired_deals: Vec<String> = repaired
@@ -418,7 +435,7 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         .collect();
     wait("a proven epoch from each new provider", || {
         let status = f.json(&client_key, &["status", &id]);
-        let deals = status["deals"].as_array().unwrap().clone();
+        let deals = status_deals(&status);
         deals
             .iter()
             .filter(|s| repaired_deals.contains(&s["deal"].as_str().unwrap().to_string()))
@@ -427,14 +444,11 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     });
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["missing"], serde_json::json!([]), "{status}");
-    let live: Vec<Value> = status["deals"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let live: Vec<Value> = status_deals(&status)
+        .into_iter()
         .filter(|s| s["live"] == true)
-        .cloned()
         .collect();
-    assert_eq!(live.len(), 6);
+    assert_eq!(live.len(), 6 * 4);
     for d in live
         .iter()
         .filter(|d| repaired_deals.contains(&d["deal"].as_str().unwrap().to_string()))
@@ -458,11 +472,16 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     for i in survivors {
         rt.block_on(nodes[i].take().unwrap().stop());
     }
-    let (dest, out) = dl("repaired", &[]);
+    let dest = outs.path().join("repaired");
+    let out = f.cairn(
+        &client_key,
+        &["download", &id, "-o", dest.to_str().unwrap(), "-v", "--no-progress"],
+    );
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{}\nstatus: {}",
+        String::from_utf8_lossy(&out.stderr),
+        f.json(&client_key, &["status", &id])
     );
     assert_tree(&dest, &files);
     for (_, node) in fresh {

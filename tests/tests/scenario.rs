@@ -2,7 +2,8 @@
 //! a local validator, 6 storage nodes and the indexer as separate processes
 //! (this binary re-run as each service); a dataset with nested directories,
 //! empty files, unicode names, a 64 MiB file and many small files uploaded
-//! with k = 4, m = 2; three epochs in which every provider's one proof session
+//! with k = 4, m = 2 (one data group and the index group holding the
+//! manifest, each on the 6 nodes); three epochs in which every provider's one proof session
 //! sets its bit, on chain and in the indexer; two nodes SIGKILLed, their first
 //! failed epoch seen while the survivors proved it; downloads from the 4
 //! survivors; `cairn repair` at the first failure (the client ends the failed
@@ -98,20 +99,23 @@ fn scenario() {
     )
     .unwrap_or_else(|e| panic!("scenario failed: {e}\nlogs in {}", work.display()));
 
-    // 3. Three epochs: the 6 deals' providers each prove their session (their bit
-    // set on chain), and the indexer counts the same sessions.
+    // 3. Three epochs: the 12 deals' (6 shards of each of the 2 groups)
+    // providers each prove their session for both (their bit set on chain), and
+    // the indexer counts the same sessions.
+    assert_eq!(report.groups, 1);
     assert_eq!(report.epochs.len(), 3);
     for e in &report.epochs {
         assert_eq!(
-            (e.deals, e.proven_on_chain, e.proofs_in_indexer),
-            (6, e.providers, e.providers as u64),
+            (e.deals, e.providers, e.proven_on_chain, e.proofs_in_indexer),
+            (12, 6, 6, 6),
             "{e:?}"
         );
     }
 
-    // 4. Two nodes killed: each provider's first failed epoch is within two epochs
-    // of the kill, while every survivor proved it.
-    assert_eq!(report.failures.len(), 2);
+    // 4. Two nodes killed: for each of their deals (one per group), the first
+    // failed epoch is within two epochs of the kill, while every survivor
+    // proved it.
+    assert_eq!(report.failures.len(), 4);
     for f in &report.failures {
         assert!(
             f.first_failed_epoch >= f.killed_in_epoch
@@ -123,7 +127,7 @@ fn scenario() {
     // The clients ended the failed deals at the first failure and were paid, by
     // settlement, every failed epoch's price and penalty and the collateral left;
     // the indexer counts the same failed epochs.
-    assert_eq!(report.slashings.len(), 2);
+    assert_eq!(report.slashings.len(), 4);
     for s in &report.slashings {
         let per_epoch = s.collateral * u64::from(s.slash_bps) / 10_000;
         assert_eq!(s.penalty_per_epoch, per_epoch, "{s:?}");
@@ -141,6 +145,18 @@ fn scenario() {
         );
         assert_eq!(s.indexer_failed_epochs, s.failed_epochs, "{s:?}");
         assert_eq!(s.state, "terminated", "{s:?}");
+        // The provider's totals are the sums over its two deals.
+        let theirs = report.slashings.iter().filter(|x| x.provider == s.provider);
+        assert_eq!(
+            s.provider_slashed,
+            theirs.clone().map(|x| x.penalties).sum::<u64>(),
+            "{s:?}"
+        );
+        assert_eq!(
+            s.provider_forfeited,
+            theirs.map(|x| x.forfeited).sum::<u64>(),
+            "{s:?}"
+        );
     }
 
     // 5. Everything, and one file, from the 4 survivors: byte-exact.
@@ -162,7 +178,7 @@ fn scenario() {
         .iter()
         .map(|s| s.provider.as_str())
         .collect();
-    assert_eq!(report.repaired.len(), 2);
+    assert_eq!(report.repaired.len(), 4);
     for r in &report.repaired {
         assert!(!killed.contains(&r.provider.as_str()), "{r:?}");
         assert!(
@@ -184,9 +200,9 @@ fn scenario() {
         );
         assert!(r.old_deal_ends.is_some(), "{r:?}");
     }
-    assert_eq!(report.repaired_first_proof_epoch.len(), 2);
+    assert_eq!(report.repaired_first_proof_epoch.len(), 4);
     // The ended deals were settled and closed, their refunds paid.
-    assert_eq!(report.closed_old_deals, 2);
+    assert_eq!(report.closed_old_deals, 4);
     assert_eq!(
         report.refunded_to_client,
         report

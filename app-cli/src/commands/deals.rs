@@ -109,6 +109,17 @@ pub struct DatasetReport {
     pub missing: Vec<u16>,
     /// Shards still waiting for their provider to accept.
     pub proposed: Vec<u16>,
+    #[serde(flatten)]
+    pub totals: Totals,
+    pub epoch: u64,
+    pub decimals: u8,
+    pub deals: Vec<DealReport>,
+}
+
+/// What a set of deals stores, holds and owes (base units).
+#[derive(Serialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes of the live deals' shards.
     pub bytes: u64,
     pub escrow_left: u64,
     pub client_refund: u64,
@@ -116,9 +127,18 @@ pub struct DatasetReport {
     pub penalties: u64,
     /// Collateral that goes to the client because deals ended early.
     pub forfeit: u64,
-    pub epoch: u64,
-    pub decimals: u8,
-    pub deals: Vec<DealReport>,
+}
+
+impl std::iter::Sum for Totals {
+    fn sum<I: Iterator<Item = Totals>>(iter: I) -> Totals {
+        iter.fold(Totals::default(), |a, b| Totals {
+            bytes: a.bytes + b.bytes,
+            escrow_left: a.escrow_left + b.escrow_left,
+            client_refund: a.client_refund + b.client_refund,
+            penalties: a.penalties + b.penalties,
+            forfeit: a.forfeit + b.forfeit,
+        })
+    }
 }
 
 /// The report of one dataset's deals (all of one client and dataset id).
@@ -216,11 +236,13 @@ fn report(
         term_over,
         missing,
         proposed,
-        bytes: lives().map(|s| s.shard_bytes).sum(),
-        escrow_left: sum(|s| s.escrow_left),
-        client_refund: sum(|s| s.client_refund),
-        penalties: sum(|s| s.epochs.penalties),
-        forfeit: sum(|s| s.epochs.forfeit),
+        totals: Totals {
+            bytes: lives().map(|s| s.shard_bytes).sum(),
+            escrow_left: sum(|s| s.escrow_left),
+            client_refund: sum(|s| s.client_refund),
+            penalties: sum(|s| s.epochs.penalties),
+            forfeit: sum(|s| s.epochs.forfeit),
+        },
         epoch: now,
         decimals: m.decimals,
         deals: shards,
@@ -250,11 +272,8 @@ pub struct StatusReport {
     pub can_lose: u16,
     pub to_repair: Vec<ShardRef>,
     pub missing: Vec<ShardRef>,
-    pub bytes: u64,
-    pub escrow_left: u64,
-    pub client_refund: u64,
-    pub penalties: u64,
-    pub forfeit: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
     pub epoch: u64,
     pub decimals: u8,
     /// The index group first, then the data groups in order.
@@ -292,7 +311,6 @@ fn dataset_status(
             })
             .collect()
     };
-    let sum = |f: fn(&DatasetReport) -> u64| groups.iter().map(f).sum::<u64>();
     let worst = |h: &str| groups.iter().any(|g| g.health == h);
     StatusReport {
         dataset_id: DatasetId(dataset).to_string(),
@@ -310,11 +328,7 @@ fn dataset_status(
         can_lose: groups.iter().map(|g| g.can_lose).min().unwrap_or(0),
         to_repair: refs(|g| &g.to_repair),
         missing: refs(|g| &g.missing),
-        bytes: sum(|g| g.bytes),
-        escrow_left: sum(|g| g.escrow_left),
-        client_refund: sum(|g| g.client_refund),
-        penalties: sum(|g| g.penalties),
-        forfeit: sum(|g| g.forfeit),
+        totals: groups.iter().map(|g| g.totals).sum(),
         epoch: chain.now,
         decimals: m.decimals,
         groups,
@@ -364,11 +378,11 @@ impl fmt::Display for StatusReport {
         writeln!(
             f,
             "stored   {} in shards, escrow left {}; owed {} to you now, penalties {}, forfeited collateral {}",
-            human_bytes(self.bytes),
-            t(self.escrow_left),
-            t(self.client_refund),
-            t(self.penalties),
-            t(self.forfeit)
+            human_bytes(self.totals.bytes),
+            t(self.totals.escrow_left),
+            t(self.totals.client_refund),
+            t(self.totals.penalties),
+            t(self.totals.forfeit)
         )?;
         if !self.to_repair.is_empty() || !self.missing.is_empty() {
             writeln!(
@@ -438,15 +452,15 @@ impl fmt::Display for DatasetReport {
         writeln!(
             f,
             "stored   {} in shards, escrow left {}",
-            human_bytes(self.bytes),
-            t(self.escrow_left)
+            human_bytes(self.totals.bytes),
+            t(self.totals.escrow_left)
         )?;
         writeln!(
             f,
             "owed     {} to you now (paid when the deals are closed); penalties {}, forfeited collateral {}",
-            t(self.client_refund),
-            t(self.penalties),
-            t(self.forfeit)
+            t(self.totals.client_refund),
+            t(self.totals.penalties),
+            t(self.totals.forfeit)
         )?;
         writeln!(
             f,
@@ -602,7 +616,7 @@ impl fmt::Display for Listing {
                 d.data_groups,
                 d.health,
                 d.can_lose,
-                human_bytes(d.bytes)
+                human_bytes(d.totals.bytes)
             )?;
         }
         Ok(())
@@ -702,7 +716,7 @@ mod tests {
             .find(|d| d.shard_index == 3 && d.generation == 0)
             .unwrap();
         assert!(!old.live);
-        assert_eq!(r.penalties, 9_000);
+        assert_eq!(r.totals.penalties, 9_000);
         let text = r.to_string();
         assert!(
             text.contains("at risk: 3 of 6 shards healthy, 0 more can be lost"),

@@ -720,10 +720,10 @@ pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<GroupMan
                 let range = range.clone();
                 scope.spawn(move || {
                     let node = s.node.as_ref().expect("filtered");
-                    (
-                        s.index,
-                        node.get(&s.deal, range.start, range.end - range.start).ok(),
-                    )
+                    let read = || node.get(&s.deal, range.start, range.end - range.start).ok();
+                    // One retry: a node that answered the connection may drop
+                    // one request under load.
+                    (s.index, read().or_else(read))
                 })
             })
             .collect();

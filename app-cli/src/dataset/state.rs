@@ -192,6 +192,10 @@ pub struct DatasetUpload {
     pub groups: u64,
     /// Ids of the data groups placed so far, in order.
     pub placed: Vec<String>,
+    /// Providers that failed a shard of an earlier group: not chosen again by
+    /// this upload.
+    #[serde(default)]
+    pub avoid: Vec<String>,
 }
 
 pub const DATASET_FILE: &str = "dataset.json";
@@ -291,6 +295,7 @@ impl DatasetUpload {
             fingerprint,
             groups,
             placed: Vec::new(),
+            avoid: Vec::new(),
         }
     }
 

@@ -241,6 +241,7 @@ pub fn upload(
     let bytes_bar = progress.bar("dataset", scan.total_len());
     let first = record.placed.len() as u64;
     bytes_bar.set((first * record.group_len).min(scan.total_len()));
+    bytes_bar.message(format!("{first} of {} groups placed", record.groups));
     let mut packer = cairn_core::manifest::fs::GroupPacker::new(
         &dir,
         &scan,
@@ -252,41 +253,69 @@ pub fn upload(
     )
     .map_err(|e| CliError::bad("DIR", e.to_string()))?;
     let n = usize::from(record.k + record.m);
-    for g in first..record.groups {
-        progress.note(&format!(
-            "group {} of {}: coding and placing {} + {} shards",
-            g + 1,
-            record.groups,
-            record.k,
-            record.m
-        ));
-        let gdir = group_dir(&work, Some(g));
-        // A group coded but not placed before an interruption is coded again:
-        // the packer reads its bytes anyway, and the result is the same.
-        let prepared = prepare_group(&mut packer, n, &gdir)?.expect("g < groups");
-        let entries: Vec<EntryRecord> = prepared.entries.iter().map(EntryRecord::from).collect();
-        save_json(&gdir.join("entries.json"), &entries)?;
-        let number = u32::try_from(g).expect("the packer numbers groups in u32");
-        replaced += place_group(
-            ctx,
-            &market,
-            client,
-            &record,
-            number,
-            &gdir,
-            prepared,
-            connector,
-            progress,
-            accept_timeout,
-        )?;
-        record.placed.push(
-            UploadState::load(&gdir)?
-                .expect("placed above")
-                .group_id,
-        );
-        record.save(&work)?;
-        bytes_bar.set(((g + 1) * record.group_len).min(scan.total_len()));
-    }
+    // Two groups in flight: this thread codes group g + 1 while a placer
+    // thread places group g; the hand-over waits for the placer, so at most two
+    // groups of shards are on local disk.
+    let total = scan.total_len();
+    let (record_after, placed) = std::thread::scope(|scope| {
+        let (hand, take) = std::sync::mpsc::sync_channel::<(u64, Prepared)>(0);
+        let market = &market;
+        let work = &work;
+        let bytes_bar = &bytes_bar;
+        let mut placing = record.clone();
+        let placer = scope.spawn(move || -> Result<(DatasetUpload, usize), CliError> {
+            let mut replaced = 0;
+            for (g, prepared) in take {
+                let gdir = group_dir(work, Some(g));
+                let number = u32::try_from(g).expect("the packer numbers groups in u32");
+                replaced += place_group(
+                    ctx,
+                    market,
+                    client,
+                    &mut placing,
+                    number,
+                    &gdir,
+                    prepared,
+                    connector,
+                    progress,
+                    accept_timeout,
+                )?;
+                placing.placed.push(UploadState::load(&gdir)?.expect("placed above").group_id);
+                placing.save(work)?;
+                bytes_bar.set(((g + 1) * placing.group_len).min(total));
+                bytes_bar.message(format!("{} of {} groups placed", g + 1, placing.groups));
+            }
+            Ok((placing, replaced))
+        });
+        let mut coded: Result<(), CliError> = Ok(());
+        for g in first..record.groups {
+            let gdir = group_dir(work, Some(g));
+            // A group coded but not placed before an interruption is coded
+            // again: the packer reads its bytes anyway, and the result is the same.
+            let prepared = match prepare_group(&mut packer, n, &gdir) {
+                Ok(p) => p.expect("g < groups"),
+                Err(e) => {
+                    coded = Err(e);
+                    break;
+                }
+            };
+            let entries: Vec<EntryRecord> =
+                prepared.entries.iter().map(EntryRecord::from).collect();
+            if let Err(e) = save_json(&gdir.join("entries.json"), &entries) {
+                coded = Err(e);
+                break;
+            }
+            // The placer stopped on an error: it says which.
+            if hand.send((g, prepared)).is_err() {
+                break;
+            }
+        }
+        drop(hand);
+        let placed = placer.join().expect("the placer thread does not panic");
+        coded.and(placed)
+    })?;
+    record = record_after;
+    replaced += placed;
     bytes_bar.finish(true);
 
     // The dataset manifest, from every group's entries, as the index group.
@@ -325,7 +354,7 @@ pub fn upload(
             ctx,
             &market,
             client,
-            &record,
+            &mut record,
             storage_market::constants::INDEX_GROUP,
             &idir,
             prepared,
@@ -525,7 +554,7 @@ fn place_group(
     ctx: &Ctx,
     market: &MarketView,
     client: &Keypair,
-    record: &DatasetUpload,
+    record: &mut DatasetUpload,
     group: u32,
     dir: &Path,
     prepared: Prepared,
@@ -539,7 +568,7 @@ fn place_group(
         Some(s) if s.group_id == id => s,
         _ => {
             let bytes = prepared.shards[0].bytes;
-            let s = UploadState::new(
+            let mut s = UploadState::new(
                 record.dir.clone(),
                 id,
                 group,
@@ -551,11 +580,19 @@ fn place_group(
                 record.max_price_per_mib.saturating_mul(billable_mib(bytes)),
                 prepared.shards,
             );
+            s.avoid = record.avoid.clone();
             s.save(dir)?;
             s
         }
     };
-    let replaced = place(ctx, market, client, &mut state, dir, connector, progress, accept_timeout)?;
+    let replaced = place(ctx, market, client, &mut state, dir, connector, progress, accept_timeout);
+    // Whoever failed a shard here is not chosen for the next groups.
+    for failed in state.shards.iter().flat_map(|s| &s.failed) {
+        if !record.avoid.contains(failed) {
+            record.avoid.push(failed.clone());
+        }
+    }
+    let replaced = replaced?;
     if let Some(s) = state.shards.iter().find(|s| s.stage != Stage::Accepted) {
         return Err(CliError::Refused(format!(
             "shard {} could not be placed after trying {} providers; run `cairn upload --resume {}` to try again",

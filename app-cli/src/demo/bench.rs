@@ -3,6 +3,10 @@
 //! bound set by the slowest stage each direction needs, measured in the same
 //! run on the same machine: Merkle tree build (SHA-256 segments), RS encode
 //! (with unit checksums), BLAKE3 unit verification and raw QUIC on loopback.
+//! It also reports the client's peak resident memory and peak work-directory
+//! bytes for each direction (the nodes run in processes of their own), and
+//! the time to read one 1 MiB file from the middle of the dataset next to a
+//! whole 1 MiB one-group dataset's download.
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,7 +36,13 @@ pub struct BenchArgs {
     /// JSON-RPC port of the local chain. Default: 8899 if free.
     #[arg(long)]
     pub rpc_port: Option<u16>,
+    /// Packed bytes per erasure group (as `cairn upload --group-size`).
+    #[arg(long)]
+    pub group_size: Option<String>,
 }
+
+/// The generated file read alone from the middle of the dataset.
+const MIDDLE_FILE: &str = "part-mid.bin";
 
 /// Bytes each stage measurement processes.
 const STAGE_BYTES: usize = 64 << 20;
@@ -62,6 +72,21 @@ pub struct BenchReport {
     pub download_seconds: f64,
     pub download_mb_s: f64,
     pub download_stages: Vec<Stage>,
+    /// Data groups of the dataset, and packed bytes per group.
+    pub groups: u64,
+    pub group_bytes: u64,
+    /// This process's (the client's) peak resident bytes while uploading and
+    /// while downloading.
+    pub upload_peak_rss: u64,
+    pub download_peak_rss: u64,
+    /// Most bytes the upload's work directory held at once (sampled every
+    /// 100 ms), next to what one group's shards take.
+    pub upload_peak_work_bytes: u64,
+    pub group_stored_bytes: u64,
+    /// Seconds to download the 1 MiB file in the middle of the dataset alone,
+    /// and a whole one-group 1 MiB dataset, in the same run.
+    pub middle_file_seconds: f64,
+    pub one_group_mib_seconds: f64,
 }
 
 fn slowest(stages: &[Stage]) -> &Stage {
@@ -112,8 +137,63 @@ impl fmt::Display for BenchReport {
                 )?;
             }
         }
-        Ok(())
+        let h = crate::units::human_bytes;
+        writeln!(
+            f,
+            "  {} group(s) of {}, {} stored per group",
+            self.groups,
+            h(self.group_bytes),
+            h(self.group_stored_bytes)
+        )?;
+        writeln!(
+            f,
+            "  client peak memory: upload {}, download {}; upload work directory peak {} (bound: two groups, {})",
+            h(self.upload_peak_rss),
+            h(self.download_peak_rss),
+            h(self.upload_peak_work_bytes),
+            h(2 * self.group_stored_bytes)
+        )?;
+        writeln!(
+            f,
+            "  1 MiB file from the middle: {:.2} s; a 1 MiB one-group dataset: {:.2} s -> {:.2}x (goal: within 2x)",
+            self.middle_file_seconds,
+            self.one_group_mib_seconds,
+            self.middle_file_seconds / self.one_group_mib_seconds
+        )
     }
+}
+
+/// Forgets this process's peak resident size so far (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident bytes since the last [`reset_peak_rss`]
+/// (`VmHWM`), 0 where `/proc` does not say.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of the files under `dir` (0 if it is gone).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn mb_s(bytes: u64, took: Duration) -> f64 {
@@ -209,7 +289,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
 
     let data = work.join("dataset");
     std::fs::create_dir_all(&data).map_err(CliError::io(&data))?;
-    let mut left = a.size_mib << 20;
+    let mut left = (a.size_mib << 20).saturating_sub(1 << 20);
     let mut i = 0;
     while left > 0 {
         let len = left.min(64 << 20);
@@ -218,34 +298,57 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         left -= len;
         i += 1;
     }
+    // A 1 MiB file whose name sorts just before the middle part, so it lies in
+    // the middle of the packed stream.
+    let middle = data.join(format!("part-{:03}-{MIDDLE_FILE}", i / 2));
+    std::fs::write(&middle, random_bytes(1 << 20, 999)).map_err(CliError::io(&middle))?;
+    let middle_name = middle
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
     say(&format!(
-        "generated {} MiB in {} files; measuring each stage",
-        a.size_mib, i
+        "generated {} MiB in {} files",
+        a.size_mib,
+        i + 1
     ));
-    let (upload_stages, download_stages) = measure_stages()?;
 
     let connector = QuicConnector::new().map_err(|e| CliError::Refused(e.to_string()))?;
     let progress = Progress::new(true, true, false);
+    let upload_args = |dir: PathBuf, state: &str| UploadArgs {
+        group_size: a.group_size.clone(),
+        dir,
+        data_shards: K,
+        parity_shards: M,
+        epochs: 10,
+        max_price: None,
+        resume: false,
+        state_dir: Some(work.join(state)),
+        accept_timeout: 300,
+    };
     say("uploading");
-    let t = Instant::now();
-    let up = upload::upload(
-        &ctx,
-        UploadArgs {
-            group_size: None,
-            dir: data.clone(),
-            data_shards: K,
-            parity_shards: M,
-            epochs: 10,
-            max_price: None,
-            resume: false,
-            state_dir: Some(work.join("state")),
-            accept_timeout: 300,
-        },
-        &connector,
-        &progress,
-    )?;
-    let upload_seconds = t.elapsed().as_secs_f64();
+    reset_peak_rss();
+    let state_dir = work.join("state");
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    let (up, upload_seconds, upload_peak_work_bytes) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(dir_bytes(&state_dir));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        let t = Instant::now();
+        let up = upload::upload(&ctx, upload_args(data.clone(), "state"), &connector, &progress);
+        let took = t.elapsed().as_secs_f64();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().expect("the sampler does not panic");
+        up.map(|up| (up, took, peak))
+    })?;
+    let upload_peak_rss = peak_rss();
     say("downloading");
+    reset_peak_rss();
     let t = Instant::now();
     download::download(
         &ctx,
@@ -254,12 +357,52 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
             dataset: up.dataset_id.clone(),
             out: work.join("download"),
             file: None,
-            
         },
         &connector,
         &progress,
     )?;
     let download_seconds = t.elapsed().as_secs_f64();
+    let download_peak_rss = peak_rss();
+
+    say("reading the 1 MiB file in the middle alone, and a 1 MiB one-group dataset");
+    let t = Instant::now();
+    download::download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: up.dataset_id.clone(),
+            out: work.join("download-middle"),
+            file: Some(middle_name),
+        },
+        &connector,
+        &progress,
+    )?;
+    let middle_file_seconds = t.elapsed().as_secs_f64();
+    let small = work.join("one-mib");
+    std::fs::create_dir_all(&small).map_err(CliError::io(&small))?;
+    std::fs::copy(&middle, small.join(MIDDLE_FILE)).map_err(CliError::io(&small))?;
+    let small_up = upload::upload(&ctx, upload_args(small, "state-small"), &connector, &progress)?;
+    let t = Instant::now();
+    download::download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: small_up.dataset_id.clone(),
+            out: work.join("download-small"),
+            file: None,
+        },
+        &connector,
+        &progress,
+    )?;
+    let one_group_mib_seconds = t.elapsed().as_secs_f64();
+    say("measuring each stage");
+    let (upload_stages, download_stages) = measure_stages()?;
+    let group_stored_bytes = up
+        .shards
+        .iter()
+        .filter(|s| s.group == Some(0))
+        .map(|s| s.bytes)
+        .sum();
     Ok(BenchReport {
         build: if cfg!(debug_assertions) {
             "debug build, its SHA-256, BLAKE3, RS and QUIC crates optimized"
@@ -276,5 +419,13 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         download_seconds,
         download_mb_s: up.dataset_bytes as f64 / 1e6 / download_seconds,
         download_stages,
+        groups: up.groups,
+        group_bytes: up.group_bytes,
+        upload_peak_rss,
+        download_peak_rss,
+        upload_peak_work_bytes,
+        group_stored_bytes,
+        middle_file_seconds,
+        one_group_mib_seconds,
     })
 }

@@ -579,7 +579,7 @@ impl Story<'_> {
             status.groups.len(),
             status.can_lose,
             status.to_repair.len(),
-            self.market.tokens(status.penalties)
+            self.market.tokens(status.totals.penalties)
         ));
         Ok(out)
     }

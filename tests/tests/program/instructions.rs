@@ -494,6 +494,22 @@ async fn propose_deal_checks() {
     let shard = TestShard::random(1_000, 6);
     let base = m.deal_args(&client.keypair.pubkey(), &shard, [4; 32], 0, 3);
     let cases = vec![
+        // A dataset id that is not derived from this client and nonce: nobody
+        // files deals under another client's dataset.
+        (
+            storage_market::instructions::ProposeDealArgs {
+                dataset_nonce: [5; 32],
+                ..base.clone()
+            },
+            MarketError::WrongDatasetId,
+        ),
+        (
+            storage_market::instructions::ProposeDealArgs {
+                dataset_id: cairn_chain::dataset_id(&a.pda, &base.dataset_nonce),
+                ..base.clone()
+            },
+            MarketError::WrongDatasetId,
+        ),
         (
             storage_market::instructions::ProposeDealArgs {
                 shard_bytes: 0,
