@@ -156,20 +156,23 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
             &[&client],
         );
     }
-    let id = cairn_core::DatasetId(dataset_id).to_string();
+    // The dataset id is derived from the client and the nonce (the program
+    // checks it); `dataset_id` here is the nonce and the one group's id.
+    let id = cairn_core::DatasetId(cairn_chain::dataset_id(&client.pubkey(), &dataset_id))
+        .to_string();
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["dataset_id"], id);
     assert_eq!(
         (status["k"].as_u64(), status["n"].as_u64()),
         (Some(2), Some(3))
     );
-    let deals = status["deals"].as_array().unwrap();
+    let deals = status["groups"][0]["deals"].as_array().unwrap();
     assert_eq!(deals.len(), 3);
     assert!(deals
         .iter()
         .all(|d| d["state"] == "proposed" && d["healthy"] == false && d["generation"] == 0));
     assert_eq!(status["health"], "at risk");
-    assert_eq!(status["proposed"], serde_json::json!([0, 1, 2]));
+    assert_eq!(status["groups"][0]["proposed"], serde_json::json!([0, 1, 2]));
     // Escrow: 4 epochs at the provider's price for a shard under 1 MiB.
     assert_eq!(status["escrow_left"], 3 * 4 * 200);
     let text = String::from_utf8(f.cairn(&client_key, &["status", &id]).stdout).unwrap();
@@ -199,7 +202,7 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
         deal_addresses.push(deal);
     }
     let status = f.json(&client_key, &["status", &id]);
-    assert_eq!(status["healthy"], 2);
+    assert_eq!(status["groups"][0]["healthy"], 2);
     assert_eq!(
         (status["health"].as_str(), status["can_lose"].as_u64()),
         (Some("degraded"), Some(0))
@@ -228,7 +231,7 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     open_epoch(&f, s);
     f.wait_for_slot((s + 2) * common::EPOCH_SLOTS, common::SLOT_MS);
     let status = f.json(&client_key, &["status", &id]);
-    let deals = status["deals"].as_array().unwrap();
+    let deals = status["groups"][0]["deals"].as_array().unwrap();
     for (i, d) in deals.iter().take(2).enumerate() {
         let epochs = &d["epochs"];
         assert_eq!(epochs["first_failed"], s, "shard {i}: {d}");
@@ -249,11 +252,15 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
         assert_eq!(d["healthy"], false);
     }
     // Shards 0 and 1 failed an epoch; shard 2's proposal lapsed unaccepted.
-    assert_eq!(status["to_repair"], serde_json::json!([0, 1, 2]));
+    assert_eq!(
+        status["to_repair"],
+        serde_json::json!([0, 1, 2]
+            .map(|i| serde_json::json!({"group": 0, "shard_index": i})))
+    );
     assert_eq!(deals[0]["trouble"], format!("failed epoch {s}"));
     assert_eq!(deals[2]["trouble"], "proposal not accepted in time");
     assert_eq!(
-        (status["healthy"].as_u64(), status["health"].as_str()),
+        (status["groups"][0]["healthy"].as_u64(), status["health"].as_str()),
         (Some(0), Some("at risk"))
     );
     assert_eq!(status["penalties"], 1_000);
@@ -278,7 +285,7 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     // the client.
     f.send(&[ix.settle_ix(&provider, 0, &deal_addresses)], &[]);
     let status = f.json(&client_key, &["status", &id]);
-    let d = &status["deals"][0];
+    let d = &status["groups"][0]["deals"][0];
     assert_eq!(d["epochs"]["settled"]["failed"], 1, "{d}");
     assert_eq!(d["epochs"]["penalties_settled"], 500, "{d}");
     assert_eq!(d["collateral_left"], 4_500, "{d}");

@@ -332,7 +332,14 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
         state_dir: Some(state.to_path_buf()),
         accept_timeout: 60,
     };
-    let up = |resume: bool| upload(&ctx, args(resume, state.path()), &nodes, &Progress::hidden());
+    let up = |resume: bool| {
+        upload(
+            &ctx,
+            args(resume, state.path()),
+            &nodes,
+            &Progress::hidden(),
+        )
+    };
     // Too little to pay for the whole dataset: refused with the numbers, before
     // anything is coded (no work directory).
     let (_, poor_key) = f.user("poor", 1_000);
@@ -346,14 +353,20 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("insufficient funds") && text.contains("8 group(s)") && text.contains("short"),
+        text.contains("insufficient funds")
+            && text.contains("8 group(s)")
+            && text.contains("short"),
         "{text}"
     );
     assert_eq!(std::fs::read_dir(poor_state.path()).unwrap().count(), 0);
 
     let report = up(false).expect("upload");
     assert_eq!(report.groups, 7);
-    assert_eq!(report.shards.len(), 6 * 8, "7 data groups and the index group");
+    assert_eq!(
+        report.shards.len(),
+        6 * 8,
+        "7 data groups and the index group"
+    );
     assert_eq!(report.files, files.len());
     assert_eq!(report.dirs, 1);
     let id: cairn_core::DatasetId = report.dataset_id.parse().unwrap();
@@ -380,7 +393,10 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     }
     // Escrow: 100 epochs at each provider's price (shards under 1 MiB), for
     // each of the 8 groups.
-    assert_eq!(report.escrow, 8 * (0..6).map(|i| 100 * (100 + i)).sum::<u64>());
+    assert_eq!(
+        report.escrow,
+        8 * (0..6).map(|i| 100 * (100 + i)).sum::<u64>()
+    );
 
     let dl_range = |out: &Path, file: Option<&str>, range: Option<&str>| {
         download(
@@ -399,7 +415,10 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let outs = tempfile::tempdir().unwrap();
     let all = dl(&outs.path().join("all"), None).expect("download");
     assert_same_files(&outs.path().join("all"), &files);
-    assert!(outs.path().join("all/empty/nested/dir").is_dir(), "empty directories survive");
+    assert!(
+        outs.path().join("all/empty/nested/dir").is_dir(),
+        "empty directories survive"
+    );
     assert_eq!(all.files, files.len());
     assert_eq!(all.groups_read, (0..7).collect::<Vec<_>>());
     assert!(all.providers.iter().all(|p| p.status == "ok"));
@@ -436,7 +455,10 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     reads();
     let got = dl(&outs.path().join("span"), Some("mid/span.bin")).expect("spanning file");
     assert_eq!(got.groups_read, [4, 5, 6]);
-    assert_eq!(std::fs::read(outs.path().join("span/mid/span.bin")).unwrap(), span.1);
+    assert_eq!(
+        std::fs::read(outs.path().join("span/mid/span.bin")).unwrap(),
+        span.1
+    );
     let allowed = deals_of(&[None, Some(4), Some(5), Some(6)]);
     let read = reads();
     assert!(read.keys().all(|d| allowed.contains(d)), "read {read:?}");
@@ -698,7 +720,11 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let second = fix().expect("second repair");
     assert!(second.repaired.is_empty(), "{:?}", second.repaired);
     let closed_deals = olds(&second);
-    assert_eq!(closed_deals.len() + closed_first.len(), 16, "{closed_deals:?}");
+    assert_eq!(
+        closed_deals.len() + closed_first.len(),
+        16,
+        "{closed_deals:?}"
+    );
     let mut refunded = 0;
     for (address, old) in &old_deals {
         if closed_first.contains(&address.to_string()) {
@@ -736,7 +762,10 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
             .collect();
         assert_eq!(theirs.len(), 8);
         let p: storage_market::state::Provider = fetch(&f.rpc, &provider);
-        assert_eq!(p.slashed, theirs.iter().map(|d| d.collateral / 10).sum::<u64>());
+        assert_eq!(
+            p.slashed,
+            theirs.iter().map(|d| d.collateral / 10).sum::<u64>()
+        );
         assert_eq!(
             p.forfeited,
             theirs

@@ -379,7 +379,10 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     };
     let to_repair: Vec<Value> = status["to_repair"].as_array().unwrap().clone();
     for g in status["groups"].as_array().unwrap() {
-        let failing = to_repair.iter().filter(|r| r["group"] == g["group"]).count() as u64;
+        let failing = to_repair
+            .iter()
+            .filter(|r| r["group"] == g["group"])
+            .count() as u64;
         assert_eq!(g["healthy"].as_u64().unwrap(), 6 - failing, "{g}");
     }
     eprintln!("dataset 1 before repair: {status}");
@@ -475,7 +478,14 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let dest = outs.path().join("repaired");
     let out = f.cairn(
         &client_key,
-        &["download", &id, "-o", dest.to_str().unwrap(), "-v", "--no-progress"],
+        &[
+            "download",
+            &id,
+            "-o",
+            dest.to_str().unwrap(),
+            "-v",
+            "--no-progress",
+        ],
     );
     assert!(
         out.status.success(),

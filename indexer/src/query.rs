@@ -87,7 +87,9 @@ pub struct DealEpoch {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DatasetDetail {
     pub dataset_id: String,
-    /// Shards with at least one deal.
+    /// Erasure groups with at least one deal (the index group included).
+    pub groups: usize,
+    /// Shards (of any group) with at least one deal.
     pub shards: usize,
     /// Shards with an active deal.
     pub active_shards: usize,
@@ -386,12 +388,19 @@ impl IndexRead for Store {
             .iter()
             .filter(|d| d.state == DealStatus::Active)
             .collect();
-        let mut shards: Vec<u16> = deals.iter().map(|d| d.shard_index).collect();
-        shards.dedup();
-        let mut active_shards: Vec<u16> = active.iter().map(|d| d.shard_index).collect();
-        active_shards.dedup();
+        let shards: std::collections::BTreeSet<(&str, u16)> = deals
+            .iter()
+            .map(|d| (d.group_id.as_str(), d.shard_index))
+            .collect();
+        let active_shards: std::collections::BTreeSet<(&str, u16)> = active
+            .iter()
+            .map(|d| (d.group_id.as_str(), d.shard_index))
+            .collect();
+        let groups: std::collections::BTreeSet<&str> =
+            deals.iter().map(|d| d.group_id.as_str()).collect();
         Ok(Some(DatasetDetail {
             dataset_id: hex::encode(id),
+            groups: groups.len(),
             shards: shards.len(),
             active_shards: active_shards.len(),
             k: deals.iter().find_map(|d| d.k),

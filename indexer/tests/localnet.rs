@@ -818,7 +818,12 @@ fn ingests_proof_sessions_live_survives_sigkill_and_matches_the_chain_and_a_fres
         (Some(b.pda.to_string().as_str()), Some(1), Some("active")),
         "{new}"
     );
-    let dataset = indexer.get(&format!("/v1/datasets/{}", hex::encode(dataset_id)));
+    // The dataset's id is derived from its client and nonce (`dataset_id`
+    // here is the nonce and the one group's id).
+    let dataset = indexer.get(&format!(
+        "/v1/datasets/{}",
+        hex::encode(cairn_chain::dataset_id(&client.pubkey(), &dataset_id))
+    ));
     assert_eq!(
         (
             dataset["shards"].as_u64(),

@@ -88,7 +88,8 @@ impl Chain {
     }
 
     /// A funded client proposes `shards` (shard `first + i` of dataset
-    /// `dataset_id`) to `provider` for `epochs` epochs, four per transaction.
+    /// `dataset_id`) to `provider` for `epochs` epochs, two per transaction
+    /// (what fits one).
     fn propose_all(
         &self,
         client: &Keypair,
@@ -100,12 +101,12 @@ impl Chain {
         let client_token = self.token_account(&client.pubkey(), 100_000_000);
         let n = shards.len() as u16;
         let mut deals = Vec::new();
-        for (batch, chunk) in shards.chunks(4).enumerate() {
+        for (batch, chunk) in shards.chunks(2).enumerate() {
             let ixs: Vec<_> = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, shard)| {
-                    let index = (batch * 4 + i) as u16;
+                    let index = (batch * 2 + i) as u16;
                     deals.push(deal_pda(&client.pubkey(), &dataset_id, index, 0));
                     let args = ProposeDealArgs {
                         dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),

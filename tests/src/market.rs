@@ -584,7 +584,13 @@ impl TestMarket {
         shard_index: u16,
         duration_epochs: u64,
     ) -> Pubkey {
-        let args = self.deal_args(&client.keypair.pubkey(), shard, dataset_id, shard_index, duration_epochs);
+        let args = self.deal_args(
+            &client.keypair.pubkey(),
+            shard,
+            dataset_id,
+            shard_index,
+            duration_epochs,
+        );
         let ix = self.propose_deal_ix(&client.keypair.pubkey(), &provider.pda, &client.token, args);
         self.send(&[ix], &[&client.keypair])
             .await

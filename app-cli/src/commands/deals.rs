@@ -339,8 +339,8 @@ fn dataset_status(
 pub fn status_report(ctx: &Ctx, a: StatusArgs) -> Result<StatusReport, CliError> {
     let dataset = crate::context::parse_dataset_id(&a.dataset)?;
     let m = ctx.market()?;
-    let mut deals =
-        ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, dataset.as_bytes())])?;
+    let mut deals = ctx
+        .program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, dataset.as_bytes())])?;
     if let Some(client) = a.client {
         deals.retain(|(_, d)| d.client == client);
     }
@@ -429,11 +429,7 @@ impl fmt::Display for DatasetReport {
             }
         }
         if !self.missing.is_empty() {
-            writeln!(
-                f,
-                "         shards {:?} have no live deal",
-                self.missing
-            )?;
+            writeln!(f, "         shards {:?} have no live deal", self.missing)?;
         }
         if !self.term_over.is_empty() {
             writeln!(

@@ -228,10 +228,7 @@ impl OpenGroup {
                 };
                 progress.note(&format!(
                     "{name} shard {} provider {} ({}): {}",
-                    s.index,
-                    s.provider,
-                    s.endpoint,
-                    s.status
+                    s.index, s.provider, s.endpoint, s.status
                 ));
             }
         }
@@ -281,8 +278,14 @@ fn parse_range(text: &str, size: u64) -> Result<std::ops::Range<u64>, CliError> 
     let (a, b) = text
         .split_once('-')
         .ok_or_else(|| bad(format!("{text:?} is not START-END")))?;
-    let start: u64 = a.trim().parse().map_err(|_| bad(format!("{a:?} is not a byte offset")))?;
-    let end: u64 = b.trim().parse().map_err(|_| bad(format!("{b:?} is not a byte offset")))?;
+    let start: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{a:?} is not a byte offset")))?;
+    let end: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{b:?} is not a byte offset")))?;
     if start >= end || end > size {
         return Err(bad(format!(
             "{start}-{end} is not a non-empty range within the file's {size} bytes"
@@ -326,8 +329,16 @@ pub fn download(
     let mut opened: Vec<OpenGroup> = vec![index];
     let written = (|| -> Result<(), CliError> {
         let mut out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
-            (Some(path), None) => Box::new(OneFile::create(&partial, path, manifest.file(path).expect("found above").blake3)?),
-            (Some(path), Some(_)) => Box::new(OneFile::create_unchecked(&partial, path, range.start - manifest.file(path).expect("found above").offset)?),
+            (Some(path), None) => Box::new(OneFile::create(
+                &partial,
+                path,
+                manifest.file(path).expect("found above").blake3,
+            )?),
+            (Some(path), Some(_)) => Box::new(OneFile::create_unchecked(
+                &partial,
+                path,
+                range.start - manifest.file(path).expect("found above").offset,
+            )?),
             (None, _) => Box::new(UnpackAll(Some(
                 Unpacker::new(&manifest, &partial).map_err(|e| CliError::Refused(e.to_string()))?,
             ))),
@@ -343,7 +354,8 @@ pub fn download(
                     group.group.range()
                 )));
             }
-            let local = range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
+            let local =
+                range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
             let report = group.read(local, &bar, &mut WriteAdapter(out.as_mut()), progress)?;
             fetched += report.bytes_read;
             opened.push(group);
@@ -541,8 +553,8 @@ pub(crate) struct DatasetDeals {
 
 impl DatasetDeals {
     pub(crate) fn load(ctx: &Ctx, id: &DatasetId) -> Result<DatasetDeals, CliError> {
-        let deals = ctx
-            .program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
+        let deals =
+            ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
         let Some(client) = deals.first().map(|(_, d)| d.client) else {
             return Err(CliError::Refused(format!(
                 "unknown dataset {id}: no deals hold it on {}",
@@ -551,7 +563,10 @@ impl DatasetDeals {
         };
         let mut groups: BTreeMap<[u8; 32], Vec<DealAt>> = BTreeMap::new();
         for (address, deal) in deals {
-            groups.entry(deal.group_id).or_default().push((address, deal));
+            groups
+                .entry(deal.group_id)
+                .or_default()
+                .push((address, deal));
         }
         Ok(DatasetDeals { client, groups })
     }

@@ -238,10 +238,15 @@ mod tests {
         std::fs::write(dir.path().join("héllo.txt"), b"hello").unwrap();
         let work = tempfile::tempdir().unwrap();
         let scan = scan_dir(dir.path()).unwrap();
-        let mut packer =
-            GroupPacker::new(dir.path(), &scan, 4, 2, 200_000, [3; 32], 0).unwrap();
+        let mut packer = GroupPacker::new(dir.path(), &scan, 4, 2, 200_000, [3; 32], 0).unwrap();
         let mut groups = Vec::new();
-        while let Some(p) = prepare_group(&mut packer, 6, &work.path().join(format!("g{}", groups.len()))).unwrap() {
+        while let Some(p) = prepare_group(
+            &mut packer,
+            6,
+            &work.path().join(format!("g{}", groups.len())),
+        )
+        .unwrap()
+        {
             groups.push(p);
         }
         assert_eq!(groups.len(), 2);
@@ -266,8 +271,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, s)| (i >= 2).then(|| s[r.start as usize..r.end as usize].to_vec()))
                 .collect();
-            let (group, _) =
-                cairn_core::dataset::recover_group(&p.group.id(), &t, &units).unwrap();
+            let (group, _) = cairn_core::dataset::recover_group(&p.group.id(), &t, &units).unwrap();
             assert_eq!(group, p.group);
         }
         let mut entries: Vec<_> = groups.iter().flat_map(|p| p.entries.clone()).collect();

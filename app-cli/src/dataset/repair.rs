@@ -210,7 +210,9 @@ pub struct DatasetRepairReport {
 
 impl fmt::Display for DatasetRepairReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for g in self.groups.iter().filter(|g| !g.repaired.is_empty() || !g.old_deals.is_empty() || !g.still_failing.is_empty()) {
+        for g in self.groups.iter().filter(|g| {
+            !g.repaired.is_empty() || !g.old_deals.is_empty() || !g.still_failing.is_empty()
+        }) {
             write!(f, "{g}")?;
         }
         writeln!(
@@ -244,8 +246,7 @@ pub fn repair(
     }
     let index = deals.index_group(&id)?;
     let mut groups = vec![repair_group(ctx, &a, index, None, connector, progress)?];
-    let (manifest, _, _) =
-        crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
+    let (manifest, _, _) = crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
     for (g, group) in manifest.groups().iter().enumerate() {
         groups.push(repair_group(ctx, &a, *group, Some(g), connector, progress)?);
     }
@@ -339,6 +340,10 @@ fn repair_group(
         }
     }
 
+    // Earlier placements first: settled, out of their providers' sets and
+    // closed where the chain allows. A deal this run ends is closed by a later
+    // run, once its last epoch is over.
+    let old_deals = clean_up(ctx, &market, client, &id, progress)?;
     let mut deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
     let Some((_, first)) = deals.first() else {
         return Err(CliError::Refused(format!(
@@ -413,7 +418,6 @@ fn repair_group(
     let is_lost = |index: u16| lost.iter().any(|(i, _, _)| *i == index);
     let healthy = shards.iter().filter(|s| !is_lost(s.index)).count();
     if lost.is_empty() {
-        let old_deals = clean_up(ctx, &market, client, &id, progress)?;
         // Nothing to place: a record only for the report.
         let state = UploadState::new(
             work.clone(),
@@ -666,7 +670,6 @@ fn repair_group(
             root: String::new(),
         })
         .collect();
-    let old_deals = clean_up(ctx, &market, client, &id, progress)?;
     finish(
         ctx,
         &market,

@@ -264,7 +264,10 @@ pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
 }
 
 impl DatasetUpload {
-    #[allow(clippy::too_many_arguments, reason = "one field each, named at the call")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one field each, named at the call"
+    )]
     pub fn new(
         dir: PathBuf,
         client: String,
@@ -277,10 +280,8 @@ impl DatasetUpload {
         fingerprint: String,
         groups: u64,
     ) -> Self {
-        let id = cairn_chain::dataset_id(
-            &client.parse().expect("a pubkey written by cairn"),
-            &salt,
-        );
+        let id =
+            cairn_chain::dataset_id(&client.parse().expect("a pubkey written by cairn"), &salt);
         DatasetUpload {
             version: DATASET_VERSION,
             dataset_id: cairn_core::hash::to_hex(&id),

@@ -280,7 +280,9 @@ pub fn upload(
                     progress,
                     accept_timeout,
                 )?;
-                placing.placed.push(UploadState::load(&gdir)?.expect("placed above").group_id);
+                placing
+                    .placed
+                    .push(UploadState::load(&gdir)?.expect("placed above").group_id);
                 placing.save(work)?;
                 bytes_bar.set(((g + 1) * placing.group_len).min(total));
                 bytes_bar.message(format!("{} of {} groups placed", g + 1, placing.groups));
@@ -324,11 +326,17 @@ pub fn upload(
         let path = group_dir(&work, Some(g)).join("entries.json");
         let group: Vec<EntryRecord> = load_json(&path)?.ok_or_else(|| CliError::Io {
             path: path.clone(),
-            reason: "missing: the upload record is incomplete; delete the work directory to start over".into(),
+            reason:
+                "missing: the upload record is incomplete; delete the work directory to start over"
+                    .into(),
         })?;
         entries.extend(group.into_iter().map(cairn_core::FileEntry::from));
     }
-    entries.extend(packer.finish().map_err(|e| CliError::bad("DIR", e.to_string()))?);
+    entries.extend(
+        packer
+            .finish()
+            .map_err(|e| CliError::bad("DIR", e.to_string()))?,
+    );
     let ids = record
         .placed
         .iter()
@@ -412,9 +420,7 @@ fn started(work: &Path, record: &DatasetUpload) -> bool {
     if !record.placed.is_empty() {
         return true;
     }
-    let proposed = |g| {
-        matches!(UploadState::load(&group_dir(work, g)), Ok(Some(s)) if s.shards.iter().any(|x| x.stage != Stage::Prepared))
-    };
+    let proposed = |g| matches!(UploadState::load(&group_dir(work, g)), Ok(Some(s)) if s.shards.iter().any(|x| x.stage != Stage::Prepared));
     proposed(Some(0)) || proposed(None)
 }
 
@@ -454,9 +460,13 @@ fn group_len(a: &UploadArgs, market: &MarketView) -> Result<u64, CliError> {
     };
     match &a.group_size {
         Some(text) => {
-            let len = crate::units::parse_bytes(text).map_err(|e| CliError::bad("--group-size", e))?;
+            let len =
+                crate::units::parse_bytes(text).map_err(|e| CliError::bad("--group-size", e))?;
             if len == 0 {
-                return Err(CliError::bad("--group-size", "a group holds at least one byte"));
+                return Err(CliError::bad(
+                    "--group-size",
+                    "a group holds at least one byte",
+                ));
             }
             if !fits(len) {
                 return Err(CliError::bad(
@@ -500,15 +510,25 @@ fn check_affordable(
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let n = usize::from(record.k + record.m);
     let total = scan.total_len();
-    let full = record.groups.saturating_sub(u64::from(total % record.group_len != 0));
+    let full = record
+        .groups
+        .saturating_sub(u64::from(total % record.group_len != 0));
     let last = total - full * record.group_len;
     // The index group is small; its shards cost what a 1-byte group's do at most
     // one billable MiB each, unless the manifest is large.
-    let index_len = (scan.files.iter().map(|f| 90 + f.path.len() as u64).sum::<u64>()
+    let index_len = (scan
+        .files
+        .iter()
+        .map(|f| 90 + f.path.len() as u64)
+        .sum::<u64>()
         + 64 * record.groups)
         .max(1);
     let mut escrow: u64 = 0;
-    for (count, len) in [(full, record.group_len), (u64::from(last > 0), last), (1, index_len)] {
+    for (count, len) in [
+        (full, record.group_len),
+        (u64::from(last > 0), last),
+        (1, index_len),
+    ] {
         if count == 0 {
             continue;
         }
@@ -585,7 +605,16 @@ fn place_group(
             s
         }
     };
-    let replaced = place(ctx, market, client, &mut state, dir, connector, progress, accept_timeout);
+    let replaced = place(
+        ctx,
+        market,
+        client,
+        &mut state,
+        dir,
+        connector,
+        progress,
+        accept_timeout,
+    );
     // Whoever failed a shard here is not chosen for the next groups.
     for failed in state.shards.iter().flat_map(|s| &s.failed) {
         if !record.avoid.contains(failed) {
@@ -623,8 +652,7 @@ pub(crate) fn place(
     progress: &Progress,
     accept_timeout: Duration,
 ) -> Result<usize, CliError> {
-    let group_id =
-        cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
+    let group_id = cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
     let mut replaced = 0;
     for _round in 0..PROVIDERS_PER_SHARD {
         propose_missing(ctx, market, client, state, work, group_id.0)?;
@@ -932,8 +960,7 @@ fn send_all(
     client: &Keypair,
     progress: &Progress,
 ) -> Result<Vec<Outcome>, CliError> {
-    let group_id =
-        cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
+    let group_id = cairn_core::DatasetId::from_str(&state.group_id).expect("id written by cairn");
     let mut jobs = Vec::new();
     for (i, s) in state.shards.iter().enumerate() {
         if s.stage != Stage::Proposed {

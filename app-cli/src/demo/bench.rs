@@ -307,11 +307,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         .expect("a file name")
         .to_string_lossy()
         .into_owned();
-    say(&format!(
-        "generated {} MiB in {} files",
-        a.size_mib,
-        i + 1
-    ));
+    say(&format!("generated {} MiB in {} files", a.size_mib, i + 1));
 
     let connector = QuicConnector::new().map_err(|e| CliError::Refused(e.to_string()))?;
     let progress = Progress::new(true, true, false);
@@ -340,7 +336,12 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
             peak
         });
         let t = Instant::now();
-        let up = upload::upload(&ctx, upload_args(data.clone(), "state"), &connector, &progress);
+        let up = upload::upload(
+            &ctx,
+            upload_args(data.clone(), "state"),
+            &connector,
+            &progress,
+        );
         let took = t.elapsed().as_secs_f64();
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);
         let peak = sampler.join().expect("the sampler does not panic");
@@ -381,7 +382,12 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let small = work.join("one-mib");
     std::fs::create_dir_all(&small).map_err(CliError::io(&small))?;
     std::fs::copy(&middle, small.join(MIDDLE_FILE)).map_err(CliError::io(&small))?;
-    let small_up = upload::upload(&ctx, upload_args(small, "state-small"), &connector, &progress)?;
+    let small_up = upload::upload(
+        &ctx,
+        upload_args(small, "state-small"),
+        &connector,
+        &progress,
+    )?;
     let t = Instant::now();
     download::download(
         &ctx,

@@ -32,12 +32,12 @@ use storage_market::constants::NOT_JAILED;
 use storage_market::settlement::bps_of;
 use storage_market::state::{Deal, DealState, Provider};
 
+use crate::commands::deals::ShardRef;
 use crate::commands::deals::{status_report, StatusArgs};
 use crate::context::{Ctx, MarketView};
 use crate::dataset::download::{self, DownloadArgs};
 use crate::dataset::onchain::{self, state_name, DealAt, DealsView};
 use crate::dataset::quic::QuicConnector;
-use crate::commands::deals::ShardRef;
 use crate::dataset::repair::{self, DatasetRepairReport, RepairArgs};
 use crate::dataset::upload::{self, UploadArgs};
 use crate::error::CliError;
@@ -326,7 +326,12 @@ impl Story<'_> {
         }
         Ok(by_group
             .values()
-            .flat_map(|deals| onchain::live_deals(deals).into_values().cloned().collect::<Vec<_>>())
+            .flat_map(|deals| {
+                onchain::live_deals(deals)
+                    .into_values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect())
     }
 

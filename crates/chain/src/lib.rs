@@ -55,12 +55,7 @@ pub fn provider_pda(authority: &Pubkey) -> Pubkey {
 /// The deal of shard `shard_index` of an erasure group (`group_id`: BLAKE3 of
 /// its group manifest), in placement `generation` (0 first, one more for each
 /// replacement).
-pub fn deal_pda(
-    client: &Pubkey,
-    group_id: &[u8; 32],
-    shard_index: u16,
-    generation: u16,
-) -> Pubkey {
+pub fn deal_pda(client: &Pubkey, group_id: &[u8; 32], shard_index: u16, generation: u16) -> Pubkey {
     Pubkey::find_program_address(
         &[
             SEED_DEAL,

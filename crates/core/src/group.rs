@@ -35,8 +35,8 @@ use std::io::{Read, Write};
 
 use crate::codec::{DecodeError, PutExt, Reader};
 use crate::erasure::{
-    Decoder, EncodeError, Encoder, ErasureParams, Layout, ParamsError, RecoverError,
-    UnitChecksums, UnitSource, DEFAULT_STRIPE_UNIT, STRIPE_UNIT_ALIGN,
+    Decoder, EncodeError, Encoder, ErasureParams, Layout, ParamsError, RecoverError, UnitChecksums,
+    UnitSource, DEFAULT_STRIPE_UNIT, STRIPE_UNIT_ALIGN,
 };
 use crate::hash::{DatasetId, Hash};
 
@@ -343,7 +343,10 @@ pub fn encode_group<R: Read + ?Sized, W: Write>(
     let mut encoder = Encoder::new(params, sinks)?;
     let read = encoder.read_from(&mut reader.take(len))?;
     if read != len {
-        return Err(EncodeGroupError::Short { expected: len, got: read });
+        return Err(EncodeGroupError::Short {
+            expected: len,
+            got: read,
+        });
     }
     let encoded = encoder.finish()?;
     let group = GroupManifest::new(kind, salt, index, offset, encoded.layout, encoded.checksums)?;
@@ -446,7 +449,10 @@ mod tests {
         };
         assert!(matches!(
             with(0, b'X'),
-            Err(GroupError::Decode(DecodeError::Invalid { field: "group.magic", .. }))
+            Err(GroupError::Decode(DecodeError::Invalid {
+                field: "group.magic",
+                ..
+            }))
         ));
         assert!(matches!(
             with(4, 9),
@@ -454,7 +460,10 @@ mod tests {
         ));
         assert!(matches!(
             with(5, 7),
-            Err(GroupError::Decode(DecodeError::Invalid { field: "group.kind", .. }))
+            Err(GroupError::Decode(DecodeError::Invalid {
+                field: "group.kind",
+                ..
+            }))
         ));
         // An index group elsewhere than at the start.
         assert!(matches!(
@@ -504,6 +513,12 @@ mod tests {
             vec![Vec::new(); 3],
         )
         .unwrap_err();
-        assert!(matches!(e, EncodeGroupError::Short { expected: 100, got: 60 }));
+        assert!(matches!(
+            e,
+            EncodeGroupError::Short {
+                expected: 100,
+                got: 60
+            }
+        ));
     }
 }

@@ -250,10 +250,7 @@ mod tests {
 
     /// Re-encodes a manifest with its files replaced, bypassing validation.
     fn with_files(m: &Manifest, files: Vec<FileEntry>) -> Vec<u8> {
-        encode(&Manifest {
-            files,
-            ..m.clone()
-        })
+        encode(&Manifest { files, ..m.clone() })
     }
 
     #[test]

@@ -185,7 +185,8 @@ pub fn scan_dir(root: &Path) -> Result<Scan, PackError> {
     }
     let mut scan = Scan::default();
     scan_into(root, "", &mut scan)?;
-    scan.files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    scan.files
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     scan.dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(scan)
 }
@@ -861,7 +862,10 @@ mod tests {
         let groups = (0..Manifest::group_count(packed.len() as u64, 1024))
             .map(|g| DatasetId([g as u8; 32]))
             .collect();
-        (Manifest::new(3, 2, 1024, entries, vec![], groups).unwrap(), packed)
+        (
+            Manifest::new(3, 2, 1024, entries, vec![], groups).unwrap(),
+            packed,
+        )
     }
 
     fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -902,7 +906,11 @@ mod tests {
         assert_eq!(coded.id(), index.id());
         let sources = shards.iter().map(|s| Some(&s[..])).collect();
         let mut content = Vec::new();
-        index.decoder(sources).unwrap().read_all(&mut content).unwrap();
+        index
+            .decoder(sources)
+            .unwrap()
+            .read_all(&mut content)
+            .unwrap();
         assert_eq!(Manifest::decode(&content).unwrap(), *manifest);
 
         // Decode each group from a parity-heavy subset, in order, and unpack.
@@ -916,7 +924,11 @@ mod tests {
                 Some(&shards[3][..]),
                 Some(&shards[4][..]),
             ];
-            group.decoder(sources).unwrap().read_all(&mut unpacker).unwrap();
+            group
+                .decoder(sources)
+                .unwrap()
+                .read_all(&mut unpacker)
+                .unwrap();
         }
         unpacker.finish().unwrap();
         for f in manifest.files() {
@@ -954,7 +966,9 @@ mod tests {
                 .manifest
                 .files()
                 .iter()
-                .filter(|f| f.offset + f.size > first * 200 || (f.size == 0 && f.offset >= first * 200))
+                .filter(|f| {
+                    f.offset + f.size > first * 200 || (f.size == 0 && f.offset >= first * 200)
+                })
                 .cloned()
                 .collect();
             assert_eq!(entries, later, "from group {first}");

@@ -270,7 +270,9 @@ impl Manifest {
 
     /// The packed bytes data group `g` holds.
     pub fn group_range(&self, g: usize) -> Range<u64> {
-        let start = (g as u64).saturating_mul(self.group_len).min(self.total_len);
+        let start = (g as u64)
+            .saturating_mul(self.group_len)
+            .min(self.total_len);
         start..start.saturating_add(self.group_len).min(self.total_len)
     }
 
@@ -375,7 +377,12 @@ impl Manifest {
         };
         let files: HashSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
         let mut parents: HashSet<&str> = HashSet::new();
-        for path in self.files.iter().map(|f| f.path.as_str()).chain(self.dirs.iter().map(String::as_str)) {
+        for path in self
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(self.dirs.iter().map(String::as_str))
+        {
             for (i, _) in path.match_indices('/') {
                 parents.insert(&path[..i]);
             }
@@ -394,7 +401,10 @@ impl Manifest {
                 return Err(bad(dir, "it is also a file"));
             }
             if parents.contains(dir.as_str()) {
-                return Err(bad(dir, "it is not empty; only empty directories are listed"));
+                return Err(bad(
+                    dir,
+                    "it is not empty; only empty directories are listed",
+                ));
             }
             for (i, _) in dir.match_indices('/') {
                 if files.contains(&dir[..i]) {
@@ -473,7 +483,12 @@ mod tests {
     }
 
     fn build(files: Vec<FileEntry>, dirs: &[&str]) -> Result<Manifest, ManifestError> {
-        let total = files.iter().map(|f| f.offset.saturating_add(f.size)).max().unwrap_or(0).min(1 << 20);
+        let total = files
+            .iter()
+            .map(|f| f.offset.saturating_add(f.size))
+            .max()
+            .unwrap_or(0)
+            .min(1 << 20);
         Manifest::new(
             2,
             1,
@@ -565,10 +580,16 @@ mod tests {
             ManifestError::BadDirectory { reason, .. } => reason,
             e => panic!("{e}"),
         };
-        assert_eq!(reason(&["a"]), "it is not empty; only empty directories are listed");
+        assert_eq!(
+            reason(&["a"]),
+            "it is not empty; only empty directories are listed"
+        );
         assert_eq!(reason(&["a/f"]), "it is also a file");
         assert_eq!(reason(&["a/f/g"]), "it is inside a file");
-        assert_eq!(reason(&["c", "c/d"]), "it is not empty; only empty directories are listed");
+        assert_eq!(
+            reason(&["c", "c/d"]),
+            "it is not empty; only empty directories are listed"
+        );
         assert!(matches!(
             build(files(), &["x/../y"]).unwrap_err(),
             ManifestError::UnsafePath { .. }

@@ -70,9 +70,12 @@ pub fn build(
     )
     .unwrap();
     let (k, m, _) = params.raw();
-    let groups = if packed.is_empty() { vec![] } else { vec![group.id()] };
-    let manifest =
-        Manifest::new(k, m, packed.len().max(1) as u64, files, vec![], groups).unwrap();
+    let groups = if packed.is_empty() {
+        vec![]
+    } else {
+        vec![group.id()]
+    };
+    let manifest = Manifest::new(k, m, packed.len().max(1) as u64, files, vec![], groups).unwrap();
     (manifest, group, packed, encoded)
 }
 
