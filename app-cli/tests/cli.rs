@@ -158,8 +158,8 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     }
     // The dataset id is derived from the client and the nonce (the program
     // checks it); `dataset_id` here is the nonce and the one group's id.
-    let id = cairn_core::DatasetId(cairn_chain::dataset_id(&client.pubkey(), &dataset_id))
-        .to_string();
+    let id =
+        cairn_core::DatasetId(cairn_chain::dataset_id(&client.pubkey(), &dataset_id)).to_string();
     let status = f.json(&client_key, &["status", &id]);
     assert_eq!(status["dataset_id"], id);
     assert_eq!(
@@ -172,7 +172,10 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
         .iter()
         .all(|d| d["state"] == "proposed" && d["healthy"] == false && d["generation"] == 0));
     assert_eq!(status["health"], "at risk");
-    assert_eq!(status["groups"][0]["proposed"], serde_json::json!([0, 1, 2]));
+    assert_eq!(
+        status["groups"][0]["proposed"],
+        serde_json::json!([0, 1, 2])
+    );
     // Escrow: 4 epochs at the provider's price for a shard under 1 MiB.
     assert_eq!(status["escrow_left"], 3 * 4 * 200);
     let text = String::from_utf8(f.cairn(&client_key, &["status", &id]).stdout).unwrap();
@@ -254,13 +257,15 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     // Shards 0 and 1 failed an epoch; shard 2's proposal lapsed unaccepted.
     assert_eq!(
         status["to_repair"],
-        serde_json::json!([0, 1, 2]
-            .map(|i| serde_json::json!({"group": 0, "shard_index": i})))
+        serde_json::json!([0, 1, 2].map(|i| serde_json::json!({"group": 0, "shard_index": i})))
     );
     assert_eq!(deals[0]["trouble"], format!("failed epoch {s}"));
     assert_eq!(deals[2]["trouble"], "proposal not accepted in time");
     assert_eq!(
-        (status["groups"][0]["healthy"].as_u64(), status["health"].as_str()),
+        (
+            status["groups"][0]["healthy"].as_u64(),
+            status["health"].as_str()
+        ),
         (Some(0), Some("at risk"))
     );
     assert_eq!(status["penalties"], 1_000);

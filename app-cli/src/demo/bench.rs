@@ -281,6 +281,9 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
             nodes,
             indexer: false,
             rpc_port: a.rpc_port,
+            // Room for a node's share of the dataset (one shard of each group,
+            // up to 1 GiB of slack in the last group and the index).
+            node_capacity: ((a.size_mib << 20) / u64::from(K) * 5 / 4).max(1 << 30) + (1 << 30),
         },
         say,
     )?;

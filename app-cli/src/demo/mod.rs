@@ -918,6 +918,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             nodes: n,
             indexer: true,
             rpc_port: a.rpc_port,
+            node_capacity: network::DEMO_NODE_CAPACITY,
         },
         say,
     )?;

@@ -33,7 +33,13 @@ pub struct NetworkConfig {
     /// JSON-RPC port (the websocket takes the next one); `None`: 8899 when
     /// free, else any free pair.
     pub rpc_port: Option<u16>,
+    /// Capacity each provider registers (its stake covers the collateral of
+    /// filling it).
+    pub node_capacity: u64,
 }
+
+/// What `cairn demo` gives each provider.
+pub const DEMO_NODE_CAPACITY: u64 = 1 << 30;
 
 /// One storage node: its provider account and, while it runs, its process.
 #[derive(Debug)]
@@ -57,6 +63,7 @@ pub struct Network {
     pub indexer: Option<(Service, SocketAddr)>,
     pub nodes: Vec<NodeProc>,
     faucet: Ctx,
+    node_capacity: u64,
 }
 
 /// A free TCP port `p` with `p + 1` free as well (RPC and websocket).
@@ -174,6 +181,7 @@ impl Network {
             indexer: None,
             nodes: Vec::new(),
             faucet,
+            node_capacity: config.node_capacity,
         };
         if config.indexer {
             net.start_indexer(say)?;
@@ -264,21 +272,25 @@ impl Network {
         Ok((key, path))
     }
 
-    /// Funds and registers a new provider (1 GiB, 0.0001 tokens per MiB per
-    /// epoch, 5 tokens of stake) and starts its node.
+    /// Funds and registers a new provider (the network's node capacity, 0.0001
+    /// tokens per MiB per epoch, stake for the collateral of a full node: 5
+    /// tokens a GiB) and starts its node.
     pub fn add_node(&mut self, say: &dyn Fn(&str)) -> Result<usize, CliError> {
         let index = self.nodes.len();
-        let (authority, key) = self.user(&format!("provider-{index}"), 10 * 10u64.pow(6))?;
+        let gib = self.node_capacity.div_ceil(1 << 30);
+        let stake = 5 * gib;
+        let (authority, key) =
+            self.user(&format!("provider-{index}"), (stake + 5) * 10u64.pow(6))?;
         let port = free_port(true);
         let endpoint: SocketAddr = ([127, 0, 0, 1], port).into();
         provider::run(
             &self.ctx(&key),
             ProviderCommand::Register(RegisterArgs {
                 endpoint: endpoint.to_string(),
-                capacity: 1 << 30,
+                capacity: self.node_capacity,
                 price: "0.0001".into(),
                 operator: None,
-                stake: Some("5".into()),
+                stake: Some(stake.to_string()),
             }),
         )?;
         let data_dir = self.dir.join(format!("node-{index}"));
