@@ -21,12 +21,7 @@ pub fn group_deals(
     client: &Pubkey,
     group_id: &[u8; 32],
 ) -> Result<Vec<DealAt>, CliError> {
-    let mut deals = ctx.program_accounts::<Deal>(&[
-        (cairn_chain::layout::DEAL_CLIENT, client.as_ref()),
-        (cairn_chain::layout::DEAL_GROUP_ID, group_id.as_ref()),
-    ])?;
-    sort(&mut deals);
-    Ok(deals)
+    deals_of(ctx, client, cairn_chain::layout::DEAL_GROUP_ID, group_id)
 }
 
 /// Every deal of `client` for `dataset` (all its groups), by shard index then
@@ -36,9 +31,19 @@ pub fn dataset_deals(
     client: &Pubkey,
     dataset: &[u8; 32],
 ) -> Result<Vec<DealAt>, CliError> {
+    deals_of(ctx, client, cairn_chain::layout::DEAL_DATASET_ID, dataset)
+}
+
+/// `client`'s deals whose 32 bytes at `offset` are `id`, sorted.
+fn deals_of(
+    ctx: &Ctx,
+    client: &Pubkey,
+    offset: usize,
+    id: &[u8; 32],
+) -> Result<Vec<DealAt>, CliError> {
     let mut deals = ctx.program_accounts::<Deal>(&[
         (cairn_chain::layout::DEAL_CLIENT, client.as_ref()),
-        (cairn_chain::layout::DEAL_DATASET_ID, dataset.as_ref()),
+        (offset, id.as_ref()),
     ])?;
     sort(&mut deals);
     Ok(deals)

@@ -129,6 +129,24 @@ impl<'a> Reader<'a> {
             })
     }
 
+    /// Reads a 4-byte magic and a version byte: `field`/`reason` name a wrong
+    /// magic, [`DecodeError::BadVersion`] a version other than `version`.
+    pub(crate) fn header(
+        &mut self,
+        magic: [u8; 4],
+        version: u8,
+        field: &'static str,
+        reason: &'static str,
+    ) -> Result<(), DecodeError> {
+        if self.array::<4>()? != magic {
+            return Err(DecodeError::Invalid { field, reason });
+        }
+        match self.u8()? {
+            v if v == version => Ok(()),
+            v => Err(DecodeError::BadVersion(v)),
+        }
+    }
+
     /// Succeeds only if every byte was consumed.
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         match self.remaining() {

@@ -252,17 +252,12 @@ impl GroupManifest {
     /// Decodes and validates a canonical encoding; anything else is an error.
     pub fn decode(bytes: &[u8]) -> Result<Self, GroupError> {
         let mut r = Reader::new(bytes);
-        if r.array::<4>()? != GROUP_MAGIC {
-            return Err(DecodeError::Invalid {
-                field: "group.magic",
-                reason: "not a Cairn group manifest (expected \"CRNG\")",
-            }
-            .into());
-        }
-        let version = r.u8()?;
-        if version != GROUP_FORMAT {
-            return Err(DecodeError::BadVersion(version).into());
-        }
+        r.header(
+            GROUP_MAGIC,
+            GROUP_FORMAT,
+            "group.magic",
+            "not a Cairn group manifest (expected \"CRNG\")",
+        )?;
         let kind = match r.u8()? {
             0 => GroupKind::Index,
             1 => GroupKind::Data,

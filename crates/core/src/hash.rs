@@ -11,17 +11,18 @@ pub fn blake3(bytes: &[u8]) -> Hash {
     *blake3::hash(bytes).as_bytes()
 }
 
-/// Identifier of a dataset: BLAKE3 of its canonical manifest encoding
-/// ([`crate::Manifest::encode`]).
+/// A 32-byte id as deals name it on chain: a dataset id (derived from its
+/// client and a nonce, see docs/DESIGN.md) or a group id (BLAKE3 of a group
+/// manifest's canonical encoding, [`crate::group::GroupManifest::id`]).
 ///
 /// Displayed and parsed as 64 lowercase hexadecimal characters (parsing also
 /// accepts uppercase). Hex rather than base58 because it is what `b3sum` prints, so
-/// anyone can check an id with standard tools: `b3sum manifest.bin`.
+/// anyone can check a group id with standard tools: `b3sum group-manifest.bin`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct DatasetId(pub Hash);
 
 impl DatasetId {
-    /// The id of a manifest given its canonical bytes.
+    /// The id of a group manifest given its canonical bytes.
     pub fn of_canonical_bytes(canonical: &[u8]) -> Self {
         DatasetId(blake3(canonical))
     }

@@ -88,17 +88,12 @@ fn path(r: &mut Reader<'_>, index: usize) -> Result<String, ManifestError> {
 /// Decodes and validates a canonical manifest encoding.
 pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let mut r = Reader::new(bytes);
-    if r.array::<4>()? != MAGIC {
-        return Err(DecodeError::Invalid {
-            field: "magic",
-            reason: "not a Cairn manifest (expected \"CRNM\")",
-        }
-        .into());
-    }
-    let version = r.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::BadVersion(version).into());
-    }
+    r.header(
+        MAGIC,
+        FORMAT_VERSION,
+        "magic",
+        "not a Cairn manifest (expected \"CRNM\")",
+    )?;
     let (k, m) = (r.u16()?, r.u16()?);
     let params = ErasureParams::with_default_unit(k, m)?;
     let group_len = r.u64()?;
