@@ -13,7 +13,7 @@ use cairn_core::DatasetId;
 use clap::Args;
 use serde::Serialize;
 use solana_signer::Signer;
-use storage_market::constants::{INDEX_GROUP, NOT_JAILED};
+use storage_market::constants::NOT_JAILED;
 use storage_market::state::{Deal, DealState};
 
 use crate::context::{Ctx, MarketView};
@@ -216,10 +216,7 @@ fn report(
     let sum = |f: fn(&DealReport) -> u64| shards.iter().map(f).sum::<u64>();
     DatasetReport {
         group_id: DatasetId(group_id).to_string(),
-        group: deals
-            .first()
-            .map(|(_, d)| d.group)
-            .filter(|g| *g != INDEX_GROUP),
+        group: deals.first().and_then(|(_, d)| onchain::group_number(d)),
         client,
         k,
         n,

@@ -238,6 +238,18 @@ impl OpenGroup {
         Ok(report)
     }
 
+    /// Each shard's provider as this download saw it.
+    pub(crate) fn providers_used(&self) -> impl Iterator<Item = ProviderUsed> + '_ {
+        self.shards.iter().map(|s| ProviderUsed {
+            group: self.index,
+            shard_index: s.index,
+            provider: s.provider.to_string(),
+            endpoint: s.endpoint.clone(),
+            status: s.status.clone(),
+            connect_ms: s.connect_ms,
+        })
+    }
+
     /// "group 3" or "the index group", for messages.
     pub(crate) fn name(&self) -> String {
         match self.index {
@@ -326,7 +338,10 @@ pub fn download(
     let groups = manifest.groups_for(range.clone());
     let bar = progress.bar("download", range.end - range.start);
     let partial = partial_dir(&a.out)?;
-    let mut opened: Vec<OpenGroup> = vec![index];
+    // Each group's providers as the download saw them; a group's connections
+    // close once it is read.
+    let mut providers: Vec<ProviderUsed> = index.providers_used().collect();
+    drop(index);
     let written = (|| -> Result<(), CliError> {
         let mut out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
             (Some(path), None) => Box::new(OneFile::create(
@@ -358,7 +373,7 @@ pub fn download(
                 range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
             let report = group.read(local, &bar, &mut WriteAdapter(out.as_mut()), progress)?;
             fetched += report.bytes_read;
-            opened.push(group);
+            providers.extend(group.providers_used());
         }
         out.finish()
     })();
@@ -376,19 +391,7 @@ pub fn download(
         bytes_fetched: fetched,
         seconds: started.elapsed().as_secs_f64(),
         groups_read: groups.collect(),
-        providers: opened
-            .iter()
-            .flat_map(|g| {
-                g.shards.iter().map(|s| ProviderUsed {
-                    group: g.index,
-                    shard_index: s.index,
-                    provider: s.provider.to_string(),
-                    endpoint: s.endpoint.clone(),
-                    status: s.status.clone(),
-                    connect_ms: s.connect_ms,
-                })
-            })
-            .collect(),
+        providers,
     })
 }
 

@@ -49,6 +49,11 @@ fn deals_of(
     Ok(deals)
 }
 
+/// A deal's group number; `None` for the index group.
+pub fn group_number(d: &Deal) -> Option<u32> {
+    (d.group != storage_market::constants::INDEX_GROUP).then_some(d.group)
+}
+
 /// Orders deals by shard index, then generation.
 pub fn sort(deals: &mut [DealAt]) {
     deals.sort_by_key(|(_, d)| (d.shard_index, d.generation));

@@ -267,11 +267,6 @@ fn group_name(group: Option<u32>) -> String {
     group.map_or("index group".into(), |g| format!("group {g}"))
 }
 
-/// A deal's group number, `None` for the index group.
-fn group_of(d: &Deal) -> Option<u32> {
-    (d.group != storage_market::constants::INDEX_GROUP).then_some(d.group)
-}
-
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), CliError> {
     if ok {
         Ok(())
@@ -494,7 +489,13 @@ impl Story<'_> {
             let held: Vec<String> = victims
                 .iter()
                 .filter(|(_, d, _)| d.provider == *provider)
-                .map(|(_, d, _)| format!("{} shard {}", group_name(group_of(d)), d.shard_index))
+                .map(|(_, d, _)| {
+                    format!(
+                        "{} shard {}",
+                        group_name(onchain::group_number(d)),
+                        d.shard_index
+                    )
+                })
                 .collect();
             (self.say)(&format!(
                 "SIGKILL node {node} (provider {provider}, holding {}) in epoch {killed_in}",
@@ -536,13 +537,13 @@ impl Story<'_> {
             (self.say)(&format!(
                 "epoch {e}: opened and proven by the {proved} survivors, not by provider {} ({} shard {}): failed",
                 deal.provider,
-                group_name(group_of(deal)),
+                group_name(onchain::group_number(deal)),
                 deal.shard_index
             ));
             out.push(Failure {
                 provider: deal.provider.to_string(),
                 deal: address.to_string(),
-                group: group_of(deal),
+                group: onchain::group_number(deal),
                 shard_index: deal.shard_index,
                 killed_in_epoch: killed_in,
                 first_failed_epoch: e,
@@ -559,7 +560,7 @@ impl Story<'_> {
         let mut expected: Vec<ShardRef> = victims
             .iter()
             .map(|(_, d, _)| ShardRef {
-                group: group_of(d),
+                group: onchain::group_number(d),
                 shard_index: d.shard_index,
             })
             .collect();
