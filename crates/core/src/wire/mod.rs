@@ -354,11 +354,14 @@ pub enum ErrorCode {
     UnsupportedVersion = 13,
     /// Something failed inside the node.
     Internal = 14,
+    /// The node's own stored copy failed its integrity check: the node holds no
+    /// good copy of these bytes (read from another provider; the shard needs repair).
+    CorruptCopy = 15,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownDeal,
         ErrorCode::NotProposed,
@@ -373,6 +376,7 @@ impl ErrorCode {
         ErrorCode::NotStored,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Internal,
+        ErrorCode::CorruptCopy,
     ];
 
     /// The code for a number, if any.
@@ -407,6 +411,9 @@ impl ErrorCode {
             ErrorCode::NotStored => "the node does not hold this shard (yet)",
             ErrorCode::UnsupportedVersion => "the node does not speak this protocol version",
             ErrorCode::Internal => "the node hit an internal error; retry or try another provider",
+            ErrorCode::CorruptCopy => {
+                "the node's stored copy of this shard is corrupt; read it from another provider and repair the shard"
+            }
         }
     }
 }
@@ -464,7 +471,7 @@ mod tests {
             assert_eq!(ErrorCode::from_u16(code as u16), Some(code));
         }
         assert_eq!(ErrorCode::from_u16(0), None);
-        assert_eq!(ErrorCode::from_u16(15), None);
+        assert_eq!(ErrorCode::from_u16(16), None);
         let e = WireError::new(ErrorCode::NotProposed, "deal 7xK is Active");
         assert_eq!(
             e.to_string(),
