@@ -15,7 +15,7 @@ use crate::{
     metrics::Metrics,
     server::{Limits, Node},
     session::{Session, ShardsByRoot},
-    store::{append, Store},
+    store::{write_at, Store},
 };
 use cairn_chain::proving;
 use cairn_chain::Pubkey;
@@ -223,10 +223,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
         operator_key,
         Limits {
             capacity_bytes: u64::MAX,
-            max_header_bytes: cairn_core::wire::DEFAULT_MAX_HEADER_LEN,
             max_connections: 16,
-            request_timeout: Duration::from_secs(30),
-            checkpoint_bytes: 8 << 20,
+            min_free_disk_bytes: 0,
+            ..Limits::default()
         },
         Arc::new(Metrics::default()),
     ));
@@ -309,8 +308,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<String> {
             let tree = builder.finish();
             let deal = Pubkey::new_unique().to_bytes();
             store.begin(&deal, data.len() as u64, tree.root())?;
-            let mut file = store.open_partial(&deal, 0)?;
-            append(&mut file, &store.partial_path(&deal), &data)?;
+            let file = store.open_partial(&deal, 0)?;
+            write_at(&file, &store.partial_path(&deal), 0, &data)?;
             store.finish(&deal, &file, &tree)?;
             entries.push(SetEntry {
                 end_epoch: u64::MAX,

@@ -3,7 +3,7 @@
 
 use cairn_chain::Pubkey;
 use cairn_core::wire::{
-    Codec, GetProof, GetShard, GetStatus, NodeInfo, Proof, PutShard, Request, Response,
+    Codec, ErrorCode, GetProof, GetShard, GetStatus, NodeInfo, Proof, PutShard, Request, Response,
     ShardStatus, WireError, LEN_PREFIX,
 };
 use solana_keypair::Keypair;
@@ -23,17 +23,63 @@ pub enum ClientError {
         /// The node's address.
         addr: SocketAddr,
         /// Why.
-        reason: String,
+        reason: ConnectFailure,
     },
     /// The node refused the request.
     #[error("the node refused: {0}")]
     Refused(#[from] WireError),
-    /// The stream failed.
+    /// The connection or the stream failed.
     #[error("connection to the node failed: {0}")]
-    Stream(String),
+    Stream(#[from] StreamFailure),
+    /// Reading the local bytes to upload failed.
+    #[error("reading the shard source: {0}")]
+    Source(std::io::Error),
     /// The node answered something that is not a valid answer.
     #[error("the node sent an invalid answer: {0}")]
     Protocol(String),
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    /// This side's TLS configuration could not be built.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// No local UDP socket.
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+    /// The connection could not be started (a bad address, no endpoint).
+    #[error(transparent)]
+    Start(#[from] quinn::ConnectError),
+    /// The handshake failed: unreachable, timed out, or refused by TLS.
+    #[error(transparent)]
+    Handshake(#[from] quinn::ConnectionError),
+}
+
+/// How a stream to a node broke.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamFailure {
+    /// The connection is gone.
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+    /// Sending failed.
+    #[error(transparent)]
+    Write(#[from] quinn::WriteError),
+    /// Receiving failed.
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+    /// Receiving a fixed-size piece failed.
+    #[error(transparent)]
+    ReadExact(#[from] quinn::ReadExactError),
+    /// The stream was already closed.
+    #[error(transparent)]
+    Closed(#[from] quinn::ClosedStream),
+    /// The node ended the answer early.
+    #[error("the node stopped {0} bytes short")]
+    Short(u64),
+    /// Writing the received bytes locally failed.
+    #[error("writing the received bytes: {0}")]
+    Sink(std::io::Error),
 }
 
 impl ClientError {
@@ -44,10 +90,29 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the handshake failed in TLS: the node is not the operator the
+    /// chain names (or speaks no `cairn/1`). Retrying cannot fix it.
+    pub fn is_wrong_identity(&self) -> bool {
+        let ClientError::Connect {
+            reason: ConnectFailure::Handshake(e),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let code = match e {
+            quinn::ConnectionError::TransportError(t) => t.code,
+            quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+            _ => return false,
+        };
+        // TLS alerts travel as QUIC transport codes 0x100..=0x1ff (RFC 9001, 4.8).
+        (0x100..0x200).contains(&u64::from(code))
+    }
 }
 
-fn stream_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Stream(e.to_string())
+fn stream_err(e: impl Into<StreamFailure>) -> ClientError {
+    ClientError::Stream(e.into())
 }
 
 /// A connection to one node.
@@ -60,22 +125,31 @@ pub struct NodeClient {
 impl NodeClient {
     /// Connects to `addr`, accepting only a node whose TLS key is `operator`.
     pub async fn connect(addr: SocketAddr, operator: Pubkey) -> Result<NodeClient, ClientError> {
-        let connect_err = |reason: String| ClientError::Connect { addr, reason };
-        let config = crate::tls::client_config(operator, Duration::from_secs(30))
-            .map_err(|e| connect_err(e.to_string()))?;
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().expect("address")
         } else {
             "0.0.0.0:0".parse().expect("address")
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        Self::connect_from(bind, addr, operator).await
+    }
+
+    /// [`NodeClient::connect`] from the local address `bind`.
+    pub async fn connect_from(
+        bind: SocketAddr,
+        addr: SocketAddr,
+        operator: Pubkey,
+    ) -> Result<NodeClient, ClientError> {
+        let connect_err = |reason: ConnectFailure| ClientError::Connect { addr, reason };
+        let config = crate::tls::client_config(operator, Duration::from_secs(30))
+            .map_err(|e| connect_err(ConnectFailure::Tls(e.to_string())))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.into()))?;
         endpoint.set_default_client_config(config);
         let server_name = solana_tls_utils::socket_addr_to_quic_server_name(addr);
         let connection = endpoint
             .connect(addr, &server_name)
-            .map_err(|e| connect_err(e.to_string()))?
+            .map_err(|e| connect_err(e.into()))?
             .await
-            .map_err(|e| connect_err(e.to_string()))?;
+            .map_err(|e| connect_err(e.into()))?;
         Ok(NodeClient {
             endpoint,
             connection,
@@ -194,26 +268,25 @@ impl NodeClient {
                 source
                     .read_exact(&mut buf[..n])
                     .await
-                    .map_err(|e| format!("reading the shard source: {e}"))?;
-                send.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+                    .map_err(ClientError::Source)?;
+                send.write_all(&buf[..n]).await.map_err(stream_err)?;
                 left -= n as u64;
             }
-            send.finish().map_err(|e| e.to_string())?;
-            Ok::<_, String>(())
+            send.finish().map_err(stream_err)?;
+            Ok::<_, ClientError>(())
         }
         .await;
-        if let Err(e) = &sent {
-            if e.starts_with("reading the shard source") {
-                let _ = send.reset(0u32.into());
-                return Err(ClientError::Stream(e.clone()));
-            }
+        if let Err(ClientError::Source(e)) = sent {
+            let _ = send.reset(0u32.into());
+            return Err(ClientError::Source(e));
         }
-        let answer = self.response(&mut recv).await;
-        match (answer, sent) {
+        // A node that refuses early stops reading, so the write fails: its answer
+        // says why, and is the error reported.
+        match (self.response(&mut recv).await, sent) {
             (Ok(Response::PutShard(status)), _) => Ok(status),
             (Ok(Response::Error(e)), _) => Err(e.into()),
             (Ok(other), _) => Err(unexpected(&other)),
-            (Err(e), Err(write)) => Err(ClientError::Stream(format!("{write}; then {e}"))),
+            (Err(_), Err(write)) => Err(write),
             (Err(e), Ok(())) => Err(e),
         }
     }
@@ -269,14 +342,14 @@ impl NodeClient {
                     let chunk = recv
                         .read_chunk(left.min(PIECE as u64) as usize, true)
                         .await
-                        .map_err(stream_err)?
-                        .ok_or_else(|| {
-                            ClientError::Stream(format!("the node stopped {left} bytes short"))
-                        })?;
-                    sink.write_all(&chunk.bytes).await.map_err(stream_err)?;
+                        .map_err(reset_refusal)?
+                        .ok_or(StreamFailure::Short(left))?;
+                    sink.write_all(&chunk.bytes)
+                        .await
+                        .map_err(StreamFailure::Sink)?;
                     left -= chunk.bytes.len() as u64;
                 }
-                sink.flush().await.map_err(stream_err)?;
+                sink.flush().await.map_err(StreamFailure::Sink)?;
                 Ok(())
             }
             Response::Error(e) => Err(e.into()),
@@ -312,6 +385,24 @@ impl NodeClient {
         self.connection.close(0u32.into(), b"done");
         self.endpoint.wait_idle().await;
     }
+}
+
+/// A read error; a stream the node reset with a wire error code (it found a
+/// problem after the answer started, such as its own copy being corrupt) becomes
+/// that refusal.
+fn reset_refusal(e: quinn::ReadError) -> ClientError {
+    if let quinn::ReadError::Reset(code) = &e {
+        let code = u16::try_from(code.into_inner())
+            .ok()
+            .and_then(ErrorCode::from_u16);
+        if let Some(code) = code {
+            return ClientError::Refused(WireError::new(
+                code,
+                "the node ended its answer part way",
+            ));
+        }
+    }
+    stream_err(e)
 }
 
 fn unexpected(r: &Response) -> ClientError {

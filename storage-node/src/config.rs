@@ -64,6 +64,22 @@ pub mod defaults {
     pub fn checkpoint_bytes() -> u64 {
         8 << 20
     }
+    /// 32 connections per IP address.
+    pub fn max_connections_per_ip() -> u32 {
+        32
+    }
+    /// 20 per second.
+    pub fn unknown_deals_per_sec_per_ip() -> u32 {
+        20
+    }
+    /// 256 MiB.
+    pub fn min_free_disk_bytes() -> u64 {
+        256 << 20
+    }
+    /// 60 s.
+    pub fn sweep_secs() -> u64 {
+        60
+    }
     /// 4 chunks per stored shard.
     pub fn verify_samples() -> u32 {
         4
@@ -143,6 +159,21 @@ pub struct Config {
     /// An upload is fsynced and its resume offset recorded every this many bytes.
     #[serde(default = "defaults::checkpoint_bytes")]
     pub checkpoint_bytes: u64,
+    /// Most simultaneous QUIC connections from one IP address; more are refused.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: u32,
+    /// Requests naming deals the node does not have (each costs a chain lookup)
+    /// that one IP address may make per second; past it, `Busy` for a second.
+    #[serde(default = "defaults::unknown_deals_per_sec_per_ip")]
+    pub unknown_deals_per_sec_per_ip: u32,
+    /// Disk space always left free for the database and the system; uploads are
+    /// refused with `CapacityExceeded` rather than fill the disk.
+    #[serde(default = "defaults::min_free_disk_bytes")]
+    pub min_free_disk_bytes: u64,
+    /// How often (s) idle uploads are closed and the uploads of deals that are no
+    /// longer proposed (cancelled, closed) are dropped with the capacity they hold.
+    #[serde(default = "defaults::sweep_secs")]
+    pub sweep_secs: u64,
     /// 4 KiB chunks per stored shard checked against the kept Merkle levels at start.
     #[serde(default = "defaults::verify_samples")]
     pub verify_samples: u32,
@@ -262,6 +293,15 @@ impl Config {
         if self.checkpoint_bytes < 4096 {
             return Err(bad("checkpoint_bytes", "must be at least 4096"));
         }
+        if self.max_connections_per_ip == 0 {
+            return Err(bad("max_connections_per_ip", "must be at least 1"));
+        }
+        if self.unknown_deals_per_sec_per_ip == 0 {
+            return Err(bad("unknown_deals_per_sec_per_ip", "must be at least 1"));
+        }
+        if self.sweep_secs == 0 {
+            return Err(bad("sweep_secs", "must be at least 1"));
+        }
         if self.poll_ms == 0 {
             return Err(bad("poll_ms", "must be at least 1"));
         }
@@ -293,6 +333,21 @@ impl Config {
     /// [`Config::idle_timeout_ms`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The QUIC server's limits.
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            capacity_bytes: self.capacity_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            unknown_deals_per_sec_per_ip: self.unknown_deals_per_sec_per_ip,
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            sweep_interval: Duration::from_secs(self.sweep_secs),
+            request_timeout: self.request_timeout(),
+            checkpoint_bytes: self.checkpoint_bytes,
+        }
     }
 
     /// [`Config::request_timeout_ms`] as a duration.
@@ -343,6 +398,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ("idle_timeout_ms", "A connection silent this long (ms) is closed."),
     ("request_timeout_ms", "Longest wait (ms) for a request header, and between two pieces of an upload."),
     ("checkpoint_bytes", "An upload is fsynced and its resume offset recorded every this many bytes."),
+    ("max_connections_per_ip", "Most simultaneous QUIC connections from one IP address; more are refused."),
+    ("unknown_deals_per_sec_per_ip", "Requests naming deals the node does not have (each costs a chain lookup)\nthat one IP address may make per second; past it, Busy for a second."),
+    ("min_free_disk_bytes", "Disk space always left free for the database and the system; uploads are\nrefused with CapacityExceeded rather than fill the disk."),
+    ("sweep_secs", "How often (s) idle uploads are closed, and uploads of deals no longer\nproposed (cancelled, closed) are dropped with the capacity they hold."),
     ("verify_samples", "4 KiB chunks per stored shard checked against its Merkle tree at start."),
     ("prover", "Run the prover (open epochs, prove every epoch, accept stored deals, settle,\nremove ended deals from the deal set, delete finished deals' shards)."),
     ("poll_ms", "How often the prover polls the chain (ms)."),

@@ -40,12 +40,24 @@ pub struct Metrics {
     pub requests_refused: AtomicU64,
     /// Open QUIC connections.
     pub connections: AtomicU64,
+    /// Connections refused because their address had too many open.
+    pub connections_refused: AtomicU64,
+    /// Deal lookups sent to the chain for requests.
+    pub chain_lookups: AtomicU64,
+    /// Requests answered `Busy` because their address named too many unknown deals.
+    pub lookups_throttled: AtomicU64,
+    /// Answers abandoned because the peer granted no flow-control credit in time.
+    pub writes_timed_out: AtomicU64,
+    /// Partial uploads dropped because their deal is no longer proposed.
+    pub uploads_dropped: AtomicU64,
+    /// Reads that found the node's stored copy corrupt.
+    pub corrupt_reads: AtomicU64,
 }
 
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 20] = [
             (
                 "cairn_node_shards_stored",
                 "gauge",
@@ -129,6 +141,42 @@ impl Metrics {
                 "gauge",
                 "Open QUIC connections.",
                 &self.connections,
+            ),
+            (
+                "cairn_node_connections_refused_total",
+                "counter",
+                "Connections refused because their address had too many open.",
+                &self.connections_refused,
+            ),
+            (
+                "cairn_node_chain_lookups_total",
+                "counter",
+                "Deal lookups sent to the chain for requests.",
+                &self.chain_lookups,
+            ),
+            (
+                "cairn_node_lookups_throttled_total",
+                "counter",
+                "Requests answered Busy because their address named too many unknown deals.",
+                &self.lookups_throttled,
+            ),
+            (
+                "cairn_node_writes_timed_out_total",
+                "counter",
+                "Answers abandoned because the peer granted no flow-control credit in time.",
+                &self.writes_timed_out,
+            ),
+            (
+                "cairn_node_uploads_dropped_total",
+                "counter",
+                "Partial uploads dropped because their deal is no longer proposed.",
+                &self.uploads_dropped,
+            ),
+            (
+                "cairn_node_corrupt_reads_total",
+                "counter",
+                "Reads that found the node's stored copy of a shard corrupt.",
+                &self.corrupt_reads,
             ),
         ];
         let mut out = String::new();

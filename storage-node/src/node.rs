@@ -2,17 +2,16 @@
 //! server, the metrics endpoint and the prover; stop them through one token.
 
 use crate::{
-    chain::{ChainView, RpcChain},
+    chain::RpcChain,
     config::Config,
     metrics::Metrics,
     prover::{Prover, ProverConfig},
-    server::{Limits, Node},
-    store::{RecordState, Store},
+    server::Node,
+    store::Store,
 };
 use anyhow::Context;
 use solana_signer::Signer;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use storage_market::state::DealState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -70,16 +69,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     .await
     .context("config field `rpc_url`")?;
     check_provider(&config, &chain, &operator.pubkey().to_bytes()).await?;
-    reconcile_with_chain(&store, &chain).await;
 
     let metrics = Arc::new(Metrics::default());
-    let limits = Limits {
-        capacity_bytes: config.capacity_bytes,
-        max_header_bytes: config.max_header_bytes,
-        max_connections: config.max_connections,
-        request_timeout: config.request_timeout(),
-        checkpoint_bytes: config.checkpoint_bytes,
-    };
+    let limits = config.limits();
     let operator_key = operator.pubkey();
     let operator_key = cairn_chain::Pubkey::new_from_array(operator_key.to_bytes());
     let node = Arc::new(Node::new(
@@ -89,6 +81,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         limits,
         metrics.clone(),
     ));
+    // Disk and chain agree before the first request: shard files that lost their
+    // record are adopted or deleted, uploads of deals no longer proposed dropped.
+    node.adopt_unclaimed(&report.unclaimed).await;
+    node.sweep().await;
     let server_config = crate::tls::server_config(
         &operator,
         config.max_streams_per_connection,
@@ -173,30 +169,3 @@ async fn check_provider(
     Ok(())
 }
 
-/// Partial uploads whose deal is no longer Proposed for this provider are
-/// discarded; the rest stay resumable.
-async fn reconcile_with_chain(store: &Store, chain: &RpcChain) {
-    let Ok(records) = store.records() else { return };
-    let (mut kept, mut dropped) = (0, 0);
-    for (deal, record) in records {
-        if record.state != RecordState::Receiving {
-            continue;
-        }
-        let key = cairn_chain::Pubkey::new_from_array(deal);
-        match chain.deal(&key).await {
-            Ok(Some(d)) if d.state == DealState::Proposed && d.provider == chain.provider => {
-                kept += 1
-            }
-            Ok(_) => {
-                if let Err(e) = store.discard(&deal) {
-                    warn!(deal = %key, error = %e, "cannot discard a stale upload");
-                }
-                dropped += 1;
-            }
-            Err(e) => {
-                warn!(deal = %key, error = %e, "cannot check a partial upload on chain; kept")
-            }
-        }
-    }
-    info!(kept, dropped, "partial uploads reconciled with chain");
-}

@@ -11,15 +11,26 @@
 //! `WriteBatch`. A crash between the rename and the batch leaves a `Receiving`
 //! record with its file in `shards/`, which [`Store::reconcile`] re-hashes and
 //! either finishes or discards: never a torn shard.
+//!
+//! Every record write is synced (the WAL is fsynced before the write returns):
+//! each one precedes something the node tells a client or the chain (a resume
+//! offset, an `accept_deal`). A shard file in `shards/` that has no record at all
+//! (a record lost with the machine's power) is not deleted at start: it is kept as
+//! [`ReconcileReport::unclaimed`] until the chain says whose it is, and adopted
+//! with [`Store::adopt`] when its bytes hash to that deal's root.
+//!
+//! Capacity is held as bytes arrive, not when an upload begins: a stored shard
+//! holds its size, a partial upload the bytes reserved for it so far
+//! ([`Store::reserve`]). An upload that is announced and never sent holds nothing.
 
 use cairn_proof::{Tree, TreeBuilder, CHUNK_BYTES};
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::{
     fs::{self, File, OpenOptions},
-    io::{Read, Write},
+    io::Read,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::Mutex,
 };
 
 /// Column family with the schema version and the node's own small values (such
@@ -201,6 +212,9 @@ pub struct ReconcileReport {
     pub corrupt: Vec<DealId>,
     /// Files without any record (removed).
     pub orphans: Vec<PathBuf>,
+    /// Complete shard files without a record, kept until the chain says whose they
+    /// are ([`Store::adopt`] or [`Store::discard`]).
+    pub unclaimed: Vec<DealId>,
 }
 
 impl std::fmt::Display for ReconcileReport {
@@ -208,13 +222,15 @@ impl std::fmt::Display for ReconcileReport {
         write!(
             f,
             "{} stored shards verified, {} corrupt or missing removed, {} partial uploads resumable, \
-             {} interrupted finishes completed, {} discarded, {} orphan files removed",
+             {} interrupted finishes completed, {} discarded, {} orphan files removed, \
+             {} unrecorded shard files kept for the chain to claim",
             self.verified,
             self.corrupt.len(),
             self.resumable.len(),
             self.finished.len(),
             self.discarded.len(),
-            self.orphans.len()
+            self.orphans.len(),
+            self.unclaimed.len()
         )
     }
 }
@@ -223,8 +239,31 @@ impl std::fmt::Display for ReconcileReport {
 pub struct Store {
     db: DB,
     dir: PathBuf,
-    /// Bytes reserved by every record (receiving or stored).
-    used: AtomicU64,
+    used: Mutex<Usage>,
+}
+
+/// Bytes held: every stored shard's size, plus what each partial upload reserved.
+#[derive(Default)]
+struct Usage {
+    total: u64,
+    partial: std::collections::HashMap<DealId, u64>,
+}
+
+/// Why [`Store::reserve`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{needed} more bytes needed, {free} bytes of capacity free")]
+pub struct Full {
+    /// Bytes the reservation needed beyond what the deal held.
+    pub needed: u64,
+    /// Capacity left.
+    pub free: u64,
+}
+
+/// Writes that precede an answer to a client or a transaction: synced.
+fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
 }
 
 /// A deal address as a file name (base58).
@@ -263,11 +302,25 @@ impl Store {
         let store = Store {
             db,
             dir: dir.to_path_buf(),
-            used: AtomicU64::new(0),
+            used: Mutex::new(Usage::default()),
         };
-        let used = store.records()?.iter().map(|(_, r)| r.size).sum();
-        store.used.store(used, Ordering::Relaxed);
+        {
+            let mut usage = store.usage();
+            for (deal, r) in store.records()? {
+                match r.state {
+                    RecordState::Stored => usage.total += r.size,
+                    RecordState::Receiving => {
+                        usage.total += r.received;
+                        usage.partial.insert(deal, r.received);
+                    }
+                }
+            }
+        }
         Ok(store)
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.used.lock().expect("usage lock")
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -284,7 +337,7 @@ impl Store {
     /// Writes a value of [`CF_META`] (not [`SCHEMA_KEY`]).
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         assert_ne!(key, SCHEMA_KEY, "the schema version is the store's own");
-        self.db.put_cf(self.cf(CF_META), key, value)?;
+        self.db.put_cf_opt(self.cf(CF_META), key, value, &synced())?;
         Ok(())
     }
 
@@ -298,9 +351,39 @@ impl Store {
         self.dir.join("partial").join(deal_name(deal))
     }
 
-    /// Bytes reserved by all records.
+    /// Bytes held: stored shards' sizes and partial uploads' reservations.
     pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+        self.usage().total
+    }
+
+    /// Makes deal's partial upload hold at least `upto` bytes, if that keeps the
+    /// total within `capacity`. Called before bytes are written.
+    pub fn reserve(&self, deal: &DealId, upto: u64, capacity: u64) -> Result<(), Full> {
+        let mut usage = self.usage();
+        let held = usage.partial.get(deal).copied().unwrap_or(0);
+        if upto <= held {
+            return Ok(());
+        }
+        let needed = upto - held;
+        let free = capacity.saturating_sub(usage.total);
+        if needed > free {
+            return Err(Full { needed, free });
+        }
+        usage.total += needed;
+        usage.partial.insert(*deal, upto);
+        Ok(())
+    }
+
+    /// Lowers a partial upload's reservation to `upto` (its durable bytes after a
+    /// failed write or a truncation).
+    fn release_to(&self, deal: &DealId, upto: u64) {
+        let mut usage = self.usage();
+        if let Some(held) = usage.partial.get(deal).copied() {
+            if held > upto {
+                usage.total -= held - upto;
+                usage.partial.insert(*deal, upto);
+            }
+        }
     }
 
     /// The record of a deal, if any.
@@ -337,8 +420,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Starts an upload: an empty partial file and a `Receiving` record reserving
-    /// `size` bytes.
+    /// Starts an upload: an empty partial file and a `Receiving` record (holding no
+    /// capacity until bytes arrive).
     pub fn begin(
         &self,
         deal: &DealId,
@@ -355,8 +438,9 @@ impl Store {
             root,
             accepted: false,
         };
-        self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
-        self.used.fetch_add(size, Ordering::Relaxed);
+        self.db
+            .put_cf_opt(self.cf(CF_SHARDS), deal, record.encode(), &synced())?;
+        self.usage().partial.entry(*deal).or_insert(0);
         Ok(record)
     }
 
@@ -372,6 +456,7 @@ impl Store {
             .open(&path)
             .map_err(io("open", &path))?;
         file.set_len(received).map_err(io("truncate", &path))?;
+        self.release_to(deal, received);
         Ok(file)
     }
 
@@ -393,7 +478,9 @@ impl Store {
             deal: deal_name(deal),
         })?;
         record.received = received;
-        self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
+        self.db
+            .put_cf_opt(self.cf(CF_SHARDS), deal, record.encode(), &synced())?;
+        self.release_to(deal, received);
         Ok(())
     }
 
@@ -410,7 +497,28 @@ impl Store {
         let to = self.shard_path(deal);
         fs::rename(&from, &to).map_err(io("rename", &from))?;
         sync_dir(&self.dir.join("shards"))?;
+        crash_point("shard-renamed-before-record");
         self.commit_stored(deal, tree)
+    }
+
+    /// Records a complete shard file in `shards/` that had no record (see
+    /// [`ReconcileReport::unclaimed`]) for a deal whose root is `root` and size
+    /// `size`: it is hashed, and recorded as stored only if it matches. Returns
+    /// whether it was adopted; a file that does not match is deleted.
+    pub fn adopt(&self, deal: &DealId, size: u64, root: [u8; 32]) -> Result<bool, StoreError> {
+        let path = self.shard_path(deal);
+        let len = fs::metadata(&path).map_err(io("stat", &path))?.len();
+        if len == size {
+            let mut builder = TreeBuilder::new();
+            hash_file(&path, len, &mut builder)?;
+            let tree = builder.finish();
+            if tree.root() == root {
+                self.commit_stored(deal, &tree)?;
+                return Ok(true);
+            }
+        }
+        self.discard(deal)?;
+        Ok(false)
     }
 
     fn commit_stored(&self, deal: &DealId, tree: &Tree) -> Result<ShardRecord, StoreError> {
@@ -424,7 +532,10 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_SHARDS), deal, record.encode());
         batch.put_cf(self.cf(CF_TREES), deal, encode_tree(tree));
-        self.db.write(batch)?;
+        self.db.write_opt(batch, &synced())?;
+        let mut usage = self.usage();
+        let held = usage.partial.remove(deal).unwrap_or(0);
+        usage.total = usage.total - held + record.size;
         Ok(record)
     }
 
@@ -432,7 +543,8 @@ impl Store {
     pub fn mark_accepted(&self, deal: &DealId) -> Result<(), StoreError> {
         if let Some(mut record) = self.record(deal)? {
             record.accepted = true;
-            self.db.put_cf(self.cf(CF_SHARDS), deal, record.encode())?;
+            self.db
+                .put_cf_opt(self.cf(CF_SHARDS), deal, record.encode(), &synced())?;
         }
         Ok(())
     }
@@ -450,10 +562,13 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_SHARDS), deal);
         batch.delete_cf(self.cf(CF_TREES), deal);
-        self.db.write(batch)?;
-        if let Some(r) = record {
-            self.used.fetch_sub(r.size, Ordering::Relaxed);
-        }
+        self.db.write_opt(batch, &synced())?;
+        let mut usage = self.usage();
+        let held = match record {
+            Some(r) if r.state == RecordState::Stored => r.size,
+            _ => usage.partial.remove(deal).unwrap_or(0),
+        };
+        usage.total -= held;
         Ok(())
     }
 
@@ -554,10 +669,20 @@ impl Store {
             for entry in fs::read_dir(&dir).map_err(io("list", &dir))? {
                 let entry = entry.map_err(io("list", &dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let is_ours = owned.contains(&(sub == "shards", name));
-                if !is_ours {
-                    fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
-                    report.orphans.push(entry.path());
+                if owned.contains(&(sub == "shards", name.clone())) {
+                    continue;
+                }
+                // A whole shard without a record: the chain decides (see `adopt`).
+                let unrecorded = (sub == "shards")
+                    .then(|| deal_from_name(&name))
+                    .flatten()
+                    .filter(|d| !owned.contains(&(false, deal_name(d))));
+                match unrecorded {
+                    Some(deal) => report.unclaimed.push(deal),
+                    None => {
+                        fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+                        report.orphans.push(entry.path());
+                    }
                 }
             }
         }
@@ -618,15 +743,51 @@ fn hash_file(path: &Path, len: u64, builder: &mut TreeBuilder) -> Result<(), Sto
     Ok(())
 }
 
+/// The deal a file in `shards/` or `partial/` is named after.
+fn deal_from_name(name: &str) -> Option<DealId> {
+    bs58::decode(name).into_vec().ok()?.try_into().ok()
+}
+
+/// A named point where tests kill the node (`SIGKILL`, as `kill -9` would) to check
+/// what survives; compiled only with the `failpoints` feature and triggered by
+/// `FAILPOINTS=<name>=return`.
+pub fn crash_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    {
+        let kill = || {
+            // SAFETY: raising a signal has no memory-safety preconditions.
+            unsafe { libc::raise(libc::SIGKILL) };
+        };
+        fail::fail_point!(name, |_| kill());
+    }
+    let _ = name;
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("fsync", dir))
 }
 
-/// Appends `bytes` to an upload's file (positioned at its end).
-pub fn append(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    file.write_all(bytes).map_err(io("write", path))
+/// Writes `bytes` of an upload at `offset` of its file. An explicit offset, not the
+/// file cursor: after a failed write (a full disk) the next attempt writes at the
+/// same place, never after the torn bytes.
+pub fn write_at(file: &File, path: &Path, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("shard-write", |_| {
+        // A full disk part way through: half the bytes land, then ENOSPC.
+        let _ = file.write_all_at(&bytes[..bytes.len() / 2], offset);
+        Err(io("write", path)(std::io::Error::from_raw_os_error(libc::ENOSPC)))
+    });
+    file.write_all_at(bytes, offset).map_err(io("write", path))
+}
+
+impl StoreError {
+    /// Whether the file system is out of space (or quota).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    }
 }
 
 #[cfg(test)]
@@ -644,8 +805,8 @@ mod tests {
 
     fn upload(store: &Store, deal: &DealId, data: &[u8], tree: &Tree) -> File {
         store.begin(deal, data.len() as u64, tree.root()).unwrap();
-        let mut file = store.open_partial(deal, 0).unwrap();
-        append(&mut file, &store.partial_path(deal), data).unwrap();
+        let file = store.open_partial(deal, 0).unwrap();
+        write_at(&file, &store.partial_path(deal), 0, data).unwrap();
         file
     }
 
@@ -708,13 +869,14 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store.begin(&partial, 40_000, tree.root()).unwrap();
-            let mut file = store.open_partial(&partial, 0).unwrap();
-            append(&mut file, &store.partial_path(&partial), &data[..10_000]).unwrap();
+            let file = store.open_partial(&partial, 0).unwrap();
+            write_at(&file, &store.partial_path(&partial), 0, &data[..10_000]).unwrap();
             store.checkpoint(&partial, &file, 10_000).unwrap();
             // Written after the checkpoint, then the crash.
-            append(
-                &mut file,
+            write_at(
+                &file,
                 &store.partial_path(&partial),
+                10_000,
                 &data[10_000..12_000],
             )
             .unwrap();
@@ -739,6 +901,90 @@ mod tests {
         );
         let builder = store.rehash_partial(&partial, 10_000).unwrap();
         assert_eq!(builder.shard_bytes(), 10_000);
+    }
+
+    #[test]
+    fn capacity_is_held_as_bytes_arrive_and_released_with_the_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, tree) = shard(30_000, 5);
+        let (a, b) = ([5u8; 32], [6u8; 32]);
+        let store = Store::open(dir.path()).unwrap();
+        // Announced uploads hold nothing.
+        store.begin(&a, 1 << 40, [0; 32]).unwrap();
+        store.begin(&b, 30_000, tree.root()).unwrap();
+        assert_eq!(store.used_bytes(), 0);
+        store.reserve(&a, 20_000, 50_000).unwrap();
+        store.reserve(&a, 10_000, 50_000).unwrap(); // already held
+        assert_eq!(store.used_bytes(), 20_000);
+        assert_eq!(
+            store.reserve(&b, 30_001, 50_000),
+            Err(Full {
+                needed: 30_001,
+                free: 30_000
+            })
+        );
+        store.reserve(&b, 30_000, 50_000).unwrap();
+        assert_eq!(store.used_bytes(), 50_000);
+        // A dropped upload gives its bytes back; a finished one holds its size.
+        store.discard(&a).unwrap();
+        assert_eq!(store.used_bytes(), 30_000);
+        let file = store.open_partial(&b, 0).unwrap();
+        write_at(&file, &store.partial_path(&b), 0, &data).unwrap();
+        store.finish(&b, &file, &tree).unwrap();
+        assert_eq!(store.used_bytes(), 30_000);
+        // A reopened store counts a partial upload's durable bytes.
+        store.begin(&a, 1 << 20, [0; 32]).unwrap();
+        store.reserve(&a, 8192, u64::MAX).unwrap();
+        let file = store.open_partial(&a, 0).unwrap();
+        write_at(&file, &store.partial_path(&a), 0, &[1; 4096]).unwrap();
+        store.checkpoint(&a, &file, 4096).unwrap();
+        drop((store, file));
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.used_bytes(), 30_000 + 4096);
+    }
+
+    #[test]
+    fn a_shard_file_whose_record_was_lost_waits_for_the_chain_then_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, tree) = shard(20_000, 6);
+        let (kept, wrong) = ([8u8; 32], [9u8; 32]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for deal in [kept, wrong] {
+                let file = upload(&store, &deal, &data, &tree);
+                store.finish(&deal, &file, &tree).unwrap();
+            }
+        }
+        // The records are lost (a test double for a power loss that took the
+        // database's tail): only the files remain.
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for deal in [kept, wrong] {
+                let path = store.shard_path(&deal);
+                let keep = dir.path().join("keep");
+                fs::rename(&path, &keep).unwrap();
+                store.discard(&deal).unwrap();
+                fs::rename(&keep, &path).unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.reconcile(2).unwrap();
+        let mut unclaimed = report.unclaimed.clone();
+        unclaimed.sort();
+        assert_eq!(unclaimed, vec![kept, wrong], "{report}");
+        assert!(report.orphans.is_empty());
+        assert_eq!(store.used_bytes(), 0);
+        assert!(store.adopt(&kept, 20_000, tree.root()).unwrap());
+        assert!(!store.adopt(&wrong, 20_000, [1; 32]).unwrap());
+        assert_eq!(
+            store.record(&kept).unwrap().unwrap().state,
+            RecordState::Stored
+        );
+        assert!(!store.shard_path(&wrong).exists());
+        assert_eq!(store.used_bytes(), 20_000);
+        let t = store.tree(&kept).unwrap().unwrap();
+        let (segment, path) = store.proof(&kept, &t, 3).unwrap().unwrap();
+        assert!(cairn_proof::verify(&tree.root(), &segment, 3, &path));
     }
 
     #[test]

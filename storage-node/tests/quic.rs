@@ -16,8 +16,8 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex},
+    time::{Duration, Instant},
 };
 use storage_market::state::{Deal, DealState};
 use tokio_util::sync::CancellationToken;
@@ -27,10 +27,13 @@ struct MemChain {
     deals: Mutex<HashMap<Pubkey, Deal>>,
     provider: Pubkey,
     accepted: Mutex<Vec<Pubkey>>,
+    /// Deal reads: what would be RPC calls.
+    lookups: std::sync::atomic::AtomicU64,
 }
 
 impl ChainView for MemChain {
     async fn deal(&self, deal: &Pubkey) -> Result<Option<Deal>, ChainError> {
+        self.lookups.fetch_add(1, Relaxed);
         Ok(self.deals.lock().unwrap().get(deal).cloned())
     }
     async fn accept_deal(&self, deal: &Pubkey) -> Result<String, ChainError> {
@@ -91,6 +94,19 @@ struct Fixture {
 }
 
 async fn start(capacity: u64) -> Fixture {
+    start_with(Limits {
+        capacity_bytes: capacity,
+        max_header_bytes: 1024,
+        max_connections: 8,
+        request_timeout: Duration::from_secs(5),
+        checkpoint_bytes: 64 * 1024,
+        min_free_disk_bytes: 0,
+        ..Limits::default()
+    })
+    .await
+}
+
+async fn start_with(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let operator = Keypair::new();
     let operator_key = Pubkey::new_from_array(operator.pubkey().to_bytes());
@@ -103,13 +119,7 @@ async fn start(capacity: u64) -> Fixture {
         store,
         chain.clone(),
         operator_key,
-        Limits {
-            capacity_bytes: capacity,
-            max_header_bytes: 1024,
-            max_connections: 8,
-            request_timeout: Duration::from_secs(5),
-            checkpoint_bytes: 64 * 1024,
-        },
+        limits,
         Arc::new(Metrics::default()),
     ));
     let config =
@@ -320,7 +330,7 @@ async fn refusals_are_typed_errors() {
 
     // A client pinned to another operator key cannot connect.
     match NodeClient::connect(f.addr, Pubkey::new_unique()).await {
-        Err(e) => assert!(e.to_string().contains("identifies as"), "{e}"),
+        Err(e) => assert!(e.is_wrong_identity(), "{e}"),
         Ok(_) => panic!("connected to a node with the wrong identity"),
     }
     f.cancel.cancel();
@@ -540,5 +550,246 @@ async fn streaming_upload_from_a_file_and_download_into_a_file() {
     assert_eq!(status.state, ShardState::Receiving);
     assert!(status.received <= 50_000, "{status:?}");
     c.close().await;
+    f.cancel.cancel();
+}
+
+/// The capacity attack: propose a deal, announce its upload with no bytes (or a
+/// few), cancel the deal for a full refund, repeat. The node's free capacity must
+/// end where it started, and an honest upload of nearly all of it must fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_and_cancelled_uploads_leave_free_capacity_where_it_started() {
+    let f = start(10_000_000).await;
+    let attacker = Keypair::new();
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    let start = c.info().await.unwrap().free_capacity;
+    assert_eq!(start, 10_000_000);
+    for round in 0..20 {
+        let shard = TestShard::random(8_000_000, 40 + round);
+        let key = f.propose(&attacker, &shard);
+        // An upload announced, and (every other round) 1 MB sent, then cancelled.
+        let sent = if round % 2 == 0 { 0 } else { 1_000_000 };
+        let s = c
+            .put_shard(&key, &attacker, 0, &shard.data[..sent])
+            .await
+            .unwrap();
+        assert_eq!(s.received, sent as u64);
+        f.chain.deals.lock().unwrap().get_mut(&key).unwrap().state = DealState::Cancelled;
+        f.node.sweep().await;
+        assert!(
+            f.node.store.record(&key.to_bytes()).unwrap().is_none(),
+            "round {round}: the cancelled deal's upload is still held"
+        );
+        assert_eq!(c.info().await.unwrap().free_capacity, start, "round {round}");
+    }
+    let honest = Keypair::new();
+    let shard = TestShard::random(9_900_000, 99);
+    let key = f.propose(&honest, &shard);
+    let s = c.upload(&key, &honest, &shard.data).await.unwrap();
+    assert_eq!(s.state, ShardState::Stored);
+    assert_eq!(c.info().await.unwrap().free_capacity, 100_000);
+    c.close().await;
+    f.cancel.cancel();
+}
+
+/// A node that finds its own stored copy corrupt answers `CorruptCopy`, before or
+/// in the middle of an answer, and still serves the chunks that are intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_finds_its_copy_corrupt_says_so_with_its_own_code() {
+    let f = start(1 << 30).await;
+    let client = Keypair::new();
+    let shard = TestShard::random(1_000_000, 7);
+    let key = f.propose(&client, &shard);
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    c.upload(&key, &client, &shard.data).await.unwrap();
+    // The disk flips a byte at 600,000 (segment 9375).
+    let path = f.node.store.shard_path(&key.to_bytes());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[600_000] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+
+    let err = c.get_shard(&key, 0, 1_000_000).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CorruptCopy), "{err}");
+    let err = c.get_shard(&key, 599_000, 2000).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CorruptCopy), "{err}");
+    let err = c.get_proof(&key, 600_000 / 64).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CorruptCopy), "{err}");
+    // The intact chunks are served.
+    let head = c.get_shard(&key, 0, 500_000).await.unwrap();
+    assert!(head == shard.data[..500_000]);
+    c.get_proof(&key, 0).await.unwrap();
+    assert!(f.node.metrics.corrupt_reads.load(Relaxed) >= 3);
+    c.close().await;
+    f.cancel.cancel();
+}
+
+fn honest_addr() -> std::net::SocketAddr {
+    // Another loopback address: the honest client is not the attacker's address.
+    "127.0.0.2:0".parse().unwrap()
+}
+
+/// One address opens 200 connections: it gets its share, and a client from
+/// another address still connects and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let f = start_with(Limits {
+        max_connections: 64,
+        max_connections_per_ip: 8,
+        min_free_disk_bytes: 0,
+        ..Limits::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        match NodeClient::connect(f.addr, f.operator).await {
+            Ok(c) => match c.info().await {
+                Ok(_) => held.push(c),
+                Err(_) => refused += 1,
+            },
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(held.len(), 8, "{refused} refused");
+    let honest = NodeClient::connect_from(honest_addr(), f.addr, f.operator)
+        .await
+        .expect("a client from another address connects");
+    honest.info().await.unwrap();
+    assert!(f.node.metrics.connections_refused.load(Relaxed) >= 192);
+    f.cancel.cancel();
+}
+
+/// Streams that send 3 bytes and stall, and a reader that grants no flow-control
+/// credit, are cut off by the request timeout; the node goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_and_a_reader_without_credit_are_cut_off() {
+    let f = start_with(Limits {
+        request_timeout: Duration::from_millis(800),
+        min_free_disk_bytes: 0,
+        ..Limits::default()
+    })
+    .await;
+    let client = Keypair::new();
+    let shard = TestShard::random(16 << 20, 8);
+    let key = f.propose(&client, &shard);
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    c.upload(&key, &client, &shard.data).await.unwrap();
+
+    // 3 bytes of a header, then nothing: answered BadRequest after the timeout.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let (mut send, recv) = c.connection().open_bi().await.unwrap();
+        send.write_all(&[9, 0, 0]).await.unwrap();
+        stalled.push((send, recv));
+    }
+    // A download whose reader never reads: the node's writes get no credit.
+    let request = Codec::default()
+        .encode_request(&Request::GetShard(cairn_core::wire::GetShard {
+            deal: key.to_bytes(),
+            offset: 0,
+            len: 16 << 20,
+        }))
+        .unwrap();
+    let (mut send, _unread) = c.connection().open_bi().await.unwrap();
+    send.write_all(&request).await.unwrap();
+    send.finish().unwrap();
+
+    let honest = NodeClient::connect_from(honest_addr(), f.addr, f.operator)
+        .await
+        .unwrap();
+    honest.info().await.unwrap();
+    for (_, mut recv) in stalled {
+        match cairn_storage_node::client::read_response(&Codec::default(), &mut recv).await {
+            Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::BadRequest),
+            other => panic!("a stalled stream got {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.node.metrics.writes_timed_out.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the unread download still holds the node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = honest.get_shard(&key, 0, 1 << 20).await.unwrap();
+    assert!(back == shard.data[..1 << 20]);
+    f.cancel.cancel();
+}
+
+/// 10,000 `ShardStatus` requests for deals the node does not have, from one
+/// address: a bounded number of chain lookups (the in-memory chain counts them),
+/// and an honest client from another address keeps its latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_unknown_deal_requests_cost_a_bounded_number_of_lookups() {
+    let f = start_with(Limits {
+        unknown_deals_per_sec_per_ip: 20,
+        min_free_disk_bytes: 0,
+        ..Limits::default()
+    })
+    .await;
+    let client = Keypair::new();
+    let shard = TestShard::random(100_000, 9);
+    let key = f.propose(&client, &shard);
+    let honest = NodeClient::connect_from(honest_addr(), f.addr, f.operator)
+        .await
+        .unwrap();
+    honest.upload(&key, &client, &shard.data).await.unwrap();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut quiet = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        honest.get_shard(&key, 0, 4096).await.unwrap();
+        quiet.push(t.elapsed());
+    }
+    let quiet = median(quiet);
+
+    let before = f.chain.lookups.load(Relaxed);
+    let started = Instant::now();
+    let attacker = Arc::new(NodeClient::connect(f.addr, f.operator).await.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let a = attacker.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answered = 0;
+            for _ in 0..1250 {
+                match a.status(&Pubkey::new_unique()).await {
+                    Err(e) => {
+                        let code = e.code().expect("a typed refusal");
+                        assert!(matches!(code, ErrorCode::UnknownDeal | ErrorCode::Busy));
+                        answered += 1;
+                    }
+                    Ok(s) => panic!("an unknown deal has a status: {s:?}"),
+                }
+            }
+            answered
+        }));
+    }
+    let mut loaded = Vec::new();
+    while tasks.iter().any(|t| !t.is_finished()) {
+        let t = Instant::now();
+        honest.get_shard(&key, 0, 4096).await.unwrap();
+        loaded.push(t.elapsed());
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.unwrap();
+    }
+    assert_eq!(answered, 10_000);
+    let secs = started.elapsed().as_secs_f64();
+    let lookups = f.chain.lookups.load(Relaxed) - before;
+    // A burst of 20, then 20 a second (plus the one in flight when a second ends).
+    let bound = 20 + (secs.ceil() as u64 + 1) * 21;
+    println!(
+        "10,000 unknown-deal requests in {secs:.2} s: {lookups} chain lookups (bound {bound}); \
+         honest 4 KiB read p50 {quiet:?} quiet, {:?} under attack ({} reads)",
+        median(loaded.clone()),
+        loaded.len()
+    );
+    assert!(lookups <= bound, "{lookups} lookups > {bound}");
+    let loaded = median(loaded);
+    assert!(
+        loaded <= quiet * 2 + Duration::from_millis(2),
+        "honest p50 {loaded:?} under attack vs {quiet:?} quiet"
+    );
     f.cancel.cancel();
 }
