@@ -573,6 +573,12 @@ async fn announced_and_cancelled_uploads_leave_free_capacity_where_it_started() 
             .await
             .unwrap();
         assert_eq!(s.received, sent as u64);
+        // Only the bytes that arrived are held.
+        assert_eq!(
+            c.info().await.unwrap().free_capacity,
+            start - sent as u64,
+            "round {round}"
+        );
         f.chain.deals.lock().unwrap().get_mut(&key).unwrap().state = DealState::Cancelled;
         f.node.sweep().await;
         assert!(
