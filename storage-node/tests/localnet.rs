@@ -146,10 +146,9 @@ impl Chain {
     /// (`proof_log_pda`, bit `epoch % 8192`).
     fn proven(&self, provider: &Pubkey, epoch: u64) -> bool {
         let page = log_page(epoch);
-        let data = self
-            .rpc
-            .get_account_data(&proof_log_pda(provider, page))
-            .expect("the provider's proof-log page");
+        let Ok(data) = self.rpc.get_account_data(&proof_log_pda(provider, page)) else {
+            return false; // no proof-log page yet
+        };
         assert_eq!(&data[..8], ProofLog::DISCRIMINATOR, "a proof log");
         assert_eq!(&data[8..40], provider.as_ref(), "the provider's proof log");
         let bit = epoch % LOG_PAGE_EPOCHS;
@@ -578,14 +577,39 @@ struct NodeProcess(Child);
 
 impl NodeProcess {
     fn spawn(config: &Path) -> NodeProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn-node"))
-            .args(["--config", config.to_str().unwrap(), "run", "--no-prover"])
+        Self::spawn_with(config, false, None)
+    }
+
+    /// The node with or without its prover, killing itself (SIGKILL) at the named
+    /// failpoint if one is given (`store::crash_point`).
+    fn spawn_with(config: &Path, prover: bool, crash_at: Option<&str>) -> NodeProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn-node"));
+        command.args(["--config", config.to_str().unwrap(), "run"]);
+        if !prover {
+            command.arg("--no-prover");
+        }
+        if let Some(point) = crash_at {
+            command.env("FAILPOINTS", format!("{point}=return"));
+        }
+        let child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("cairn-node starts");
         NodeProcess(child)
+    }
+
+    /// Waits for the process to end by itself.
+    fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the node did not stop at its failpoint");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn sigkill(&mut self) {
@@ -710,4 +734,96 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
     .unwrap();
     assert!(stored == shard.data);
     assert_eq!(chain.deal(&deal).state, DealState::Active);
+}
+
+/// `kill -9` at the two named points around a finished upload: after the shard
+/// file is renamed into place but before its record is written, and after the
+/// record but before `accept_deal`. After each restart the node holds every
+/// acknowledged byte, the deal is accepted, and the provider proves its epochs.
+#[test]
+fn sigkill_between_the_file_and_its_record_and_before_accept_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let _serial = one_validator_at_a_time();
+    let localnet = Localnet::start(LocalnetConfig {
+        slot_ms: Some(300),
+        epoch_slots: Some(100),
+        ..LocalnetConfig::default()
+    })
+    .expect("localnet starts");
+    let chain = Chain::new(&localnet);
+    let dir = tempfile::tempdir().unwrap();
+    let operator = Keypair::new();
+    let (authority, provider) = chain.provider(&operator);
+    let client = Keypair::new();
+    chain.airdrop(&client.pubkey(), 10 * SOL);
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut config = node_config(dir.path(), &chain, &authority.pubkey(), &operator);
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.metrics_listen = String::new();
+    let config_path = dir.path().join("cairn-node.toml");
+    std::fs::write(&config_path, config.documented_toml()).unwrap();
+    let addr = config.listen;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = || {
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match NodeClient::connect(addr, operator_key(&operator)).await {
+                    Ok(c) => return c,
+                    Err(e) if Instant::now() > deadline => panic!("{e}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+    };
+
+    let mut shards = Vec::new();
+    for (i, point) in ["shard-renamed-before-record", "shard-recorded-before-accept"]
+        .into_iter()
+        .enumerate()
+    {
+        let shard = TestShard::random(3 << 20, 20 + i as u64);
+        let deal = chain.propose_all(&client, &provider, [30 + i as u8; 32], &[&shard], 40)[0];
+        let mut process = NodeProcess::spawn_with(&config_path, false, Some(point));
+        let c = connect();
+        // The last byte arrives, then the node dies at the point: no answer.
+        let answer = rt.block_on(c.upload(&deal, &client, &shard.data));
+        assert!(answer.is_err(), "{point}: the node answered {answer:?}");
+        let status = process.wait_for_exit(Duration::from_secs(30));
+        assert_eq!(status.signal(), Some(9), "{point}: killed by SIGKILL");
+        drop(c);
+        shards.push((deal, shard));
+    }
+
+    // Restarted with its prover: both shards stored and served byte-exact, both
+    // deals accepted, and the provider proves an epoch in which both run.
+    let _process = NodeProcess::spawn_with(&config_path, true, None);
+    let c = connect();
+    for (deal, shard) in &shards {
+        let status = rt.block_on(c.status(deal)).unwrap();
+        assert_eq!(status.state, ShardState::Stored);
+        let back = rt
+            .block_on(c.get_shard(deal, 0, shard.data.len() as u64))
+            .unwrap();
+        assert!(back == shard.data, "the shard is not byte-exact");
+    }
+    let started = poll("both deals accepted", Duration::from_secs(120), || {
+        let states: Vec<_> = shards.iter().map(|(d, _)| chain.deal(d)).collect();
+        states
+            .iter()
+            .all(|d| d.state == DealState::Active)
+            .then(|| states.iter().map(|d| d.start_epoch).max().unwrap())
+    });
+    poll(
+        "an epoch of both deals proven",
+        Duration::from_secs(180),
+        || (chain.proven(&provider, started) || chain.proven(&provider, started + 1)).then_some(()),
+    );
 }
