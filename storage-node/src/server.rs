@@ -217,6 +217,11 @@ impl<C: ChainView> Node<C> {
             .saturating_sub(self.limits.min_free_disk_bytes)
     }
 
+    /// Uploads with an open file between requests.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.lock().expect("uploads lock").len()
+    }
+
     /// Closes uploads idle for longer than twice the request timeout, and drops the
     /// partial uploads (and the capacity they hold) of deals that are no longer
     /// Proposed for this provider: cancelled, closed or accepted elsewhere.

@@ -665,3 +665,48 @@ async fn ten_thousand_unknown_deal_requests_cost_a_bounded_number_of_lookups() {
     );
     f.cancel.cancel();
 }
+
+/// A forged upload costs no chain lookup (the signature is checked first), and an
+/// upload left half way has its file closed once idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_uploads_cost_no_lookup_and_idle_uploads_are_closed() {
+    let f = start_with(Limits {
+        request_timeout: Duration::from_millis(300),
+        min_free_disk_bytes: 0,
+        ..Limits::default()
+    })
+    .await;
+    let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
+    let client = Keypair::new();
+    let before = f.chain.lookups.load(Relaxed);
+    for _ in 0..100 {
+        let deal = Pubkey::new_unique();
+        let forged = Request::PutShard(PutShard {
+            deal: deal.to_bytes(),
+            offset: 0,
+            len: 3,
+            client: client.pubkey().to_bytes(),
+            signature: Keypair::new()
+                .sign_message(&PutShard::signing_message(&deal.to_bytes(), 0, 3))
+                .into(),
+        });
+        assert_eq!(code(c.put_raw(forged, b"abc").await), ErrorCode::BadSignature);
+    }
+    assert_eq!(f.chain.lookups.load(Relaxed), before, "forged uploads read the chain");
+
+    let shard = TestShard::random(1_000_000, 14);
+    let key = f.propose(&client, &shard);
+    c.put_shard(&key, &client, 0, &shard.data[..400_000])
+        .await
+        .unwrap();
+    assert_eq!(f.node.open_uploads(), 1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    f.node.sweep().await;
+    assert_eq!(f.node.open_uploads(), 0, "an idle upload keeps its file open");
+    // It resumes from its durable offset all the same.
+    let done = c.upload(&key, &client, &shard.data).await.unwrap();
+    assert_eq!(done.state, ShardState::Stored);
+    assert!(c.get_shard(&key, 0, 1_000_000).await.unwrap() == shard.data);
+    c.close().await;
+    f.cancel.cancel();
+}
