@@ -168,4 +168,3 @@ async fn check_provider(
     }
     Ok(())
 }
-

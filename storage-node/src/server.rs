@@ -125,7 +125,10 @@ fn internal(e: impl std::fmt::Display) -> WireError {
 /// A store error as a refusal: a full disk is the node's capacity, not a crash.
 fn store_refusal(e: StoreError) -> WireError {
     if e.is_disk_full() {
-        refuse(ErrorCode::CapacityExceeded, format!("the node's disk is full: {e}"))
+        refuse(
+            ErrorCode::CapacityExceeded,
+            format!("the node's disk is full: {e}"),
+        )
     } else {
         internal(e)
     }
@@ -235,7 +238,9 @@ impl<C: ChainView> Node<C> {
             .map(|(d, s)| (*d, s.clone()))
             .collect();
         for (deal, slot) in slots {
-            let Ok(mut slot) = slot.try_lock() else { continue };
+            let Ok(mut slot) = slot.try_lock() else {
+                continue;
+            };
             if slot.used.is_none_or(|t| t.elapsed() >= idle) {
                 slot.upload = None;
                 self.uploads.lock().expect("uploads lock").remove(&deal);
@@ -250,7 +255,9 @@ impl<C: ChainView> Node<C> {
             }
             let key = Pubkey::new_from_array(deal);
             let proposed = match self.chain.deal(&key).await {
-                Ok(Some(d)) => d.state == DealState::Proposed && d.provider == self.chain.provider(),
+                Ok(Some(d)) => {
+                    d.state == DealState::Proposed && d.provider == self.chain.provider()
+                }
                 Ok(None) => false,
                 Err(e) => {
                     debug!(deal = %key, error = %e, "cannot check a partial upload on chain; kept");
@@ -260,7 +267,12 @@ impl<C: ChainView> Node<C> {
             if proposed {
                 continue;
             }
-            let slot = self.uploads.lock().expect("uploads lock").get(&deal).cloned();
+            let slot = self
+                .uploads
+                .lock()
+                .expect("uploads lock")
+                .get(&deal)
+                .cloned();
             let _busy = match &slot {
                 Some(s) => match s.try_lock() {
                     Ok(guard) => Some(guard),
@@ -437,8 +449,7 @@ impl<C: ChainView> Node<C> {
             Ok(bytes) => {
                 // A peer that grants no flow-control credit does not hold the task.
                 let written =
-                    tokio::time::timeout(self.limits.request_timeout, send.write_all(&bytes))
-                        .await;
+                    tokio::time::timeout(self.limits.request_timeout, send.write_all(&bytes)).await;
                 if written.is_err() {
                     self.metrics.writes_timed_out.fetch_add(1, Relaxed);
                     let _ = send.reset(0u32.into());
@@ -966,7 +977,8 @@ impl<C: ChainView> Node<C> {
         let mut at = window.start;
         while at < window.end {
             let range = tree.chunk_range(at / SEGMENT_BYTES as u64);
-            let chunk = &buf[(range.start - window.start) as usize..(range.end - window.start) as usize];
+            let chunk =
+                &buf[(range.start - window.start) as usize..(range.end - window.start) as usize];
             if let Err(e) = tree.path(range.start / SEGMENT_BYTES as u64, chunk) {
                 return Err(self.found_corrupt(deal, e));
             }
@@ -1043,9 +1055,7 @@ impl<C: ChainView> Node<C> {
                     return Ok(());
                 }
             }
-            self.metrics
-                .download_bytes
-                .fetch_add(to - at, Relaxed);
+            self.metrics.download_bytes.fetch_add(to - at, Relaxed);
             at = to;
         }
         Ok(())

@@ -337,7 +337,8 @@ impl Store {
     /// Writes a value of [`CF_META`] (not [`SCHEMA_KEY`]).
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         assert_ne!(key, SCHEMA_KEY, "the schema version is the store's own");
-        self.db.put_cf_opt(self.cf(CF_META), key, value, &synced())?;
+        self.db
+            .put_cf_opt(self.cf(CF_META), key, value, &synced())?;
         Ok(())
     }
 
@@ -777,7 +778,9 @@ pub fn write_at(file: &File, path: &Path, offset: u64, bytes: &[u8]) -> Result<(
     fail::fail_point!("shard-write", |_| {
         // A full disk part way through: half the bytes land, then ENOSPC.
         let _ = file.write_all_at(&bytes[..bytes.len() / 2], offset);
-        Err(io("write", path)(std::io::Error::from_raw_os_error(libc::ENOSPC)))
+        Err(io("write", path)(std::io::Error::from_raw_os_error(
+            libc::ENOSPC,
+        )))
     });
     file.write_all_at(bytes, offset).map_err(io("write", path))
 }

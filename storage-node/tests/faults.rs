@@ -51,7 +51,10 @@ async fn enospc_part_way_through_a_write_loses_and_misplaces_nothing() {
     let key = f.propose(&client, &shard);
     let c = NodeClient::connect(f.addr, f.operator).await.unwrap();
     fail::cfg("shard-write", "2*off->1*return->off").unwrap();
-    let err = c.put_shard(&key, &client, 0, &shard.data).await.unwrap_err();
+    let err = c
+        .put_shard(&key, &client, 0, &shard.data)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::CapacityExceeded), "{err}");
     let status = c.status(&key).await.unwrap();
     assert_eq!(status.state, ShardState::Receiving);

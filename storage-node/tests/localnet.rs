@@ -607,7 +607,10 @@ impl NodeProcess {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the node did not stop at its failpoint");
+            assert!(
+                Instant::now() < deadline,
+                "the node did not stop at its failpoint"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -785,9 +788,12 @@ fn sigkill_between_the_file_and_its_record_and_before_accept_loses_nothing() {
     };
 
     let mut shards = Vec::new();
-    for (i, point) in ["shard-renamed-before-record", "shard-recorded-before-accept"]
-        .into_iter()
-        .enumerate()
+    for (i, point) in [
+        "shard-renamed-before-record",
+        "shard-recorded-before-accept",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let shard = TestShard::random(3 << 20, 20 + i as u64);
         let deal = chain.propose_all(&client, &provider, [30 + i as u8; 32], &[&shard], 40)[0];

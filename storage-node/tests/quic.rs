@@ -4,10 +4,7 @@
 
 use cairn_chain::Pubkey;
 use cairn_core::wire::{Codec, ErrorCode, PutShard, Request, Response, ShardState};
-use cairn_storage_node::{
-    client::NodeClient,
-    server::Limits,
-};
+use cairn_storage_node::{client::NodeClient, server::Limits};
 use cairn_tests::TestShard;
 use support::{deal, start, start_with};
 
@@ -451,7 +448,11 @@ async fn announced_and_cancelled_uploads_leave_free_capacity_where_it_started() 
             f.node.store.record(&key.to_bytes()).unwrap().is_none(),
             "round {round}: the cancelled deal's upload is still held"
         );
-        assert_eq!(c.info().await.unwrap().free_capacity, start, "round {round}");
+        assert_eq!(
+            c.info().await.unwrap().free_capacity,
+            start,
+            "round {round}"
+        );
     }
     let honest = Keypair::new();
     let shard = TestShard::random(9_900_000, 99);
@@ -577,7 +578,10 @@ async fn stalled_streams_and_a_reader_without_credit_are_cut_off() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while f.node.metrics.writes_timed_out.load(Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the unread download still holds the node");
+        assert!(
+            Instant::now() < deadline,
+            "the unread download still holds the node"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let back = honest.get_shard(&key, 0, 1 << 20).await.unwrap();
@@ -690,9 +694,16 @@ async fn forged_uploads_cost_no_lookup_and_idle_uploads_are_closed() {
                 .sign_message(&PutShard::signing_message(&deal.to_bytes(), 0, 3))
                 .into(),
         });
-        assert_eq!(code(c.put_raw(forged, b"abc").await), ErrorCode::BadSignature);
+        assert_eq!(
+            code(c.put_raw(forged, b"abc").await),
+            ErrorCode::BadSignature
+        );
     }
-    assert_eq!(f.chain.lookups.load(Relaxed), before, "forged uploads read the chain");
+    assert_eq!(
+        f.chain.lookups.load(Relaxed),
+        before,
+        "forged uploads read the chain"
+    );
 
     let shard = TestShard::random(1_000_000, 14);
     let key = f.propose(&client, &shard);
@@ -702,7 +713,11 @@ async fn forged_uploads_cost_no_lookup_and_idle_uploads_are_closed() {
     assert_eq!(f.node.open_uploads(), 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
     f.node.sweep().await;
-    assert_eq!(f.node.open_uploads(), 0, "an idle upload keeps its file open");
+    assert_eq!(
+        f.node.open_uploads(),
+        0,
+        "an idle upload keeps its file open"
+    );
     // It resumes from its durable offset all the same.
     let done = c.upload(&key, &client, &shard.data).await.unwrap();
     assert_eq!(done.state, ShardState::Stored);
