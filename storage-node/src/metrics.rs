@@ -243,6 +243,6 @@ mod tests {
         assert!(text.contains(
             "# TYPE cairn_node_sessions_proven_total counter\ncairn_node_sessions_proven_total 3\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 14);
+        assert_eq!(text.matches("# TYPE ").count(), 20);
     }
 }

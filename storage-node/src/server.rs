@@ -4,7 +4,10 @@
 use crate::{
     chain::ChainView,
     metrics::Metrics,
-    store::{crash_point, write_at, DealId, RecordState, Store, StoreError},
+    store::{
+        crash_point, write_at, BlockSums, DealId, RecordState, ShardHasher, Store, StoreError,
+        SUM_BLOCK,
+    },
 };
 use cairn_chain::Pubkey;
 use cairn_core::{
@@ -14,7 +17,7 @@ use cairn_core::{
         ShardStatus, WireError, LEN_PREFIX,
     },
 };
-use cairn_proof::{Tree, TreeBuilder, SEGMENT_BYTES};
+use cairn_proof::{Tree, SEGMENT_BYTES};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use lru::LruCache;
 use std::{
@@ -64,7 +67,7 @@ impl Default for Limits {
 
 struct Upload {
     file: File,
-    builder: TreeBuilder,
+    builder: ShardHasher,
     received: u64,
     since_checkpoint: u64,
 }
@@ -101,6 +104,7 @@ pub struct Node<C> {
     codec: Codec,
     uploads: Mutex<HashMap<DealId, Arc<tokio::sync::Mutex<UploadSlot>>>>,
     trees: Mutex<LruCache<DealId, Arc<Tree>>>,
+    sums: Mutex<LruCache<DealId, Arc<BlockSums>>>,
     accepting: Mutex<std::collections::HashSet<Pubkey>>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     unknown: Mutex<LruCache<DealId, Instant>>,
@@ -111,6 +115,14 @@ pub struct Node<C> {
 
 /// Trees kept in memory for proofs (least recently used go first).
 const TREE_CACHE: usize = 4096;
+/// Block sums kept in memory for reads (a 4 GiB shard's are 512 KiB).
+const SUMS_CACHE: usize = 64;
+
+/// What a read is checked against.
+enum ReadCheck {
+    Sums(Arc<BlockSums>),
+    Tree(Arc<Tree>),
+}
 /// Largest piece read from a stream or a file at once.
 const PIECE: usize = 256 * 1024;
 
@@ -179,6 +191,7 @@ impl<C: ChainView> Node<C> {
             limits,
             uploads: Mutex::new(HashMap::new()),
             trees: Mutex::new(LruCache::new(cache(TREE_CACHE))),
+            sums: Mutex::new(LruCache::new(cache(SUMS_CACHE))),
             accepting: Mutex::new(Default::default()),
             per_ip: Mutex::new(HashMap::new()),
             unknown: Mutex::new(LruCache::new(cache(UNKNOWN_DEALS))),
@@ -845,21 +858,21 @@ impl<C: ChainView> Node<C> {
 
         // Complete: keep it only if the root matches the deal's.
         let done = guard.take().expect("set above");
-        let tree = done.builder.finish();
+        let hashed = done.builder.finish();
         self.uploads.lock().expect("uploads lock").remove(&p.deal);
-        if tree.root() != deal.shard_root {
+        if hashed.tree.root() != deal.shard_root {
             blocking(|| self.store.discard(&p.deal)).map_err(internal)?;
             warn!(deal = %key, "uploaded shard does not match the deal's root; discarded");
             return Err(refuse(
                 ErrorCode::RootMismatch,
                 format!(
                     "computed root {} but deal {key} has {}",
-                    bs58::encode(tree.root()).into_string(),
+                    bs58::encode(hashed.tree.root()).into_string(),
                     bs58::encode(deal.shard_root).into_string()
                 ),
             ));
         }
-        blocking(|| self.store.finish(&p.deal, &done.file, &tree)).map_err(store_refusal)?;
+        blocking(|| self.store.finish(&p.deal, &done.file, &hashed)).map_err(store_refusal)?;
         self.refresh_store_metrics();
         info!(deal = %key, bytes = deal.shard_bytes, "shard stored");
         crash_point("shard-recorded-before-accept");
@@ -899,6 +912,7 @@ impl<C: ChainView> Node<C> {
     /// and the cached tree.
     pub fn remove_shard(&self, deal: &DealId) -> Result<(), StoreError> {
         self.trees.lock().expect("trees lock").pop(deal);
+        self.sums.lock().expect("sums lock").pop(deal);
         blocking(|| self.store.discard(deal))?;
         self.refresh_store_metrics();
         Ok(())
@@ -955,12 +969,31 @@ impl<C: ChainView> Node<C> {
         }
     }
 
-    /// Reads shard bytes `window` (whole chunks of the tree) and checks every chunk
-    /// against the kept levels: the node never serves bytes it knows are wrong.
+    /// What a stored shard's reads are checked against: its block sums, or, for a
+    /// shard stored before sums existed, its tree.
+    fn read_check(&self, deal: &DealId) -> Result<ReadCheck, WireError> {
+        if let Some(sums) = self.sums.lock().expect("sums lock").get(deal) {
+            return Ok(ReadCheck::Sums(sums.clone()));
+        }
+        match self.store.sums(deal).map_err(internal)? {
+            Some(sums) => {
+                let sums = Arc::new(sums);
+                self.sums
+                    .lock()
+                    .expect("sums lock")
+                    .put(*deal, sums.clone());
+                Ok(ReadCheck::Sums(sums))
+            }
+            None => Ok(ReadCheck::Tree(self.stored_tree(deal)?)),
+        }
+    }
+
+    /// Reads shard bytes `window` (whole blocks of `check`) and checks them: the
+    /// node never serves bytes it knows are wrong.
     fn read_verified(
         &self,
         deal: &DealId,
-        tree: &Tree,
+        check: &ReadCheck,
         file: &File,
         window: std::ops::Range<u64>,
         buf: &mut Vec<u8>,
@@ -974,15 +1007,30 @@ impl<C: ChainView> Node<C> {
                 _ => internal(e),
             },
         )?;
-        let mut at = window.start;
-        while at < window.end {
-            let range = tree.chunk_range(at / SEGMENT_BYTES as u64);
-            let chunk =
-                &buf[(range.start - window.start) as usize..(range.end - window.start) as usize];
-            if let Err(e) = tree.path(range.start / SEGMENT_BYTES as u64, chunk) {
-                return Err(self.found_corrupt(deal, e));
+        match check {
+            ReadCheck::Sums(sums) => {
+                let first = window.start / SUM_BLOCK;
+                for (i, block) in buf.chunks(SUM_BLOCK as usize).enumerate() {
+                    if !sums.check(first + i as u64, block) {
+                        let at = (first + i as u64) * SUM_BLOCK;
+                        return Err(
+                            self.found_corrupt(deal, format!("bytes {at}.. fail their block sum"))
+                        );
+                    }
+                }
             }
-            at = range.end;
+            ReadCheck::Tree(tree) => {
+                let mut at = window.start;
+                while at < window.end {
+                    let range = tree.chunk_range(at / SEGMENT_BYTES as u64);
+                    let chunk = &buf[(range.start - window.start) as usize
+                        ..(range.end - window.start) as usize];
+                    if let Err(e) = tree.path(range.start / SEGMENT_BYTES as u64, chunk) {
+                        return Err(self.found_corrupt(deal, e));
+                    }
+                    at = range.end;
+                }
+            }
         }
         Ok(())
     }
@@ -1007,21 +1055,28 @@ impl<C: ChainView> Node<C> {
                 format!("bytes {offset}+{len} of a {}-byte shard", record.size),
             ));
         }
-        let tree = self.stored_tree(deal)?;
+        let check = self.read_check(deal)?;
         let path = self.store.shard_path(deal);
         let file = blocking(|| File::open(&path)).map_err(internal)?;
         let end = offset + len;
-        // Whole chunks around the range, at most PIECE (a multiple of the chunk
-        // size) at a time; the first is checked before the answer starts.
-        let window_at = |at: u64| {
-            let start = tree.chunk_range(at / SEGMENT_BYTES as u64).start;
-            let last = (start + PIECE as u64).min(end.max(start + 1)) - 1;
-            start..tree.chunk_range(last / SEGMENT_BYTES as u64).end
+        let size = record.size;
+        // Whole blocks (or tree chunks) around the range, about PIECE at a time;
+        // the first is checked before the answer starts.
+        let window_at = |at: u64| match &check {
+            ReadCheck::Sums(_) => {
+                let start = at / SUM_BLOCK * SUM_BLOCK;
+                start..(start + SUM_BLOCK).min(size)
+            }
+            ReadCheck::Tree(tree) => {
+                let start = tree.chunk_range(at / SEGMENT_BYTES as u64).start;
+                let last = (start + PIECE as u64).min(end.max(start + 1)) - 1;
+                start..tree.chunk_range(last / SEGMENT_BYTES as u64).end
+            }
         };
         let mut buf = Vec::with_capacity(PIECE);
         let mut window = window_at(offset);
         if len > 0 {
-            self.read_verified(deal, &tree, &file, window.clone(), &mut buf)?;
+            self.read_verified(deal, &check, &file, window.clone(), &mut buf)?;
         }
         let header = self
             .codec
@@ -1038,7 +1093,7 @@ impl<C: ChainView> Node<C> {
         while at < end {
             if at >= window.end {
                 window = window_at(at);
-                if let Err(e) = self.read_verified(deal, &tree, &file, window.clone(), &mut buf) {
+                if let Err(e) = self.read_verified(deal, &check, &file, window.clone(), &mut buf) {
                     // The answer has started: the typed code goes in the reset.
                     let _ = send.reset(quinn::VarInt::from_u32(u32::from(e.code as u16)));
                     return Ok(());
