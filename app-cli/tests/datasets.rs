@@ -22,6 +22,7 @@ use cairn_cli::dataset::repair::{repair, RepairArgs};
 use cairn_cli::dataset::transport::{Connector, Held, Node, TransportError};
 use cairn_cli::dataset::upload::{upload, UploadArgs};
 use cairn_cli::output::Progress;
+use cairn_core::wire::{ErrorCode, WireError};
 use common::{open_epoch, Fixture, TOKEN};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
@@ -43,6 +44,9 @@ struct MemoryNodeTestDouble {
     reads: Mutex<HashMap<Pubkey, usize>>,
     /// Milliseconds each `held` answer takes (a slower node is asked last).
     latency_ms: AtomicU64,
+    /// Answers every read with `CorruptCopy`, as a node whose stored copies
+    /// failed their check does.
+    corrupt_copy: AtomicBool,
 }
 
 fn fetch<T: AccountDeserialize>(rpc: &RpcClient, address: &Pubkey) -> T {
@@ -203,6 +207,12 @@ impl Node for MemoryNodeTestDouble {
 
     fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
         self.check_up()?;
+        if self.corrupt_copy.load(Ordering::SeqCst) {
+            return Err(TransportError::answer(&WireError::new(
+                ErrorCode::CorruptCopy,
+                "the stored shard failed its check",
+            )));
+        }
         *self.reads.lock().unwrap().entry(*deal).or_default() += 1;
         let shards = self.shards.lock().unwrap();
         let shard = shards
@@ -273,6 +283,7 @@ fn start_nodes(f: &Fixture, count: usize) -> Nodes {
                 down: AtomicBool::new(false),
                 reads: Mutex::default(),
                 latency_ms: AtomicU64::new(0),
+                corrupt_copy: AtomicBool::new(false),
             }),
         );
     }
@@ -952,5 +963,81 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
             .all(|p| p.shard_index < 6 && p.provider != stray_node.provider.to_string()),
         "{:?}",
         got.providers
+    );
+
+    // A node that finds its own copies corrupt says so (`CorruptCopy`): the
+    // download reads around it and names it, and repair replaces its shard in
+    // every group although its provider failed no epoch.
+    let corrupt = node_of(&index_shard(3).provider);
+    corrupt.corrupt_copy.store(true, Ordering::SeqCst);
+    let got = download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: id.to_string(),
+            out: out.path().join("around-corrupt"),
+            file: None,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("download around a corrupt copy");
+    assert_same_files(&out.path().join("around-corrupt"), &files);
+    let named: Vec<(Option<usize>, u16)> = got
+        .providers
+        .iter()
+        .filter(|p| p.status.starts_with("corrupt copy"))
+        .map(|p| (p.group, p.shard_index))
+        .collect();
+    assert!(
+        !named.is_empty() && named.iter().all(|(_, i)| *i == 3),
+        "{:?}",
+        got.providers
+    );
+    let fixed = repair(
+        &ctx,
+        RepairArgs {
+            dataset: id.to_string(),
+            max_price: None,
+            state_dir: Some(state.path().to_path_buf()),
+            accept_timeout: 60,
+            wait_epochs: 0,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("repair");
+    let replaced: Vec<(Option<usize>, u16, &str)> = fixed
+        .repaired
+        .iter()
+        .map(|r| (r.group, r.shard_index, r.reason.as_str()))
+        .collect();
+    let reason = "its node's stored copy is corrupt";
+    assert_eq!(
+        replaced,
+        [
+            (None, 3, reason),
+            (Some(0), 3, reason),
+            (Some(1), 3, reason)
+        ]
+    );
+    let after = download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: id.to_string(),
+            out: out.path().join("repaired"),
+            file: None,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("download after the repair");
+    assert_same_files(&out.path().join("repaired"), &files);
+    assert!(
+        after.providers.iter().all(|p| p.status == "ok"
+            && (p.shard_index != 3 || p.provider != corrupt.provider.to_string())),
+        "{:?}",
+        after.providers
     );
 }
