@@ -17,7 +17,7 @@ use anchor_lang::AccountDeserialize;
 use cairn_chain::proving;
 use cairn_chain::MarketIx;
 use cairn_cli::context::Ctx;
-use cairn_cli::dataset::download::{download, DownloadArgs};
+use cairn_cli::dataset::download::{download, DownloadArgs, SourceKind};
 use cairn_cli::dataset::repair::{repair, RepairArgs};
 use cairn_cli::dataset::transport::{Connector, Held, Node, TransportError};
 use cairn_cli::dataset::upload::{upload, UploadArgs};
@@ -445,7 +445,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     );
     assert_eq!(all.files, files.len());
     assert_eq!(all.groups_read, (0..7).collect::<Vec<_>>());
-    assert!(all.providers.iter().all(|p| p.status == "ok"));
+    assert!(all.providers.iter().all(|p| p.kind == SourceKind::Ok));
 
     // One file only: just it is written.
     let one = outs.path().join("one");
@@ -519,7 +519,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let mut unreachable: Vec<u16> = degraded
         .providers
         .iter()
-        .filter(|p| p.status.starts_with("unreachable"))
+        .filter(|p| p.kind == SourceKind::Unreachable)
         .map(|p| p.shard_index)
         .collect();
     unreachable.sort();
@@ -536,7 +536,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let named: Vec<&str> = lied
         .providers
         .iter()
-        .filter(|p| p.status.starts_with("bad data"))
+        .filter(|p| p.kind == SourceKind::BadData)
         .map(|p| p.provider.as_str())
         .collect();
     assert_eq!(named, [group_of(Some(0))[1].provider.as_str()]);
@@ -708,7 +708,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let after = dl(&outs.path().join("repaired"), None).expect("download after repair");
     assert_same_files(&outs.path().join("repaired"), &files);
     assert!(
-        after.providers.iter().all(|p| p.status == "ok"),
+        after.providers.iter().all(|p| p.kind == SourceKind::Ok),
         "{:?}",
         after.providers
     );
@@ -986,7 +986,7 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
     let named: Vec<(Option<usize>, u16)> = got
         .providers
         .iter()
-        .filter(|p| p.status.starts_with("corrupt copy"))
+        .filter(|p| p.kind == SourceKind::CorruptCopy)
         .map(|p| (p.group, p.shard_index))
         .collect();
     assert!(
@@ -1035,7 +1035,7 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
     .expect("download after the repair");
     assert_same_files(&out.path().join("repaired"), &files);
     assert!(
-        after.providers.iter().all(|p| p.status == "ok"
+        after.providers.iter().all(|p| p.kind == SourceKind::Ok
             && (p.shard_index != 3 || p.provider != corrupt.provider.to_string())),
         "{:?}",
         after.providers

@@ -43,6 +43,75 @@ pub struct DownloadArgs {
     pub range: Option<String>,
 }
 
+/// What a read made of one shard's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Readable (and, after a read, every unit it served verified).
+    Ok,
+    /// Its provider account is gone.
+    Deregistered,
+    /// Could not be reached, or refused to say what it holds.
+    Unreachable(String),
+    /// The node does not hold the complete, verified shard.
+    Missing { received: u64, size: u64 },
+    /// Served bytes that failed their checksum.
+    BadData,
+    /// The node says its own stored copy failed its check
+    /// (`ErrorCode::CorruptCopy`): the shard needs repair.
+    CorruptCopy,
+    /// A read failed in the middle of the download.
+    Failed(String),
+}
+
+/// [`SourceStatus`] without its details, as JSON reports it (`kind`).
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Ok,
+    Deregistered,
+    Unreachable,
+    Missing,
+    BadData,
+    CorruptCopy,
+    Failed,
+}
+
+impl SourceStatus {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceStatus::Ok => SourceKind::Ok,
+            SourceStatus::Deregistered => SourceKind::Deregistered,
+            SourceStatus::Unreachable(_) => SourceKind::Unreachable,
+            SourceStatus::Missing { .. } => SourceKind::Missing,
+            SourceStatus::BadData => SourceKind::BadData,
+            SourceStatus::CorruptCopy => SourceKind::CorruptCopy,
+            SourceStatus::Failed(_) => SourceKind::Failed,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        *self == SourceStatus::Ok
+    }
+}
+
+impl fmt::Display for SourceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceStatus::Ok => f.write_str("ok"),
+            SourceStatus::Deregistered => f.write_str("provider deregistered"),
+            SourceStatus::Unreachable(why) => write!(f, "unreachable: {why}"),
+            SourceStatus::Missing { received, size } => {
+                write!(f, "missing shard (holds {received} of {size} bytes)")
+            }
+            SourceStatus::BadData => f.write_str("bad data: served bytes that failed their checksum"),
+            SourceStatus::CorruptCopy => f.write_str(
+                "corrupt copy: the node says its stored copy failed its check (the shard needs repair)",
+            ),
+            SourceStatus::Failed(why) => write!(f, "failed mid-download: {why}"),
+        }
+    }
+}
+
 /// One shard's provider as the download saw it.
 #[derive(Serialize, Debug, Clone)]
 pub struct ProviderUsed {
@@ -51,8 +120,11 @@ pub struct ProviderUsed {
     pub shard_index: u16,
     pub provider: String,
     pub endpoint: String,
-    /// `ok`, `unreachable: …`, `missing shard`, or `bad data` (served bytes
-    /// that failed their checksum).
+    /// What became of it: `ok`, `unreachable`, `missing`, `bad_data` (served
+    /// bytes that failed their checksum), `corrupt_copy` (the node said its
+    /// copy is corrupt), `failed` (mid-download), `deregistered`.
+    pub kind: SourceKind,
+    /// The same for people, with the details.
     pub status: String,
     pub connect_ms: Option<u64>,
 }
@@ -82,7 +154,7 @@ impl fmt::Display for DownloadReport {
             crate::units::human_bytes(self.bytes_fetched)
         )?;
         for p in &self.providers {
-            if p.status != "ok" {
+            if p.kind != SourceKind::Ok {
                 writeln!(
                     f,
                     "  shard {} provider {} ({}): {}",
@@ -148,8 +220,8 @@ pub(crate) struct Shard {
     pub operator: Pubkey,
     pub endpoint: String,
     pub node: Option<Box<dyn Node>>,
-    /// `ok`, or why the shard cannot be read.
-    pub status: String,
+    /// `Ok`, or why the shard cannot be read.
+    pub status: SourceStatus,
     pub connect_ms: Option<u64>,
     /// The node answered that its stored copy of the shard is corrupt
     /// (`ErrorCode::CorruptCopy`): read elsewhere; the shard needs repair.
@@ -161,10 +233,6 @@ impl Shard {
         self.corrupt.load(Ordering::Relaxed)
     }
 }
-
-/// Status text of a shard whose node says its stored copy is corrupt.
-pub(crate) const CORRUPT_COPY: &str =
-    "corrupt copy: the node says its stored copy failed its check (the shard needs repair)";
 
 /// `node.get`, noting in `corrupt` a node that says its copy is corrupt.
 fn get_noting(
@@ -276,9 +344,9 @@ impl OpenGroup {
         for bad in report.bad_shards() {
             if let Some(s) = self.shards.iter_mut().find(|s| usize::from(s.index) == bad) {
                 s.status = if s.is_corrupt() {
-                    CORRUPT_COPY.into()
+                    SourceStatus::CorruptCopy
                 } else if report.corrupt_units.iter().any(|u| u.shard == bad) {
-                    "bad data: served bytes that failed their checksum".into()
+                    SourceStatus::BadData
                 } else {
                     let why = report
                         .failed_reads
@@ -286,7 +354,7 @@ impl OpenGroup {
                         .find(|f| f.at.shard == bad)
                         .map(|f| f.error.clone())
                         .unwrap_or_default();
-                    format!("failed mid-download: {why}")
+                    SourceStatus::Failed(why)
                 };
                 progress.note(&format!(
                     "{name} shard {} provider {} ({}): {}",
@@ -307,7 +375,8 @@ impl OpenGroup {
             shard_index: s.index,
             provider: s.provider.to_string(),
             endpoint: s.endpoint.clone(),
-            status: s.status.clone(),
+            kind: s.status.kind(),
+            status: s.status.to_string(),
             connect_ms: s.connect_ms,
         })
     }
@@ -605,7 +674,7 @@ impl WritePacked for OneFile {
 pub(crate) fn describe(shards: &[Shard]) -> String {
     shards
         .iter()
-        .filter(|s| s.status != "ok")
+        .filter(|s| !s.status.is_ok())
         .map(|s| format!("shard {} ({}): {}", s.index, s.endpoint, s.status))
         .collect::<Vec<_>>()
         .join("; ")
@@ -773,9 +842,9 @@ pub(crate) fn shard_of(ctx: &Ctx, address: Pubkey, deal: &Deal) -> Result<Shard,
         endpoint,
         node: None,
         status: if provider.is_some() {
-            "ok".into()
+            SourceStatus::Ok
         } else {
-            "provider deregistered".into()
+            SourceStatus::Deregistered
         },
         connect_ms: None,
         corrupt: AtomicBool::new(false),
@@ -788,7 +857,7 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter_mut()
-            .filter(|s| s.status == "ok")
+            .filter(|s| s.status.is_ok())
             .map(|s| {
                 scope.spawn(move || {
                     let t = Instant::now();
@@ -801,16 +870,16 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
                             s.node = Some(node);
                         }
                         Ok((_, held)) => {
-                            s.status = format!(
-                                "missing shard (holds {} of {} bytes)",
-                                held.received, s.deal_bytes
-                            )
+                            s.status = SourceStatus::Missing {
+                                received: held.received,
+                                size: s.deal_bytes,
+                            }
                         }
                         Err(e) if e.is_corrupt_copy() => {
                             s.corrupt.store(true, Ordering::Relaxed);
-                            s.status = CORRUPT_COPY.into();
+                            s.status = SourceStatus::CorruptCopy;
                         }
-                        Err(e) => s.status = format!("unreachable: {e}"),
+                        Err(e) => s.status = SourceStatus::Unreachable(e.to_string()),
                     }
                 })
             })
