@@ -34,16 +34,71 @@ pub fn resolve_url(url: &str) -> String {
     .to_string()
 }
 
-/// Reads a Solana CLI keypair file (a JSON array of 64 bytes).
+/// Reads a Solana CLI keypair file (a JSON array of 64 bytes). Like ssh with
+/// a private key, refuses a file that users other than its owner may read or
+/// write ([`CliError::KeypairExposed`]).
 pub fn read_keypair(path: &Path) -> Result<Keypair, CliError> {
+    use std::io::Read;
     let fail = |reason: String| CliError::Keypair {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    check_private(path, &file)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
     let bytes: Vec<u8> = serde_json::from_str(&text)
         .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
     Keypair::try_from(bytes.as_slice()).map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
+}
+
+/// Permission bits that let users other than the owner at a key file.
+#[cfg(unix)]
+const NOT_OWNER: u32 = 0o077;
+
+#[cfg(unix)]
+fn check_private(path: &Path, file: &std::fs::File) -> Result<(), CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|e| CliError::Keypair {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .permissions()
+        .mode();
+    if mode & NOT_OWNER != 0 {
+        return Err(CliError::KeypairExposed {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::File) -> Result<(), CliError> {
+    Ok(())
+}
+
+/// Writes `key` as a Solana CLI keypair file readable by its owner only
+/// (mode 0600, also when the file existed).
+pub fn write_keypair(path: &Path, key: &Keypair) -> Result<(), CliError> {
+    use std::io::Write;
+    let json = serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes serialize");
+    let write = || -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(json.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(CliError::io(path))
 }
 
 /// A dataset id argument (64 hex characters).
@@ -302,5 +357,42 @@ impl Ctx {
             .send_and_confirm_transaction(&tx)
             .map(|sig| sig.to_string())
             .map_err(|e| CliError::from_send(&self.url, action, e))
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_keypair_file_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.json");
+        let key = Keypair::new();
+        write_keypair(&path, &key).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(read_keypair(&path).unwrap().pubkey(), key.pubkey());
+        for exposed in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(exposed)).unwrap();
+            match read_keypair(&path) {
+                Err(e @ CliError::KeypairExposed { .. }) => {
+                    let CliError::KeypairExposed { path: named, mode } = &e else {
+                        unreachable!()
+                    };
+                    assert_eq!((named, *mode), (&path, exposed));
+                    assert!(e.to_string().contains("chmod 600"), "{e}");
+                    assert_eq!(e.exit_code(), 2);
+                }
+                other => panic!("mode {exposed:o}: {other:?}"),
+            }
+        }
+        // Rewriting an exposed file makes it private again.
+        write_keypair(&path, &key).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert!(read_keypair(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(read_keypair(&path).is_ok(), "owner-only read is fine");
     }
 }

@@ -13,6 +13,13 @@ pub enum CliError {
     /// The keypair file is missing or is not a Solana CLI keypair.
     #[error("keypair file {path}: {reason} (create one with `solana-keygen new -o {path}`, or pass --keypair)")]
     Keypair { path: PathBuf, reason: String },
+    /// The keypair file can be read by other users (like ssh, the key is not
+    /// used).
+    #[error(
+        "keypair file {path} is accessible by other users (mode {mode:03o}); a private key must \
+         be readable by its owner only: run `chmod 600 {path}`"
+    )]
+    KeypairExposed { path: PathBuf, mode: u32 },
     /// A command-line value could not be used.
     #[error("{flag}: {reason}")]
     BadArgument { flag: &'static str, reason: String },
@@ -71,6 +78,7 @@ impl CliError {
             | CliError::NotFound { .. }
             | CliError::Refused(_) => 1,
             CliError::Keypair { .. }
+            | CliError::KeypairExposed { .. }
             | CliError::BadArgument { .. }
             | CliError::Unreachable { .. }
             | CliError::Io { .. }

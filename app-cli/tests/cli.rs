@@ -322,6 +322,9 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
     );
     let bad = f.dir.path().join("bad.json");
     std::fs::write(&bad, "not a keypair").unwrap();
+    // Readable by others (the default umask): refused before it is read.
+    assert_fails(&f.cairn(&bad, &["ls"]), 2, "chmod 600");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     assert_fails(&f.cairn(&bad, &["ls"]), 2, "not a JSON array of bytes");
     assert_fails(
         &f.cairn(&f.dir.path().join("missing.json"), &["ls"]),
@@ -341,11 +344,7 @@ fn provider_and_market_commands_and_dataset_status_against_a_local_validator() {
         .unwrap();
     assert_fails(&out, 2, "cannot reach the RPC endpoint http://127.0.0.1:9");
     let broke = f.dir.path().join("broke.json");
-    std::fs::write(
-        &broke,
-        serde_json::to_string(&Keypair::new().to_bytes().to_vec()).unwrap(),
-    )
-    .unwrap();
+    cairn_cli::context::write_keypair(&broke, &Keypair::new()).unwrap();
     assert_fails(
         &f.cairn(
             &broke,

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anchor_lang::prelude::Pubkey;
@@ -17,11 +17,12 @@ use anchor_lang::AccountDeserialize;
 use cairn_chain::proving;
 use cairn_chain::MarketIx;
 use cairn_cli::context::Ctx;
-use cairn_cli::dataset::download::{download, DownloadArgs};
+use cairn_cli::dataset::download::{download, DownloadArgs, SourceKind};
 use cairn_cli::dataset::repair::{repair, RepairArgs};
 use cairn_cli::dataset::transport::{Connector, Held, Node, TransportError};
 use cairn_cli::dataset::upload::{upload, UploadArgs};
 use cairn_cli::output::Progress;
+use cairn_core::wire::{ErrorCode, WireError};
 use common::{open_epoch, Fixture, TOKEN};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
@@ -41,6 +42,11 @@ struct MemoryNodeTestDouble {
     down: AtomicBool,
     /// `get` requests served, per deal.
     reads: Mutex<HashMap<Pubkey, usize>>,
+    /// Milliseconds each `held` answer takes (a slower node is asked last).
+    latency_ms: AtomicU64,
+    /// Answers every read with `CorruptCopy`, as a node whose stored copies
+    /// failed their check does.
+    corrupt_copy: AtomicBool,
 }
 
 fn fetch<T: AccountDeserialize>(rpc: &RpcClient, address: &Pubkey) -> T {
@@ -131,6 +137,9 @@ impl MemoryNodeTestDouble {
 impl Node for MemoryNodeTestDouble {
     fn held(&self, deal: &Pubkey) -> Result<Held, TransportError> {
         self.check_up()?;
+        std::thread::sleep(std::time::Duration::from_millis(
+            self.latency_ms.load(Ordering::SeqCst),
+        ));
         let shards = self.shards.lock().unwrap();
         let received = shards.get(deal).map_or(0, |s| s.len() as u64);
         let expected = self.deal(deal).map(|d| d.shard_bytes).unwrap_or(u64::MAX);
@@ -198,6 +207,12 @@ impl Node for MemoryNodeTestDouble {
 
     fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
         self.check_up()?;
+        if self.corrupt_copy.load(Ordering::SeqCst) {
+            return Err(TransportError::answer(&WireError::new(
+                ErrorCode::CorruptCopy,
+                "the stored shard failed its check",
+            )));
+        }
         *self.reads.lock().unwrap().entry(*deal).or_default() += 1;
         let shards = self.shards.lock().unwrap();
         let shard = shards
@@ -226,6 +241,53 @@ impl Connector for Nodes {
         }
         Ok(Box::new(node.clone()))
     }
+}
+
+/// `count` registered providers (provider `i` at price 100 + i), each with
+/// an in-memory node test double.
+fn start_nodes(f: &Fixture, count: usize) -> Nodes {
+    let info = f.localnet.info().clone();
+    let mut nodes = HashMap::new();
+    for i in 0..count {
+        let (authority, _) = f.user(&format!("provider-{i}"), 10 * TOKEN);
+        let endpoint = format!("node-{i}.test:7000");
+        let args = RegisterProviderArgs {
+            operator: authority.pubkey(),
+            endpoint: endpoint.clone(),
+            capacity_bytes: 1 << 30,
+            price_per_mib_epoch: 100 + i as u64,
+        };
+        let ix = f.localnet.market_ix();
+        let provider = cairn_chain::provider_pda(&authority.pubkey());
+        // With its deal set's first page and its proof log (a node makes them).
+        f.send(
+            &[
+                ix.register_provider_ix(&authority.pubkey(), args),
+                ix.deposit_stake_ix(&authority.pubkey(), &f.ata(&authority.pubkey()), TOKEN),
+                ix.extend_deal_set_ix(&authority.pubkey(), &provider, 0),
+                ix.open_proof_log_ix(&authority.pubkey(), &provider, log_page(0)),
+            ],
+            &[&authority],
+        );
+        nodes.insert(
+            endpoint,
+            Arc::new(MemoryNodeTestDouble {
+                rpc: RpcClient::new_with_commitment(
+                    info.rpc_url.clone(),
+                    CommitmentConfig::confirmed(),
+                ),
+                ix,
+                provider: cairn_chain::provider_pda(&authority.pubkey()),
+                operator: authority,
+                shards: Mutex::default(),
+                down: AtomicBool::new(false),
+                reads: Mutex::default(),
+                latency_ms: AtomicU64::new(0),
+                corrupt_copy: AtomicBool::new(false),
+            }),
+        );
+    }
+    Nodes(nodes)
 }
 
 fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -275,46 +337,8 @@ fn assert_same_files(dir: &Path, files: &[(String, Vec<u8>)]) {
 fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let f = Fixture::start();
     let info = f.localnet.info().clone();
-    let mut nodes = HashMap::new();
     // Eight providers; the upload takes the six cheapest, the repair the rest.
-    for i in 0..8 {
-        let (authority, _) = f.user(&format!("provider-{i}"), 10 * TOKEN);
-        let endpoint = format!("node-{i}.test:7000");
-        let args = RegisterProviderArgs {
-            operator: authority.pubkey(),
-            endpoint: endpoint.clone(),
-            capacity_bytes: 1 << 30,
-            price_per_mib_epoch: 100 + i as u64,
-        };
-        let ix = f.localnet.market_ix();
-        let provider = cairn_chain::provider_pda(&authority.pubkey());
-        // With its deal set's first page and its proof log (a node makes them).
-        f.send(
-            &[
-                ix.register_provider_ix(&authority.pubkey(), args),
-                ix.deposit_stake_ix(&authority.pubkey(), &f.ata(&authority.pubkey()), TOKEN),
-                ix.extend_deal_set_ix(&authority.pubkey(), &provider, 0),
-                ix.open_proof_log_ix(&authority.pubkey(), &provider, log_page(0)),
-            ],
-            &[&authority],
-        );
-        nodes.insert(
-            endpoint,
-            Arc::new(MemoryNodeTestDouble {
-                rpc: RpcClient::new_with_commitment(
-                    info.rpc_url.clone(),
-                    CommitmentConfig::confirmed(),
-                ),
-                ix,
-                provider: cairn_chain::provider_pda(&authority.pubkey()),
-                operator: authority,
-                shards: Mutex::default(),
-                down: AtomicBool::new(false),
-                reads: Mutex::default(),
-            }),
-        );
-    }
-    let nodes = Nodes(nodes);
+    let nodes = start_nodes(&f, 8);
     let (client, client_key) = f.user("client", 10 * TOKEN);
     let data = tempfile::tempdir().unwrap();
     let files = write_dataset(data.path());
@@ -421,7 +445,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     );
     assert_eq!(all.files, files.len());
     assert_eq!(all.groups_read, (0..7).collect::<Vec<_>>());
-    assert!(all.providers.iter().all(|p| p.status == "ok"));
+    assert!(all.providers.iter().all(|p| p.kind == SourceKind::Ok));
 
     // One file only: just it is written.
     let one = outs.path().join("one");
@@ -495,7 +519,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let mut unreachable: Vec<u16> = degraded
         .providers
         .iter()
-        .filter(|p| p.status.starts_with("unreachable"))
+        .filter(|p| p.kind == SourceKind::Unreachable)
         .map(|p| p.shard_index)
         .collect();
     unreachable.sort();
@@ -512,7 +536,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let named: Vec<&str> = lied
         .providers
         .iter()
-        .filter(|p| p.status.starts_with("bad data"))
+        .filter(|p| p.kind == SourceKind::BadData)
         .map(|p| p.provider.as_str())
         .collect();
     assert_eq!(named, [group_of(Some(0))[1].provider.as_str()]);
@@ -684,7 +708,7 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
     let after = dl(&outs.path().join("repaired"), None).expect("download after repair");
     assert_same_files(&outs.path().join("repaired"), &files);
     assert!(
-        after.providers.iter().all(|p| p.status == "ok"),
+        after.providers.iter().all(|p| p.kind == SourceKind::Ok),
         "{:?}",
         after.providers
     );
@@ -775,4 +799,245 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
         );
         assert_eq!((p.active_deals, p.stake_locked), (0, 0));
     }
+}
+
+/// Issue 15: a download is byte-exact when one provider lies in every shard
+/// trailer it serves (its stored bytes altered after it accepted them; the
+/// node is the in-memory TEST DOUBLE above, the chain a real validator) and
+/// answers first, and when the dataset's client filed a stray deal under the
+/// dataset id (shard index 6 of a group coded 4 + 2), whose node holds a
+/// complete, valid shard.
+#[test]
+fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray_deal() {
+    use cairn_core::dataset::{Trailer, TRAILER_LEN};
+    use storage_market::constants::INDEX_GROUP;
+    use storage_market::instructions::ProposeDealArgs;
+
+    let f = Fixture::start();
+    let info = f.localnet.info().clone();
+    // Seven providers: the upload takes the six cheapest, the stray deal the
+    // seventh.
+    let nodes = start_nodes(&f, 7);
+    let (client, client_key) = f.user("client", 10 * TOKEN);
+    let data = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..6u32 {
+        let bytes: Vec<u8> = (0..20_000u32).map(|j| (j * 31 + i * 7) as u8).collect();
+        let path = format!("part-{i}.bin");
+        std::fs::write(data.path().join(&path), &bytes).unwrap();
+        files.push((path, bytes));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let ctx = Ctx::new(&info.rpc_url, client_key);
+    let report = upload(
+        &ctx,
+        UploadArgs {
+            group_size: Some(GROUP.to_string()),
+            dir: data.path().to_path_buf(),
+            data_shards: 4,
+            parity_shards: 2,
+            epochs: 100,
+            max_price: None,
+            resume: false,
+            state_dir: Some(state.path().to_path_buf()),
+            accept_timeout: 60,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("upload");
+    assert_eq!(report.groups, 2);
+    let id: cairn_core::DatasetId = report.dataset_id.parse().unwrap();
+    let node_of = |provider: &str| {
+        nodes
+            .0
+            .values()
+            .find(|n| n.provider.to_string() == provider)
+            .unwrap()
+            .clone()
+    };
+    let index_shard = |i: u16| {
+        report
+            .shards
+            .iter()
+            .find(|s| s.group.is_none() && s.shard_index == i)
+            .unwrap()
+    };
+
+    // The liar: shard 0's provider. In every shard it holds, its trailer
+    // moves the manifest unit 64 bytes earlier and makes it 64 bytes longer:
+    // it still decodes and fits the deal's size, but points at the wrong bytes.
+    let liar = node_of(&index_shard(0).provider);
+    for shard in liar.shards.lock().unwrap().values_mut() {
+        let at = shard.len() - TRAILER_LEN as usize;
+        let honest = Trailer::decode(&shard[at..]).unwrap();
+        let unit = honest.manifest_unit + 64;
+        let lie = Trailer {
+            data_len: honest.data_len - 64,
+            manifest_unit: unit,
+            manifest_len: unit * u64::from(honest.k),
+            ..honest
+        };
+        let decoded = Trailer::decode(&lie.encode()).expect("the lie is a valid trailer");
+        assert_eq!(decoded.stored_len(), honest.stored_len());
+        shard[at..].copy_from_slice(&lie.encode());
+    }
+    // It answers first: every other node is slower.
+    for node in nodes.0.values() {
+        if !Arc::ptr_eq(node, &liar) {
+            node.latency_ms.store(50, Ordering::SeqCst);
+        }
+    }
+
+    // The stray deal: the client's own, under the dataset id and the index
+    // group's id, shard index 6 of "8" (the group has 6), holding a copy of
+    // index shard 1's bytes, stored and accepted by the seventh provider.
+    let used: Vec<&str> = report.shards.iter().map(|s| s.provider.as_str()).collect();
+    let stray_node = nodes
+        .0
+        .values()
+        .find(|n| !used.contains(&n.provider.to_string().as_str()))
+        .unwrap()
+        .clone();
+    let copied: Pubkey = index_shard(1).deal.parse().unwrap();
+    let copied_deal: Deal = fetch(&f.rpc, &copied);
+    let bytes = node_of(&index_shard(1).provider).shards.lock().unwrap()[&copied].clone();
+    let work = cairn_cli::dataset::state::work_dir(
+        state.path(),
+        &client.pubkey().to_string(),
+        &std::fs::canonicalize(data.path()).unwrap(),
+    );
+    let nonce = cairn_cli::dataset::state::DatasetUpload::load(&work)
+        .unwrap()
+        .unwrap()
+        .salt;
+    let args = ProposeDealArgs {
+        dataset_id: id.0,
+        dataset_nonce: nonce,
+        group_id: copied_deal.group_id,
+        group: INDEX_GROUP,
+        shard_index: 6,
+        generation: 0,
+        k: 4,
+        n: 8,
+        shard_root: copied_deal.shard_root,
+        shard_bytes: copied_deal.shard_bytes,
+        duration_epochs: 100,
+        max_price_per_epoch: u64::MAX,
+    };
+    let ix = f.localnet.market_ix().propose_deal_ix(
+        &client.pubkey(),
+        &stray_node.provider,
+        &f.ata(&client.pubkey()),
+        args,
+    );
+    f.send(&[ix], &[&client]);
+    let stray = cairn_chain::deal_pda(&client.pubkey(), &copied_deal.group_id, 6, 0);
+    let held = stray_node.put(&stray, &client, 0, &bytes).unwrap();
+    assert!(held.complete);
+    let stray_deal: Deal = fetch(&f.rpc, &stray);
+    assert_eq!(
+        (stray_deal.state, stray_deal.dataset_id),
+        (DealState::Active, id.0)
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let got = download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: id.to_string(),
+            out: out.path().join("all"),
+            file: None,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("download around the liar and the stray deal");
+    assert_same_files(&out.path().join("all"), &files);
+    assert_eq!(got.files, files.len());
+    // The stray deal is not one of the dataset's shards.
+    assert!(
+        got.providers
+            .iter()
+            .all(|p| p.shard_index < 6 && p.provider != stray_node.provider.to_string()),
+        "{:?}",
+        got.providers
+    );
+
+    // A node that finds its own copies corrupt says so (`CorruptCopy`): the
+    // download reads around it and names it, and repair replaces its shard in
+    // every group although its provider failed no epoch.
+    let corrupt = node_of(&index_shard(3).provider);
+    corrupt.corrupt_copy.store(true, Ordering::SeqCst);
+    let got = download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: id.to_string(),
+            out: out.path().join("around-corrupt"),
+            file: None,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("download around a corrupt copy");
+    assert_same_files(&out.path().join("around-corrupt"), &files);
+    let named: Vec<(Option<usize>, u16)> = got
+        .providers
+        .iter()
+        .filter(|p| p.kind == SourceKind::CorruptCopy)
+        .map(|p| (p.group, p.shard_index))
+        .collect();
+    assert!(
+        !named.is_empty() && named.iter().all(|(_, i)| *i == 3),
+        "{:?}",
+        got.providers
+    );
+    let fixed = repair(
+        &ctx,
+        RepairArgs {
+            dataset: id.to_string(),
+            max_price: None,
+            state_dir: Some(state.path().to_path_buf()),
+            accept_timeout: 60,
+            wait_epochs: 0,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("repair");
+    let replaced: Vec<(Option<usize>, u16, &str)> = fixed
+        .repaired
+        .iter()
+        .map(|r| (r.group, r.shard_index, r.reason.as_str()))
+        .collect();
+    let reason = "its node's stored copy is corrupt";
+    assert_eq!(
+        replaced,
+        [
+            (None, 3, reason),
+            (Some(0), 3, reason),
+            (Some(1), 3, reason)
+        ]
+    );
+    let after = download(
+        &ctx,
+        DownloadArgs {
+            range: None,
+            dataset: id.to_string(),
+            out: out.path().join("repaired"),
+            file: None,
+        },
+        &nodes,
+        &Progress::hidden(),
+    )
+    .expect("download after the repair");
+    assert_same_files(&out.path().join("repaired"), &files);
+    assert!(
+        after.providers.iter().all(|p| p.kind == SourceKind::Ok
+            && (p.shard_index != 3 || p.provider != corrupt.provider.to_string())),
+        "{:?}",
+        after.providers
+    );
 }

@@ -206,7 +206,7 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["status"].as_str().unwrap().starts_with("unreachable"))
+        .filter(|p| p["kind"] == "unreachable")
         .count();
     assert_eq!(down, 2 * 4);
 

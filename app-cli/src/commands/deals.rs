@@ -151,7 +151,11 @@ fn report(
 ) -> DatasetReport {
     onchain::sort(&mut deals);
     let now = chain.now;
+    // The group's coding as its first shard's deal has it; a deal of another
+    // coding or a shard index not below n does not fit the group and is left
+    // out (only the dataset's client can file one).
     let (k, n) = deals.first().map(|(_, d)| (d.k, d.n)).unwrap_or((0, 0));
+    deals.retain(|(_, d)| d.k == k && d.n == n && d.shard_index < n);
     let live: Vec<Pubkey> = onchain::live_deals(&deals)
         .values()
         .map(|(address, _)| *address)

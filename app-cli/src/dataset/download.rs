@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anchor_lang::prelude::Pubkey;
@@ -42,6 +43,75 @@ pub struct DownloadArgs {
     pub range: Option<String>,
 }
 
+/// What a read made of one shard's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Readable (and, after a read, every unit it served verified).
+    Ok,
+    /// Its provider account is gone.
+    Deregistered,
+    /// Could not be reached, or refused to say what it holds.
+    Unreachable(String),
+    /// The node does not hold the complete, verified shard.
+    Missing { received: u64, size: u64 },
+    /// Served bytes that failed their checksum.
+    BadData,
+    /// The node says its own stored copy failed its check
+    /// (`ErrorCode::CorruptCopy`): the shard needs repair.
+    CorruptCopy,
+    /// A read failed in the middle of the download.
+    Failed(String),
+}
+
+/// [`SourceStatus`] without its details, as JSON reports it (`kind`).
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Ok,
+    Deregistered,
+    Unreachable,
+    Missing,
+    BadData,
+    CorruptCopy,
+    Failed,
+}
+
+impl SourceStatus {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceStatus::Ok => SourceKind::Ok,
+            SourceStatus::Deregistered => SourceKind::Deregistered,
+            SourceStatus::Unreachable(_) => SourceKind::Unreachable,
+            SourceStatus::Missing { .. } => SourceKind::Missing,
+            SourceStatus::BadData => SourceKind::BadData,
+            SourceStatus::CorruptCopy => SourceKind::CorruptCopy,
+            SourceStatus::Failed(_) => SourceKind::Failed,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        *self == SourceStatus::Ok
+    }
+}
+
+impl fmt::Display for SourceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceStatus::Ok => f.write_str("ok"),
+            SourceStatus::Deregistered => f.write_str("provider deregistered"),
+            SourceStatus::Unreachable(why) => write!(f, "unreachable: {why}"),
+            SourceStatus::Missing { received, size } => {
+                write!(f, "missing shard (holds {received} of {size} bytes)")
+            }
+            SourceStatus::BadData => f.write_str("bad data: served bytes that failed their checksum"),
+            SourceStatus::CorruptCopy => f.write_str(
+                "corrupt copy: the node says its stored copy failed its check (the shard needs repair)",
+            ),
+            SourceStatus::Failed(why) => write!(f, "failed mid-download: {why}"),
+        }
+    }
+}
+
 /// One shard's provider as the download saw it.
 #[derive(Serialize, Debug, Clone)]
 pub struct ProviderUsed {
@@ -50,8 +120,11 @@ pub struct ProviderUsed {
     pub shard_index: u16,
     pub provider: String,
     pub endpoint: String,
-    /// `ok`, `unreachable: …`, `missing shard`, or `bad data` (served bytes
-    /// that failed their checksum).
+    /// What became of it: `ok`, `unreachable`, `missing`, `bad_data` (served
+    /// bytes that failed their checksum), `corrupt_copy` (the node said its
+    /// copy is corrupt), `failed` (mid-download), `deregistered`.
+    pub kind: SourceKind,
+    /// The same for people, with the details.
     pub status: String,
     pub connect_ms: Option<u64>,
 }
@@ -81,7 +154,7 @@ impl fmt::Display for DownloadReport {
             crate::units::human_bytes(self.bytes_fetched)
         )?;
         for p in &self.providers {
-            if p.status != "ok" {
+            if p.kind != SourceKind::Ok {
                 writeln!(
                     f,
                     "  shard {} provider {} ({}): {}",
@@ -98,15 +171,33 @@ pub(crate) struct RemoteShard<'a> {
     pub node: &'a dyn Node,
     pub deal: Pubkey,
     pub bar: &'a Bar,
+    /// Set when the node says its stored copy is corrupt.
+    pub corrupt: &'a AtomicBool,
+}
+
+impl<'a> RemoteShard<'a> {
+    /// Shard `s` (connected) as a source.
+    pub(crate) fn of(s: &'a Shard, bar: &'a Bar) -> Option<Self> {
+        Some(RemoteShard {
+            node: s.node.as_deref()?,
+            deal: s.deal,
+            bar,
+            corrupt: &s.corrupt,
+        })
+    }
 }
 
 impl UnitSource for RemoteShard<'_> {
     fn read_unit(&mut self, stripe: u64, unit: &mut [u8]) -> std::io::Result<()> {
         let offset = stripe * unit.len() as u64;
-        let bytes = self
-            .node
-            .get(&self.deal, offset, unit.len() as u64)
-            .map_err(|e| std::io::Error::other(e.message))?;
+        let bytes = get_noting(
+            self.node,
+            &self.deal,
+            self.corrupt,
+            offset,
+            unit.len() as u64,
+        )
+        .map_err(|e| std::io::Error::other(e.message))?;
         if bytes.len() != unit.len() {
             return Err(std::io::Error::other(format!(
                 "{} bytes for a {}-byte unit",
@@ -129,9 +220,33 @@ pub(crate) struct Shard {
     pub operator: Pubkey,
     pub endpoint: String,
     pub node: Option<Box<dyn Node>>,
-    /// `ok`, or why the shard cannot be read.
-    pub status: String,
+    /// `Ok`, or why the shard cannot be read.
+    pub status: SourceStatus,
     pub connect_ms: Option<u64>,
+    /// The node answered that its stored copy of the shard is corrupt
+    /// (`ErrorCode::CorruptCopy`): read elsewhere; the shard needs repair.
+    pub corrupt: AtomicBool,
+}
+
+impl Shard {
+    pub(crate) fn is_corrupt(&self) -> bool {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+}
+
+/// `node.get`, noting in `corrupt` a node that says its copy is corrupt.
+fn get_noting(
+    node: &dyn Node,
+    deal: &Pubkey,
+    corrupt: &AtomicBool,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, crate::dataset::transport::TransportError> {
+    node.get(deal, offset, len).inspect_err(|e| {
+        if e.is_corrupt_copy() {
+            corrupt.store(true, Ordering::Relaxed);
+        }
+    })
 }
 
 /// A group opened for reading: its manifest and its shards, connected where
@@ -145,8 +260,10 @@ pub(crate) struct OpenGroup {
 }
 
 impl OpenGroup {
-    /// Connects to the nodes of group `id`'s `deals` and rebuilds its
-    /// manifest.
+    /// Connects to the nodes of group `id`'s `deals` (its deals numbered as
+    /// group `index`, see [`DatasetDeals::of`]) and rebuilds its manifest.
+    /// Deals that do not fit the manifest (a shard index not below its
+    /// `k + m`) are left out.
     pub(crate) fn open(
         ctx: &Ctx,
         connector: &dyn Connector,
@@ -166,7 +283,23 @@ impl OpenGroup {
         // Fastest first: the trailer and manifest come from them.
         shards.sort_by_key(|s| (s.node.is_none(), s.connect_ms, s.index));
         let group = read_manifest(id, &shards)?;
+        shards.retain(|s| usize::from(s.index) < group.params().n());
         shards.sort_by_key(|s| s.index);
+        let kind = match index {
+            Some(_) => GroupKind::Data,
+            None => GroupKind::Index,
+        };
+        if group.kind() != kind || index.is_some_and(|g| group.index() as usize != g) {
+            return Err(CliError::Refused(format!(
+                "group {id}: its manifest describes {:?} group {}, its deals say {}",
+                group.kind(),
+                group.index(),
+                match index {
+                    Some(g) => format!("data group {g}"),
+                    None => "the index group".into(),
+                }
+            )));
+        }
         Ok(OpenGroup {
             index,
             id: *id,
@@ -194,16 +327,11 @@ impl OpenGroup {
                 describe(&self.shards)
             )));
         }
+        // `open` kept only shards with an index below k + m.
         let mut sources: Vec<Option<RemoteShard>> =
             (0..self.group.params().n()).map(|_| None).collect();
         for s in &self.shards {
-            if let Some(node) = &s.node {
-                sources[usize::from(s.index)] = Some(RemoteShard {
-                    node: node.as_ref(),
-                    deal: s.deal,
-                    bar,
-                });
-            }
+            sources[usize::from(s.index)] = RemoteShard::of(s, bar);
         }
         let mut decoder = self
             .group
@@ -215,8 +343,10 @@ impl OpenGroup {
         let name = self.name();
         for bad in report.bad_shards() {
             if let Some(s) = self.shards.iter_mut().find(|s| usize::from(s.index) == bad) {
-                s.status = if report.corrupt_units.iter().any(|u| u.shard == bad) {
-                    "bad data: served bytes that failed their checksum".into()
+                s.status = if s.is_corrupt() {
+                    SourceStatus::CorruptCopy
+                } else if report.corrupt_units.iter().any(|u| u.shard == bad) {
+                    SourceStatus::BadData
                 } else {
                     let why = report
                         .failed_reads
@@ -224,7 +354,7 @@ impl OpenGroup {
                         .find(|f| f.at.shard == bad)
                         .map(|f| f.error.clone())
                         .unwrap_or_default();
-                    format!("failed mid-download: {why}")
+                    SourceStatus::Failed(why)
                 };
                 progress.note(&format!(
                     "{name} shard {} provider {} ({}): {}",
@@ -245,7 +375,8 @@ impl OpenGroup {
             shard_index: s.index,
             provider: s.provider.to_string(),
             endpoint: s.endpoint.clone(),
-            status: s.status.clone(),
+            kind: s.status.kind(),
+            status: s.status.to_string(),
             connect_ms: s.connect_ms,
         })
     }
@@ -259,20 +390,55 @@ impl OpenGroup {
     }
 }
 
-/// Opens dataset `id`: its deals, its index group, and the manifest it holds,
-/// checked against the data groups on chain.
+/// Opens dataset `id`: its deals, its index group, and the manifest it holds.
+/// The index group is the one whose salt (the dataset's nonce) and client
+/// derive `id` (`cairn_chain::dataset_id`); the deals used are that client's.
 pub(crate) fn open_dataset(
     ctx: &Ctx,
     connector: &dyn Connector,
     id: &DatasetId,
     progress: &Progress,
 ) -> Result<(Manifest, OpenGroup, DatasetDeals), CliError> {
-    let deals = DatasetDeals::load(ctx, id)?;
-    let index_id = deals.index_group(id)?;
-    let mut index = OpenGroup::open(ctx, connector, None, &index_id, deals.of(&index_id))?;
-    if index.group.kind() != GroupKind::Index {
+    let mut why = Vec::new();
+    for deals in DatasetDeals::load(ctx, id)? {
+        for index_id in deals.index_groups() {
+            match open_index(ctx, connector, id, &deals, &index_id, progress) {
+                Ok((manifest, index)) => return Ok((manifest, index, deals)),
+                Err(e) => why.push(e),
+            }
+        }
+    }
+    match why.len() {
+        0 => Err(CliError::Refused(format!(
+            "dataset {id} has no index group on chain: its upload did not finish"
+        ))),
+        1 => Err(why.remove(0)),
+        _ => Err(CliError::Refused(format!(
+            "dataset {id}: no index group on chain opens: {}",
+            why.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
+}
+
+/// Opens `index_id` as dataset `id`'s index group of `deals.client` and
+/// reads the dataset manifest from it.
+fn open_index(
+    ctx: &Ctx,
+    connector: &dyn Connector,
+    id: &DatasetId,
+    deals: &DatasetDeals,
+    index_id: &DatasetId,
+    progress: &Progress,
+) -> Result<(Manifest, OpenGroup), CliError> {
+    let mut index = OpenGroup::open(ctx, connector, None, index_id, &deals.of(index_id, None))?;
+    if cairn_chain::dataset_id(&deals.client, index.group.salt()) != id.0 {
         return Err(CliError::Refused(format!(
-            "dataset {id}: group {index_id}, filed as its index, holds data"
+            "group {index_id}, filed as dataset {id}'s index by client {}, is not its index: \
+             that client and the group's nonce derive another dataset id",
+            deals.client
         )));
     }
     let bar = progress.bar("manifest", index.group.len());
@@ -281,7 +447,7 @@ pub(crate) fn open_dataset(
     bar.finish(true);
     let manifest = Manifest::decode(&content)
         .map_err(|e| CliError::Refused(format!("dataset {id}: its manifest is invalid: {e}")))?;
-    Ok((manifest, index, deals))
+    Ok((manifest, index))
 }
 
 /// `START-END` (end exclusive) within a file of `size` bytes.
@@ -360,7 +526,8 @@ pub fn download(
         };
         for g in groups.clone() {
             let gid = manifest.groups()[g];
-            let mut group = OpenGroup::open(ctx, connector, Some(g), &gid, deals.of(&gid))?;
+            let mut group =
+                OpenGroup::open(ctx, connector, Some(g), &gid, &deals.of(&gid, Some(g)))?;
             let held = manifest.group_range(g);
             if group.group.range() != held {
                 return Err(CliError::Refused(format!(
@@ -507,7 +674,7 @@ impl WritePacked for OneFile {
 pub(crate) fn describe(shards: &[Shard]) -> String {
     shards
         .iter()
-        .filter(|s| s.status != "ok")
+        .filter(|s| !s.status.is_ok())
         .map(|s| format!("shard {} ({}): {}", s.index, s.endpoint, s.status))
         .collect::<Vec<_>>()
         .join("; ")
@@ -547,56 +714,72 @@ fn partial_dir(out: &Path) -> Result<PathBuf, CliError> {
     Ok(partial)
 }
 
-/// Every deal of a dataset, by group id. The program files a dataset's deals
-/// only for the client its id is derived from, so they are one client's.
+/// One client's deals of a dataset, by group id. The program files deals of
+/// dataset `d` only for a client and nonce that derive `d`, so every deal of a
+/// dataset is its client's; [`open_dataset`] checks that against the nonce
+/// its index group carries, and uses only that client's deals.
 pub(crate) struct DatasetDeals {
     pub client: Pubkey,
     pub groups: BTreeMap<[u8; 32], Vec<DealAt>>,
 }
 
 impl DatasetDeals {
-    pub(crate) fn load(ctx: &Ctx, id: &DatasetId) -> Result<DatasetDeals, CliError> {
+    /// Every deal filed under dataset id `id`, one set per client.
+    pub(crate) fn load(ctx: &Ctx, id: &DatasetId) -> Result<Vec<DatasetDeals>, CliError> {
         let deals =
             ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
-        let Some(client) = deals.first().map(|(_, d)| d.client) else {
+        if deals.is_empty() {
             return Err(CliError::Refused(format!(
                 "unknown dataset {id}: no deals hold it on {}",
                 ctx.url
             )));
-        };
-        let mut groups: BTreeMap<[u8; 32], Vec<DealAt>> = BTreeMap::new();
+        }
+        let mut by_client: BTreeMap<Pubkey, BTreeMap<[u8; 32], Vec<DealAt>>> = BTreeMap::new();
         for (address, deal) in deals {
-            groups
+            by_client
+                .entry(deal.client)
+                .or_default()
                 .entry(deal.group_id)
                 .or_default()
                 .push((address, deal));
         }
-        Ok(DatasetDeals { client, groups })
+        Ok(by_client
+            .into_iter()
+            .map(|(client, groups)| DatasetDeals { client, groups })
+            .collect())
     }
 
-    /// The index group's id: the group numbered `INDEX_GROUP` with the most
-    /// deals not cancelled (an upload proposes one index group).
-    pub(crate) fn index_group(&self, id: &DatasetId) -> Result<DatasetId, CliError> {
-        self.groups
+    /// The ids of the groups filed as the index group (numbered
+    /// `INDEX_GROUP`), those with the most deals not cancelled first (an
+    /// upload proposes one index group).
+    pub(crate) fn index_groups(&self) -> Vec<DatasetId> {
+        let live = |deals: &[DealAt]| {
+            deals
+                .iter()
+                .filter(|(_, d)| d.group == INDEX_GROUP && d.state != DealState::Cancelled)
+                .count()
+        };
+        let mut found: Vec<(&[u8; 32], usize)> = self
+            .groups
             .iter()
             .filter(|(_, deals)| deals.iter().any(|(_, d)| d.group == INDEX_GROUP))
-            .max_by_key(|(_, deals)| {
-                deals
-                    .iter()
-                    .filter(|(_, d)| d.state != DealState::Cancelled)
-                    .count()
-            })
-            .map(|(g, _)| DatasetId(*g))
-            .ok_or_else(|| {
-                CliError::Refused(format!(
-                    "dataset {id} has no index group on chain: its upload did not finish"
-                ))
-            })
+            .map(|(g, deals)| (g, live(deals)))
+            .collect();
+        found.sort_by_key(|(_, live)| std::cmp::Reverse(*live));
+        found.into_iter().map(|(g, _)| DatasetId(*g)).collect()
     }
 
-    /// Group `group`'s deals (none if the chain has no deal of it).
-    pub(crate) fn of(&self, group: &DatasetId) -> &[DealAt] {
-        self.groups.get(&group.0).map_or(&[], Vec::as_slice)
+    /// Group `group`'s deals filed as data group `number` (`None`: as the
+    /// index group); none if the chain has no such deal.
+    pub(crate) fn of(&self, group: &DatasetId, number: Option<usize>) -> Vec<DealAt> {
+        let number = number.map_or(INDEX_GROUP, |g| g as u32);
+        self.groups
+            .get(&group.0)
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| d.group == number)
+            .cloned()
+            .collect()
     }
 }
 
@@ -659,11 +842,12 @@ pub(crate) fn shard_of(ctx: &Ctx, address: Pubkey, deal: &Deal) -> Result<Shard,
         endpoint,
         node: None,
         status: if provider.is_some() {
-            "ok".into()
+            SourceStatus::Ok
         } else {
-            "provider deregistered".into()
+            SourceStatus::Deregistered
         },
         connect_ms: None,
+        corrupt: AtomicBool::new(false),
     })
 }
 
@@ -673,7 +857,7 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter_mut()
-            .filter(|s| s.status == "ok")
+            .filter(|s| s.status.is_ok())
             .map(|s| {
                 scope.spawn(move || {
                     let t = Instant::now();
@@ -686,12 +870,16 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
                             s.node = Some(node);
                         }
                         Ok((_, held)) => {
-                            s.status = format!(
-                                "missing shard (holds {} of {} bytes)",
-                                held.received, s.deal_bytes
-                            )
+                            s.status = SourceStatus::Missing {
+                                received: held.received,
+                                size: s.deal_bytes,
+                            }
                         }
-                        Err(e) => s.status = format!("unreachable: {e}"),
+                        Err(e) if e.is_corrupt_copy() => {
+                            s.corrupt.store(true, Ordering::Relaxed);
+                            s.status = SourceStatus::CorruptCopy;
+                        }
+                        Err(e) => s.status = SourceStatus::Unreachable(e.to_string()),
                     }
                 })
             })
@@ -702,43 +890,87 @@ pub(crate) fn connect_all(connector: &dyn Connector, shards: &mut [Shard]) {
     });
 }
 
-/// Reads a trailer from the fastest node that gives a valid one, then the
-/// group manifest units of every reachable node, and rebuilds the group's
-/// manifest.
+/// Rebuilds a group's manifest from its shards' trailers and manifest units.
+/// A trailer is only a claim of where the manifest units are: each distinct
+/// one (fastest node first) is tried until the units it points to rebuild a
+/// manifest with id `id`, so a lying trailer costs one more try, not the
+/// download. Every try is bounded (`cairn_core::dataset::MAX_RECOVERY_ATTEMPTS`),
+/// and there are at most as many as shards.
 pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<GroupManifest, CliError> {
-    let mut trailer = None;
+    let mut tried: Vec<Trailer> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for s in shards.iter().filter(|s| s.node.is_some()) {
-        let Some(range) = trailer_range(s.deal_bytes) else {
+        let Some(trailer) = trailer_of(s) else {
             continue;
         };
-        let node = s.node.as_ref().expect("filtered");
-        if let Ok(bytes) = node.get(&s.deal, range.start, range.end - range.start) {
-            if let Ok(t) = Trailer::decode(&bytes) {
-                if t.stored_len() == s.deal_bytes {
-                    trailer = Some(t);
-                    break;
-                }
-            }
+        // Shards' trailers differ only in their shard index.
+        let claim = Trailer {
+            shard_index: 0,
+            ..trailer
+        };
+        if tried.contains(&claim) {
+            continue;
+        }
+        tried.push(claim);
+        match recover_group(id, &trailer, &manifest_units(&trailer, shards)) {
+            Ok((group, _)) => return Ok(group),
+            Err(e) => failed.push(format!("with shard {}'s trailer: {e}", s.index)),
         }
     }
-    let trailer = trailer.ok_or_else(|| {
-        CliError::Refused(format!(
+    if failed.is_empty() {
+        return Err(CliError::Refused(format!(
             "group {id}: no reachable provider served a valid shard trailer; {}",
             describe(shards)
-        ))
-    })?;
+        )));
+    }
+    Err(CliError::Refused(format!(
+        "group {id}: {}; {}",
+        failed.join("; "),
+        describe(shards)
+    )))
+}
+
+/// Shard `s`'s trailer, if its node serves one that fits its deal (its size
+/// and shard index).
+fn trailer_of(s: &Shard) -> Option<Trailer> {
+    let range = trailer_range(s.deal_bytes)?;
+    let node = s.node.as_deref()?;
+    let bytes = get_noting(
+        node,
+        &s.deal,
+        &s.corrupt,
+        range.start,
+        range.end - range.start,
+    )
+    .ok()?;
+    let t = Trailer::decode(&bytes).ok()?;
+    (t.stored_len() == s.deal_bytes && t.shard_index == s.index).then_some(t)
+}
+
+/// The manifest unit `trailer` points to, of every reachable shard (`None`
+/// where it could not be read).
+fn manifest_units(trailer: &Trailer, shards: &[Shard]) -> Vec<Option<Vec<u8>>> {
     let n = usize::from(trailer.k) + usize::from(trailer.m);
     let mut units: Vec<Option<Vec<u8>>> = vec![None; n];
     let range = trailer.manifest_unit_range();
     std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter()
-            .filter(|s| s.node.is_some() && usize::from(s.index) < n)
-            .map(|s| {
+            .filter(|s| usize::from(s.index) < n)
+            .filter_map(|s| Some((s, s.node.as_deref()?)))
+            .map(|(s, node)| {
                 let range = range.clone();
                 scope.spawn(move || {
-                    let node = s.node.as_ref().expect("filtered");
-                    let read = || node.get(&s.deal, range.start, range.end - range.start).ok();
+                    let read = || {
+                        get_noting(
+                            node,
+                            &s.deal,
+                            &s.corrupt,
+                            range.start,
+                            range.end - range.start,
+                        )
+                        .ok()
+                    };
                     // One retry: a node that answered the connection may drop
                     // one request under load.
                     (s.index, read().or_else(read))
@@ -750,7 +982,5 @@ pub(crate) fn read_manifest(id: &DatasetId, shards: &[Shard]) -> Result<GroupMan
             units[usize::from(index)] = unit;
         }
     });
-    let (group, _) = recover_group(id, &trailer, &units)
-        .map_err(|e| CliError::Refused(format!("group {id}: {e}; {}", describe(shards))))?;
-    Ok(group)
+    units
 }

@@ -106,6 +106,8 @@ pub enum Trouble {
     Ended,
     /// Its proposal was not accepted in time.
     NotAccepted,
+    /// Its node says its stored copy failed its check (`ErrorCode::CorruptCopy`).
+    CorruptCopy,
 }
 
 impl Trouble {
@@ -117,6 +119,7 @@ impl Trouble {
             Trouble::Jailed(e) => format!("provider jailed from epoch {e}"),
             Trouble::Ended => "ended by the client".into(),
             Trouble::NotAccepted => "proposal not accepted in time".into(),
+            Trouble::CorruptCopy => "its node's stored copy is corrupt".into(),
         }
     }
 }

@@ -2,17 +2,26 @@
 //! provider's operator key), driven from blocking threads through one tokio
 //! runtime.
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use cairn_storage_node::client::{ClientError, NodeClient};
 use solana_keypair::Keypair;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use crate::dataset::transport::{Connector, Held, Node, TransportError};
 
-/// How long one request may take before the node counts as failing.
+/// How long a small request (status) may take before the node counts as
+/// failing.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a transfer (a shard upload or read) may go without moving a byte
+/// before the node counts as failing. A transfer that keeps moving may take
+/// as long as it needs, so a slow uplink still uploads a 16 MiB piece.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,17 +50,100 @@ fn resolve(endpoint: &str) -> Result<SocketAddr, TransportError> {
         .ok_or_else(|| TransportError::unreachable(format!("{endpoint} resolves to no address")))
 }
 
+/// By the client's error variant: the node's typed answer is final (and says
+/// which), anything else may pass on a retry. (The storage node client keeps
+/// connection failures as text, so a node with the wrong identity is retried
+/// like an unreachable one before it is given up.)
 fn classify(e: ClientError) -> TransportError {
-    match e {
-        ClientError::Refused(_) => TransportError::refused(e.to_string()),
-        // A node that is not who the chain says (certificate) is refused too:
-        // retrying cannot fix it.
-        ClientError::Connect { ref reason, .. }
-            if reason.contains("certificate") || reason.contains("operator") =>
-        {
-            TransportError::refused(e.to_string())
+    match &e {
+        ClientError::Refused(answer) => TransportError::answer(answer),
+        ClientError::Connect { .. } | ClientError::Stream(_) | ClientError::Protocol(_) => {
+            TransportError::unreachable(e.to_string())
         }
-        _ => TransportError::unreachable(e.to_string()),
+    }
+}
+
+/// When a transfer last moved a byte.
+#[derive(Clone)]
+struct LastProgress(Arc<Mutex<Instant>>);
+
+impl LastProgress {
+    fn new() -> Self {
+        LastProgress(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().expect("progress lock") = Instant::now();
+    }
+
+    fn at(&self) -> Instant {
+        *self.0.lock().expect("progress lock")
+    }
+}
+
+/// A reader or writer that notes every byte it moves in a [`LastProgress`].
+struct Watched<T> {
+    inner: T,
+    progress: LastProgress,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.progress.touch();
+        }
+        polled
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Watched<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.progress.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs `transfer` for as long as it keeps making progress: it fails once
+/// `progress` has not moved for `stall`.
+async fn unless_stalled<T>(
+    transfer: impl std::future::Future<Output = Result<T, ClientError>>,
+    progress: &LastProgress,
+    stall: Duration,
+) -> Result<T, TransportError> {
+    tokio::pin!(transfer);
+    loop {
+        let deadline = progress.at() + stall;
+        tokio::select! {
+            done = &mut transfer => return done.map_err(classify),
+            () = tokio::time::sleep_until(deadline) => {
+                if progress.at() + stall <= Instant::now() {
+                    return Err(TransportError::unreachable(format!(
+                        "the transfer made no progress for {stall:?}"
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -114,7 +206,17 @@ impl Node for QuicNode {
         offset: u64,
         bytes: &[u8],
     ) -> Result<Held, TransportError> {
-        let s = self.run(self.client.put_shard(deal, client, offset, bytes))?;
+        let progress = LastProgress::new();
+        let source = Watched {
+            inner: bytes,
+            progress: progress.clone(),
+        };
+        let s = self.runtime.block_on(unless_stalled(
+            self.client
+                .put_shard_from(deal, client, offset, bytes.len() as u64, source),
+            &progress,
+            STALL_TIMEOUT,
+        ))?;
         Ok(Held {
             received: s.received,
             complete: s.is_complete() && s.root_verified(),
@@ -122,6 +224,58 @@ impl Node for QuicNode {
     }
 
     fn get(&self, deal: &Pubkey, offset: u64, len: u64) -> Result<Vec<u8>, TransportError> {
-        self.run(self.client.get_shard(deal, offset, len))
+        let progress = LastProgress::new();
+        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+        let sink = Watched {
+            inner: &mut out,
+            progress: progress.clone(),
+        };
+        self.runtime.block_on(unless_stalled(
+            self.client.get_shard_into(deal, offset, len, sink),
+            &progress,
+            STALL_TIMEOUT,
+        ))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `steps` pieces, `every` apart, each noted as progress.
+    async fn trickle(
+        progress: LastProgress,
+        steps: u32,
+        every: Duration,
+    ) -> Result<u32, ClientError> {
+        for _ in 0..steps {
+            tokio::time::sleep(every).await;
+            progress.touch();
+        }
+        Ok(steps)
+    }
+
+    #[test]
+    fn a_slow_transfer_that_keeps_moving_is_not_cut_but_a_stalled_one_is() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let stall = Duration::from_millis(300);
+        rt.block_on(async {
+            // Ten pieces 100 ms apart: a second in all, over three times the
+            // stall limit, and it completes.
+            let progress = LastProgress::new();
+            let slow = trickle(progress.clone(), 10, Duration::from_millis(100));
+            assert_eq!(unless_stalled(slow, &progress, stall).await, Ok(10));
+            // A transfer that stops moving fails after the stall limit.
+            let progress = LastProgress::new();
+            let started = Instant::now();
+            let stuck = trickle(progress.clone(), 2, Duration::from_secs(5));
+            let err = unless_stalled(stuck, &progress, stall).await.unwrap_err();
+            assert!(!err.refused && err.code.is_none(), "{err:?}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        });
     }
 }

@@ -19,13 +19,13 @@ use clap::Args;
 use serde::Serialize;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use storage_market::constants::log_page;
+use storage_market::constants::{log_page, INDEX_GROUP};
 use storage_market::instructions::billable_mib;
 use storage_market::state::{Deal, DealSet, DealState};
 
 use crate::context::{Ctx, MarketView};
 use crate::dataset::download::{
-    connect_all, describe, read_manifest, shard_of, RemoteShard, Shard,
+    connect_all, describe, open_dataset, read_manifest, shard_of, RemoteShard, Shard,
 };
 use crate::dataset::onchain::{self, state_name, trouble, DealAt, DealsView, Trouble};
 use crate::dataset::prepare::{LocalShard, ShardSink};
@@ -237,18 +237,40 @@ pub fn repair(
 ) -> Result<DatasetRepairReport, CliError> {
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
-    let deals = crate::dataset::download::DatasetDeals::load(ctx, &id)?;
+    // The dataset manifest says which groups are the dataset's and how each
+    // is coded; deals that do not fit it are left alone.
+    let (manifest, index, deals) = open_dataset(ctx, connector, &id, progress)?;
     if deals.client != ctx.payer()?.pubkey() {
         return Err(CliError::Refused(format!(
             "dataset {id} is client {}'s; repair it with that keypair",
             deals.client
         )));
     }
-    let index = deals.index_group(&id)?;
-    let mut groups = vec![repair_group(ctx, &a, index, None, connector, progress)?];
-    let (manifest, _, _) = crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
+    let index_fit = Fit {
+        k: index.group.params().k() as u16,
+        n: index.group.params().n() as u16,
+        number: INDEX_GROUP,
+    };
+    let index_id = index.id;
+    drop(index);
+    let mut groups = vec![repair_group(
+        ctx, &a, index_id, None, index_fit, connector, progress,
+    )?];
     for (g, group) in manifest.groups().iter().enumerate() {
-        groups.push(repair_group(ctx, &a, *group, Some(g), connector, progress)?);
+        let fit = Fit {
+            k: manifest.k(),
+            n: manifest.k() + manifest.m(),
+            number: g as u32,
+        };
+        groups.push(repair_group(
+            ctx,
+            &a,
+            *group,
+            Some(g),
+            fit,
+            connector,
+            progress,
+        )?);
     }
     Ok(DatasetRepairReport {
         dataset_id: id.to_string(),
@@ -264,12 +286,29 @@ pub fn repair(
     })
 }
 
+/// How a group is coded and numbered, from the dataset manifest: the deals
+/// of the group that fit it are its shards; any other (a shard index not
+/// below `n`, another coding or number) is not the dataset's and is left alone.
+#[derive(Debug, Clone, Copy)]
+struct Fit {
+    k: u16,
+    n: u16,
+    number: u32,
+}
+
+impl Fit {
+    fn fits(&self, d: &Deal) -> bool {
+        d.k == self.k && d.n == self.n && d.group == self.number && d.shard_index < self.n
+    }
+}
+
 /// Repairs one group (`group`: its number, `None` for the index group).
 fn repair_group(
     ctx: &Ctx,
     a: &RepairArgs,
     id: DatasetId,
     group: Option<usize>,
+    fit: Fit,
     connector: &dyn Connector,
     progress: &Progress,
 ) -> Result<RepairReport, CliError> {
@@ -344,15 +383,20 @@ fn repair_group(
     // closed where the chain allows. A deal this run ends is closed by a later
     // run, once its last epoch is over.
     let old_deals = clean_up(ctx, &market, client, &id, progress)?;
-    let mut deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
-    let Some((_, first)) = deals.first() else {
+    let group_deals = || -> Result<Vec<DealAt>, CliError> {
+        let mut deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
+        deals.retain(|(_, d)| fit.fits(d));
+        Ok(deals)
+    };
+    let mut deals = group_deals()?;
+    if deals.is_empty() {
         return Err(CliError::Refused(format!(
             "unknown group {id}: client {} has no deals for it on {}",
             client.pubkey(),
             ctx.url
         )));
-    };
-    let (k, n, group_number) = (first.k, first.n, first.group);
+    }
+    let (k, n, group_number) = (fit.k, fit.n, fit.number);
     let mut view = DealsView::load(ctx, &market, &deals)?;
 
     // Which live, active shards can be read now; those that cannot are suspects
@@ -363,6 +407,15 @@ fn repair_group(
         .map(|(address, d)| shard_of(ctx, *address, d))
         .collect::<Result<Vec<_>, _>>()?;
     connect_all(connector, &mut shards);
+    // The group manifest, while the shards are read for it: a node that says
+    // its stored copy is corrupt (at connection or on this read) marks its
+    // shard for repair.
+    let manifest = read_manifest(&id, &shards);
+    let corrupt: Vec<u16> = shards
+        .iter()
+        .filter(|s| s.is_corrupt())
+        .map(|s| s.index)
+        .collect();
     for s in shards.iter().filter(|s| s.node.is_none()) {
         progress.note(&format!(
             "shard {} provider {} ({}): {}",
@@ -371,7 +424,7 @@ fn repair_group(
     }
     let unreachable: Vec<u16> = shards
         .iter()
-        .filter(|s| s.node.is_none())
+        .filter(|s| s.node.is_none() && !s.is_corrupt())
         .map(|s| s.index)
         .collect();
     let troubled = |deals: &[DealAt], view: &DealsView| -> Vec<u16> {
@@ -397,7 +450,7 @@ fn repair_group(
         ));
         while !waiting(&deals, &view).is_empty() && ctx.slot()? < deadline {
             std::thread::sleep(Duration::from_secs(1));
-            deals = onchain::group_deals(ctx, &client.pubkey(), &id.0)?;
+            deals = group_deals()?;
             view = DealsView::load(ctx, &market, &deals)?;
         }
     }
@@ -405,6 +458,7 @@ fn repair_group(
     let lost: Vec<(u16, Option<DealAt>, Trouble)> = (0..n)
         .filter_map(|i| {
             let (live, found) = trouble(&deals, &view, i);
+            let found = found.or_else(|| corrupt.contains(&i).then_some(Trouble::CorruptCopy));
             found.map(|t| (i, live.cloned(), t))
         })
         .collect();
@@ -448,7 +502,7 @@ fn repair_group(
             started,
         );
     }
-    let own_copy = |index: u16| shards.iter().find(|s| s.index == index);
+    let own_copy = |index: u16| shards.iter().find(|s| s.index == index && !s.is_corrupt());
     if shards.len() < usize::from(k) && lost.iter().any(|(i, _, _)| own_copy(*i).is_none()) {
         return Err(CliError::Refused(format!(
             "dataset {id} cannot be rebuilt: {healthy} healthy shards of the {k} needed ({} to repair); {unread}",
@@ -472,7 +526,15 @@ fn repair_group(
     }
 
     // Rebuild (or copy) every lost shard into the work dir.
-    let manifest = read_manifest(&id, &shards)?;
+    let manifest = manifest?;
+    if (manifest.params().k(), manifest.params().n()) != (usize::from(k), usize::from(n)) {
+        return Err(CliError::Refused(format!(
+            "group {id}: its manifest codes {} + {} shards, the dataset's {k} + {}",
+            manifest.params().k(),
+            manifest.params().m(),
+            n - k
+        )));
+    }
     let tails = shard_tails(&manifest).map_err(|e| CliError::Refused(e.to_string()))?;
     let stored_len = stored_shard_len(&manifest);
     let _ = std::fs::remove_dir_all(&work);
@@ -487,11 +549,7 @@ fn repair_group(
         .collect();
     let mut sources: Vec<Option<RemoteShard>> = (0..usize::from(n)).map(|_| None).collect();
     for s in &sources_of {
-        sources[usize::from(s.index)] = Some(RemoteShard {
-            node: s.node.as_deref().expect("retained: connected"),
-            deal: s.deal,
-            bar: &bar,
-        });
+        sources[usize::from(s.index)] = RemoteShard::of(s, &bar);
     }
     let mut decoder = manifest
         .decoder(sources)

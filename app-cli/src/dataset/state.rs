@@ -234,7 +234,9 @@ impl From<EntryRecord> for cairn_core::FileEntry {
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (temporary file, fsync, rename).
+/// Writes `value` as JSON to `path` atomically and durably (temporary file,
+/// fsync, rename, fsync of the directory, so the rename itself survives a
+/// crash).
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CliError> {
     let tmp = path.with_extension("json.tmp");
     let json = serde_json::to_vec_pretty(value).expect("records serialize");
@@ -243,7 +245,12 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CliError> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     };
     write().map_err(CliError::io(path))
 }

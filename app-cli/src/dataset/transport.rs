@@ -4,13 +4,17 @@
 use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
 
-/// A failure talking to one node. `refused` is the node's own typed answer
-/// (it said no); otherwise the node could not be reached or broke off.
+use cairn_core::wire::{ErrorCode, WireError};
+
+/// A failure talking to one node. `refused`: retrying cannot help (the node
+/// said no, or is not who the chain says); otherwise the node could not be
+/// reached or broke off. `code` is the node's own typed answer, if it gave one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct TransportError {
     pub message: String,
     pub refused: bool,
+    pub code: Option<ErrorCode>,
 }
 
 impl TransportError {
@@ -18,6 +22,7 @@ impl TransportError {
         TransportError {
             message: message.into(),
             refused: false,
+            code: None,
         }
     }
 
@@ -25,7 +30,23 @@ impl TransportError {
         TransportError {
             message: message.into(),
             refused: true,
+            code: None,
         }
+    }
+
+    /// The node's typed error answer.
+    pub fn answer(e: &WireError) -> Self {
+        TransportError {
+            message: format!("the node refused: {e}"),
+            refused: true,
+            code: Some(e.code),
+        }
+    }
+
+    /// The node said its own stored copy failed its check: read elsewhere,
+    /// and the shard needs repair.
+    pub fn is_corrupt_copy(&self) -> bool {
+        self.code == Some(ErrorCode::CorruptCopy)
     }
 }
 

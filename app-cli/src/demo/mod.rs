@@ -1117,13 +1117,21 @@ fn corrupt_and_check(
     check(diff.is_empty(), || {
         format!("download after corruption differs: {diff:?}")
     })?;
-    let status = got
+    let used = got
         .providers
         .iter()
-        .find(|p| p.group == Some(0) && p.shard_index == deal.shard_index)
-        .map(|p| p.status.clone())
-        .unwrap_or_default();
-    check(status.starts_with("bad data"), || {
+        .find(|p| p.group == Some(0) && p.shard_index == deal.shard_index);
+    let status = used.map(|p| p.status.clone()).unwrap_or_default();
+    // The node serves the flipped byte (the reader's checksum catches it), or
+    // finds its own copy corrupt and says so.
+    let named = used.is_some_and(|p| {
+        matches!(
+            p.kind,
+            crate::dataset::download::SourceKind::BadData
+                | crate::dataset::download::SourceKind::CorruptCopy
+        )
+    });
+    check(named, || {
         format!(
             "the download did not name provider {} (status {status:?})",
             deal.provider

@@ -240,11 +240,7 @@ impl Network {
         std::fs::create_dir_all(&keys).map_err(CliError::io(&keys))?;
         let key = Keypair::new();
         let path = keys.join(format!("{name}.json"));
-        std::fs::write(
-            &path,
-            serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes"),
-        )
-        .map_err(CliError::io(&path))?;
+        crate::context::write_keypair(&path, &key)?;
         let rpc = &self.faucet.rpc;
         let sig = rpc
             .request_airdrop(&key.pubkey(), 10 * SOL)

@@ -56,11 +56,7 @@ impl Fixture {
     pub fn user(&self, name: &str, tokens: u64) -> (Keypair, PathBuf) {
         let k = Keypair::new();
         let path = self.dir.path().join(format!("{name}.json"));
-        std::fs::write(
-            &path,
-            serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
-        )
-        .unwrap();
+        cairn_cli::context::write_keypair(&path, &k).unwrap();
         self.airdrop(&k.pubkey(), 10 * SOL);
         self.associated_token_account(&k.pubkey(), tokens);
         (k, path)

@@ -1,14 +1,37 @@
 //! Verified decoding from any `k` healthy shards.
 
-use super::{default_threads, Layout, UnitChecksums, UnitSource, PARALLEL_MIN_UNIT};
+use super::{
+    default_threads, Layout, UnitChecksums, UnitSource, DEFAULT_STRIPE_UNIT, MAX_SHARDS,
+    PARALLEL_MIN_UNIT,
+};
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::ops::Range;
 
+/// Most memory a [`Decoder`] allocates for its stripe buffer (`(k + m) ×
+/// stripe_unit`): 256 MiB, what the widest code (`k + m` = [`MAX_SHARDS`]) takes
+/// at the [`DEFAULT_STRIPE_UNIT`] every upload uses. A manifest is checked
+/// against its id, but whoever made it chose its parameters: a larger stripe
+/// is refused before anything is allocated.
+pub const MAX_DECODE_STRIPE: u64 = MAX_SHARDS as u64 * DEFAULT_STRIPE_UNIT as u64;
+
 /// Why a range could not be recovered.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
+    /// Decoding needs a stripe buffer larger than [`MAX_DECODE_STRIPE`].
+    #[error(
+        "a stripe of {n} shards × {unit}-byte units needs {bytes} bytes of memory, over the \
+         decoder's limit of {MAX_DECODE_STRIPE}"
+    )]
+    StripeTooLarge {
+        /// `k + m`.
+        n: usize,
+        /// The stripe unit.
+        unit: usize,
+        /// `n × unit`.
+        bytes: u64,
+    },
     /// The number of sources is not `k + m`.
     #[error("expected {expected} shard sources (k + m, `None` for a missing one), got {got}")]
     SourceCount {
@@ -178,6 +201,14 @@ impl<'a, S: UnitSource + Send> Decoder<'a, S> {
     ) -> Result<Self, RecoverError> {
         let params = layout.params();
         let n = params.n();
+        let bytes = n as u64 * params.stripe_unit() as u64;
+        if bytes > MAX_DECODE_STRIPE {
+            return Err(RecoverError::StripeTooLarge {
+                n,
+                unit: params.stripe_unit(),
+                bytes,
+            });
+        }
         if sources.len() != n {
             return Err(RecoverError::SourceCount {
                 expected: n,
@@ -451,6 +482,28 @@ mod tests {
         (0..len as u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect()
+    }
+
+    #[test]
+    fn a_stripe_over_the_memory_bound_is_refused_before_allocating() {
+        // Checksums of one stripe of six shards fit both layouts.
+        let enc = encode_bytes(ErasureParams::new(4, 2, 64).unwrap(), b"tiny").unwrap();
+        let huge = Layout::new(ErasureParams::new(4, 2, 64 << 20).unwrap(), 4).unwrap();
+        let sources: Vec<Option<&[u8]>> = vec![None; 6];
+        match Decoder::new(huge, &enc.checksums, sources) {
+            Err(RecoverError::StripeTooLarge { n, unit, bytes }) => {
+                assert_eq!((n, unit, bytes), (6, 64 << 20, 6 * (64 << 20)));
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a 384 MiB stripe was accepted"),
+        }
+        // The widest code at the default unit is within the bound.
+        let wide =
+            Layout::new(ErasureParams::new(200, 56, DEFAULT_STRIPE_UNIT).unwrap(), 1).unwrap();
+        assert_eq!(
+            wide.params().n() as u64 * DEFAULT_STRIPE_UNIT as u64,
+            MAX_DECODE_STRIPE
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod decode;
 mod encode;
 mod source;
 
-pub use decode::{DecodeReport, Decoder, ReadFault, RecoverError, UnitLocation};
+pub use decode::{DecodeReport, Decoder, ReadFault, RecoverError, UnitLocation, MAX_DECODE_STRIPE};
 pub use encode::{encode_bytes, EncodeError, Encoded, Encoder};
 pub use source::{FnSource, SeekSource, StreamSource, UnitSource};
 
