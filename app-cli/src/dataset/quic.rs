@@ -51,15 +51,16 @@ fn resolve(endpoint: &str) -> Result<SocketAddr, TransportError> {
 }
 
 /// By the client's error variant: the node's typed answer is final (and says
-/// which), anything else may pass on a retry. (The storage node client keeps
-/// connection failures as text, so a node with the wrong identity is retried
-/// like an unreachable one before it is given up.)
+/// which), and so is a node whose TLS identity is not the operator the chain
+/// names; anything else may pass on a retry.
 fn classify(e: ClientError) -> TransportError {
     match &e {
         ClientError::Refused(answer) => TransportError::answer(answer),
-        ClientError::Connect { .. } | ClientError::Stream(_) | ClientError::Protocol(_) => {
-            TransportError::unreachable(e.to_string())
-        }
+        _ if e.is_wrong_identity() => TransportError::refused(e.to_string()),
+        ClientError::Connect { .. }
+        | ClientError::Stream(_)
+        | ClientError::Source(_)
+        | ClientError::Protocol(_) => TransportError::unreachable(e.to_string()),
     }
 }
 
