@@ -6,6 +6,7 @@ use cairn_chain::{
     deal_set_page_pda, deal_set_pda, layout, market_pda, proof_log_pda, provider_pda, proving,
     Instruction, MarketIx, Pubkey,
 };
+use solana_account_decoder_client_types::{UiAccount, UiAccountEncoding};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
@@ -13,7 +14,8 @@ use solana_rpc_client_api::{
     client_error::{Error as ClientError, ErrorKind},
     config::{RpcAccountInfoConfig, RpcProgramAccountsConfig},
     filter::{Memcmp, RpcFilterType},
-    request::{RpcError, RpcResponseErrorData},
+    request::{RpcError, RpcRequest, RpcResponseErrorData},
+    response::Response as RpcResponse,
 };
 use solana_signer::Signer;
 use solana_transaction::{
@@ -180,6 +182,32 @@ pub fn pages_for(len: u32) -> u32 {
     len.div_ceil(DEAL_SET_PAGE_ENTRIES as u32)
 }
 
+/// An account's data at confirmed commitment, `None` if it does not exist.
+///
+/// Sent as a plain `getAccountInfo` request: the client's `get_account*` methods
+/// turn every failure into a text-only error, losing the kind of failure.
+pub async fn account_data(rpc: &RpcClient, key: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+    let config = RpcAccountInfoConfig {
+        encoding: Some(UiAccountEncoding::Base64),
+        commitment: Some(CommitmentConfig::confirmed()),
+        ..RpcAccountInfoConfig::default()
+    };
+    let got: RpcResponse<Option<UiAccount>> = rpc
+        .send(
+            RpcRequest::GetAccountInfo,
+            serde_json::json!([key.to_string(), config]),
+        )
+        .await
+        .map_err(|e| ChainError::from_client(&e))?;
+    got.value
+        .map(|account| {
+            account.data.decode().ok_or_else(|| {
+                ChainError::new(format!("the data of account {key} does not decode"))
+            })
+        })
+        .transpose()
+}
+
 impl RpcChain {
     /// Connects and reads the market.
     pub async fn connect(
@@ -191,9 +219,13 @@ impl RpcChain {
             rpc_url.to_string(),
             CommitmentConfig::confirmed(),
         ));
-        let data = rpc.get_account_data(&market_pda()).await.map_err(|e| {
-            ChainError::new(format!("reading the market account at {rpc_url}: {e}"))
-        })?;
+        let data = account_data(&rpc, &market_pda())
+            .await
+            .map_err(|e| ChainError {
+                message: format!("reading the market account at {rpc_url}: {e}"),
+                ..e
+            })?
+            .ok_or_else(|| ChainError::new(format!("no market account at {rpc_url}")))?;
         let market = Market::try_deserialize(&mut data.as_slice())
             .map_err(|e| ChainError::new(format!("decoding the market: {e}")))?;
         Ok(RpcChain {
@@ -216,12 +248,7 @@ impl RpcChain {
 
     /// An account's data, `None` if it does not exist.
     pub async fn account_data(&self, key: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
-        let got = self
-            .rpc
-            .get_account_with_commitment(key, CommitmentConfig::confirmed())
-            .await
-            .map_err(|e| ChainError::from_client(&e))?;
-        Ok(got.value.map(|account| account.data))
+        account_data(&self.rpc, key).await
     }
 
     /// Fetches and decodes an account, `None` if it does not exist.
@@ -369,7 +396,7 @@ impl RpcChain {
         let config = RpcProgramAccountsConfig {
             filters: Some(filters),
             account_config: RpcAccountInfoConfig {
-                encoding: Some(solana_account_decoder_client_types::UiAccountEncoding::Base64),
+                encoding: Some(UiAccountEncoding::Base64),
                 commitment: Some(CommitmentConfig::confirmed()),
                 ..RpcAccountInfoConfig::default()
             },
@@ -580,5 +607,8 @@ mod tests {
         let e = ChainError::from_client(&rpc.get_slot().await.unwrap_err());
         assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
         assert!(e.is_rpc_outage());
+        // An account read keeps the kind too.
+        let e = account_data(&rpc, &Pubkey::new_unique()).await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
     }
 }
