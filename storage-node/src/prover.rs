@@ -127,7 +127,9 @@ impl Steps {
 }
 
 /// When the upkeep runs: once an epoch after its session, at the latest every
-/// `reconcile`, and after a failure on its own backoff.
+/// `reconcile`, once more at the next round after it settled deals or removed some
+/// from the set, and after a failure on its own backoff (from the poll interval up
+/// to `reconcile`, jitter included).
 struct UpkeepSchedule {
     /// The epoch of the last upkeep (successful or not).
     epoch: Option<u64>,
@@ -190,7 +192,7 @@ impl Prover {
             upkeep: UpkeepSchedule {
                 epoch: None,
                 next: Instant::now(),
-                retry: backoff(config.poll, MAX_BACKOFF),
+                retry: backoff(config.poll, config.reconcile / 2),
             },
             config,
         }
@@ -267,12 +269,18 @@ impl Prover {
             let schedule = &mut self.upkeep;
             schedule.epoch = Some(epoch);
             match upkept {
-                Ok(()) => {
-                    schedule.next = now + self.config.reconcile;
-                    schedule.retry = backoff(self.config.poll, MAX_BACKOFF);
+                Ok(acted) => {
+                    // After settling or leaving the set, once more at the next round
+                    // (the finished deals' shards are deleted then).
+                    schedule.next = if acted {
+                        now
+                    } else {
+                        now + self.config.reconcile
+                    };
+                    schedule.retry = backoff(self.config.poll, self.config.reconcile / 2);
                 }
                 Err(e) => {
-                    let wait = schedule.retry.next().unwrap_or(MAX_BACKOFF);
+                    let wait = schedule.retry.next().unwrap_or(self.config.reconcile);
                     schedule.next = now + wait;
                     self.node.metrics.prover_rounds_failed.fetch_add(1, Relaxed);
                     debug!(error = %e, kind = ?e.kind, ?wait, "upkeep failed; retrying");
@@ -748,8 +756,10 @@ impl Prover {
 
     /// Acceptances, settlement, leaving the deal set, deleting finished shards,
     /// and readiness for the next session: each step goes on when another fails,
-    /// unless the RPC endpoint is out; the first failure is returned.
-    async fn upkeep(&mut self, epoch: u64) -> Result<(), ChainError> {
+    /// unless the RPC endpoint is out; the first failure is returned. `Ok(true)` if
+    /// it settled deals or removed some from the set.
+    async fn upkeep(&mut self, epoch: u64) -> Result<bool, ChainError> {
+        let mut acted = false;
         let mut steps = Steps::default();
         let provider = steps.step(self.chain.provider_account().await);
         let deals = if steps.outage() {
@@ -777,14 +787,18 @@ impl Prover {
                 self.accept_stored(epoch, deals, provider).await;
             }
             self.remove_finished(deals).await;
-            self.settle(epoch, deals, provider).await;
+            acted |= steps
+                .step(self.settle(epoch, deals, provider).await)
+                .unwrap_or(false);
         }
         if steps.outage() {
-            return steps.finish();
+            return steps.finish().map(|()| acted);
         }
         let set = steps.step(self.chain.deal_set().await);
         if let (Some(deals), Some(provider), Some(set)) = (&deals, &provider, &set) {
-            self.leave(epoch, deals, provider, set).await;
+            acted |= steps
+                .step(self.leave(epoch, deals, provider, set).await)
+                .unwrap_or(false);
         }
         // Ready before the deals: the proof-log pages of this epoch and the next,
         // and the lookup table (created at the node's first round).
@@ -799,7 +813,7 @@ impl Prover {
                     .await,
             );
         }
-        steps.finish()
+        steps.finish().map(|()| acted)
     }
 
     /// Sends `accept_deal` again for stored shards of Proposed deals, while they can
@@ -829,8 +843,15 @@ impl Prover {
 
     /// Settles Active deals whose epochs are all closed (which finishes them) or
     /// that have `settle_interval_epochs` unsettled, grouped by the log page of their
-    /// first unsettled epoch, [`SETTLE_BATCH`] per transaction.
-    async fn settle(&self, now: u64, deals: &[(Pubkey, Deal)], provider: &Provider) {
+    /// first unsettled epoch, [`SETTLE_BATCH`] per transaction. Whether it settled
+    /// any; a failed batch does not stop the others, and the first failure is
+    /// returned.
+    async fn settle(
+        &self,
+        now: u64,
+        deals: &[(Pubkey, Deal)],
+        provider: &Provider,
+    ) -> Result<bool, ChainError> {
         let mut by_page: BTreeMap<u32, Vec<Pubkey>> = BTreeMap::new();
         for (key, deal) in deals {
             if deal.state != DealState::Active {
@@ -847,8 +868,13 @@ impl Prover {
                     .push(*key);
             }
         }
+        let mut steps = Steps::default();
+        let mut settled = false;
         for (page, keys) in by_page {
             for batch in keys.chunks(SETTLE_BATCH) {
+                if steps.outage() {
+                    return steps.finish().map(|()| settled);
+                }
                 let ix = self.chain.ix.settle_ix(&self.chain.provider, page, batch);
                 match self.chain.send(&[ix]).await {
                     Ok(sig) => {
@@ -857,19 +883,29 @@ impl Prover {
                             .settlements
                             .fetch_add(batch.len() as u64, Relaxed);
                         info!(page, deals = batch.len(), %sig, "settled deals");
+                        settled = true;
                     }
                     Err(e) => {
-                        warn!(page, deals = batch.len(), error = %e, "settle failed; retrying next round")
+                        warn!(page, deals = batch.len(), error = %e, "settle failed; retrying");
+                        steps.step::<()>(Err(e));
                     }
                 }
             }
         }
+        steps.finish().map(|()| settled)
     }
 
     /// Removes the deals that owe nothing from the next epoch on from the deal set,
     /// highest index first (the last entry leaving moves nothing), tracking the
-    /// entries each removal moves.
-    async fn leave(&self, now: u64, deals: &[(Pubkey, Deal)], provider: &Provider, set: &DealSet) {
+    /// entries each removal moves. Whether any left.
+    async fn leave(
+        &self,
+        now: u64,
+        deals: &[(Pubkey, Deal)],
+        provider: &Provider,
+        set: &DealSet,
+    ) -> Result<bool, ChainError> {
+        let mut left = false;
         let mut at: HashMap<u32, Pubkey> = HashMap::new();
         let mut index_of: HashMap<Pubkey, u32> = HashMap::new();
         let mut leaving = Vec::new();
@@ -886,8 +922,9 @@ impl Prover {
             let key = leaving.swap_remove(pos);
             let index = index_of[&key];
             let Some(last) = len.checked_sub(1).filter(|last| index <= *last) else {
-                debug!(deal = %key, index, len, "deal set changed meanwhile; next round");
-                return;
+                return Err(ChainError::new(format!(
+                    "deal {key} at {index} is past the set's {len} entries: the set changed meanwhile"
+                )));
             };
             let moved = if index == last {
                 None
@@ -895,11 +932,9 @@ impl Prover {
                 match at.get(&last) {
                     Some(moved) => Some((*moved, last)),
                     None => {
-                        debug!(
-                            last,
-                            "the set's last entry is not among the deals read; next round"
-                        );
-                        return;
+                        return Err(ChainError::new(format!(
+                            "the set's last entry {last} is not among the deals read: the set changed meanwhile"
+                        )))
                     }
                 }
             };
@@ -918,13 +953,15 @@ impl Prover {
                         index_of.insert(moved, index);
                     }
                     len = last;
+                    left = true;
                 }
                 Err(e) => {
-                    warn!(deal = %key, error = %e, "leave_deal_set failed; retrying next round");
-                    return;
+                    warn!(deal = %key, error = %e, "leave_deal_set failed; retrying");
+                    return Err(e);
                 }
             }
         }
+        Ok(left)
     }
 
     /// Deletes stored shards of deals that are finished and out of the deal set, or
