@@ -16,6 +16,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use std::{
+    future::Future as _,
     io,
     pin::Pin,
     sync::{
@@ -359,8 +360,6 @@ impl Limited {
         })
     }
 }
-
-use std::future::Future as _;
 
 impl AsyncRead for Limited {
     fn poll_read(
