@@ -6,13 +6,16 @@ use cairn_chain::{
     deal_set_page_pda, deal_set_pda, layout, market_pda, proof_log_pda, provider_pda, proving,
     Instruction, MarketIx, Pubkey,
 };
+use solana_account_decoder_client_types::{UiAccount, UiAccountEncoding};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_api::{
-    client_error::Error as ClientError,
+    client_error::{Error as ClientError, ErrorKind},
     config::{RpcAccountInfoConfig, RpcProgramAccountsConfig},
     filter::{Memcmp, RpcFilterType},
+    request::{RpcError, RpcRequest, RpcResponseErrorData},
+    response::Response as RpcResponse,
 };
 use solana_signer::Signer;
 use solana_transaction::{
@@ -25,9 +28,10 @@ use storage_market::{
     state::{get_bit, Challenge, Deal, DealSet, DealSetPage, Market, ProofLog, Provider},
 };
 
-/// A chain call that failed: what happened, and the program's error code when a
-/// transaction failed with one (read from the RPC error's structured transaction
-/// error, never from its text).
+/// A chain call that failed: what happened, what kind of failure it was, and the
+/// program's error code when a transaction failed with one. Both are read from the
+/// RPC client's typed error (its kind, the HTTP status, the JSON-RPC error code, the
+/// structured transaction error), never from its text.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ChainError {
@@ -35,6 +39,55 @@ pub struct ChainError {
     pub message: String,
     /// The custom program error code the transaction failed with, if any.
     pub code: Option<u32>,
+    /// The kind of failure.
+    pub kind: FailureKind,
+}
+
+/// What kind of failure a [`ChainError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The RPC endpoint refused for load (HTTP 429, after the client's own retries).
+    RateLimited,
+    /// The RPC endpoint could not be reached or did not answer usefully: a
+    /// connection or timeout error, an HTTP 5xx, or a node that reports itself
+    /// unhealthy or behind.
+    Unavailable,
+    /// The transaction failed (preflight or on chain); [`ChainError::code`] holds
+    /// the program's error code if it was a custom one.
+    Transaction,
+    /// The RPC endpoint answered with another JSON-RPC error (its code).
+    Rpc(i64),
+    /// Anything else: an account missing or undecodable, a local failure.
+    Other,
+}
+
+/// JSON-RPC error of a node that is unhealthy (behind its cluster).
+const RPC_NODE_UNHEALTHY: i64 = -32005;
+
+impl FailureKind {
+    /// The kind of an RPC client error.
+    pub fn of(e: &ClientError) -> FailureKind {
+        if e.get_transaction_error().is_some() {
+            return FailureKind::Transaction;
+        }
+        match e.kind() {
+            ErrorKind::Reqwest(e) => match e.status() {
+                Some(status) if status.as_u16() == 429 => FailureKind::RateLimited,
+                Some(status) if !status.is_server_error() => FailureKind::Other,
+                _ => FailureKind::Unavailable,
+            },
+            ErrorKind::Io(_) => FailureKind::Unavailable,
+            ErrorKind::RpcError(RpcError::RpcResponseError {
+                data: RpcResponseErrorData::NodeUnhealthy { .. },
+                ..
+            }) => FailureKind::Unavailable,
+            ErrorKind::RpcError(RpcError::RpcResponseError { code, .. }) => match *code {
+                RPC_NODE_UNHEALTHY => FailureKind::Unavailable,
+                code => FailureKind::Rpc(code),
+            },
+            _ => FailureKind::Other,
+        }
+    }
 }
 
 impl ChainError {
@@ -43,6 +96,16 @@ impl ChainError {
         ChainError {
             message: message.into(),
             code: None,
+            kind: FailureKind::Other,
+        }
+    }
+
+    /// A refusal by the program's rules, found before sending (`code`).
+    pub fn refused(message: impl Into<String>, error: MarketError) -> ChainError {
+        ChainError {
+            message: message.into(),
+            code: Some(u32::from(error)),
+            kind: FailureKind::Transaction,
         }
     }
 
@@ -58,12 +121,22 @@ impl ChainError {
         ChainError {
             message: e.to_string(),
             code,
+            kind: FailureKind::of(e),
         }
     }
 
     /// The storage-market error the transaction failed with, if it was one.
     pub fn market_error(&self) -> Option<MarketError> {
         self.code.and_then(MarketError::from_code)
+    }
+
+    /// Whether the RPC endpoint itself failed (rate limit, unreachable): further
+    /// calls of the same round would fail too, so the round stops and backs off.
+    pub fn is_rpc_outage(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::RateLimited | FailureKind::Unavailable
+        )
     }
 }
 
@@ -109,6 +182,32 @@ pub fn pages_for(len: u32) -> u32 {
     len.div_ceil(DEAL_SET_PAGE_ENTRIES as u32)
 }
 
+/// An account's data at confirmed commitment, `None` if it does not exist.
+///
+/// Sent as a plain `getAccountInfo` request: the client's `get_account*` methods
+/// turn every failure into a text-only error, losing the kind of failure.
+pub async fn account_data(rpc: &RpcClient, key: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+    let config = RpcAccountInfoConfig {
+        encoding: Some(UiAccountEncoding::Base64),
+        commitment: Some(CommitmentConfig::confirmed()),
+        ..RpcAccountInfoConfig::default()
+    };
+    let got: RpcResponse<Option<UiAccount>> = rpc
+        .send(
+            RpcRequest::GetAccountInfo,
+            serde_json::json!([key.to_string(), config]),
+        )
+        .await
+        .map_err(|e| ChainError::from_client(&e))?;
+    got.value
+        .map(|account| {
+            account.data.decode().ok_or_else(|| {
+                ChainError::new(format!("the data of account {key} does not decode"))
+            })
+        })
+        .transpose()
+}
+
 impl RpcChain {
     /// Connects and reads the market.
     pub async fn connect(
@@ -120,9 +219,13 @@ impl RpcChain {
             rpc_url.to_string(),
             CommitmentConfig::confirmed(),
         ));
-        let data = rpc.get_account_data(&market_pda()).await.map_err(|e| {
-            ChainError::new(format!("reading the market account at {rpc_url}: {e}"))
-        })?;
+        let data = account_data(&rpc, &market_pda())
+            .await
+            .map_err(|e| ChainError {
+                message: format!("reading the market account at {rpc_url}: {e}"),
+                ..e
+            })?
+            .ok_or_else(|| ChainError::new(format!("no market account at {rpc_url}")))?;
         let market = Market::try_deserialize(&mut data.as_slice())
             .map_err(|e| ChainError::new(format!("decoding the market: {e}")))?;
         Ok(RpcChain {
@@ -145,12 +248,7 @@ impl RpcChain {
 
     /// An account's data, `None` if it does not exist.
     pub async fn account_data(&self, key: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
-        let got = self
-            .rpc
-            .get_account_with_commitment(key, CommitmentConfig::confirmed())
-            .await
-            .map_err(|e| ChainError::from_client(&e))?;
-        Ok(got.value.map(|account| account.data))
+        account_data(&self.rpc, key).await
     }
 
     /// Fetches and decodes an account, `None` if it does not exist.
@@ -298,7 +396,7 @@ impl RpcChain {
         let config = RpcProgramAccountsConfig {
             filters: Some(filters),
             account_config: RpcAccountInfoConfig {
-                encoding: Some(solana_account_decoder_client_types::UiAccountEncoding::Base64),
+                encoding: Some(UiAccountEncoding::Base64),
                 commitment: Some(CommitmentConfig::confirmed()),
                 ..RpcAccountInfoConfig::default()
             },
@@ -333,24 +431,24 @@ impl ChainView for RpcChain {
         let _one_at_a_time = self.accepting.lock().await;
         let provider = self.provider_account().await?;
         if provider.is_jailed() {
-            return Err(ChainError {
-                message: format!(
+            return Err(ChainError::refused(
+                format!(
                     "provider {} is jailed from epoch {}: it takes no new deals",
                     self.provider, provider.jailed_from
                 ),
-                code: Some(u32::from(MarketError::ProviderJailed)),
-            });
+                MarketError::ProviderJailed,
+            ));
         }
         let set = self.deal_set().await?;
         let operator = self.operator_key();
         if deal_set_page(set.len) >= MAX_SET_PAGES {
-            return Err(ChainError {
-                message: format!(
+            return Err(ChainError::refused(
+                format!(
                     "the deal set holds {} deals on {MAX_SET_PAGES} pages, as many as one lookup table serves",
                     set.len
                 ),
-                code: Some(u32::from(MarketError::DealSetFull)),
-            });
+                MarketError::DealSetFull,
+            ));
         }
         let mut ixs = Vec::with_capacity(2);
         if u64::from(set.len) >= u64::from(set.pages) * DEAL_SET_PAGE_ENTRIES as u64 {
@@ -368,5 +466,149 @@ impl ChainView for RpcChain {
 
     fn provider(&self) -> Pubkey {
         self.provider
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solana_rpc_client_api::{
+        client_error::reqwest, request::RpcError, response::RpcSimulateTransactionResult,
+    };
+
+    fn preflight_failure(err: TransactionError) -> ClientError {
+        let result = RpcSimulateTransactionResult {
+            err: Some(err.into()),
+            logs: None,
+            accounts: None,
+            units_consumed: None,
+            loaded_accounts_data_size: None,
+            return_data: None,
+            inner_instructions: None,
+            replacement_blockhash: None,
+            fee: None,
+            pre_balances: None,
+            post_balances: None,
+            pre_token_balances: None,
+            post_token_balances: None,
+            loaded_addresses: None,
+        };
+        ErrorKind::RpcError(RpcError::RpcResponseError {
+            code: -32002,
+            message: "Transaction simulation failed".into(),
+            data: RpcResponseErrorData::SendTransactionPreflightFailure(result),
+        })
+        .into()
+    }
+
+    fn http_status(status: u16) -> ClientError {
+        let response = axum::http::Response::builder()
+            .status(status)
+            .body(String::new())
+            .unwrap();
+        reqwest::Response::from(response)
+            .error_for_status()
+            .unwrap_err()
+            .into()
+    }
+
+    fn rpc_response(code: i64, data: RpcResponseErrorData) -> ClientError {
+        ErrorKind::RpcError(RpcError::RpcResponseError {
+            code,
+            message: String::new(),
+            data,
+        })
+        .into()
+    }
+
+    #[test]
+    fn a_program_error_is_classified_from_the_transaction_error() {
+        let custom = |e: MarketError| {
+            TransactionError::InstructionError(1, InstructionError::Custom(u32::from(e)))
+        };
+        // In preflight, and in the confirmed status.
+        for e in [
+            preflight_failure(custom(MarketError::EpochAlreadyProven)),
+            ErrorKind::TransactionError(custom(MarketError::EpochAlreadyProven)).into(),
+        ] {
+            let e = ChainError::from_client(&e);
+            assert_eq!(e.kind, FailureKind::Transaction);
+            assert!(
+                matches!(e.market_error(), Some(MarketError::EpochAlreadyProven)),
+                "{e}"
+            );
+            assert!(!e.is_rpc_outage());
+        }
+        // A failed transaction without a program error code.
+        let e = ChainError::from_client(&preflight_failure(TransactionError::BlockhashNotFound));
+        assert_eq!((e.kind, e.code), (FailureKind::Transaction, None));
+        // A custom code outside the program's range is kept but names no market error.
+        let e = ChainError::from_client(&preflight_failure(TransactionError::InstructionError(
+            0,
+            InstructionError::Custom(1),
+        )));
+        assert_eq!(e.code, Some(1));
+        assert!(e.market_error().is_none());
+        // An instruction error that is not custom.
+        let e = ChainError::from_client(&preflight_failure(TransactionError::InstructionError(
+            0,
+            InstructionError::InvalidAccountData,
+        )));
+        assert_eq!((e.kind, e.code), (FailureKind::Transaction, None));
+        // Refused before sending: the same code a failed transaction would carry.
+        let e = ChainError::refused("jailed", MarketError::ProviderJailed);
+        assert!(matches!(
+            e.market_error(),
+            Some(MarketError::ProviderJailed)
+        ));
+    }
+
+    #[test]
+    fn rpc_failures_are_classified_from_status_and_code() {
+        let kind = |e: ClientError| ChainError::from_client(&e).kind;
+        assert_eq!(kind(http_status(429)), FailureKind::RateLimited);
+        assert_eq!(kind(http_status(503)), FailureKind::Unavailable);
+        assert_eq!(kind(http_status(500)), FailureKind::Unavailable);
+        assert_eq!(kind(http_status(404)), FailureKind::Other);
+        assert_eq!(
+            kind(rpc_response(
+                RPC_NODE_UNHEALTHY,
+                RpcResponseErrorData::NodeUnhealthy {
+                    num_slots_behind: Some(40)
+                }
+            )),
+            FailureKind::Unavailable
+        );
+        assert_eq!(
+            kind(rpc_response(-32602, RpcResponseErrorData::Empty)),
+            FailureKind::Rpc(-32602)
+        );
+        assert_eq!(
+            kind(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()),
+            FailureKind::Unavailable
+        );
+        assert_eq!(
+            kind(ErrorKind::Custom("local".into()).into()),
+            FailureKind::Other
+        );
+        assert!(ChainError::from_client(&http_status(429)).is_rpc_outage());
+        assert!(!ChainError::new("decoding").is_rpc_outage());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_unavailable() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rpc = RpcClient::new(format!("http://127.0.0.1:{port}"));
+        let e = ChainError::from_client(&rpc.get_slot().await.unwrap_err());
+        assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+        assert!(e.is_rpc_outage());
+        // An account read keeps the kind too.
+        let e = account_data(&rpc, &Pubkey::new_unique()).await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
     }
 }

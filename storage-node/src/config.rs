@@ -92,6 +92,10 @@ pub mod defaults {
     pub fn poll_ms() -> u64 {
         400
     }
+    /// 60 s.
+    pub fn reconcile_secs() -> u64 {
+        60
+    }
     /// 1,000 micro-lamports per compute unit: 200 lamports on a proof transaction.
     pub fn priority_fee_micro_lamports() -> u64 {
         1_000
@@ -182,9 +186,15 @@ pub struct Config {
     /// finished deals' shards).
     #[serde(default = "defaults::prover")]
     pub prover: bool,
-    /// How often the prover polls the chain (ms).
+    /// How often the prover reads the slot (ms), and, until the epoch is proven,
+    /// its challenge. Deals are scanned once an epoch and every `reconcile_secs`.
     #[serde(default = "defaults::poll_ms")]
     pub poll_ms: u64,
+    /// Longest time (s) between two scans of the provider's deals
+    /// (`getProgramAccounts`) besides the one every epoch: retries acceptances that
+    /// failed, settlement and deal-set removals, and deletes finished shards.
+    #[serde(default = "defaults::reconcile_secs")]
+    pub reconcile_secs: u64,
     /// Priority fee of proof transactions, in micro-lamports per compute unit.
     #[serde(default = "defaults::priority_fee_micro_lamports")]
     pub priority_fee_micro_lamports: u64,
@@ -305,6 +315,9 @@ impl Config {
         if self.poll_ms == 0 {
             return Err(bad("poll_ms", "must be at least 1"));
         }
+        if self.reconcile_secs == 0 {
+            return Err(bad("reconcile_secs", "must be at least 1"));
+        }
         if self.settle_interval_epochs == 0 {
             return Err(bad("settle_interval_epochs", "must be at least 1"));
         }
@@ -404,7 +417,8 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ("sweep_secs", "How often (s) idle uploads are closed, and uploads of deals no longer\nproposed (cancelled, closed) are dropped with the capacity they hold."),
     ("verify_samples", "4 KiB chunks per stored shard checked against its Merkle tree at start."),
     ("prover", "Run the prover (open epochs, prove every epoch, accept stored deals, settle,\nremove ended deals from the deal set, delete finished deals' shards)."),
-    ("poll_ms", "How often the prover polls the chain (ms)."),
+    ("poll_ms", "How often the prover reads the slot (ms), and, until the epoch is proven,\nits challenge. Deals are scanned once an epoch and every reconcile_secs."),
+    ("reconcile_secs", "Longest time (s) between two scans of the provider's deals (getProgramAccounts)\nbesides the one every epoch: retries failed acceptances, settles, removes ended\ndeals from the deal set and deletes finished shards."),
     ("priority_fee_micro_lamports", "Priority fee of proof transactions (micro-lamports per compute unit)."),
     ("settle_interval_epochs", "Settle running deals when this many epochs are unsettled; a deal is\nalso settled when it ends."),
 ];
@@ -442,6 +456,9 @@ mod tests {
         let mut c = valid();
         c.rpc_url = "localhost:8899".into();
         assert_eq!(c.validate().unwrap_err().field, "rpc_url");
+        let mut c = valid();
+        c.reconcile_secs = 0;
+        assert_eq!(c.validate().unwrap_err().field, "reconcile_secs");
         let mut c = valid();
         c.settle_interval_epochs = 0;
         assert_eq!(c.validate().unwrap_err().field, "settle_interval_epochs");

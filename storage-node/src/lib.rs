@@ -9,6 +9,7 @@ pub mod chain;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod disk;
 pub mod metrics;
 pub mod node;
 pub mod prover;

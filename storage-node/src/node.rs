@@ -112,6 +112,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             node.clone(),
             ProverConfig {
                 poll: Duration::from_millis(config.poll_ms),
+                reconcile: Duration::from_secs(config.reconcile_secs),
                 priority_fee_micro_lamports: config.priority_fee_micro_lamports,
                 settle_interval_epochs: config.settle_interval_epochs,
             },

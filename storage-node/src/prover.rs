@@ -1,4 +1,5 @@
-//! The prover: follows slots over RPC and, every round,
+//! The prover: follows slots over RPC (one `getSlot` a round, every
+//! [`ProverConfig::poll`]) and
 //! 1. opens the current epoch as soon as its seed slot has a hash, unless someone
 //!    has (creating the market's epoch-log page first if nobody has);
 //! 2. proves the provider's one proof session of the epoch, once, whatever its
@@ -7,6 +8,16 @@
 //!    order through the operator's address lookup table, retried with backoff,
 //!    re-reading the session's progress on chain before a retry so that no draw
 //!    is sent twice, until the epoch's response deadline;
+//!
+//! Steps 1 and 2 read the chain only until the epoch is done (proven, owed nothing,
+//! or void). The upkeep, steps 3 to 5, scans the provider's deals
+//! (`getProgramAccounts`), so it runs once an epoch, after the epoch's session, and
+//! every [`ProverConfig::reconcile`] besides (an acceptance that failed on the upload
+//! path is retried then). A failed round is retried after an exponential backoff
+//! with jitter, the upkeep on its own schedule, so that a failing upkeep never
+//! delays a proof; within a round, a failed step does not stop the others unless
+//! the RPC endpoint itself is down or rate limiting ([`ChainError::is_rpc_outage`]).
+//!
 //! 3. accepts stored deals whose acceptance failed earlier (not while jailed);
 //! 4. settles its Active deals when they end and whenever
 //!    [`ProverConfig::settle_interval_epochs`] epochs are unsettled, many deals per
@@ -23,17 +34,19 @@
 
 use crate::{
     chain::{pages_for, ChainError, RpcChain, MAX_SET_PAGES},
+    metrics::Metrics,
     server::Node,
     session::{Session, ShardsByRoot},
     store::{RecordState, LOOKUP_TABLE_KEY},
 };
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use cairn_chain::{epoch_log_pda, proof_log_pda, proving, Pubkey};
 use solana_message::AddressLookupTableAccount;
 use solana_transaction::{versioned::VersionedTransaction, VersionedMessage};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{atomic::Ordering::Relaxed, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use storage_market::{
     constants::{log_page, SEED_SLOT_OFFSET},
@@ -46,8 +59,10 @@ use tracing::{debug, error, info, warn};
 /// Prover settings.
 #[derive(Debug, Clone)]
 pub struct ProverConfig {
-    /// Poll interval.
+    /// How often the slot is read (and, until the epoch is done, its challenge).
     pub poll: Duration,
+    /// Longest time between two upkeeps (deal scans); one also runs every epoch.
+    pub reconcile: Duration,
     /// Priority fee of proof transactions (micro-lamports per compute unit).
     pub priority_fee_micro_lamports: u64,
     /// Settle a running deal once this many of its epochs are unsettled.
@@ -65,6 +80,63 @@ const ROOTING_SLOTS: u64 = 48;
 /// Most addresses one lookup table holds.
 const TABLE_CAPACITY: usize = 256;
 
+/// Longest wait between two failed rounds, before jitter (which adds up to as much
+/// again): short enough that a node back from an RPC outage proves within an epoch.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Waits between retries: exponential from `first`, at most `max`, each with up to
+/// as much again of random jitter (so that nodes behind one RPC endpoint spread out).
+fn backoff(first: Duration, max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(max.max(first))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The independent steps of a round: keeps the first failure, and says whether the
+/// round should stop (the RPC endpoint is down or rate limiting, so the next steps
+/// would fail too).
+#[derive(Default)]
+struct Steps {
+    failed: Option<ChainError>,
+}
+
+impl Steps {
+    /// The step's value, or `None` after keeping its failure.
+    fn step<T>(&mut self, result: Result<T, ChainError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                debug!(error = %e, "upkeep step failed");
+                self.failed.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn outage(&self) -> bool {
+        self.failed.as_ref().is_some_and(ChainError::is_rpc_outage)
+    }
+
+    fn finish(self) -> Result<(), ChainError> {
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+/// When the upkeep runs: once an epoch after its session, at the latest every
+/// `reconcile`, once more at the next round after it settled deals or removed some
+/// from the set, and after a failure on its own backoff (from the poll interval up
+/// to `reconcile`, jitter included).
+struct UpkeepSchedule {
+    /// The epoch of the last upkeep (successful or not).
+    epoch: Option<u64>,
+    /// No upkeep before this (a reconciliation or a retry).
+    next: Instant,
+    retry: ExponentialBackoff,
+}
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SessionEnd {
@@ -101,6 +173,7 @@ pub struct Prover {
     /// The slot that first filled a new lookup table: the node accepts no deal until
     /// it is finalized, so its first proofs never wait for the table to root.
     first_fill: Option<u64>,
+    upkeep: UpkeepSchedule,
 }
 
 impl Prover {
@@ -109,7 +182,6 @@ impl Prover {
         Prover {
             chain,
             node,
-            config,
             opened: None,
             proven: None,
             epoch_logs: HashSet::new(),
@@ -117,48 +189,105 @@ impl Prover {
             table: None,
             unrooted: None,
             first_fill: None,
+            upkeep: UpkeepSchedule {
+                epoch: None,
+                next: Instant::now(),
+                retry: backoff(config.poll, config.reconcile / 2),
+            },
+            config,
         }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.node.metrics
     }
 
     /// Runs until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
         info!(provider = %self.chain.provider, "prover started");
         let mut failing = 0u32;
+        let mut retry = backoff(self.config.poll, MAX_BACKOFF);
         loop {
-            tokio::select! {
+            let wait = tokio::select! {
                 _ = cancel.cancelled() => break,
                 result = self.tick() => match result {
-                    Ok(()) => failing = 0,
-                    // An RPC hiccup is retried quietly; a lasting failure (an
-                    // unreachable RPC, an operator out of SOL) is reported.
-                    Err(e) if failing % 25 == 4 => {
-                        failing += 1;
-                        warn!(error = %e, rounds = failing, "prover rounds keep failing; retrying");
+                    Ok(()) => {
+                        failing = 0;
+                        retry = backoff(self.config.poll, MAX_BACKOFF);
+                        self.config.poll
                     }
                     Err(e) => {
                         failing += 1;
-                        debug!(error = %e, "prover round failed; retrying");
+                        self.metrics().prover_rounds_failed.fetch_add(1, Relaxed);
+                        let wait = retry.next().unwrap_or(MAX_BACKOFF);
+                        // An RPC hiccup is retried quietly; a lasting failure (an
+                        // unreachable RPC, an operator out of SOL) is reported.
+                        if failing % 25 == 4 {
+                            warn!(error = %e, kind = ?e.kind, rounds = failing, ?wait, "prover rounds keep failing; retrying");
+                        } else {
+                            debug!(error = %e, kind = ?e.kind, ?wait, "prover round failed; retrying");
+                        }
+                        wait
                     }
                 },
-            }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(self.config.poll) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         info!("prover stopped");
     }
 
+    /// One round: the slot; the epoch's opening and session until it is done; the
+    /// upkeep when due. Fails if the opening or the session failed (the round is
+    /// retried after a backoff); the upkeep retries on its own schedule.
     async fn tick(&mut self) -> Result<(), ChainError> {
         let slot = self.chain.slot().await?;
         let epoch = self.chain.market.epoch_at(slot);
-        let proved = match self.open(epoch, slot).await? {
-            Some(c) if c.next_epoch == epoch + 1 && c.epoch == epoch => self.prove(epoch, &c).await,
-            _ => Ok(()),
+        let done = self.opened == Some(epoch) && self.proven == Some(epoch);
+        let proved = if done {
+            Ok(())
+        } else {
+            match self.open(epoch, slot).await {
+                Ok(Some(c)) if c.next_epoch == epoch + 1 && c.epoch == epoch => {
+                    self.prove(epoch, &c).await
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
         };
+        if proved.as_ref().is_err_and(ChainError::is_rpc_outage) {
+            return proved;
+        }
         // Settlement and the rest go on even while proving fails.
-        let upkept = self.upkeep(epoch).await;
-        proved.and(upkept)
+        let now = Instant::now();
+        let schedule = &self.upkeep;
+        let epoch_due = schedule.epoch != Some(epoch) && self.proven == Some(epoch);
+        if epoch_due || now >= schedule.next {
+            let upkept = self.upkeep(epoch).await;
+            let schedule = &mut self.upkeep;
+            schedule.epoch = Some(epoch);
+            match upkept {
+                Ok(acted) => {
+                    // After settling or leaving the set, once more at the next round
+                    // (the finished deals' shards are deleted then).
+                    schedule.next = if acted {
+                        now
+                    } else {
+                        now + self.config.reconcile
+                    };
+                    schedule.retry = backoff(self.config.poll, self.config.reconcile / 2);
+                }
+                Err(e) => {
+                    let wait = schedule.retry.next().unwrap_or(self.config.reconcile);
+                    schedule.next = now + wait;
+                    self.node.metrics.prover_rounds_failed.fetch_add(1, Relaxed);
+                    debug!(error = %e, kind = ?e.kind, ?wait, "upkeep failed; retrying");
+                }
+            }
+        }
+        proved
     }
 
     // ------------------------------------------------------------------ opening
@@ -166,16 +295,17 @@ impl Prover {
     /// Opens `epoch` unless someone has or it cannot be opened yet; returns the
     /// challenge account as it is now.
     async fn open(&mut self, epoch: u64, slot: u64) -> Result<Option<Challenge>, ChainError> {
-        let challenge = self.chain.challenge().await?;
-        let next = challenge.as_ref().map_or(0, |c| c.next_epoch);
-        if next > epoch || self.opened == Some(epoch) {
-            return Ok(challenge);
-        }
         let params = self.chain.market.params;
         let start = epoch * params.epoch_slots;
         // The seed slot (at or after start + 1) has a SlotHashes entry from the
-        // slot after it on.
+        // slot after it on: nobody can have opened the epoch before.
         if slot <= start + SEED_SLOT_OFFSET {
+            return Ok(None);
+        }
+        let challenge = self.chain.challenge().await?;
+        let next = challenge.as_ref().map_or(0, |c| c.next_epoch);
+        if next > epoch || self.opened == Some(epoch) {
+            self.opened = Some(epoch);
             return Ok(challenge);
         }
         if slot >= start + params.response_slots {
@@ -183,7 +313,7 @@ impl Prover {
                 epoch,
                 "nobody opened the epoch before its response deadline: it is void"
             );
-            self.opened = Some(epoch);
+            self.void(epoch);
             return Ok(challenge);
         }
         let operator = self.chain.operator_key();
@@ -217,13 +347,19 @@ impl Prover {
                 }
                 Some(MarketError::SeedSlotRolledOut | MarketError::EpochClosed) => {
                     warn!(epoch, error = %e, "the epoch can no longer be opened: it is void");
-                    self.opened = Some(epoch);
+                    self.void(epoch);
                 }
                 // Often another node's open_epoch_log of the same page; retried.
                 _ => debug!(epoch, error = %e, "open_epoch failed; retrying next round"),
             },
         }
         self.chain.challenge().await
+    }
+
+    /// Done with a void epoch: nothing to open or prove in it.
+    fn void(&mut self, epoch: u64) {
+        self.opened = Some(epoch);
+        self.proven = Some(epoch);
     }
 
     // ------------------------------------------------------------------ proving
@@ -314,7 +450,8 @@ impl Prover {
         let epoch = session.epoch;
         let metrics = &self.node.metrics;
         let mut sent = 0;
-        let mut backoff = Duration::from_millis(250);
+        let first_wait = Duration::from_millis(250);
+        let mut retry = backoff(first_wait, Duration::from_secs(2));
         'session: loop {
             for tx in session.transactions(next) {
                 let samples = match session.samples(&self.node, shards, &tx.live) {
@@ -337,7 +474,7 @@ impl Prover {
                         metrics.proof_transactions.fetch_add(1, Relaxed);
                         sent += 1;
                         next = tx.draws.end;
-                        backoff = Duration::from_millis(250);
+                        retry = backoff(first_wait, Duration::from_secs(2));
                         debug!(%sig, draws = ?tx.draws, samples = tx.live.len(), "proof transaction confirmed");
                     }
                     Err(e) if matches!(e.market_error(), Some(MarketError::EpochAlreadyProven)) => {
@@ -354,8 +491,7 @@ impl Prover {
                     Err(e) => {
                         metrics.proofs_failed.fetch_add(1, Relaxed);
                         warn!(error = %e, draws = ?tx.draws, "proof transaction failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(4));
+                        tokio::time::sleep(retry.next().unwrap_or(first_wait)).await;
                         match self.chain.slot().await {
                             Ok(slot) if slot >= challenge.deadline_slot => {
                                 return (SessionEnd::WindowClosed, sent)
@@ -619,36 +755,65 @@ impl Prover {
     // ------------------------------------------------------------------- upkeep
 
     /// Acceptances, settlement, leaving the deal set, deleting finished shards,
-    /// and readiness for the next session.
-    async fn upkeep(&mut self, epoch: u64) -> Result<(), ChainError> {
-        let deals = self.chain.deals().await?;
-        let provider = self.chain.provider_account().await?;
-        // Take on deals only once the table their proofs read is usable.
-        let table_ready = match self.first_fill {
-            _ if self.table.is_none() => false,
-            None => true,
-            Some(slot) => {
-                let rooted = self.chain.finalized_slot().await? > slot;
-                if rooted {
-                    self.first_fill = None;
-                }
-                rooted
-            }
+    /// and readiness for the next session: each step goes on when another fails,
+    /// unless the RPC endpoint is out; the first failure is returned. `Ok(true)` if
+    /// it settled deals or removed some from the set.
+    async fn upkeep(&mut self, epoch: u64) -> Result<bool, ChainError> {
+        let mut acted = false;
+        let mut steps = Steps::default();
+        let provider = steps.step(self.chain.provider_account().await);
+        let deals = if steps.outage() {
+            None
+        } else {
+            self.metrics().deal_scans.fetch_add(1, Relaxed);
+            steps.step(self.chain.deals().await)
         };
-        if table_ready {
-            self.accept_stored(epoch, &deals, &provider).await;
+        if let (Some(deals), Some(provider)) = (&deals, &provider) {
+            // Take on deals only once the table their proofs read is usable.
+            let table_ready = match self.first_fill {
+                _ if self.table.is_none() => Some(false),
+                None => Some(true),
+                Some(slot) => steps
+                    .step(self.chain.finalized_slot().await)
+                    .map(|finalized| {
+                        let rooted = finalized > slot;
+                        if rooted {
+                            self.first_fill = None;
+                        }
+                        rooted
+                    }),
+            };
+            if table_ready == Some(true) {
+                self.accept_stored(epoch, deals, provider).await;
+            }
+            self.remove_finished(deals).await;
+            acted |= steps
+                .step(self.settle(epoch, deals, provider).await)
+                .unwrap_or(false);
         }
-        self.remove_finished(&deals).await;
-        self.settle(epoch, &deals, &provider).await;
-        let set = self.chain.deal_set().await?;
-        self.leave(epoch, &deals, &provider, &set).await;
+        if steps.outage() {
+            return steps.finish().map(|()| acted);
+        }
+        let set = steps.step(self.chain.deal_set().await);
+        if let (Some(deals), Some(provider), Some(set)) = (&deals, &provider, &set) {
+            acted |= steps
+                .step(self.leave(epoch, deals, provider, set).await)
+                .unwrap_or(false);
+        }
         // Ready before the deals: the proof-log pages of this epoch and the next,
         // and the lookup table (created at the node's first round).
-        self.ensure_proof_log(log_page(epoch)).await?;
-        self.ensure_proof_log(log_page(epoch + 1)).await?;
-        self.lookup_table(epoch, pages_for(set.len.max(set.len_at(epoch))))
-            .await?;
-        Ok(())
+        for page in [log_page(epoch), log_page(epoch + 1)] {
+            if !steps.outage() {
+                steps.step(self.ensure_proof_log(page).await);
+            }
+        }
+        if let Some(set) = set.filter(|_| !steps.outage()) {
+            steps.step(
+                self.lookup_table(epoch, pages_for(set.len.max(set.len_at(epoch))))
+                    .await,
+            );
+        }
+        steps.finish().map(|()| acted)
     }
 
     /// Sends `accept_deal` again for stored shards of Proposed deals, while they can
@@ -678,8 +843,15 @@ impl Prover {
 
     /// Settles Active deals whose epochs are all closed (which finishes them) or
     /// that have `settle_interval_epochs` unsettled, grouped by the log page of their
-    /// first unsettled epoch, [`SETTLE_BATCH`] per transaction.
-    async fn settle(&self, now: u64, deals: &[(Pubkey, Deal)], provider: &Provider) {
+    /// first unsettled epoch, [`SETTLE_BATCH`] per transaction. Whether it settled
+    /// any; a failed batch does not stop the others, and the first failure is
+    /// returned.
+    async fn settle(
+        &self,
+        now: u64,
+        deals: &[(Pubkey, Deal)],
+        provider: &Provider,
+    ) -> Result<bool, ChainError> {
         let mut by_page: BTreeMap<u32, Vec<Pubkey>> = BTreeMap::new();
         for (key, deal) in deals {
             if deal.state != DealState::Active {
@@ -696,8 +868,13 @@ impl Prover {
                     .push(*key);
             }
         }
+        let mut steps = Steps::default();
+        let mut settled = false;
         for (page, keys) in by_page {
             for batch in keys.chunks(SETTLE_BATCH) {
+                if steps.outage() {
+                    return steps.finish().map(|()| settled);
+                }
                 let ix = self.chain.ix.settle_ix(&self.chain.provider, page, batch);
                 match self.chain.send(&[ix]).await {
                     Ok(sig) => {
@@ -706,19 +883,29 @@ impl Prover {
                             .settlements
                             .fetch_add(batch.len() as u64, Relaxed);
                         info!(page, deals = batch.len(), %sig, "settled deals");
+                        settled = true;
                     }
                     Err(e) => {
-                        warn!(page, deals = batch.len(), error = %e, "settle failed; retrying next round")
+                        warn!(page, deals = batch.len(), error = %e, "settle failed; retrying");
+                        steps.step::<()>(Err(e));
                     }
                 }
             }
         }
+        steps.finish().map(|()| settled)
     }
 
     /// Removes the deals that owe nothing from the next epoch on from the deal set,
     /// highest index first (the last entry leaving moves nothing), tracking the
-    /// entries each removal moves.
-    async fn leave(&self, now: u64, deals: &[(Pubkey, Deal)], provider: &Provider, set: &DealSet) {
+    /// entries each removal moves. Whether any left.
+    async fn leave(
+        &self,
+        now: u64,
+        deals: &[(Pubkey, Deal)],
+        provider: &Provider,
+        set: &DealSet,
+    ) -> Result<bool, ChainError> {
+        let mut left = false;
         let mut at: HashMap<u32, Pubkey> = HashMap::new();
         let mut index_of: HashMap<Pubkey, u32> = HashMap::new();
         let mut leaving = Vec::new();
@@ -735,8 +922,9 @@ impl Prover {
             let key = leaving.swap_remove(pos);
             let index = index_of[&key];
             let Some(last) = len.checked_sub(1).filter(|last| index <= *last) else {
-                debug!(deal = %key, index, len, "deal set changed meanwhile; next round");
-                return;
+                return Err(ChainError::new(format!(
+                    "deal {key} at {index} is past the set's {len} entries: the set changed meanwhile"
+                )));
             };
             let moved = if index == last {
                 None
@@ -744,11 +932,9 @@ impl Prover {
                 match at.get(&last) {
                     Some(moved) => Some((*moved, last)),
                     None => {
-                        debug!(
-                            last,
-                            "the set's last entry is not among the deals read; next round"
-                        );
-                        return;
+                        return Err(ChainError::new(format!(
+                            "the set's last entry {last} is not among the deals read: the set changed meanwhile"
+                        )))
                     }
                 }
             };
@@ -767,13 +953,15 @@ impl Prover {
                         index_of.insert(moved, index);
                     }
                     len = last;
+                    left = true;
                 }
                 Err(e) => {
-                    warn!(deal = %key, error = %e, "leave_deal_set failed; retrying next round");
-                    return;
+                    warn!(deal = %key, error = %e, "leave_deal_set failed; retrying");
+                    return Err(e);
                 }
             }
         }
+        Ok(left)
     }
 
     /// Deletes stored shards of deals that are finished and out of the deal set, or

@@ -3,6 +3,7 @@
 
 use crate::{
     chain::ChainView,
+    disk::disk_free,
     metrics::Metrics,
     store::{
         crash_point, write_at, BlockSums, DealId, RecordState, ShardHasher, Store, StoreError,
@@ -1115,15 +1116,4 @@ impl<C: ChainView> Node<C> {
         }
         Ok(())
     }
-}
-
-/// Free bytes on the file system holding `path`'s directory.
-fn disk_free(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = path.parent()?;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `stat` a valid out pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
-    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
