@@ -293,7 +293,7 @@ fn lookup_table(node: &RunningNode) -> Pubkey {
 fn metrics_text(node: &RunningNode) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(node.metrics_addr.unwrap()).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
