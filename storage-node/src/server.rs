@@ -84,6 +84,8 @@ struct UploadSlot {
 /// How many unknown deals the node remembers, and for how long.
 const UNKNOWN_DEALS: usize = 4096;
 const UNKNOWN_DEAL_TTL: Duration = Duration::from_secs(1);
+/// An upload reads the disk's free space again after at most this many bytes.
+const ROOM_RECHECK: u64 = 4 << 20;
 /// Chain lookups in flight at once, whoever asks.
 const LOOKUPS_IN_FLIGHT: usize = 8;
 
@@ -759,6 +761,9 @@ impl<C: ChainView> Node<C> {
         let path = self.store.partial_path(&p.deal);
         let mut left = p.len;
         let mut failure = None;
+        // The disk's spare room, read again (statvfs) whenever it may not cover the
+        // next piece, and at least every ROOM_RECHECK bytes.
+        let mut room = 0u64;
         while left > 0 {
             let piece = tokio::time::timeout(
                 self.limits.request_timeout,
@@ -794,7 +799,9 @@ impl<C: ChainView> Node<C> {
             };
             let n = chunk.len() as u64;
             let upto = upload.received + n;
-            let room = self.disk_room();
+            if room < n.max(ROOM_RECHECK) {
+                room = self.disk_room().min(ROOM_RECHECK * 2);
+            }
             let reserved = if room < n {
                 Err(format!("the disk has {room} bytes to spare"))
             } else {
@@ -802,6 +809,7 @@ impl<C: ChainView> Node<C> {
                     .reserve(&p.deal, upto, self.limits.capacity_bytes)
                     .map_err(|e| e.to_string())
             };
+            room = room.saturating_sub(n);
             if let Err(why) = reserved {
                 failure = Some(refuse(
                     ErrorCode::CapacityExceeded,
