@@ -7,15 +7,18 @@
 
 use anchor_lang::{AccountDeserialize, Discriminator};
 use cairn_chain::{
-    deal_pda, deal_set_pda, proof_log_pda, provider_pda,
+    deal_set_pda,
     proving::{self, PlannedDraw},
     Pubkey,
 };
 use cairn_core::wire::{Codec, PutShard, Request, ShardState};
-use cairn_localnet::{Localnet, LocalnetConfig, LocalnetInfo};
-use cairn_storage_node::{client::NodeClient, config::Config, node::RunningNode, store};
-use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
+use cairn_localnet::{Localnet, LocalnetConfig};
+use cairn_storage_node::{client::NodeClient, node::RunningNode, store};
+use cairn_tests::rpc::{one_validator_at_a_time, poll, SOL};
 use cairn_tests::TestShard;
+use support::chain::{node_config, operator_key, Chain};
+
+mod support;
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config;
@@ -30,131 +33,9 @@ use std::{
     sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
-use storage_market::{
-    constants::{log_page, LOG_PAGE_EPOCHS},
-    instructions::{ProposeDealArgs, RegisterProviderArgs},
-    state::{Deal, DealState, ProofLog, Provider},
-};
-
-/// The local network's market, funded by its faucet (the shared test client)
-/// and what these tests add: deals, providers and proposals.
-struct Chain {
-    chain: TestChain,
-    info: LocalnetInfo,
-}
-
-impl std::ops::Deref for Chain {
-    type Target = TestChain;
-    fn deref(&self) -> &TestChain {
-        &self.chain
-    }
-}
+use storage_market::state::{Deal, DealState, Provider};
 
 impl Chain {
-    fn new(localnet: &Localnet) -> Chain {
-        let info = localnet.info().clone();
-        Chain {
-            chain: TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix()),
-            info,
-        }
-    }
-
-    fn deal(&self, key: &Pubkey) -> Deal {
-        self.fetch(key)
-    }
-
-    /// A registered, staked provider whose operator is funded.
-    fn provider(&self, operator: &Keypair) -> (Keypair, Pubkey) {
-        let authority = Keypair::new();
-        self.airdrop(&authority.pubkey(), 10 * SOL);
-        self.airdrop(&operator.pubkey(), 10 * SOL);
-        let stake = 10_000_000;
-        let authority_token = self.token_account(&authority.pubkey(), stake);
-        let register = self.ix.register_provider_ix(
-            &authority.pubkey(),
-            RegisterProviderArgs {
-                operator: operator.pubkey(),
-                endpoint: "127.0.0.1:7000".into(),
-                capacity_bytes: 1 << 30,
-                price_per_mib_epoch: 100,
-            },
-        );
-        let deposit = self
-            .ix
-            .deposit_stake_ix(&authority.pubkey(), &authority_token, stake);
-        self.send(&[register, deposit], &[&authority]);
-        let provider = provider_pda(&authority.pubkey());
-        (authority, provider)
-    }
-
-    /// A funded client proposes `shards` (shard `first + i` of dataset
-    /// `dataset_id`) to `provider` for `epochs` epochs, two per transaction
-    /// (what fits one).
-    fn propose_all(
-        &self,
-        client: &Keypair,
-        provider: &Pubkey,
-        dataset_id: [u8; 32],
-        shards: &[&TestShard],
-        epochs: u64,
-    ) -> Vec<Pubkey> {
-        let client_token = self.token_account(&client.pubkey(), 100_000_000);
-        let n = shards.len() as u16;
-        let mut deals = Vec::new();
-        for (batch, chunk) in shards.chunks(2).enumerate() {
-            let ixs: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, shard)| {
-                    let index = (batch * 2 + i) as u16;
-                    deals.push(deal_pda(&client.pubkey(), &dataset_id, index, 0));
-                    let args = ProposeDealArgs {
-                        dataset_id: cairn_chain::dataset_id(&client.pubkey(), &dataset_id),
-                        dataset_nonce: dataset_id,
-                        group_id: dataset_id,
-                        group: 0,
-                        shard_index: index,
-                        generation: 0,
-                        k: 1.max(n.saturating_sub(2)),
-                        n,
-                        shard_root: shard.root(),
-                        shard_bytes: shard.data.len() as u64,
-                        duration_epochs: epochs,
-                        max_price_per_epoch: u64::MAX,
-                    };
-                    self.ix
-                        .propose_deal_ix(&client.pubkey(), provider, &client_token, args)
-                })
-                .collect();
-            self.send(&ixs, &[client]);
-        }
-        deals
-    }
-
-    /// A funded client proposing one shard to `provider` for `epochs` epochs.
-    fn propose(
-        &self,
-        client: &Keypair,
-        provider: &Pubkey,
-        shard: &TestShard,
-        epochs: u64,
-    ) -> Pubkey {
-        self.propose_all(client, provider, [7u8; 32], &[shard], epochs)[0]
-    }
-
-    /// Whether `provider`'s bit for `epoch` is set in its `ProofLog`
-    /// (`proof_log_pda`, bit `epoch % 8192`).
-    fn proven(&self, provider: &Pubkey, epoch: u64) -> bool {
-        let page = log_page(epoch);
-        let Ok(data) = self.rpc.get_account_data(&proof_log_pda(provider, page)) else {
-            return false; // no proof-log page yet
-        };
-        assert_eq!(&data[..8], ProofLog::DISCRIMINATOR, "a proof log");
-        assert_eq!(&data[8..40], provider.as_ref(), "the provider's proof log");
-        let bit = epoch % LOG_PAGE_EPOCHS;
-        data[ProofLog::BITS_OFFSET + (bit / 8) as usize] & (1 << (bit % 8)) != 0
-    }
-
     /// Every confirmed `prove` transaction of `provider` (they write its deal set):
     /// checked to be a v0 transaction reading its accounts through `table` (or, while
     /// the table's newest addresses were not rooted yet, a legacy transaction that
@@ -227,31 +108,6 @@ impl Chain {
         );
         per_epoch
     }
-}
-
-fn write_keypair(kp: &Keypair, path: &Path) {
-    std::fs::write(path, format!("{:?}", kp.to_bytes().to_vec())).unwrap();
-}
-
-fn node_config(dir: &Path, chain: &Chain, authority: &Pubkey, operator: &Keypair) -> Config {
-    std::fs::create_dir_all(dir).unwrap();
-    let keypair = dir.join("operator.json");
-    write_keypair(operator, &keypair);
-    Config {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: "127.0.0.1:0".into(),
-        rpc_url: chain.info.rpc_url.clone(),
-        provider_authority: authority.to_string(),
-        operator_keypair: keypair,
-        checkpoint_bytes: 1 << 20,
-        poll_ms: 200,
-        ..Config::default()
-    }
-}
-
-fn operator_key(kp: &Keypair) -> Pubkey {
-    Pubkey::new_from_array(kp.pubkey().to_bytes())
 }
 
 /// Most samples of `shard_bytes` one proof transaction carries (one deal-set page),
@@ -362,22 +218,7 @@ fn every_epoch_is_proven_in_one_session_per_provider_and_settled_to_the_provider
     // leader resolves lookup tables from its root bank, so the table serves proofs
     // once it is rooted (here, before the first deal's first epoch).
     for (node, provider) in [(&node_a, &provider_a), (&node_b, &provider_b)] {
-        let wanted = proving::lookup_table_addresses(provider, 0, 1);
-        poll(
-            "the node's lookup table rooted",
-            Duration::from_secs(120),
-            || {
-                let table = node.node.store.meta(store::LOOKUP_TABLE_KEY).unwrap()?;
-                let table = Pubkey::new_from_array(table[..32].try_into().unwrap());
-                let rooted = chain
-                    .rpc
-                    .get_account_with_commitment(&table, CommitmentConfig::finalized())
-                    .ok()?
-                    .value?;
-                let holds = proving::lookup_table_contents(&rooted.data)?;
-                wanted.iter().all(|a| holds.contains(a)).then_some(())
-            },
-        );
+        chain.wait_lookup_table_rooted(node, provider);
     }
 
     // Upload through the QUIC client; each node accepts on chain as a shard lands
@@ -573,6 +414,45 @@ fn localnet_params(chain: &Chain) -> storage_market::state::MarketParams {
         .params
 }
 
+/// The config file of a node run as a `cairn-node` process, on a fixed free port
+/// (the same after a restart), metrics off; and its QUIC address.
+fn process_config(
+    dir: &Path,
+    chain: &Chain,
+    authority: &Pubkey,
+    operator: &Keypair,
+) -> (std::path::PathBuf, std::net::SocketAddr) {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut config = node_config(dir, chain, authority, operator);
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.metrics_listen = String::new();
+    let config_path = dir.join("cairn-node.toml");
+    std::fs::write(&config_path, config.documented_toml()).unwrap();
+    (config_path, config.listen)
+}
+
+/// A client of the node at `addr`, retrying while it starts.
+fn connect_within(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    operator: &Keypair,
+    within: Duration,
+) -> NodeClient {
+    rt.block_on(async {
+        let deadline = Instant::now() + within;
+        loop {
+            match NodeClient::connect(addr, operator_key(operator)).await {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+}
+
 struct NodeProcess(Child);
 
 impl NodeProcess {
@@ -647,34 +527,14 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
     let shard = TestShard::random(6 << 20, 4);
     let deal = chain.propose(&client, &provider, &shard, 2);
 
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut config = node_config(dir.path(), &chain, &authority.pubkey(), &operator);
-    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.metrics_listen = String::new();
-    let config_path = dir.path().join("cairn-node.toml");
-    std::fs::write(&config_path, config.documented_toml()).unwrap();
-    let addr = config.listen;
+    let (config_path, addr) = process_config(dir.path(), &chain, &authority.pubkey(), &operator);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let connect = || {
-        rt.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match NodeClient::connect(addr, operator_key(&operator)).await {
-                    Ok(c) => return c,
-                    Err(e) if Instant::now() > deadline => panic!("{e}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        })
-    };
+    let connect = || connect_within(&rt, addr, &operator, Duration::from_secs(60));
 
     let mut process = NodeProcess::spawn(&config_path);
     let c = connect();
@@ -759,33 +619,13 @@ fn sigkill_between_the_file_and_its_record_and_before_accept_loses_nothing() {
     let (authority, provider) = chain.provider(&operator);
     let client = Keypair::new();
     chain.airdrop(&client.pubkey(), 10 * SOL);
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut config = node_config(dir.path(), &chain, &authority.pubkey(), &operator);
-    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.metrics_listen = String::new();
-    let config_path = dir.path().join("cairn-node.toml");
-    std::fs::write(&config_path, config.documented_toml()).unwrap();
-    let addr = config.listen;
+    let (config_path, addr) = process_config(dir.path(), &chain, &authority.pubkey(), &operator);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let connect = || {
-        rt.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match NodeClient::connect(addr, operator_key(&operator)).await {
-                    Ok(c) => return c,
-                    Err(e) if Instant::now() > deadline => panic!("{e}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        })
-    };
+    let connect = || connect_within(&rt, addr, &operator, Duration::from_secs(60));
 
     let mut shards = Vec::new();
     for (i, point) in [

@@ -5,13 +5,15 @@
 //! again once the endpoint is back.
 
 use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
-use cairn_chain::{deal_pda, proof_log_pda, provider_pda, proving, Pubkey};
+use cairn_chain::Pubkey;
 use cairn_core::wire::ShardState;
 use cairn_localnet::{Localnet, LocalnetConfig};
-use cairn_storage_node::{client::NodeClient, config::Config, store};
-use cairn_tests::rpc::{one_validator_at_a_time, poll, TestChain, SOL};
+use cairn_storage_node::{client::NodeClient, config::Config};
+use cairn_tests::rpc::{one_validator_at_a_time, poll, SOL};
 use cairn_tests::TestShard;
-use solana_commitment_config::CommitmentConfig;
+use support::chain::{write_keypair, Chain};
+
+mod support;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use std::{
@@ -22,11 +24,7 @@ use std::{
     },
     time::Duration,
 };
-use storage_market::{
-    constants::{log_page, LOG_PAGE_EPOCHS},
-    instructions::{ProposeDealArgs, RegisterProviderArgs},
-    state::{Deal, DealState, ProofLog},
-};
+use storage_market::state::{Deal, DealState};
 
 /// An HTTP proxy in front of the validator's JSON-RPC endpoint that counts the
 /// requests by method, and answers with an error status instead while told to.
@@ -96,17 +94,6 @@ async fn start_proxy(proxy: Arc<CountingProxy>, upstream: String) -> String {
     format!("http://{addr}")
 }
 
-fn proven(chain: &TestChain, provider: &Pubkey, epoch: u64) -> bool {
-    let Ok(data) = chain
-        .rpc
-        .get_account_data(&proof_log_pda(provider, log_page(epoch)))
-    else {
-        return false;
-    };
-    let bit = epoch % LOG_PAGE_EPOCHS;
-    data[ProofLog::BITS_OFFSET + (bit / 8) as usize] & (1 << (bit % 8)) != 0
-}
-
 #[test]
 fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recovers_from_429_and_503(
 ) {
@@ -119,8 +106,8 @@ fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recov
         ..LocalnetConfig::default()
     })
     .expect("localnet starts");
-    let info = localnet.info().clone();
-    let chain = TestChain::connect(&info.rpc_url, &info.faucet_keypair, info.market_ix());
+    let chain = Chain::new(&localnet);
+    let info = chain.info.clone();
     let epoch_of = |slot: u64| slot / EPOCH_SLOTS;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,30 +119,12 @@ fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recov
 
     // A registered, staked provider whose operator is funded.
     let operator = Keypair::new();
-    let authority = Keypair::new();
-    chain.airdrop(&authority.pubkey(), 10 * SOL);
-    chain.airdrop(&operator.pubkey(), 10 * SOL);
-    let stake = 10_000_000;
-    let authority_token = chain.token_account(&authority.pubkey(), stake);
-    let register = chain.ix.register_provider_ix(
-        &authority.pubkey(),
-        RegisterProviderArgs {
-            operator: operator.pubkey(),
-            endpoint: "127.0.0.1:7000".into(),
-            capacity_bytes: 1 << 30,
-            price_per_mib_epoch: 100,
-        },
-    );
-    let deposit = chain
-        .ix
-        .deposit_stake_ix(&authority.pubkey(), &authority_token, stake);
-    chain.send(&[register, deposit], &[&authority]);
-    let provider = provider_pda(&authority.pubkey());
+    let (authority, provider) = chain.provider(&operator);
 
     // Its node, reading the chain through the proxy.
     let dir = tempfile::tempdir().unwrap();
     let keypair = dir.path().join("operator.json");
-    std::fs::write(&keypair, format!("{:?}", operator.to_bytes().to_vec())).unwrap();
+    write_keypair(&operator, &keypair);
     let config = Config {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -170,58 +139,20 @@ fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recov
     let node = rt
         .block_on(cairn_storage_node::node::start(config))
         .expect("node starts");
-    let wanted = proving::lookup_table_addresses(&provider, 0, 1);
-    poll(
-        "the node's lookup table rooted",
-        Duration::from_secs(120),
-        || {
-            let table = node.node.store.meta(store::LOOKUP_TABLE_KEY).unwrap()?;
-            let table = Pubkey::new_from_array(table[..32].try_into().unwrap());
-            let rooted = chain
-                .rpc
-                .get_account_with_commitment(&table, CommitmentConfig::finalized())
-                .ok()?
-                .value?;
-            let holds = proving::lookup_table_contents(&rooted.data)?;
-            wanted.iter().all(|a| holds.contains(a)).then_some(())
-        },
-    );
+    chain.wait_lookup_table_rooted(&node, &provider);
 
     // Two deals, long enough for both phases, proposed and uploaded.
     const DURATION: u64 = 16;
     let client = Keypair::new();
     chain.airdrop(&client.pubkey(), 10 * SOL);
-    let client_token = chain.token_account(&client.pubkey(), 100_000_000);
     let shards: Vec<TestShard> = (0..2).map(|i| TestShard::random(20_000, 40 + i)).collect();
-    let nonce = [9u8; 32];
-    let (deals, proposals): (Vec<Pubkey>, Vec<_>) = shards
-        .iter()
-        .enumerate()
-        .map(|(i, shard)| {
-            let index = i as u16;
-            let args = ProposeDealArgs {
-                dataset_id: cairn_chain::dataset_id(&client.pubkey(), &nonce),
-                dataset_nonce: nonce,
-                group_id: nonce,
-                group: 0,
-                shard_index: index,
-                generation: 0,
-                k: 1,
-                n: shards.len() as u16,
-                shard_root: shard.root(),
-                shard_bytes: shard.data.len() as u64,
-                duration_epochs: DURATION,
-                max_price_per_epoch: u64::MAX,
-            };
-            (
-                deal_pda(&client.pubkey(), &nonce, index, 0),
-                chain
-                    .ix
-                    .propose_deal_ix(&client.pubkey(), &provider, &client_token, args),
-            )
-        })
-        .unzip();
-    chain.send(&proposals, &[&client]);
+    let deals = chain.propose_all(
+        &client,
+        &provider,
+        [9u8; 32],
+        &shards.iter().collect::<Vec<_>>(),
+        DURATION,
+    );
     rt.block_on(async {
         let operator_key = Pubkey::new_from_array(operator.pubkey().to_bytes());
         let c = NodeClient::connect(node.quic_addr, operator_key)
@@ -248,7 +179,7 @@ fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recov
         poll(
             &format!("epoch {epoch} proven"),
             epoch_time * (epochs as u32 + 2),
-            || proven(&chain, &provider, epoch).then_some(()),
+            || chain.proven(&provider, epoch).then_some(()),
         )
     };
 
@@ -274,7 +205,7 @@ fn prover_rpc_counted_through_a_proxy_scans_deals_a_few_times_an_epoch_and_recov
         .collect();
     eprintln!("requests over {N} epochs ({elapsed:?}): {delta:?}");
     for epoch in first..first + N {
-        assert!(proven(&chain, &provider, epoch), "epoch {epoch} proven");
+        assert!(chain.proven(&provider, epoch), "epoch {epoch} proven");
     }
     // One scan an epoch (after its session), one every `reconcile_secs`, and one
     // for an epoch boundary the window straddles.

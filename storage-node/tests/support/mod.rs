@@ -2,6 +2,8 @@
 //! (`quic.rs`) and the fault tests (`faults.rs`).
 #![allow(dead_code)]
 
+pub mod chain;
+
 use cairn_chain::Pubkey;
 use cairn_storage_node::{
     chain::{ChainError, ChainView},
