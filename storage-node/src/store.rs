@@ -838,7 +838,7 @@ impl BlockSums {
     }
 
     fn decode(b: &[u8]) -> Option<BlockSums> {
-        (b.len() % 32 == 0).then(|| {
+        b.len().is_multiple_of(32).then(|| {
             BlockSums(
                 b.chunks_exact(32)
                     .map(|c| c.try_into().expect("32 bytes"))
