@@ -353,7 +353,10 @@ fn details_of_providers_deals_datasets_and_epochs() {
             metrics.contains("\ncairn_indexer_active_deals 78\n"),
             "{metrics}"
         );
-        assert!(metrics.contains("# TYPE cairn_indexer_http_requests_total counter"));
+        // OpenMetrics (prometheus-client): a counter's samples end in `_total`.
+        assert!(metrics.contains("# TYPE cairn_indexer_http_requests counter"));
+        assert!(metrics.contains("\ncairn_indexer_http_requests_total "));
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
         let (status, page) = get(&app, "/").await;
         assert_eq!(status, 200);
         assert!(page
