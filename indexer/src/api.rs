@@ -77,9 +77,12 @@ pub mod routes {
 /// Longest a request may take, waiting for a slot included; then it is
 /// answered 503 (the client may retry).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests handled at once (each a bounded store read on the blocking pool);
-/// more wait, in order, within [`REQUEST_TIMEOUT`].
+/// Point reads handled at once (each a store read on the blocking pool); more
+/// wait, in order, within [`REQUEST_TIMEOUT`].
 pub const MAX_CONCURRENT_REQUESTS: usize = 32;
+/// Scanning reads handled at once (each bounded, on the blocking pool); more
+/// are answered 503 at once.
+pub const MAX_CONCURRENT_SCANS: usize = 4;
 
 /// What `/metrics` exports (Prometheus / OpenMetrics text through
 /// `prometheus-client`), every name prefixed `cairn_indexer_`. Counters are
@@ -392,24 +395,37 @@ fn hex32(parameter: &'static str, s: &str) -> Result<[u8; 32], ApiError> {
         })
 }
 
-/// The API's routes, each request limited to [`REQUEST_TIMEOUT`] (waiting for
-/// one of [`MAX_CONCURRENT_REQUESTS`] slots included) and answered 503 beyond.
-/// Store reads run on tokio's blocking pool, off the async workers.
+/// The API's routes. Every request is limited to [`REQUEST_TIMEOUT`]
+/// (waiting for a slot included; then 503), and store reads run on tokio's
+/// blocking pool, off the async workers (the follower's). Two kinds of routes
+/// get their own slots, so that a flood of one cannot starve the other:
+/// - point reads (health, metrics, totals, the market, a provider): at most
+///   [`MAX_CONCURRENT_REQUESTS`] at once, more wait in order;
+/// - reads that scan (listings, and the details that list: a deal, a dataset,
+///   an epoch): at most [`MAX_CONCURRENT_SCANS`] at once, more are answered 503
+///   at once (load shedding) instead of queueing behind them.
 pub fn router<S: IndexRead>(api: Api<S>) -> Router {
-    let limits = ServiceBuilder::new()
+    let points = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(unavailable))
         .timeout(REQUEST_TIMEOUT)
-        // Global: one semaphore for every route (`Router::layer` wraps each
-        // route on its own).
+        // Global: one semaphore for all these routes (`Router::layer` wraps
+        // each route on its own).
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS));
-    Router::new()
+    let scans = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(unavailable))
+        .timeout(REQUEST_TIMEOUT)
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_SCANS));
+    let point_routes = Router::new()
         .route(routes::EXPLORER, get(explorer))
         .route(routes::HEALTH, get(health::<S>))
         .route(routes::METRICS, get(metrics::<S>))
         .route(routes::STATS, get(stats::<S>))
         .route(routes::MARKET, get(market::<S>))
-        .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER, get(provider::<S>))
+        .layer(points);
+    let scan_routes = Router::new()
+        .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER_EPOCHS, get(provider_epochs::<S>))
         .route(routes::DEALS, get(deals::<S>))
         .route(routes::DEAL, get(deal::<S>))
@@ -417,6 +433,9 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
         .route(routes::EPOCHS, get(epochs::<S>))
         .route(routes::EPOCH, get(epoch::<S>))
         .route(routes::SKIPPED, get(skipped::<S>))
+        .layer(scans);
+    point_routes
+        .merge(scan_routes)
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -424,7 +443,6 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
                 parameter: None,
             }
         })
-        .layer(limits)
         .layer(axum::middleware::from_fn_with_state(
             api.metrics.clone(),
             count_requests,
@@ -451,6 +469,8 @@ async fn unavailable(e: BoxError) -> ApiError {
             "the request took longer than {}s; the indexer is busy, try again",
             REQUEST_TIMEOUT.as_secs()
         )
+    } else if e.is::<tower::load_shed::error::Overloaded>() {
+        format!("the indexer is serving {MAX_CONCURRENT_SCANS} listings already; try again")
     } else {
         format!("the indexer could not take the request: {e}")
     };
