@@ -52,11 +52,6 @@ pub enum FollowError {
     Rpc(#[from] solana_rpc_client_api::client_error::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
-    #[error("decoding transaction {signature}: {source}")]
-    Decode {
-        signature: String,
-        source: cairn_chain::events::EventDecodeError,
-    },
     #[error("unexpected RPC answer: {0}")]
     Answer(String),
 }
@@ -69,8 +64,10 @@ pub const COMMITMENT: CommitmentConfig = CommitmentConfig::finalized();
 const SIGNATURE_PAGE: usize = 1000;
 
 /// Polls a finalized transaction may be unreadable (`null`, or one of
-/// [`NOT_YET_CODES`]) before it is skipped and recorded.
+/// [`NOT_YET_CODES`]) before it is skipped and recorded; and for at least
+/// [`NOT_YET_PATIENCE`].
 pub const NOT_YET_ATTEMPTS: u32 = 20;
+pub const NOT_YET_PATIENCE: Duration = Duration::from_secs(120);
 
 /// JSON-RPC errors meaning "not readable from this node yet".
 const NOT_YET_CODES: [i64; 6] = [
@@ -97,8 +94,9 @@ pub struct Follower {
     metrics: Arc<Metrics>,
     config: FollowerConfig,
     next_request: Instant,
-    /// The signature fetch stopped at as not readable yet, and how many times.
-    stuck: Option<(Signature, u32)>,
+    /// The signature fetch stopped at as not readable yet, how many times,
+    /// and since when.
+    stuck: Option<(Signature, u32, Instant)>,
 }
 
 impl Follower {
@@ -333,7 +331,8 @@ impl Follower {
     /// - `null`, or an answer that the transaction is not readable yet (block
     ///   not available, slot skipped, history not available, status not
     ///   available yet, node behind) is retried on the next polls; after
-    ///   [`NOT_YET_ATTEMPTS`] of them the transaction is skipped;
+    ///   [`NOT_YET_ATTEMPTS`] of them over [`NOT_YET_PATIENCE`] the
+    ///   transaction is skipped;
     /// - any other JSON-RPC error for it (such as an unsupported transaction
     ///   version or invalid parameters), an answer that is not a transaction,
     ///   or a transaction that does not decode, is skipped at once.
@@ -392,12 +391,12 @@ impl Follower {
                 }
             }
         };
-        let attempts = match &self.stuck {
-            Some((s, n)) if s == sig => n + 1,
-            _ => 1,
+        let (attempts, since) = match &self.stuck {
+            Some((s, n, since)) if s == sig => (n + 1, *since),
+            _ => (1, Instant::now()),
         };
-        self.stuck = Some((*sig, attempts));
-        if attempts >= NOT_YET_ATTEMPTS {
+        self.stuck = Some((*sig, attempts, since));
+        if attempts >= NOT_YET_ATTEMPTS && since.elapsed() >= NOT_YET_PATIENCE {
             return Ok(skip(format!(
                 "not readable after {attempts} attempts: {not_yet}"
             )));
