@@ -1,5 +1,7 @@
 //! A blocking GET of the indexer's JSON API (reqwest's blocking client), for
 //! tools and tests on the same machine (`cairn demo`, the end-to-end tests).
+//! Call it from synchronous code, not from inside an async runtime (reqwest's
+//! blocking client refuses to block a runtime's thread).
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
