@@ -4,6 +4,7 @@
 use crate::model::{DealStatus, Stats};
 use crate::query::{DealFilter, IndexRead, PageReq, DEFAULT_PAGE, MAX_PAGE};
 use crate::store::StoreError;
+use axum::error_handling::HandleErrorLayer;
 use axum::{
     extract::{Path, Query, State},
     http::{header, StatusCode},
@@ -11,24 +12,32 @@ use axum::{
     routing::get,
     Json, Router,
 };
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
 use serde::Serialize;
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
 };
+use tower::{limit::GlobalConcurrencyLimitLayer, BoxError, ServiceBuilder};
 
 /// Route paths. Every `/v1` answer is JSON; listings are pages
 /// (`{"items": [...], "next_cursor": "..." | null}`) taking `limit` (1–500,
-/// default 50) and `cursor` (a `next_cursor` this API returned).
+/// default 50) and `cursor` (a `next_cursor` this API returned). Every read is
+/// bounded: a filtered `/v1/deals` page reads at most `MAX_SCAN` index entries,
+/// so it can hold fewer than `limit` items and still have a `next_cursor`;
+/// list until `next_cursor` is `null`. A request taking longer than
+/// [`REQUEST_TIMEOUT`] (the server busy) is answered 503.
 pub mod routes {
     /// The explorer page (HTML).
     pub const EXPLORER: &str = "/";
-    /// `{status, indexed_slot, chain_slot, cursor}`.
+    /// `{status, indexed_slot, chain_slot, cursor, skipped_transactions}`.
     pub const HEALTH: &str = "/health";
-    /// Prometheus text.
+    /// OpenMetrics text (`prometheus-client`), names prefixed `cairn_indexer_`.
     pub const METRICS: &str = "/metrics";
     /// `Stats`: totals, and `closed_until` (outcomes of earlier epochs are final).
     pub const STATS: &str = "/v1/stats";
@@ -45,150 +54,202 @@ pub mod routes {
     pub const PROVIDER_EPOCHS: &str = "/v1/providers/{id}/epochs";
     /// Page of `DealRecord`, filtered by `client`, `provider` and `state`.
     pub const DEALS: &str = "/v1/deals";
-    /// `DealRecord` with its `settlements`, and its epochs as its provider's
-    /// outcomes (`epoch_outcomes` counts, `epochs` the most recent).
+    /// `DealRecord` with a page of its `settlements` (`limit`, default 500, and
+    /// `cursor`: `settlements_next_cursor`), and its epochs as its provider's
+    /// outcomes (`epoch_outcomes` counts the most recent 4096 from
+    /// `counted_from_epoch`, `epochs` lists the most recent 500).
     pub const DEAL: &str = "/v1/deals/{id}";
-    /// The dataset's deals (every generation of every shard) and totals.
+    /// The dataset's totals (over at most 4096 deals: `totals_complete`) and a
+    /// page of its deals, every generation of every shard (`limit`, default 500,
+    /// and `cursor`: `next_cursor`).
     pub const DATASET: &str = "/v1/datasets/{id}";
     /// Page of `EpochRecord`, newest first.
     pub const EPOCHS: &str = "/v1/epochs";
+    /// Page of `SkippedTx`, oldest first: transactions the follower could not
+    /// index (undecodable, or refused by the RPC for good), with the reason.
+    pub const SKIPPED: &str = "/v1/skipped";
     /// `EpochRecord` with `proven_list`, `failed_list` and `void_list`: the
     /// providers that proved it (with their sessions), failed it, or owed a proof
     /// in it while it was void.
     pub const EPOCH: &str = "/v1/epochs/{n}";
 }
 
-/// Counters exported at `/metrics`.
-#[derive(Debug, Default)]
+/// Longest a request may take, waiting for a slot included; then it is
+/// answered 503 (the client may retry).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Point reads handled at once (each a store read on the blocking pool); more
+/// wait, in order, within [`REQUEST_TIMEOUT`].
+pub const MAX_CONCURRENT_REQUESTS: usize = 32;
+/// Scanning reads handled at once (each bounded, on the blocking pool); more
+/// are answered 503 at once.
+pub const MAX_CONCURRENT_SCANS: usize = 4;
+
+/// What `/metrics` exports (Prometheus / OpenMetrics text through
+/// `prometheus-client`), every name prefixed `cairn_indexer_`. Counters are
+/// updated where things happen; the store's totals are read at each scrape.
 pub struct Metrics {
-    pub http_requests: AtomicU64,
-    pub ingested_transactions: AtomicU64,
-    pub ingested_events: AtomicU64,
-    pub undecodable_events: AtomicU64,
-    pub rpc_errors: AtomicU64,
-    pub reconciliations: AtomicU64,
-    /// Newest slot the chain reported (confirmed), for the ingest lag.
-    pub chain_slot: AtomicU64,
+    registry: Registry,
+    pub http_requests: Counter,
+    /// Requests answered 503: timed out, waiting for a slot or in a handler.
+    pub http_unavailable: Counter,
+    pub ingested_transactions: Counter,
+    pub ingested_events: Counter,
+    pub undecodable_events: Counter,
+    /// Transactions skipped (recorded at `/v1/skipped`): not decodable, or
+    /// refused by the RPC for good.
+    pub skipped_transactions: Counter,
+    pub rpc_errors: Counter,
+    pub reconciliations: Counter,
+    /// Newest slot the chain reported (finalized), for the ingest lag.
+    pub chain_slot: Gauge<u64, AtomicU64>,
+    store: StoreGauges,
+}
+
+/// The store's totals, set from `Stats` at each scrape.
+#[derive(Default)]
+struct StoreGauges {
+    indexed_slot: Gauge<u64, AtomicU64>,
+    transactions: Gauge<u64, AtomicU64>,
+    events: Gauge<u64, AtomicU64>,
+    providers: Gauge<u64, AtomicU64>,
+    deals: Gauge<u64, AtomicU64>,
+    active_deals: Gauge<u64, AtomicU64>,
+    stored_bytes: Gauge<u64, AtomicU64>,
+    sessions: Gauge<u64, AtomicU64>,
+    failed_epochs: Gauge<u64, AtomicU64>,
+    void_epochs: Gauge<u64, AtomicU64>,
+    penalties: Gauge<u64, AtomicU64>,
+    closed_until: Gauge<u64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cairn_indexer");
+        let m = Metrics {
+            http_requests: Counter::default(),
+            http_unavailable: Counter::default(),
+            ingested_transactions: Counter::default(),
+            ingested_events: Counter::default(),
+            undecodable_events: Counter::default(),
+            skipped_transactions: Counter::default(),
+            rpc_errors: Counter::default(),
+            reconciliations: Counter::default(),
+            chain_slot: Gauge::default(),
+            store: StoreGauges::default(),
+            registry: Registry::default(),
+        };
+        let counters = [
+            ("http_requests", "HTTP requests served.", &m.http_requests),
+            (
+                "http_unavailable",
+                "HTTP requests answered 503 (busy or timed out).",
+                &m.http_unavailable,
+            ),
+            (
+                "ingested_transactions",
+                "Transactions applied by this process.",
+                &m.ingested_transactions,
+            ),
+            (
+                "ingested_events",
+                "Events applied by this process.",
+                &m.ingested_events,
+            ),
+            (
+                "undecodable_events",
+                "Event instructions that did not decode.",
+                &m.undecodable_events,
+            ),
+            (
+                "skipped_transactions",
+                "Transactions skipped and recorded: undecodable, or refused by the RPC for good.",
+                &m.skipped_transactions,
+            ),
+            ("rpc_errors", "RPC calls that failed.", &m.rpc_errors),
+            (
+                "reconciliations",
+                "Account reconciliations done.",
+                &m.reconciliations,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        let g = &m.store;
+        let gauges = [
+            ("chain_slot", "Newest finalized slot seen.", &m.chain_slot),
+            (
+                "indexed_slot",
+                "Slot of the newest transaction indexed.",
+                &g.indexed_slot,
+            ),
+            (
+                "transactions",
+                "Transactions in the store.",
+                &g.transactions,
+            ),
+            ("events", "Events in the store.", &g.events),
+            ("providers", "Providers known.", &g.providers),
+            ("deals", "Deals known.", &g.deals),
+            ("active_deals", "Active deals.", &g.active_deals),
+            (
+                "stored_bytes",
+                "Shard bytes under active deals.",
+                &g.stored_bytes,
+            ),
+            (
+                "sessions",
+                "Proof sessions completed (proven provider-epochs).",
+                &g.sessions,
+            ),
+            ("failed_epochs", "Provider-epochs failed.", &g.failed_epochs),
+            (
+                "void_epochs",
+                "Epochs nobody opened while proofs were owed.",
+                &g.void_epochs,
+            ),
+            (
+                "penalties",
+                "Collateral paid to clients for failed deal-epochs.",
+                &g.penalties,
+            ),
+            (
+                "closed_until",
+                "First epoch whose outcomes are not final yet.",
+                &g.closed_until,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        Metrics { registry, ..m }
+    }
 }
 
 impl Metrics {
-    fn render(&self, stats: &Stats) -> String {
+    /// The OpenMetrics text of every metric, the store's totals from `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        let g = &self.store;
+        g.indexed_slot.set(stats.last_slot);
+        g.transactions.set(stats.transactions);
+        g.events.set(stats.events);
+        g.providers.set(stats.providers);
+        g.deals.set(stats.deals);
+        g.active_deals.set(stats.active_deals);
+        g.stored_bytes.set(stats.stored_bytes);
+        g.sessions.set(stats.sessions);
+        g.failed_epochs.set(stats.failed_epochs);
+        g.void_epochs.set(stats.void_epochs);
+        g.penalties.set(stats.penalties);
+        g.closed_until.set(stats.closed_until.unwrap_or(0));
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        metric(
-            "cairn_indexer_http_requests_total",
-            "counter",
-            "HTTP requests served.",
-            load(&self.http_requests),
-        );
-        metric(
-            "cairn_indexer_ingested_transactions_total",
-            "counter",
-            "Transactions applied by this process.",
-            load(&self.ingested_transactions),
-        );
-        metric(
-            "cairn_indexer_ingested_events_total",
-            "counter",
-            "Events applied by this process.",
-            load(&self.ingested_events),
-        );
-        metric(
-            "cairn_indexer_undecodable_events_total",
-            "counter",
-            "Event instructions that did not decode.",
-            load(&self.undecodable_events),
-        );
-        metric(
-            "cairn_indexer_rpc_errors_total",
-            "counter",
-            "RPC calls that failed (retried).",
-            load(&self.rpc_errors),
-        );
-        metric(
-            "cairn_indexer_reconciliations_total",
-            "counter",
-            "Account reconciliations done.",
-            load(&self.reconciliations),
-        );
-        metric(
-            "cairn_indexer_chain_slot",
-            "gauge",
-            "Newest confirmed slot seen.",
-            load(&self.chain_slot),
-        );
-        metric(
-            "cairn_indexer_indexed_slot",
-            "gauge",
-            "Slot of the newest transaction indexed.",
-            stats.last_slot,
-        );
-        metric(
-            "cairn_indexer_transactions",
-            "gauge",
-            "Transactions in the store.",
-            stats.transactions,
-        );
-        metric(
-            "cairn_indexer_events",
-            "gauge",
-            "Events in the store.",
-            stats.events,
-        );
-        metric(
-            "cairn_indexer_providers",
-            "gauge",
-            "Providers known.",
-            stats.providers,
-        );
-        metric("cairn_indexer_deals", "gauge", "Deals known.", stats.deals);
-        metric(
-            "cairn_indexer_active_deals",
-            "gauge",
-            "Active deals.",
-            stats.active_deals,
-        );
-        metric(
-            "cairn_indexer_stored_bytes",
-            "gauge",
-            "Shard bytes under active deals.",
-            stats.stored_bytes,
-        );
-        metric(
-            "cairn_indexer_sessions",
-            "gauge",
-            "Proof sessions completed (proven provider-epochs).",
-            stats.sessions,
-        );
-        metric(
-            "cairn_indexer_failed_epochs",
-            "gauge",
-            "Provider-epochs failed.",
-            stats.failed_epochs,
-        );
-        metric(
-            "cairn_indexer_void_epochs",
-            "gauge",
-            "Epochs nobody opened while proofs were owed.",
-            stats.void_epochs,
-        );
-        metric(
-            "cairn_indexer_penalties",
-            "gauge",
-            "Collateral paid to clients for failed deal-epochs.",
-            stats.penalties,
-        );
-        metric(
-            "cairn_indexer_closed_until",
-            "gauge",
-            "First epoch whose outcomes are not final yet.",
-            stats.closed_until.unwrap_or(0),
-        );
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
         out
     }
 }
@@ -334,21 +395,47 @@ fn hex32(parameter: &'static str, s: &str) -> Result<[u8; 32], ApiError> {
         })
 }
 
+/// The API's routes. Every request is limited to [`REQUEST_TIMEOUT`]
+/// (waiting for a slot included; then 503), and store reads run on tokio's
+/// blocking pool, off the async workers (the follower's). Two kinds of routes
+/// get their own slots, so that a flood of one cannot starve the other:
+/// - point reads (health, metrics, totals, the market, a provider): at most
+///   [`MAX_CONCURRENT_REQUESTS`] at once, more wait in order;
+/// - reads that scan (listings, and the details that list: a deal, a dataset,
+///   an epoch): at most [`MAX_CONCURRENT_SCANS`] at once, more are answered 503
+///   at once (load shedding) instead of queueing behind them.
 pub fn router<S: IndexRead>(api: Api<S>) -> Router {
-    Router::new()
+    let points = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(unavailable))
+        .timeout(REQUEST_TIMEOUT)
+        // Global: one semaphore for all these routes (`Router::layer` wraps
+        // each route on its own).
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS));
+    let scans = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(unavailable))
+        .timeout(REQUEST_TIMEOUT)
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_SCANS));
+    let point_routes = Router::new()
         .route(routes::EXPLORER, get(explorer))
         .route(routes::HEALTH, get(health::<S>))
         .route(routes::METRICS, get(metrics::<S>))
         .route(routes::STATS, get(stats::<S>))
         .route(routes::MARKET, get(market::<S>))
-        .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER, get(provider::<S>))
+        .layer(points);
+    let scan_routes = Router::new()
+        .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER_EPOCHS, get(provider_epochs::<S>))
         .route(routes::DEALS, get(deals::<S>))
         .route(routes::DEAL, get(deal::<S>))
         .route(routes::DATASET, get(dataset::<S>))
         .route(routes::EPOCHS, get(epochs::<S>))
         .route(routes::EPOCH, get(epoch::<S>))
+        .route(routes::SKIPPED, get(skipped::<S>))
+        .layer(scans);
+    point_routes
+        .merge(scan_routes)
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -363,13 +450,67 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
         .with_state(api)
 }
 
+/// Serves [`router`] on `listener` until `shutdown` completes.
+pub async fn serve<S: IndexRead>(
+    listener: tokio::net::TcpListener,
+    api: Api<S>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The answer to a request the limits refused: timed out (waiting for a slot
+/// or in its handler).
+async fn unavailable(e: BoxError) -> ApiError {
+    let error = if e.is::<tower::timeout::error::Elapsed>() {
+        format!(
+            "the request took longer than {}s; the indexer is busy, try again",
+            REQUEST_TIMEOUT.as_secs()
+        )
+    } else if e.is::<tower::load_shed::error::Overloaded>() {
+        format!("the indexer is serving {MAX_CONCURRENT_SCANS} listings already; try again")
+    } else {
+        format!("the indexer could not take the request: {e}")
+    };
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        error,
+        parameter: None,
+    }
+}
+
 async fn count_requests(
     State(metrics): State<Arc<Metrics>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    metrics.http_requests.inc();
+    let response = next.run(req).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        metrics.http_unavailable.inc();
+    }
+    response
+}
+
+/// Runs a (bounded) store read on the blocking pool, so that the async workers
+/// (the follower's too) keep running.
+async fn read<S: IndexRead, T: Send + 'static>(
+    api: &Api<S>,
+    f: impl FnOnce(&S) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = api.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| {
+            tracing::error!("store read: {e}");
+            ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: format!("store read: {e}"),
+                parameter: None,
+            }
+        })?
 }
 
 /// The explorer page: plain HTML and a little inline script.
@@ -385,20 +526,35 @@ struct Health {
     indexed_slot: u64,
     chain_slot: u64,
     cursor: Option<crate::model::Cursor>,
+    skipped_transactions: u64,
 }
 
 async fn health<S: IndexRead>(State(api): State<Api<S>>) -> Result<Json<Health>, ApiError> {
-    Ok(Json(Health {
-        status: "ok",
-        indexed_slot: api.store.stats()?.last_slot,
-        chain_slot: api.metrics.chain_slot.load(Ordering::Relaxed),
-        cursor: api.store.cursor()?,
-    }))
+    let chain_slot = api.metrics.chain_slot.get();
+    read(&api, move |s| {
+        let stats = s.stats()?;
+        Ok(Json(Health {
+            status: "ok",
+            indexed_slot: stats.last_slot,
+            chain_slot,
+            cursor: s.cursor()?,
+            skipped_transactions: stats.skipped_transactions,
+        }))
+    })
+    .await
 }
 
 async fn metrics<S: IndexRead>(State(api): State<Api<S>>) -> Result<Response, ApiError> {
-    let text = api.metrics.render(&api.store.stats()?);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    let stats = read(&api, |s| Ok(s.stats()?)).await?;
+    let text = api.metrics.render(&stats);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn stats<S: IndexRead>(
@@ -406,7 +562,7 @@ async fn stats<S: IndexRead>(
     Query(params): Params,
 ) -> Result<Json<Stats>, ApiError> {
     only(&params, &[])?;
-    Ok(Json(api.store.stats()?))
+    read(&api, |s| Ok(Json(s.stats()?))).await
 }
 
 async fn market<S: IndexRead>(
@@ -414,10 +570,11 @@ async fn market<S: IndexRead>(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     only(&params, &[])?;
-    match api.store.market()? {
+    read(&api, |s| match s.market()? {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(ApiError::not_found("the market".into())),
-    }
+    })
+    .await
 }
 
 async fn providers<S: IndexRead>(
@@ -425,7 +582,8 @@ async fn providers<S: IndexRead>(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     only(&params, &["cursor", "limit"])?;
-    Ok(Json(api.store.providers(&page_req(&params)?)?).into_response())
+    let req = page_req(&params)?;
+    read(&api, move |s| Ok(Json(s.providers(&req)?).into_response())).await
 }
 
 async fn provider<S: IndexRead>(
@@ -435,10 +593,11 @@ async fn provider<S: IndexRead>(
 ) -> Result<Response, ApiError> {
     only(&params, &[])?;
     let key = pubkey("id", &id)?;
-    match api.store.provider(&key)? {
+    read(&api, move |s| match s.provider(&key)? {
         Some(p) => Ok(Json(p).into_response()),
         None => Err(ApiError::not_found(format!("provider {id}"))),
-    }
+    })
+    .await
 }
 
 async fn provider_epochs<S: IndexRead>(
@@ -449,10 +608,13 @@ async fn provider_epochs<S: IndexRead>(
     only(&params, &["cursor", "limit"])?;
     let key = pubkey("id", &id)?;
     let req = page_req(&params)?;
-    if api.store.provider(&key)?.is_none() {
-        return Err(ApiError::not_found(format!("provider {id}")));
-    }
-    Ok(Json(api.store.provider_epochs(&key, &req)?).into_response())
+    read(&api, move |s| {
+        if s.provider(&key)?.is_none() {
+            return Err(ApiError::not_found(format!("provider {id}")));
+        }
+        Ok(Json(s.provider_epochs(&key, &req)?).into_response())
+    })
+    .await
 }
 
 async fn deals<S: IndexRead>(
@@ -482,7 +644,21 @@ async fn deals<S: IndexRead>(
             })
             .transpose()?,
     };
-    Ok(Json(api.store.deals(&filter, &page_req(&params)?)?).into_response())
+    let req = page_req(&params)?;
+    read(&api, move |s| {
+        Ok(Json(s.deals(&filter, &req)?).into_response())
+    })
+    .await
+}
+
+/// A page request whose `limit` defaults to [`MAX_PAGE`] (details that list
+/// a page of something, and listed it all before pages).
+fn detail_page_req(params: &HashMap<String, String>) -> Result<PageReq, ApiError> {
+    let mut req = page_req(params)?;
+    if !params.contains_key("limit") {
+        req.limit = MAX_PAGE;
+    }
+    Ok(req)
 }
 
 async fn deal<S: IndexRead>(
@@ -490,12 +666,14 @@ async fn deal<S: IndexRead>(
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    only(&params, &[])?;
+    only(&params, &["cursor", "limit"])?;
     let key = pubkey("id", &id)?;
-    match api.store.deal(&key)? {
+    let req = detail_page_req(&params)?;
+    read(&api, move |s| match s.deal(&key, &req)? {
         Some(d) => Ok(Json(d).into_response()),
         None => Err(ApiError::not_found(format!("deal {id}"))),
-    }
+    })
+    .await
 }
 
 async fn dataset<S: IndexRead>(
@@ -503,12 +681,14 @@ async fn dataset<S: IndexRead>(
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    only(&params, &[])?;
+    only(&params, &["cursor", "limit"])?;
     let key = hex32("id", &id)?;
-    match api.store.dataset(&key)? {
+    let req = detail_page_req(&params)?;
+    read(&api, move |s| match s.dataset(&key, &req)? {
         Some(d) => Ok(Json(d).into_response()),
         None => Err(ApiError::not_found(format!("dataset {id}"))),
-    }
+    })
+    .await
 }
 
 async fn epochs<S: IndexRead>(
@@ -516,7 +696,8 @@ async fn epochs<S: IndexRead>(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     only(&params, &["cursor", "limit"])?;
-    Ok(Json(api.store.epochs(&page_req(&params)?)?).into_response())
+    let req = page_req(&params)?;
+    read(&api, move |s| Ok(Json(s.epochs(&req)?).into_response())).await
 }
 
 async fn epoch<S: IndexRead>(
@@ -528,8 +709,18 @@ async fn epoch<S: IndexRead>(
     let n: u64 = n
         .parse()
         .map_err(|_| ApiError::bad("n", format!("epoch {n:?} is not a whole number")))?;
-    match api.store.epoch(n)? {
+    read(&api, move |s| match s.epoch(n)? {
         Some(e) => Ok(Json(e).into_response()),
         None => Err(ApiError::not_found(format!("epoch {n}"))),
-    }
+    })
+    .await
+}
+
+async fn skipped<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &["cursor", "limit"])?;
+    let req = page_req(&params)?;
+    read(&api, move |s| Ok(Json(s.skipped(&req)?).into_response())).await
 }

@@ -148,16 +148,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         );
         let follow = tokio::spawn(follower.run(cancel.clone()));
-        let app = api::router(Api { store, metrics });
         let shutdown = cancel.clone();
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("stopping");
             shutdown.cancel();
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .await?;
+        api::serve(
+            listener,
+            Api { store, metrics },
+            cancel.clone().cancelled_owned(),
+        )
+        .await?;
         follow.await?;
         Ok(())
     })

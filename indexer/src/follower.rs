@@ -3,7 +3,7 @@
 //! and data in one write); account state reconciled at start and periodically.
 use crate::api::Metrics;
 use crate::ingest::{self, Snapshot};
-use crate::model::RecordedTx;
+use crate::model::{RecordedTx, SkippedTx};
 use crate::store::Store;
 use anchor_lang::{AccountDeserialize, Discriminator};
 use base64::Engine;
@@ -13,9 +13,16 @@ use solana_commitment_config::CommitmentConfig;
 use solana_rpc_client::{
     nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
 };
-use solana_rpc_client_api::{config::RpcTransactionConfig, request::RpcRequest};
+use solana_rpc_client_api::{
+    client_error::ErrorKind,
+    config::RpcTransactionConfig,
+    custom_error,
+    request::{RpcError, RpcRequest},
+};
 use solana_signature::Signature;
-use solana_transaction_status_client_types::UiTransactionEncoding;
+use solana_transaction_status_client_types::{
+    EncodedConfirmedTransactionWithStatusMeta, UiTransactionEncoding,
+};
 use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -45,13 +52,40 @@ pub enum FollowError {
     Rpc(#[from] solana_rpc_client_api::client_error::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
-    #[error("decoding transaction {signature}: {source}")]
-    Decode {
-        signature: String,
-        source: cairn_chain::events::EventDecodeError,
-    },
     #[error("unexpected RPC answer: {0}")]
     Answer(String),
+}
+
+/// The commitment everything is read at: finalized data is never rolled
+/// back, so what is indexed never has to be undone (see docs/DESIGN.md).
+pub const COMMITMENT: CommitmentConfig = CommitmentConfig::finalized();
+
+/// Signatures per `getSignaturesForAddress` page (the RPC's maximum).
+const SIGNATURE_PAGE: usize = 1000;
+
+/// Polls a finalized transaction may be unreadable (`null`, or one of
+/// [`NOT_YET_CODES`]) before it is skipped and recorded; and for at least
+/// [`NOT_YET_PATIENCE`].
+pub const NOT_YET_ATTEMPTS: u32 = 20;
+pub const NOT_YET_PATIENCE: Duration = Duration::from_secs(120);
+
+/// JSON-RPC errors meaning "not readable from this node yet".
+const NOT_YET_CODES: [i64; 6] = [
+    custom_error::JSON_RPC_SERVER_ERROR_BLOCK_NOT_AVAILABLE,
+    custom_error::JSON_RPC_SERVER_ERROR_NODE_UNHEALTHY,
+    custom_error::JSON_RPC_SERVER_ERROR_SLOT_SKIPPED,
+    custom_error::JSON_RPC_SERVER_ERROR_LONG_TERM_STORAGE_SLOT_SKIPPED,
+    custom_error::JSON_RPC_SERVER_ERROR_TRANSACTION_HISTORY_NOT_AVAILABLE,
+    custom_error::JSON_RPC_SERVER_ERROR_BLOCK_STATUS_NOT_AVAILABLE_YET,
+];
+
+/// What [`Follower::fetch`] got for one signature.
+enum Fetched {
+    Tx(RecordedTx),
+    /// Not readable yet: stop here, try again on the next poll.
+    NotYet,
+    /// Cannot be indexed: record it and go on.
+    Skip(SkippedTx),
 }
 
 pub struct Follower {
@@ -60,6 +94,9 @@ pub struct Follower {
     metrics: Arc<Metrics>,
     config: FollowerConfig,
     next_request: Instant,
+    /// The signature fetch stopped at as not readable yet, how many times,
+    /// and since when.
+    stuck: Option<(Signature, u32, Instant)>,
 }
 
 impl Follower {
@@ -70,11 +107,12 @@ impl Follower {
         config: FollowerConfig,
     ) -> Self {
         Follower {
-            rpc: RpcClient::new_with_commitment(url, CommitmentConfig::confirmed()),
+            rpc: RpcClient::new_with_commitment(url, COMMITMENT),
             store,
             metrics,
             config,
             next_request: Instant::now(),
+            stuck: None,
         }
     }
 
@@ -115,7 +153,6 @@ impl Follower {
                     }
                 }
                 Err(e) => {
-                    self.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("follower: {e}; retrying in {backoff:?}");
                     let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -129,171 +166,243 @@ impl Follower {
         }
     }
 
-    /// Signatures of the program newer than the cursor, oldest first.
+    /// One page (at most [`SIGNATURE_PAGE`], newest first) of the program's
+    /// finalized signatures older than `before` and newer than `until`.
+    async fn signature_page(
+        &mut self,
+        before: Option<Signature>,
+        until: Option<Signature>,
+    ) -> Result<Vec<(Signature, u64)>, FollowError> {
+        self.pace().await;
+        let page = self
+            .rpc
+            .get_signatures_for_address_with_config(
+                &self.config.program_id,
+                GetConfirmedSignaturesForAddress2Config {
+                    before,
+                    until,
+                    limit: Some(SIGNATURE_PAGE),
+                    commitment: Some(COMMITMENT),
+                },
+            )
+            .await
+            .inspect_err(|_| {
+                self.metrics.rpc_errors.inc();
+            })?;
+        page.into_iter()
+            .map(|s| {
+                let sig = s.signature.parse().map_err(|e| {
+                    FollowError::Answer(format!("getSignaturesForAddress: {}: {e}", s.signature))
+                })?;
+                Ok((sig, s.slot))
+            })
+            .collect()
+    }
+
+    fn cursor(&self) -> Result<Option<Signature>, FollowError> {
+        match self.store.cursor()? {
+            Some(c) => Ok(Some(c.signature.parse::<Signature>().map_err(|e| {
+                FollowError::Answer(format!("stored cursor {}: {e}", c.signature))
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Fetches and applies every transaction newer than the cursor, oldest
+    /// first, one signature page at a time in write batches of `batch`; returns
+    /// how many were applied or skipped.
     ///
-    /// Asks with `until = cursor`; a node that cannot look the cursor up
-    /// (agave answers -32020 for a transaction only confirmed, not rooted) is
-    /// asked again without it, and the listing is cut at the cursor.
-    async fn new_signatures(&mut self) -> Result<Vec<(String, u64)>, FollowError> {
-        let cursor = self.store.cursor()?;
-        let until =
-            match &cursor {
-                Some(c) => Some(c.signature.parse::<Signature>().map_err(|e| {
-                    FollowError::Answer(format!("stored cursor {}: {e}", c.signature))
-                })?),
-                None => None,
-            };
-        match self.signatures(until).await {
-            Ok(sigs) => Ok(sigs),
-            Err(e) if until.is_some() => {
-                tracing::debug!("getSignaturesForAddress until the cursor: {e}; listing instead");
-                let cursor = cursor.map(|c| c.signature).unwrap_or_default();
-                let mut sigs = self.signatures_down_to(&cursor).await?;
-                sigs.reverse();
-                Ok(sigs)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Pages `getSignaturesForAddress` (newest first) down to `until`
-    /// (exclusive), then returns them oldest first.
-    async fn signatures(
-        &mut self,
-        until: Option<Signature>,
-    ) -> Result<Vec<(String, u64)>, FollowError> {
-        let mut out = self.pages(until, None).await?;
-        out.reverse();
-        Ok(out)
-    }
-
-    /// Newest first, down to `cursor` (exclusive). A recently confirmed
-    /// cursor can be missing from the node's listing for a while (measured on
-    /// agave 4.2.2 under load): then nothing is returned and the next poll
-    /// asks again, rather than re-applying history below the cursor.
-    async fn signatures_down_to(
-        &mut self,
-        cursor: &str,
-    ) -> Result<Vec<(String, u64)>, FollowError> {
-        let mut out = self.pages(None, Some(cursor)).await?;
-        match out.iter().position(|(s, _)| s == cursor) {
-            Some(i) => {
-                out.truncate(i);
-                Ok(out)
-            }
-            None => {
-                tracing::debug!(
-                    "the indexed transaction {cursor} is not listed yet; polling again"
-                );
-                Ok(Vec::new())
-            }
-        }
-    }
-
-    async fn pages(
-        &mut self,
-        until: Option<Signature>,
-        stop_at: Option<&str>,
-    ) -> Result<Vec<(String, u64)>, FollowError> {
-        let mut before = None;
-        let mut out = Vec::new();
-        loop {
-            self.pace().await;
-            let page = self
-                .rpc
-                .get_signatures_for_address_with_config(
-                    &self.config.program_id,
-                    GetConfirmedSignaturesForAddress2Config {
-                        before,
-                        until,
-                        limit: Some(1000),
-                        commitment: Some(CommitmentConfig::confirmed()),
-                    },
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            before =
-                Some(last.signature.parse().map_err(|e| {
-                    FollowError::Answer(format!("signature {}: {e}", last.signature))
-                })?);
-            let full = page.len() == 1000;
-            let reached = stop_at.is_some_and(|s| page.iter().any(|p| p.signature == s));
-            out.extend(page.into_iter().map(|s| (s.signature, s.slot)));
-            if !full || reached {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Fetches and applies every new transaction; returns how many were applied.
-    /// Stops (without skipping) at a transaction not yet in history: the next
-    /// call starts there, so no gap is left.
+    /// `getSignaturesForAddress` lists newest first, so the history is paged
+    /// down first keeping one signature per page (where the next older page
+    /// starts), then read back up one page at a time: memory is one page and
+    /// a few signatures per thousand, however long the history.
+    ///
+    /// Stops, without skipping, at a transaction not readable yet (or on an
+    /// RPC failure) so that no gap is left, unless it cannot be indexed for
+    /// good (see [`Follower::fetch`]): then it is recorded as skipped and the
+    /// cursor moves past it.
     pub async fn catch_up(&mut self) -> Result<u64, FollowError> {
         self.pace().await;
-        if let Ok(slot) = self.rpc.get_slot().await {
-            self.metrics.chain_slot.fetch_max(slot, Ordering::Relaxed);
+        match self.rpc.get_slot_with_commitment(COMMITMENT).await {
+            Ok(slot) => {
+                self.metrics
+                    .chain_slot
+                    .inner()
+                    .fetch_max(slot, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.metrics.rpc_errors.inc();
+                return Err(e.into());
+            }
         }
-        let sigs = self.new_signatures().await?;
-        let mut applied = 0;
+        // Where each page to read starts (`before`), newest first; the
+        // oldest page's start is last.
+        let until = self.cursor()?;
+        let mut starts = vec![None];
+        loop {
+            let page = self
+                .signature_page(*starts.last().expect("one"), until)
+                .await?;
+            match page.last() {
+                Some((oldest, _)) if page.len() == SIGNATURE_PAGE => {
+                    starts.push(Some(*oldest));
+                }
+                _ => break,
+            }
+        }
+        let mut done = 0;
+        while let Some(before) = starts.pop() {
+            // Until the cursor as it is now: the pages below are applied.
+            let until = self.cursor()?;
+            let mut page = self.signature_page(before, until).await?;
+            page.reverse();
+            match self.apply_page(&page, &mut done).await? {
+                true => {}
+                false => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Fetches and applies `sigs` (oldest first) in write batches; `false`
+    /// when it stopped at a transaction not readable yet.
+    async fn apply_page(
+        &mut self,
+        sigs: &[(Signature, u64)],
+        done: &mut u64,
+    ) -> Result<bool, FollowError> {
         for chunk in sigs.chunks(self.config.batch.max(1)) {
             let mut txs = Vec::with_capacity(chunk.len());
-            let mut complete = true;
-            for (signature, _) in chunk {
-                match self.fetch(signature).await? {
-                    Some(tx) => txs.push(tx),
-                    None => {
-                        complete = false;
+            let mut stop = None;
+            for (signature, slot) in chunk {
+                match self.fetch(signature, *slot).await {
+                    Ok(Fetched::Tx(tx)) => txs.push(tx),
+                    Ok(Fetched::Skip(skipped)) => {
+                        *done += self.apply(&txs)?;
+                        txs.clear();
+                        tracing::error!(
+                            signature = %skipped.signature,
+                            slot = skipped.slot,
+                            "skipping a transaction that cannot be indexed: {}",
+                            skipped.reason
+                        );
+                        ingest::skip(&self.store, &skipped)?;
+                        self.metrics.skipped_transactions.inc();
+                        self.stuck = None;
+                        *done += 1;
+                    }
+                    Ok(Fetched::NotYet) => {
+                        stop = Some(Ok(()));
+                        break;
+                    }
+                    Err(e) => {
+                        stop = Some(Err(e));
                         break;
                     }
                 }
             }
-            let done = ingest::apply(&self.store, &txs)?;
-            applied += done.transactions;
-            self.metrics
-                .ingested_transactions
-                .fetch_add(done.transactions, Ordering::Relaxed);
-            self.metrics
-                .ingested_events
-                .fetch_add(done.events, Ordering::Relaxed);
-            self.metrics
-                .undecodable_events
-                .fetch_add(done.undecodable, Ordering::Relaxed);
-            if !complete {
-                break;
+            *done += self.apply(&txs)?;
+            match stop {
+                None => {}
+                Some(Ok(())) => return Ok(false),
+                // What was fetched before the failure is applied; the step fails.
+                Some(Err(e)) => return Err(e),
             }
         }
-        Ok(applied)
+        Ok(true)
     }
 
-    /// `getTransaction`; `None` while a confirmed transaction is not yet in history.
-    async fn fetch(&mut self, signature: &str) -> Result<Option<RecordedTx>, FollowError> {
-        let sig: Signature = signature
-            .parse()
-            .map_err(|e| FollowError::Answer(format!("signature {signature}: {e}")))?;
+    fn apply(&mut self, txs: &[RecordedTx]) -> Result<u64, FollowError> {
+        let done = ingest::apply(&self.store, txs)?;
+        if !txs.is_empty() {
+            self.stuck = None;
+        }
+        self.metrics.ingested_transactions.inc_by(done.transactions);
+        self.metrics.ingested_events.inc_by(done.events);
+        self.metrics.undecodable_events.inc_by(done.undecodable);
+        Ok(done.transactions)
+    }
+
+    /// `getTransaction` at finalized commitment, its failure classified by
+    /// the client's typed error kinds (never by message text):
+    /// - a transport failure (connection, HTTP status, timeout) is the
+    ///   endpoint's, not the transaction's: the step fails and is retried with
+    ///   backoff, without limit;
+    /// - `null`, or an answer that the transaction is not readable yet (block
+    ///   not available, slot skipped, history not available, status not
+    ///   available yet, node behind) is retried on the next polls; after
+    ///   [`NOT_YET_ATTEMPTS`] of them over [`NOT_YET_PATIENCE`] the
+    ///   transaction is skipped;
+    /// - any other JSON-RPC error for it (such as an unsupported transaction
+    ///   version or invalid parameters), an answer that is not a transaction,
+    ///   or a transaction that does not decode, is skipped at once.
+    async fn fetch(&mut self, sig: &Signature, slot: u64) -> Result<Fetched, FollowError> {
         let config = RpcTransactionConfig {
             encoding: Some(UiTransactionEncoding::Json),
-            commitment: Some(CommitmentConfig::confirmed()),
+            commitment: Some(COMMITMENT),
             max_supported_transaction_version: Some(0),
         };
+        let signature = sig.to_string();
+        let skip = |reason: String| {
+            Fetched::Skip(SkippedTx {
+                signature: signature.clone(),
+                slot,
+                reason,
+            })
+        };
         self.pace().await;
-        match self.rpc.get_transaction_with_config(&sig, config).await {
-            Ok(tx) => {
-                ingest::record(signature, &tx)
-                    .map(Some)
-                    .map_err(|source| FollowError::Decode {
-                        signature: signature.to_string(),
-                        source,
-                    })
+        let answer = self
+            .rpc
+            .send::<Option<EncodedConfirmedTransactionWithStatusMeta>>(
+                RpcRequest::GetTransaction,
+                json!([signature, config]),
+            )
+            .await;
+        let not_yet = match answer {
+            Ok(Some(tx)) => {
+                return Ok(match ingest::record(&signature, &tx) {
+                    Ok(tx) => Fetched::Tx(tx),
+                    Err(e) => {
+                        self.metrics.undecodable_events.inc();
+                        skip(format!("the transaction does not decode: {e}"))
+                    }
+                })
             }
-            // Confirmed but not yet readable from history: `null` (a
-            // deserialization error in the client) or -32011 / -32009.
+            Ok(None) => "getTransaction answered null".to_string(),
             Err(e) => {
-                tracing::debug!("getTransaction {signature}: {e}; retrying later");
-                self.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
-                Ok(None)
+                self.metrics.rpc_errors.inc();
+                match e.kind() {
+                    ErrorKind::Io(_) | ErrorKind::Reqwest(_) | ErrorKind::Middleware(_) => {
+                        return Err(e.into())
+                    }
+                    ErrorKind::RpcError(RpcError::RpcResponseError { code, .. })
+                        if NOT_YET_CODES.contains(code) =>
+                    {
+                        format!("getTransaction: {e}")
+                    }
+                    ErrorKind::RpcError(RpcError::RpcResponseError { .. })
+                    | ErrorKind::RpcError(RpcError::ParseError(_))
+                    | ErrorKind::SerdeJson(_) => {
+                        return Ok(skip(format!("getTransaction refused it: {e}")))
+                    }
+                    // Not produced by `send` (request-building and signing
+                    // errors): the endpoint's, retried like transport ones.
+                    _ => return Err(e.into()),
+                }
             }
+        };
+        let (attempts, since) = match &self.stuck {
+            Some((s, n, since)) if s == sig => (n + 1, *since),
+            _ => (1, Instant::now()),
+        };
+        self.stuck = Some((*sig, attempts, since));
+        if attempts >= NOT_YET_ATTEMPTS && since.elapsed() >= NOT_YET_PATIENCE {
+            return Ok(skip(format!(
+                "not readable after {attempts} attempts: {not_yet}"
+            )));
         }
+        tracing::debug!("{signature}: {not_yet}; attempt {attempts}, retrying later");
+        Ok(Fetched::NotYet)
     }
 
     /// Reads the market, every provider, deal and challenge account and every
@@ -358,7 +467,7 @@ impl Follower {
                 tracing::info!(slot = snap.slot, "reconciled: {r:?}");
             }
         }
-        self.metrics.reconciliations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconciliations.inc();
         Ok(())
     }
 
@@ -387,15 +496,18 @@ impl Follower {
             self.config.program_id.to_string(),
             {
                 "encoding": "base64",
-                "commitment": "confirmed",
+                "commitment": COMMITMENT.commitment,
                 "withContext": true,
                 "filters": [{ "memcmp": { "offset": 0, "bytes": bs58::encode(discriminator).into_string(), "encoding": "base58" } }],
             }
         ]);
-        let answer: Value = self
-            .rpc
-            .send(RpcRequest::GetProgramAccounts, params)
-            .await?;
+        let answer: Value = match self.rpc.send(RpcRequest::GetProgramAccounts, params).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.rpc_errors.inc();
+                return Err(e.into());
+            }
+        };
         let bad = |what: &str| FollowError::Answer(format!("getProgramAccounts: {what}"));
         let slot = answer["context"]["slot"]
             .as_u64()

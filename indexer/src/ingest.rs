@@ -120,6 +120,21 @@ pub fn apply(store: &Store, txs: &[RecordedTx]) -> Result<Applied, StoreError> {
     Ok(applied)
 }
 
+/// Records a transaction the follower cannot index and moves the cursor past
+/// it, in one write: it is counted (`skipped_transactions`) and listed at
+/// `/v1/skipped` with `reason`, instead of being retried forever.
+pub fn skip(store: &Store, skipped: &SkippedTx) -> Result<(), StoreError> {
+    let mut change = store.change()?;
+    let n = change.stats.skipped_transactions;
+    change.stats.skipped_transactions += 1;
+    change.stats.last_slot = change.stats.last_slot.max(skipped.slot);
+    change.put(cf::META, key::cat(&[meta::SKIPPED, &key::u64(n)]), skipped);
+    change.commit(Some(&Cursor {
+        signature: skipped.signature.clone(),
+        slot: skipped.slot,
+    }))
+}
+
 fn b58(key: &Pubkey) -> String {
     key.to_string()
 }
@@ -1160,6 +1175,13 @@ mod tests {
     use super::*;
     use crate::query::{DealFilter, IndexRead, PageReq};
     use crate::synthetic::{data, deal_key, key};
+
+    fn first_page() -> PageReq {
+        PageReq {
+            after: None,
+            limit: crate::query::MAX_PAGE,
+        }
+    }
     use storage_market::{
         events as ev,
         state::{DealState, MarketParams},
@@ -1583,7 +1605,10 @@ mod tests {
 
         // Deal (0, 0): owed 1..5 after it was ended; its epochs are its
         // provider's, and its settlement agrees.
-        let d = store.deal(&deal_key(0, 0).to_bytes()).unwrap().unwrap();
+        let d = store
+            .deal(&deal_key(0, 0).to_bytes(), &first_page())
+            .unwrap()
+            .unwrap();
         assert_eq!(d.deal.owed_until, 5);
         assert_eq!(d.deal.ending.as_ref().unwrap().failed_epoch, 2);
         assert_eq!(
@@ -1608,7 +1633,10 @@ mod tests {
         );
         assert_eq!(d.settlements.len(), 1);
         assert_eq!((d.settlements[0].proven, d.settlements[0].failed), (1, 1));
-        let d2 = store.deal(&deal_key(2, 0).to_bytes()).unwrap().unwrap();
+        let d2 = store
+            .deal(&deal_key(2, 0).to_bytes(), &first_page())
+            .unwrap()
+            .unwrap();
         assert_eq!(d2.deal.owed_until, 4, "ends at its provider's jailing");
         assert_eq!(
             d2.epochs
@@ -1834,13 +1862,13 @@ mod tests {
             d.n = None;
             d
         };
-        let live_old = live.deal(&old.to_bytes()).unwrap().unwrap();
+        let live_old = live.deal(&old.to_bytes(), &first_page()).unwrap().unwrap();
         for (name, store) in [
             ("live", &live),
             ("restarted", &restarted),
             ("fresh", &fresh),
         ] {
-            let o = store.deal(&old.to_bytes()).unwrap().unwrap();
+            let o = store.deal(&old.to_bytes(), &first_page()).unwrap().unwrap();
             assert_eq!(
                 (
                     o.deal.provider.as_str(),
@@ -1875,7 +1903,7 @@ mod tests {
                 [Some(Proven), Some(Failed), Some(Proven)],
                 "{name}"
             );
-            let n = store.deal(&new.to_bytes()).unwrap().unwrap();
+            let n = store.deal(&new.to_bytes(), &first_page()).unwrap().unwrap();
             assert_eq!(
                 (
                     n.deal.provider.as_str(),
@@ -1910,7 +1938,7 @@ mod tests {
             );
             assert_eq!(by(store, new_provider), vec![new.to_string()], "{name}");
             assert_eq!(by(store, old_provider), vec![old.to_string()], "{name}");
-            let dataset = store.dataset(&[1; 32]).unwrap().unwrap();
+            let dataset = store.dataset(&[1; 32], &first_page()).unwrap().unwrap();
             assert_eq!(
                 (dataset.shards, dataset.active_shards, dataset.deals.len()),
                 (1, 1, 2),

@@ -408,6 +408,18 @@ pub struct Stats {
     /// final. `None` until the market's epoch length and a transaction are indexed.
     pub closed_until: Option<u64>,
     pub last_slot: u64,
+    /// Transactions the follower skipped (listed at `/v1/skipped`).
+    #[serde(default)]
+    pub skipped_transactions: u64,
+}
+
+/// A transaction of the program the follower could not index and went past:
+/// it did not decode, or the RPC refused it for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedTx {
+    pub signature: String,
+    pub slot: u64,
+    pub reason: String,
 }
 
 /// A transaction as the follower recorded it from `getTransaction`: all the

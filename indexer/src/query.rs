@@ -10,6 +10,15 @@ pub const MAX_PAGE: usize = 500;
 pub const DEFAULT_PAGE: usize = 50;
 /// Epochs an epoch map covers: the most recent ones.
 pub const EPOCH_MAP_LEN: u64 = 64;
+/// Index entries one `/v1/deals` page reads at most: a filter that matches
+/// few of them ends the page early, with a `next_cursor` to go on from.
+pub const MAX_SCAN: usize = 10 * MAX_PAGE;
+/// Epochs of a deal whose outcomes `/v1/deals/{id}` counts at most: the most
+/// recent ones (`counted_from_epoch` says where the count starts).
+pub const MAX_DEAL_EPOCHS: u64 = 4096;
+/// Deals of a dataset whose totals `/v1/datasets/{id}` adds up at most
+/// (`totals_complete` says whether that was all of them).
+pub const MAX_DATASET_DEALS: usize = 4096;
 
 /// One page of a listing. `next_cursor` is opaque; `None` on the last page.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -59,11 +68,18 @@ pub struct EpochMap {
 pub struct DealDetail {
     #[serde(flatten)]
     pub deal: DealRecord,
-    /// Its settlements, oldest first.
+    /// A page of its settlements, oldest first (`limit` and `cursor` of the
+    /// request page them).
     pub settlements: Vec<SettlementRecord>,
-    /// The epochs its provider owed a proof for it (`start_epoch .. owed_until`),
+    /// Where the next page of settlements starts (`cursor`), `null` on the last.
+    pub settlements_next_cursor: Option<String>,
+    /// The epochs its provider owed a proof for it (`counted_from_epoch ..
+    /// owed_until`, at most [`MAX_DEAL_EPOCHS`] of the most recent ones),
     /// counted by the provider's outcome in each.
     pub epoch_outcomes: OutcomeCounts,
+    /// The first epoch `epoch_outcomes` counts: its `start_epoch`, or a later
+    /// one for a deal longer than [`MAX_DEAL_EPOCHS`] epochs.
+    pub counted_from_epoch: u64,
     /// The most recent of those epochs (at most [`MAX_PAGE`]) up to the first
     /// not over; `outcome` is `null` for an epoch not over and not proven.
     pub epochs: Vec<DealEpoch>,
@@ -96,8 +112,14 @@ pub struct DatasetDetail {
     pub k: Option<u16>,
     pub n: Option<u16>,
     pub stored_bytes: u64,
-    /// Every deal of the dataset, by shard: every generation of each shard.
+    /// Whether the totals above cover every deal of the dataset (they add up
+    /// at most [`MAX_DATASET_DEALS`], by shard).
+    pub totals_complete: bool,
+    /// A page of the dataset's deals, by shard: every generation of each
+    /// shard (`limit` and `cursor` of the request page them).
     pub deals: Vec<DealRecord>,
+    /// Where the next page of deals starts (`cursor`), `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -138,11 +160,15 @@ pub trait IndexRead: Send + Sync + 'static {
         req: &PageReq,
     ) -> Result<Page<ProviderEpochRecord>, StoreError>;
     fn deals(&self, filter: &DealFilter, req: &PageReq) -> Result<Page<DealRecord>, StoreError>;
-    fn deal(&self, id: &[u8; 32]) -> Result<Option<DealDetail>, StoreError>;
-    fn dataset(&self, id: &[u8; 32]) -> Result<Option<DatasetDetail>, StoreError>;
+    /// A deal, with a page of its settlements.
+    fn deal(&self, id: &[u8; 32], req: &PageReq) -> Result<Option<DealDetail>, StoreError>;
+    /// A dataset's totals, with a page of its deals.
+    fn dataset(&self, id: &[u8; 32], req: &PageReq) -> Result<Option<DatasetDetail>, StoreError>;
     /// Epochs, newest first.
     fn epochs(&self, req: &PageReq) -> Result<Page<EpochRecord>, StoreError>;
     fn epoch(&self, n: u64) -> Result<Option<EpochDetail>, StoreError>;
+    /// Transactions the follower skipped, oldest first.
+    fn skipped(&self, req: &PageReq) -> Result<Page<SkippedTx>, StoreError>;
 }
 
 fn pubkey_bytes(s: &str) -> Vec<u8> {
@@ -291,10 +317,20 @@ impl IndexRead for Store {
             }
         }
         let mut rows = Vec::new();
+        let mut scanned = 0;
         loop {
-            let want = req.limit - rows.len();
-            let batch = self.scan(index, &prefix, after.as_deref(), false, want.max(64))?;
-            let done = batch.len() < want.max(64);
+            if scanned >= MAX_SCAN {
+                // Bounded work per request: the page ends early, and the
+                // cursor goes on after the last entry read.
+                return Ok(Page {
+                    items: rows.into_iter().map(|(_, v)| v).collect(),
+                    next_cursor: after.map(hex::encode),
+                });
+            }
+            let want = (req.limit - rows.len()).max(64).min(MAX_SCAN - scanned);
+            let batch = self.scan(index, &prefix, after.as_deref(), false, want)?;
+            let done = batch.len() < want;
+            scanned += batch.len();
             for (k, v) in batch {
                 after = Some(k.clone());
                 let deal = if index == cf::DEALS {
@@ -327,14 +363,19 @@ impl IndexRead for Store {
         }
     }
 
-    fn deal(&self, id: &[u8; 32]) -> Result<Option<DealDetail>, StoreError> {
+    fn deal(&self, id: &[u8; 32], req: &PageReq) -> Result<Option<DealDetail>, StoreError> {
         let Some(deal) = self.deal_by_key(id)? else {
             return Ok(None);
         };
         // Only this deal's settlements: a client may propose again at a closed
         // deal's address (the same generation), after that deal's settlements.
-        let settlements = self
-            .scan(cf::SETTLEMENTS, id, None, false, usize::MAX)?
+        // A cursor of another deal starts at the first instead.
+        let after = req.after.as_deref().filter(|a| a.starts_with(id));
+        let rows = self.scan(cf::SETTLEMENTS, id, after, false, req.limit)?;
+        let settlements_next_cursor = (rows.len() == req.limit)
+            .then(|| rows.last().map(|(k, _)| hex::encode(k)))
+            .flatten();
+        let settlements = rows
             .into_iter()
             .map(|(_, v)| decode::<SettlementRecord>(cf::SETTLEMENTS, &v))
             .filter(|s| s.as_ref().map_or(true, |s| s.slot >= deal.proposed_slot))
@@ -345,7 +386,11 @@ impl IndexRead for Store {
             0 => deal.start_epoch,
             n => n,
         };
-        let start = deal.start_epoch.min(owed_until);
+        // The most recent epochs only: the read is bounded however long the deal.
+        let start = deal
+            .start_epoch
+            .min(owed_until)
+            .max(owed_until.saturating_sub(MAX_DEAL_EPOCHS));
         let records = self.outcomes(&pubkey_bytes(&deal.provider), start, owed_until)?;
         let mut counts = OutcomeCounts::default();
         for r in &records {
@@ -369,20 +414,39 @@ impl IndexRead for Store {
         Ok(Some(DealDetail {
             deal,
             settlements,
+            settlements_next_cursor,
             epoch_outcomes: counts,
+            counted_from_epoch: start,
             epochs,
         }))
     }
 
-    fn dataset(&self, id: &[u8; 32]) -> Result<Option<DatasetDetail>, StoreError> {
+    fn dataset(&self, id: &[u8; 32], req: &PageReq) -> Result<Option<DatasetDetail>, StoreError> {
+        // The totals, over at most MAX_DATASET_DEALS deals (one more is read to
+        // tell whether that was all).
+        let keys = self.scan(cf::DEALS_BY_DATASET, id, None, false, MAX_DATASET_DEALS + 1)?;
+        let totals_complete = keys.len() <= MAX_DATASET_DEALS;
         let mut deals = Vec::new();
-        for (k, _) in self.scan(cf::DEALS_BY_DATASET, id, None, false, usize::MAX)? {
+        for (k, _) in keys.iter().take(MAX_DATASET_DEALS) {
             if let Some(d) = self.deal_by_key(&k[32 + 2..])? {
                 deals.push(d);
             }
         }
         if deals.is_empty() {
             return Ok(None);
+        }
+        // The page of deals asked for (a cursor of another dataset starts at
+        // the first).
+        let after = req.after.as_deref().filter(|a| a.starts_with(id));
+        let rows = self.scan(cf::DEALS_BY_DATASET, id, after, false, req.limit)?;
+        let next_cursor = (rows.len() == req.limit)
+            .then(|| rows.last().map(|(k, _)| hex::encode(k)))
+            .flatten();
+        let mut listed = Vec::with_capacity(rows.len());
+        for (k, _) in &rows {
+            if let Some(d) = self.deal_by_key(&k[32 + 2..])? {
+                listed.push(d);
+            }
         }
         let active: Vec<&DealRecord> = deals
             .iter()
@@ -406,7 +470,9 @@ impl IndexRead for Store {
             k: deals.iter().find_map(|d| d.k),
             n: deals.iter().find_map(|d| d.n),
             stored_bytes: active.iter().map(|d| d.shard_bytes).sum(),
-            deals,
+            totals_complete,
+            deals: listed,
+            next_cursor,
         }))
     }
 
@@ -415,6 +481,17 @@ impl IndexRead for Store {
         let rows = rows
             .into_iter()
             .map(|(k, v)| Ok((k, decode(cf::EPOCHS, &v)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(page(rows, req.limit))
+    }
+
+    fn skipped(&self, req: &PageReq) -> Result<Page<SkippedTx>, StoreError> {
+        let prefix = crate::store::meta::SKIPPED;
+        let after = req.after.as_deref().filter(|a| a.starts_with(prefix));
+        let rows = self.scan(cf::META, prefix, after, false, req.limit)?;
+        let rows = rows
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(cf::META, &v)?)))
             .collect::<Result<_, StoreError>>()?;
         Ok(page(rows, req.limit))
     }

@@ -69,6 +69,8 @@ pub mod meta {
     pub const STATS: &[u8] = b"stats";
     /// `MarketRecord`.
     pub const MARKET: &[u8] = b"market";
+    /// `SkippedTx` records, under this prefix and their number (big-endian).
+    pub const SKIPPED: &[u8] = b"skipped/";
 }
 
 /// Version of the layout above; a store written by another version is refused.

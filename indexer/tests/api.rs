@@ -293,6 +293,24 @@ fn details_of_providers_deals_datasets_and_epochs() {
         assert_eq!(ds["shards"], 6);
         assert_eq!(ds["active_shards"], 6);
         assert_eq!(ds["stored_bytes"], 6 * synthetic::SHARD_BYTES);
+        assert_eq!(ds["totals_complete"], true);
+        assert_eq!(ds["deals"].as_array().unwrap().len(), 6);
+        assert_eq!(ds["next_cursor"], Value::Null);
+        // The dataset's deals page like a listing, to the same deals.
+        let mut paged = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) =
+                get(&app, &format!("/v1/datasets/{dataset}?limit=4{cursor}")).await;
+            assert_eq!(status, 200, "{page}");
+            assert_eq!(page["shards"], 6, "totals on every page");
+            paged.extend(page["deals"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(&paged, ds["deals"].as_array().unwrap());
 
         let (status, e) = get(&app, "/v1/epochs/1").await;
         assert_eq!(status, 200, "{e}");
@@ -353,7 +371,10 @@ fn details_of_providers_deals_datasets_and_epochs() {
             metrics.contains("\ncairn_indexer_active_deals 78\n"),
             "{metrics}"
         );
-        assert!(metrics.contains("# TYPE cairn_indexer_http_requests_total counter"));
+        // OpenMetrics (prometheus-client): a counter's samples end in `_total`.
+        assert!(metrics.contains("# TYPE cairn_indexer_http_requests counter"));
+        assert!(metrics.contains("\ncairn_indexer_http_requests_total "));
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
         let (status, page) = get(&app, "/").await;
         assert_eq!(status, 200);
         assert!(page
