@@ -89,7 +89,7 @@ impl Drop for Tmpfs {
 /// Fills `dir`'s file system until `leave` bytes are free.
 fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
     let path = dir.join("filler");
-    let free = fs4::available_space(dir).unwrap();
+    let free = cairn_storage_node::disk::disk_free(&path).unwrap();
     let len = free.saturating_sub(leave);
     std::fs::write(&path, vec![0xAB; len as usize]).unwrap();
     path
