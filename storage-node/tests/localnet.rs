@@ -429,6 +429,8 @@ fn process_config(
     let mut config = node_config(dir, chain, authority, operator);
     config.listen = format!("127.0.0.1:{port}").parse().unwrap();
     config.metrics_listen = String::new();
+    // A restarted prover retries acceptances soon, well inside their window.
+    config.reconcile_secs = 3;
     let config_path = dir.join("cairn-node.toml");
     std::fs::write(&config_path, config.documented_toml()).unwrap();
     (config_path, config.listen)
@@ -607,9 +609,12 @@ fn sigkill_in_the_middle_of_an_upload_then_resume_to_a_byte_exact_shard() {
 fn sigkill_between_the_file_and_its_record_and_before_accept_loses_nothing() {
     use std::os::unix::process::ExitStatusExt;
     let _serial = one_validator_at_a_time();
+    // Long epochs: after the two kills, the restarted prover builds its lookup
+    // table and waits for it to root before it accepts, all within the deals'
+    // acceptance window (2 epochs from the proposal).
     let localnet = Localnet::start(LocalnetConfig {
         slot_ms: Some(300),
-        epoch_slots: Some(100),
+        epoch_slots: Some(150),
         ..LocalnetConfig::default()
     })
     .expect("localnet starts");
@@ -669,7 +674,7 @@ fn sigkill_between_the_file_and_its_record_and_before_accept_loses_nothing() {
     });
     poll(
         "an epoch of both deals proven",
-        Duration::from_secs(180),
+        Duration::from_secs(240),
         || (chain.proven(&provider, started) || chain.proven(&provider, started + 1)).then_some(()),
     );
 }

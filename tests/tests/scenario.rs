@@ -212,11 +212,12 @@ fn scenario() {
             .sum::<u64>()
     );
 
-    // 7. A corrupted byte: the download is still exact, names the provider,
-    // and the node's proof of that segment fails the program's check.
+    // 7. A corrupted byte: the download is still exact and names the provider,
+    // whose node finds its own copy corrupt (it checks every read) and refuses to
+    // prove that segment.
     assert_same_tree(&work.join("download-after-corruption"), &files);
     let c = &report.corrupted;
-    assert!(c.download_status.starts_with("bad data"), "{c:?}");
+    assert!(c.download_status.starts_with("corrupt copy"), "{c:?}");
     assert_ne!(c.proof_of_corrupted_segment, "valid", "{c:?}");
     assert_eq!(c.proof_of_other_segment, "valid", "{c:?}");
     println!("[scenario] passed in {:.0} s", report.seconds);
