@@ -79,13 +79,6 @@ pub enum Command {
     /// (settled or not), penalties, escrow, providers' jailing, and how many
     /// shards each group can still lose.
     Status(deals::StatusArgs),
-    /// The whole network on one machine: local chain, 6 storage nodes and the
-    /// indexer; upload, proofs, node failures, download, repair on the first
-    /// failed epoch, settlement of the failed deals.
-    Demo(crate::demo::DemoArgs),
-    /// Upload and download a generated dataset (1 GiB) through 6 local nodes,
-    /// next to the bound of the slowest stage measured in the same run.
-    Bench(crate::demo::bench::BenchArgs),
     /// A storage provider's account.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -120,17 +113,6 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
             reason: e.to_string(),
         })
     };
-    let launcher = || {
-        crate::demo::launch::Launcher::this_exe().map_err(|e| CliError::Io {
-            path: "the cairn executable".into(),
-            reason: e.to_string(),
-        })
-    };
-    let say = |line: &str| {
-        if !(g.quiet || g.json) {
-            println!("{line}");
-        }
-    };
     match cli.command {
         Command::Upload(a) => Ok(Box::new(upload::upload(&ctx, a, &connector()?, &progress)?)),
         Command::Download(a) => Ok(Box::new(download::download(
@@ -140,8 +122,6 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
             &progress,
         )?)),
         Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
-        Command::Demo(a) => Ok(Box::new(crate::demo::run(a, launcher()?, &say)?)),
-        Command::Bench(a) => Ok(Box::new(crate::demo::bench::run(a, launcher()?, &say)?)),
         Command::Ls(a) => deals::ls(&ctx, a, &connector()?, &progress),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Provider(c) => provider::run(&ctx, c),

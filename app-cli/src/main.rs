@@ -4,12 +4,7 @@ use cairn_cli::cli::{run, Cli};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `cairn demo` runs the local chain, nodes and indexer as `cairn __serve …`.
-    if let Some(code) = cairn_cli::demo::launch::serve_if_asked(&argv) {
-        return code;
-    }
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::parse();
     let (json, quiet) = (cli.global.json, cli.global.quiet);
     match run(cli) {
         Ok(report) => {

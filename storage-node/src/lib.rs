@@ -7,7 +7,6 @@
 pub mod bench;
 pub mod chain;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod disk;
 pub mod metrics;
@@ -16,4 +15,7 @@ pub mod prover;
 pub mod server;
 pub mod session;
 pub mod store;
-pub mod tls;
+
+// The client and the TLS setup both ends share live in `cairn-node-client`, so
+// the `cairn` command line links neither RocksDB nor the prover.
+pub use cairn_node_client::{client, tls};

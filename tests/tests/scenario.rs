@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cairn_cli::demo::{launch, DemoArgs};
+use cairn_dev::demo::{launch, DemoArgs};
 
 /// The dataset: (path, bytes) of every file, written under `root`.
 fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -85,7 +85,7 @@ fn scenario() {
     let files = write_dataset(&data);
     let work = root.path().join("network");
     let say = |line: &str| println!("[scenario] {line}");
-    let report = cairn_cli::demo::run(
+    let report = cairn_dev::demo::run(
         DemoArgs {
             dir: Some(data.clone()),
             sample_mib: 0,

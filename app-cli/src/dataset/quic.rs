@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
-use cairn_storage_node::client::{ClientError, NodeClient};
+use cairn_node_client::client::{ClientError, NodeClient};
 use solana_keypair::Keypair;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;

@@ -1,5 +1,5 @@
 //! Running Cairn's services (local chain, storage nodes, indexer) as child
-//! processes of one executable: `cairn __serve <service> ARGS…` runs the
+//! processes of one executable: `cairn-dev __serve <service> ARGS…` runs the
 //! service's own command line (`cairn-localnet`, `cairn-node`,
 //! `cairn-indexer`), so the demo and the end-to-end test start separate
 //! processes without looking for other binaries on disk.
@@ -175,14 +175,14 @@ pub fn clean_up_on_interrupt(remove: Option<PathBuf>) {
 pub fn work_dir(
     given: Option<&Path>,
     prefix: &str,
-) -> Result<(PathBuf, Option<tempfile::TempDir>), crate::error::CliError> {
+) -> Result<(PathBuf, Option<tempfile::TempDir>), cairn_cli::error::CliError> {
     let (work, temp) = match given {
         Some(dir) => (dir.to_path_buf(), None),
         None => {
             let temp = tempfile::Builder::new()
                 .prefix(prefix)
                 .tempdir()
-                .map_err(|e| crate::error::CliError::Io {
+                .map_err(|e| cairn_cli::error::CliError::Io {
                     path: std::env::temp_dir(),
                     reason: e.to_string(),
                 })?;

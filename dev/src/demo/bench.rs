@@ -1,4 +1,4 @@
-//! `cairn bench`: upload and download of a generated dataset (1 GiB by
+//! `cairn-dev bench`: upload and download of a generated dataset (1 GiB by
 //! default) through a whole local network of 6 storage nodes, next to the
 //! bound set by the slowest stage each direction needs, measured in the same
 //! run on the same machine: Merkle tree build (SHA-256 segments), RS encode
@@ -15,15 +15,15 @@ use cairn_core::erasure::{encode_bytes, ErasureParams};
 use clap::Args;
 use serde::Serialize;
 
-use crate::dataset::download::{self, DownloadArgs};
-use crate::dataset::quic::QuicConnector;
-use crate::dataset::upload::{self, UploadArgs};
+use cairn_cli::dataset::download::{self, DownloadArgs};
+use cairn_cli::dataset::quic::QuicConnector;
+use cairn_cli::dataset::upload::{self, UploadArgs};
 use crate::demo::launch::Launcher;
 use crate::demo::network::{Network, NetworkConfig};
 use crate::demo::sample::random_bytes;
 use crate::demo::{K, M};
-use crate::error::CliError;
-use crate::output::Progress;
+use cairn_cli::error::CliError;
+use cairn_cli::output::Progress;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -100,9 +100,9 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "cairn bench ({}): {} through {} local nodes, k = {}, m = {}",
+            "cairn-dev bench ({}): {} through {} local nodes, k = {}, m = {}",
             self.build,
-            crate::units::human_bytes(self.dataset_bytes),
+            cairn_cli::units::human_bytes(self.dataset_bytes),
             self.nodes,
             self.k,
             self.m
@@ -137,7 +137,7 @@ impl fmt::Display for BenchReport {
                 )?;
             }
         }
-        let h = crate::units::human_bytes;
+        let h = cairn_cli::units::human_bytes;
         writeln!(
             f,
             "  {} group(s) of {}, {} stored per group",

@@ -1,4 +1,4 @@
-//! `cairn demo [DIR]`: the whole network on one machine, under failure. Starts
+//! `cairn-dev demo [DIR]`: the whole network on one machine, under failure. Starts
 //! the local chain, 6 storage nodes and the indexer (separate processes),
 //! uploads DIR (or a generated sample) with k = 4, m = 2, shows each epoch
 //! opened and proven by every provider (one proof session each), SIGKILLs two
@@ -32,16 +32,16 @@ use storage_market::constants::NOT_JAILED;
 use storage_market::settlement::bps_of;
 use storage_market::state::{Deal, DealState, Provider};
 
-use crate::commands::deals::ShardRef;
-use crate::commands::deals::{status_report, StatusArgs};
-use crate::context::{Ctx, MarketView};
-use crate::dataset::download::{self, DownloadArgs};
-use crate::dataset::onchain::{self, state_name, DealAt, DealsView};
-use crate::dataset::quic::QuicConnector;
-use crate::dataset::repair::{self, DatasetRepairReport, RepairArgs};
-use crate::dataset::upload::{self, UploadArgs};
-use crate::error::CliError;
-use crate::output::Progress;
+use cairn_cli::commands::deals::ShardRef;
+use cairn_cli::commands::deals::{status_report, StatusArgs};
+use cairn_cli::context::{Ctx, MarketView};
+use cairn_cli::dataset::download::{self, DownloadArgs};
+use cairn_cli::dataset::onchain::{self, state_name, DealAt, DealsView};
+use cairn_cli::dataset::quic::QuicConnector;
+use cairn_cli::dataset::repair::{self, DatasetRepairReport, RepairArgs};
+use cairn_cli::dataset::upload::{self, UploadArgs};
+use cairn_cli::error::CliError;
+use cairn_cli::output::Progress;
 use launch::Launcher;
 use network::{Network, NetworkConfig};
 
@@ -190,7 +190,7 @@ impl fmt::Display for DemoReport {
             self.seconds,
             self.dataset_id,
             self.files,
-            crate::units::human_bytes(self.dataset_bytes)
+            cairn_cli::units::human_bytes(self.dataset_bytes)
         )?;
         for e in &self.epochs {
             writeln!(
@@ -969,7 +969,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         "uploaded: dataset {} ({} files, {}) in {} data group(s) and an index group (the dataset manifest), {} deals accepted",
         up.dataset_id,
         up.files,
-        crate::units::human_bytes(up.dataset_bytes),
+        cairn_cli::units::human_bytes(up.dataset_bytes),
         up.groups,
         up.shards.len()
     ));
@@ -1127,8 +1127,8 @@ fn corrupt_and_check(
     let named = used.is_some_and(|p| {
         matches!(
             p.kind,
-            crate::dataset::download::SourceKind::BadData
-                | crate::dataset::download::SourceKind::CorruptCopy
+            cairn_cli::dataset::download::SourceKind::BadData
+                | cairn_cli::dataset::download::SourceKind::CorruptCopy
         )
     });
     check(named, || {

@@ -1,7 +1,7 @@
 //! A whole Cairn network on one machine, every service its own process: the
 //! local chain (`cairn-localnet`), storage nodes (`cairn-node`, separate data
-//! dirs and keys) and the indexer, with funded users. Used by `cairn demo`,
-//! `cairn bench` and the end-to-end tests.
+//! dirs and keys) and the indexer, with funded users. Used by `cairn-dev demo`,
+//! `cairn-dev bench` and the end-to-end tests.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,10 +13,10 @@ use serde_json::Value;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
-use crate::commands::provider::{self, ProviderCommand, RegisterArgs};
-use crate::context::Ctx;
+use cairn_cli::commands::provider::{self, ProviderCommand, RegisterArgs};
+use cairn_cli::context::Ctx;
 use crate::demo::launch::{Launcher, Service};
-use crate::error::CliError;
+use cairn_cli::error::CliError;
 
 /// Lamports per SOL.
 const SOL: u64 = 1_000_000_000;
@@ -38,7 +38,7 @@ pub struct NetworkConfig {
     pub node_capacity: u64,
 }
 
-/// What `cairn demo` gives each provider.
+/// What `cairn-dev demo` gives each provider.
 pub const DEMO_NODE_CAPACITY: u64 = 1 << 30;
 
 /// One storage node: its provider account and, while it runs, its process.
@@ -240,7 +240,7 @@ impl Network {
         std::fs::create_dir_all(&keys).map_err(CliError::io(&keys))?;
         let key = Keypair::new();
         let path = keys.join(format!("{name}.json"));
-        crate::context::write_keypair(&path, &key)?;
+        cairn_cli::context::write_keypair(&path, &key)?;
         let rpc = &self.faucet.rpc;
         let sig = rpc
             .request_airdrop(&key.pubkey(), 10 * SOL)
