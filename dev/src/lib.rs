@@ -5,6 +5,5 @@
 //!
 //! It lives apart from the `cairn` command line so that the CLI a user
 //! installs links no validator, indexer or RocksDB: this crate is the only one
-//! that depends on all of them (and on `cairn-workspace-hack`, so building the
-//! demo and then running the tests compiles every shared crate once).
+//! that depends on all of them.
 pub mod demo;
