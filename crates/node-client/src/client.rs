@@ -405,6 +405,16 @@ fn reset_refusal(e: quinn::ReadError) -> ClientError {
     stream_err(e)
 }
 
+/// A short read of a response frame. The node may reset the stream with a wire
+/// code after it started its answer (a corrupt copy found part way); the reset
+/// can overtake the frame itself, so it is that refusal here too.
+fn exact_err(e: quinn::ReadExactError) -> ClientError {
+    match e {
+        quinn::ReadExactError::ReadError(e) => reset_refusal(e),
+        other => stream_err(other),
+    }
+}
+
 fn unexpected(r: &Response) -> ClientError {
     ClientError::Protocol(format!("unexpected answer {:?}", r.message_type()))
 }
@@ -415,12 +425,12 @@ pub async fn read_response(
     recv: &mut quinn::RecvStream,
 ) -> Result<Response, ClientError> {
     let mut prefix = [0u8; LEN_PREFIX];
-    recv.read_exact(&mut prefix).await.map_err(stream_err)?;
+    recv.read_exact(&mut prefix).await.map_err(exact_err)?;
     let len = codec
         .header_len(prefix)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut header = vec![0u8; len];
-    recv.read_exact(&mut header).await.map_err(stream_err)?;
+    recv.read_exact(&mut header).await.map_err(exact_err)?;
     codec
         .decode_response(&header)
         .map_err(|e| ClientError::Protocol(e.to_string()))
