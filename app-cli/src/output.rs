@@ -27,6 +27,31 @@ pub fn print(report: &dyn Report, json: bool, quiet: bool) {
     }
 }
 
+/// Prints a command's outcome the way the global flags ask for (an error as one
+/// `error: …` line on stderr, and as JSON on stdout with `--json`) and gives the
+/// process's exit code. The `cairn` and `cairn-dev` binaries end with it.
+pub fn finish(
+    outcome: Result<Box<dyn Report>, crate::error::CliError>,
+    json: bool,
+    quiet: bool,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(report) => {
+            print(report.as_ref(), json, quiet);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                let error =
+                    serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
+                println!("{error}");
+            }
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Serializes a `Pubkey` as its base58 string.
 pub mod pubkey {
     use anchor_lang::prelude::Pubkey;

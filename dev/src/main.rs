@@ -53,19 +53,5 @@ fn main() -> ExitCode {
                 Command::Bench(a) => Box::new(demo::bench::run(a, launcher, &say)?),
             })
         });
-    match result {
-        Ok(report) => {
-            cairn_cli::output::print(report.as_ref(), json, quiet);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if json {
-                let error =
-                    serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
-                println!("{error}");
-            }
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    cairn_cli::output::finish(result, json, quiet)
 }
