@@ -47,11 +47,13 @@ fn main() -> ExitCode {
             path: "the cairn-dev executable".into(),
             reason: e.to_string(),
         })
-        .and_then(|launcher| -> Result<Box<dyn cairn_cli::output::Report>, _> {
-            Ok(match cli.command {
-                Command::Demo(a) => Box::new(demo::run(a, launcher, &say)?),
-                Command::Bench(a) => Box::new(demo::bench::run(a, launcher, &say)?),
-            })
-        });
+        .and_then(
+            |launcher| -> Result<Box<dyn cairn_cli::output::Report>, _> {
+                Ok(match cli.command {
+                    Command::Demo(a) => Box::new(demo::run(a, launcher, &say)?),
+                    Command::Bench(a) => Box::new(demo::bench::run(a, launcher, &say)?),
+                })
+            },
+        );
     cairn_cli::output::finish(result, json, quiet)
 }

@@ -15,13 +15,13 @@ use cairn_core::erasure::{encode_bytes, ErasureParams};
 use clap::Args;
 use serde::Serialize;
 
-use cairn_cli::dataset::download::{self, DownloadArgs};
-use cairn_cli::dataset::quic::QuicConnector;
-use cairn_cli::dataset::upload::{self, UploadArgs};
 use crate::demo::launch::Launcher;
 use crate::demo::network::{Network, NetworkConfig};
 use crate::demo::sample::random_bytes;
 use crate::demo::{K, M};
+use cairn_cli::dataset::download::{self, DownloadArgs};
+use cairn_cli::dataset::quic::QuicConnector;
+use cairn_cli::dataset::upload::{self, UploadArgs};
 use cairn_cli::error::CliError;
 use cairn_cli::output::Progress;
 

@@ -13,9 +13,9 @@ use serde_json::Value;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
+use crate::demo::launch::{Launcher, Service};
 use cairn_cli::commands::provider::{self, ProviderCommand, RegisterArgs};
 use cairn_cli::context::Ctx;
-use crate::demo::launch::{Launcher, Service};
 use cairn_cli::error::CliError;
 
 /// Lamports per SOL.
