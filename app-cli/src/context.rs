@@ -431,6 +431,38 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn a_dataset_key_file_is_private_never_overwritten_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/dataset-key.json");
+        assert!(read_dataset_key(&path).unwrap().is_none());
+        let key = DatasetKey::from_bytes([9; 32]);
+        write_dataset_key(&path, &key).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(read_dataset_key(&path).unwrap(), Some(key));
+        assert!(matches!(
+            write_dataset_key(&path, &DatasetKey::from_bytes([1; 32])),
+            Err(CliError::DatasetKeyFile { .. })
+        ));
+        assert_eq!(
+            read_dataset_key(&path).unwrap(),
+            Some(DatasetKey::from_bytes([9; 32]))
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            read_dataset_key(&path),
+            Err(CliError::KeypairExposed { mode: 0o640, .. })
+        ));
+        let short = dir.path().join("short.json");
+        std::fs::write(&short, "[1,2,3]").unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            read_dataset_key(&short),
+            Err(CliError::DatasetKeyFile { .. })
+        ));
+    }
+
+    #[test]
     fn a_keypair_file_others_can_read_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("id.json");

@@ -6,22 +6,22 @@
 //!
 //! - a 16-byte [`KeyId`], stored in the clear in an encrypted manifest so a
 //!   wrong key is told apart from a tampered manifest;
-//! - per file (dataset salt and path as key material) a [`FileCipher`]: an
-//!   XChaCha20-Poly1305 key and a nonce key;
-//! - the manifest's XChaCha20-Poly1305 key and nonce key
+//! - per file (dataset salt and path as key material) a [`FileCipher`]: a
+//!   ChaCha20-Poly1305 key (RFC 8439, `ring`) and a nonce key;
+//! - the manifest's ChaCha20-Poly1305 key and nonce key
 //!   ([`crate::manifest::sealed`]).
 //!
 //! A file's contents are cut into chunks of [`CHUNK_LEN`] plaintext bytes (the
 //! last one shorter; an empty file has no chunk). Stored chunk `i` is
 //!
 //! ```text
-//! | nonce (24) | ciphertext (plaintext length) | Poly1305 tag (16) |
+//! | nonce (12) | ciphertext (plaintext length) | Poly1305 tag (16) |
 //! ```
 //!
 //! with associated data `i` (u64 LE) and a last-chunk flag (u8), so a chunk
 //! moved, dropped, or cut at the end fails to open. The nonce is synthetic:
 //! the keyed BLAKE3 of (`i`, flag, plaintext) under the file's nonce key,
-//! truncated to 24 bytes. The same key and nonce therefore never seal two
+//! truncated to 12 bytes. The same key and nonce therefore never seal two
 //! different plaintexts, whatever is re-encrypted (a resumed upload re-reads
 //! files that may have changed), and re-encrypting an unchanged chunk gives
 //! the same bytes, so a resumed upload re-codes a group byte for byte. What it
@@ -34,15 +34,14 @@
 //! stream in).
 use std::ops::Range;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 use crate::hash::Hash;
 
 /// Plaintext bytes per chunk (the last chunk of a file holds the rest).
 pub const CHUNK_LEN: u64 = 64 * 1024;
 /// Nonce bytes in front of each stored chunk.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = 12;
 /// Poly1305 tag bytes after each stored chunk.
 pub const TAG_LEN: usize = 16;
 /// Stored bytes per chunk beyond its plaintext.
@@ -104,6 +103,12 @@ impl std::fmt::Debug for DatasetKey {
     }
 }
 
+impl std::fmt::Debug for FileCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileCipher")
+    }
+}
+
 /// A short public name of a [`DatasetKey`] (not secret: a one-way derivation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyId(pub [u8; 16]);
@@ -126,7 +131,7 @@ pub(crate) fn derive(context: &str, parts: &[&[u8]]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// The synthetic nonce: keyed BLAKE3 of `parts`, first 24 bytes.
+/// The synthetic nonce: keyed BLAKE3 of `parts`, first 12 bytes.
 pub(crate) fn synthetic_nonce(nonce_key: &[u8; 32], parts: &[&[u8]]) -> [u8; NONCE_LEN] {
     let mut h = blake3::Hasher::new_keyed(nonce_key);
     for p in parts {
@@ -160,20 +165,50 @@ impl DatasetKey {
     pub fn file(&self, salt: &Hash, path: &str) -> FileCipher {
         let len = (path.len() as u64).to_le_bytes();
         let parts: [&[u8]; 4] = [&self.0, salt, &len, path.as_bytes()];
+        let key = derive(CTX_FILE_KEY, &parts);
         FileCipher {
-            aead: XChaCha20Poly1305::new(Key::from_slice(&derive(CTX_FILE_KEY, &parts))),
+            aead: aead_key(&key),
+            key,
             nonce_key: derive(CTX_FILE_NONCE, &parts),
         }
     }
 
     /// Key material for the manifest's AEAD key and nonce key.
-    pub(crate) fn manifest_keys(&self, salt: &Hash) -> (XChaCha20Poly1305, [u8; 32]) {
+    pub(crate) fn manifest_keys(&self, salt: &Hash) -> (LessSafeKey, [u8; 32]) {
         let parts: [&[u8]; 2] = [&self.0, salt];
         (
-            XChaCha20Poly1305::new(Key::from_slice(&derive(CTX_MANIFEST_KEY, &parts))),
+            aead_key(&derive(CTX_MANIFEST_KEY, &parts)),
             derive(CTX_MANIFEST_NONCE, &parts),
         )
     }
+}
+
+/// A ChaCha20-Poly1305 key. (`LessSafeKey`: ring's name for a key whose
+/// caller supplies the nonces; ours are synthetic, see the module docs.)
+fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("a 32-byte key"))
+}
+
+/// Seals `buf` in place; returns the tag.
+pub(crate) fn seal(key: &LessSafeKey, nonce: [u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(ad), buf)
+        .expect("a chunk or manifest is far below ChaCha20's length limit");
+    tag.as_ref().try_into().expect("a 16-byte tag")
+}
+
+/// Opens `body_and_tag` in place (ciphertext then tag); the plaintext length
+/// on success.
+pub(crate) fn open(
+    key: &LessSafeKey,
+    nonce: &[u8],
+    ad: &[u8],
+    body_and_tag: &mut [u8],
+) -> Option<usize> {
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    key.open_in_place(nonce, Aad::from(ad), body_and_tag)
+        .ok()
+        .map(|plain| plain.len())
 }
 
 /// Stored (encrypted) length of a file of `plain_len` bytes.
@@ -255,10 +290,21 @@ pub fn span(plain_len: u64, range: Range<u64>) -> Result<Span, CryptError> {
 }
 
 /// Encrypts and decrypts the chunks of one file ([`DatasetKey::file`]).
-#[derive(Clone)]
 pub struct FileCipher {
-    aead: XChaCha20Poly1305,
+    aead: LessSafeKey,
+    /// The AEAD key's bytes, to clone the cipher (ring's keys are not `Clone`).
+    key: [u8; 32],
     nonce_key: [u8; 32],
+}
+
+impl Clone for FileCipher {
+    fn clone(&self) -> Self {
+        FileCipher {
+            aead: aead_key(&self.key),
+            key: self.key,
+            nonce_key: self.nonce_key,
+        }
+    }
 }
 
 /// Associated data of chunk `index`.
@@ -279,10 +325,7 @@ impl FileCipher {
         out.extend_from_slice(&nonce);
         let at = out.len();
         out.extend_from_slice(plain);
-        let tag = self
-            .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, &mut out[at..])
-            .expect("a chunk is far below XChaCha20's length limit");
+        let tag = seal(&self.aead, nonce, &ad, &mut out[at..]);
         out.extend_from_slice(&tag);
     }
 
@@ -297,21 +340,19 @@ impl FileCipher {
         if stored.len() < NONCE_LEN + TAG_LEN {
             return Err(CryptError::Truncated { index });
         }
-        let (nonce, rest) = stored.split_at(NONCE_LEN);
-        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let (nonce, body_and_tag) = stored.split_at(NONCE_LEN);
         let at = out.len();
-        out.extend_from_slice(body);
-        self.aead
-            .decrypt_in_place_detached(
-                XNonce::from_slice(nonce),
-                &chunk_ad(index, last),
-                &mut out[at..],
-                tag.into(),
-            )
-            .map_err(|_| {
+        out.extend_from_slice(body_and_tag);
+        match open(&self.aead, nonce, &chunk_ad(index, last), &mut out[at..]) {
+            Some(len) => {
+                out.truncate(at + len);
+                Ok(())
+            }
+            None => {
                 out.truncate(at);
-                CryptError::Chunk { index }
-            })
+                Err(CryptError::Chunk { index })
+            }
+        }
     }
 
     /// Encrypts a whole file held in memory (tests, small tools; uploads stream
@@ -438,9 +479,9 @@ mod tests {
             assert_eq!(plain_len(stored_len(p)), Ok(p), "{p}");
         }
         assert_eq!(stored_len(0), 0);
-        assert_eq!(stored_len(1), 41);
+        assert_eq!(stored_len(1), 29);
         assert_eq!(stored_len(c), STORED_CHUNK_LEN);
-        for s in [1, 39, 40, STORED_CHUNK_LEN + 40] {
+        for s in [1, 27, 28, STORED_CHUNK_LEN + 28] {
             assert_eq!(plain_len(s), Err(CryptError::StoredLen(s)), "{s}");
         }
     }
@@ -477,7 +518,7 @@ mod tests {
         assert_eq!(s.stored, STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN);
         assert_eq!(s.skip(), 1);
         let s = span(3 * c + 5, 3 * c..3 * c + 5).unwrap();
-        assert_eq!(s.stored, 3 * STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN + 45);
+        assert_eq!(s.stored, 3 * STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN + 5 + CHUNK_OVERHEAD);
         assert_eq!(
             span(10, 5..11),
             Err(CryptError::Range {
@@ -498,7 +539,7 @@ mod tests {
         let sc = STORED_CHUNK_LEN as usize;
         let whole = span(len as u64, 0..len as u64).unwrap();
         // Any flipped byte: nonce, body or tag.
-        for at in [0, 23, 24, 1000, sc - 1, sc, 3 * sc + 50, stored.len() - 1] {
+        for at in [0, NONCE_LEN - 1, NONCE_LEN, 1000, sc - 1, sc, 3 * sc + 50, stored.len() - 1] {
             let mut bad = stored.clone();
             bad[at] ^= 1;
             assert!(

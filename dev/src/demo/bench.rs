@@ -54,7 +54,7 @@ pub struct EncryptedRun {
     pub download_mb_s: f64,
     /// Stored (encrypted) bytes of the packed stream.
     pub stored_bytes: u64,
-    /// XChaCha20-Poly1305 alone, MB/s of plaintext: sealing (with the
+    /// ChaCha20-Poly1305 alone, MB/s of plaintext: sealing (with the
     /// synthetic nonce's keyed BLAKE3) and opening 64 KiB chunks.
     pub encrypt_stage_mb_s: f64,
     pub decrypt_stage_mb_s: f64,
@@ -196,7 +196,7 @@ impl fmt::Display for BenchReport {
             writeln!(
                 f,
                 "             stage {:<24} {:>8.1} MB/s; {:<10} {:>8.1} MB/s",
-                "XChaCha20-Poly1305 seal", e.encrypt_stage_mb_s, "open", e.decrypt_stage_mb_s
+                "ChaCha20-Poly1305 seal", e.encrypt_stage_mb_s, "open", e.decrypt_stage_mb_s
             )?;
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The content of an encrypted dataset's index group: a clear header with what
 //! a key-less repair needs (erasure parameters, group length, stored length,
 //! the data groups' ids, which deals on chain name anyway) and the key id,
-//! then the [`Manifest`] sealed with XChaCha20-Poly1305.
+//! then the [`Manifest`] sealed with ChaCha20-Poly1305.
 //!
 //! All integers little-endian. Layout (format version 1):
 //!
@@ -14,7 +14,7 @@
 //! | total_len  | `u64`             | stored (encrypted) stream length               |
 //! | key_id     | `[u8; 16]`        | [`KeyId`] of the key that sealed it            |
 //! | groups     | `G` × `[u8; 32]`  | `G = ceil(total_len / group_len)`              |
-//! | nonce      | `[u8; 24]`        | synthetic: keyed BLAKE3 of the sealed bytes    |
+//! | nonce      | `[u8; 12]`        | synthetic: keyed BLAKE3 of the sealed bytes    |
 //! | sealed     | rest              | the [`Manifest`] encoding, encrypted, + tag    |
 //!
 //! The associated data is the dataset's salt (its nonce on chain, from which
@@ -28,12 +28,11 @@ use super::{Manifest, ManifestError};
 use crate::codec::{DecodeError, PutExt, Reader};
 use super::FileEntry;
 use crate::crypt::{
-    synthetic_nonce, ChunkDecryptor, CryptError, DatasetKey, KeyId, NONCE_LEN, TAG_LEN,
+    open, seal, synthetic_nonce, ChunkDecryptor, CryptError, DatasetKey, KeyId, NONCE_LEN,
+    TAG_LEN,
 };
 use crate::erasure::ErasureParams;
 use crate::hash::{DatasetId, Hash};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::XNonce;
 
 /// The first four bytes of a sealed manifest.
 pub const SEALED_MAGIC: [u8; 4] = *b"CRNE";
@@ -173,9 +172,7 @@ impl SealedManifest {
         let mut body = manifest.encode();
         let (aead, nonce_key) = key.manifest_keys(salt);
         let nonce = synthetic_nonce(&nonce_key, &[&ad, &body]);
-        let tag = aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, &mut body)
-            .expect("a manifest is far below XChaCha20's length limit");
+        let tag = seal(&aead, nonce, &ad, &mut body);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&body);
         out.extend_from_slice(&tag);
@@ -262,11 +259,9 @@ impl SealedManifest {
             &self.groups,
         ));
         let (aead, _) = key.manifest_keys(salt);
-        let (body, tag) = self.sealed.split_at(self.sealed.len() - TAG_LEN);
-        let mut body = body.to_vec();
-        aead.decrypt_in_place_detached(XNonce::from_slice(&self.nonce), &ad, &mut body, tag.into())
-            .map_err(|_| OpenError::Tampered)?;
-        let manifest = Manifest::decode(&body)?;
+        let mut body = self.sealed.clone();
+        let len = open(&aead, &self.nonce, &ad, &mut body).ok_or(OpenError::Tampered)?;
+        let manifest = Manifest::decode(&body[..len])?;
         if (manifest.k(), manifest.m(), manifest.group_len(), manifest.total_len())
             != (k, m, self.group_len, self.total_len)
             || manifest.groups() != self.groups.as_slice()
