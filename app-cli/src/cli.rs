@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{deals, market, provider};
+use crate::commands::{deals, key, market, provider};
 use crate::context::Ctx;
 use crate::dataset::{download, quic::QuicConnector, repair, upload};
 use crate::error::CliError;
@@ -79,6 +79,9 @@ pub enum Command {
     /// (settled or not), penalties, escrow, providers' jailing, and how many
     /// shards each group can still lose.
     Status(deals::StatusArgs),
+    /// The dataset key of private datasets (`upload --encrypt`).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// A storage provider's account.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
         Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
         Command::Ls(a) => deals::ls(&ctx, a, &connector()?, &progress),
         Command::Status(a) => deals::status(&ctx, a),
+        Command::Key(c) => Ok(Box::new(key::run(c)?)),
         Command::Provider(c) => provider::run(&ctx, c),
         Command::Market(c) => market::run(&ctx, c),
     }

@@ -16,6 +16,8 @@ use solana_signer::Signer;
 use solana_transaction::Transaction;
 use storage_market::state::Market;
 
+use cairn_core::crypt::DatasetKey;
+
 use crate::error::CliError;
 use crate::units::Tokens;
 
@@ -93,6 +95,69 @@ pub fn write_keypair(path: &Path, key: &Keypair) -> Result<(), CliError> {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(json.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(CliError::io(path))
+}
+
+/// `~/.config/cairn/dataset-key.json`: the default dataset key file.
+pub fn default_dataset_key() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".config/cairn/dataset-key.json")
+}
+
+/// Reads a dataset key file (a JSON array of 32 bytes, like a Solana
+/// keypair file); `None` if there is no file at `path`. Refuses a file other
+/// users may read or write ([`CliError::KeypairExposed`]), like a keypair.
+pub fn read_dataset_key(path: &Path) -> Result<Option<DatasetKey>, CliError> {
+    use std::io::Read;
+    let fail = |reason: String| CliError::DatasetKeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    check_private(path, &file)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    let bytes: Vec<u8> = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| fail(format!("{} bytes, a dataset key has 32", b.len())))?;
+    Ok(Some(DatasetKey::from_bytes(bytes)))
+}
+
+/// Writes `key` as a new dataset key file readable by its owner only (mode
+/// 0600); never overwrites a file (a lost key loses its datasets).
+pub fn write_dataset_key(path: &Path, key: &DatasetKey) -> Result<(), CliError> {
+    use std::io::Write;
+    let json = serde_json::to_string(&key.as_bytes().to_vec()).expect("bytes serialize");
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(CliError::io(parent))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => CliError::DatasetKeyFile {
+            path: path.to_path_buf(),
+            reason: "already exists; a key file is never overwritten (its datasets would be lost)"
+                .into(),
+        },
+        _ => CliError::io(path)(e),
+    })?;
+    let write = || -> std::io::Result<()> {
         #[cfg(unix)]
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(json.as_bytes())?;
@@ -364,6 +429,38 @@ impl Ctx {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_dataset_key_file_is_private_never_overwritten_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/dataset-key.json");
+        assert!(read_dataset_key(&path).unwrap().is_none());
+        let key = DatasetKey::from_bytes([9; 32]);
+        write_dataset_key(&path, &key).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(read_dataset_key(&path).unwrap(), Some(key));
+        assert!(matches!(
+            write_dataset_key(&path, &DatasetKey::from_bytes([1; 32])),
+            Err(CliError::DatasetKeyFile { .. })
+        ));
+        assert_eq!(
+            read_dataset_key(&path).unwrap(),
+            Some(DatasetKey::from_bytes([9; 32]))
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            read_dataset_key(&path),
+            Err(CliError::KeypairExposed { mode: 0o640, .. })
+        ));
+        let short = dir.path().join("short.json");
+        std::fs::write(&short, "[1,2,3]").unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            read_dataset_key(&short),
+            Err(CliError::DatasetKeyFile { .. })
+        ));
+    }
 
     #[test]
     fn a_keypair_file_others_can_read_is_refused_with_the_fix() {

@@ -20,6 +20,32 @@ pub enum CliError {
          be readable by its owner only: run `chmod 600 {path}`"
     )]
     KeypairExposed { path: PathBuf, mode: u32 },
+    /// The dataset is private (encrypted) and no dataset key file was found.
+    #[error("dataset {dataset} is encrypted and needs its dataset key; no key file at {} (pass --key or set CAIRN_DATASET_KEY)", key_file.display())]
+    DatasetKeyRequired { dataset: String, key_file: PathBuf },
+    /// The dataset key given is not the one the dataset was encrypted with.
+    #[error("dataset {dataset} was encrypted with key {expected}, but {} is key {given}; pass the dataset's key with --key", key_file.display())]
+    WrongDatasetKey {
+        dataset: String,
+        key_file: PathBuf,
+        expected: String,
+        given: String,
+    },
+    /// A private dataset's manifest fails authentication under its own key
+    /// (told apart from a wrong key by the key id in its clear header).
+    #[error("dataset {dataset}: its encrypted manifest was altered or is invalid ({reason})")]
+    ManifestTampered { dataset: String, reason: String },
+    /// A private dataset's file content failed authentication.
+    #[error("dataset {dataset}: {path:?}: {reason}")]
+    Decrypt {
+        dataset: String,
+        path: String,
+        reason: String,
+    },
+    /// The dataset key file cannot be used (not 32 bytes as a JSON array, or
+    /// already exists when creating one).
+    #[error("dataset key file {}: {reason}", path.display())]
+    DatasetKeyFile { path: PathBuf, reason: String },
     /// A command-line value could not be used.
     #[error("{flag}: {reason}")]
     BadArgument { flag: &'static str, reason: String },
@@ -76,9 +102,14 @@ impl CliError {
             CliError::Program { .. }
             | CliError::Transaction { .. }
             | CliError::NotFound { .. }
-            | CliError::Refused(_) => 1,
+            | CliError::Refused(_)
+            | CliError::DatasetKeyRequired { .. }
+            | CliError::WrongDatasetKey { .. }
+            | CliError::ManifestTampered { .. }
+            | CliError::Decrypt { .. } => 1,
             CliError::Keypair { .. }
             | CliError::KeypairExposed { .. }
+            | CliError::DatasetKeyFile { .. }
             | CliError::BadArgument { .. }
             | CliError::Unreachable { .. }
             | CliError::Io { .. }

@@ -355,6 +355,10 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
         resume,
         state_dir: Some(state.to_path_buf()),
         accept_timeout: 60,
+        encrypt: false,
+        key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
     };
     let up = |resume: bool| {
         upload(
@@ -430,6 +434,9 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
                 dataset: id.to_string(),
                 out: out.to_path_buf(),
                 file: file.map(str::to_string),
+                key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
             },
             &nodes,
             &Progress::hidden(),
@@ -556,6 +563,9 @@ fn upload_download_with_dead_and_lying_nodes_then_repair() {
             dataset: "00".repeat(32),
             out: outs.path().join("x"),
             file: None,
+            key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
         },
         &nodes,
         &Progress::hidden(),
@@ -841,6 +851,10 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
             resume: false,
             state_dir: Some(state.path().to_path_buf()),
             accept_timeout: 60,
+        encrypt: false,
+        key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
         },
         &nodes,
         &Progress::hidden(),
@@ -949,6 +963,9 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
             dataset: id.to_string(),
             out: out.path().join("all"),
             file: None,
+            key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
         },
         &nodes,
         &Progress::hidden(),
@@ -977,6 +994,9 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
             dataset: id.to_string(),
             out: out.path().join("around-corrupt"),
             file: None,
+            key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
         },
         &nodes,
         &Progress::hidden(),
@@ -1028,6 +1048,9 @@ fn download_is_byte_exact_with_a_lying_trailer_on_a_test_double_node_and_a_stray
             dataset: id.to_string(),
             out: out.path().join("repaired"),
             file: None,
+            key: cairn_cli::commands::key::KeyArg {
+            key: "/nonexistent/dataset-key.json".into(),
+        },
         },
         &nodes,
         &Progress::hidden(),

@@ -899,6 +899,9 @@ impl Story<'_> {
                 dataset: self.id.to_string(),
                 out,
                 file,
+                key: cairn_cli::commands::key::KeyArg {
+                    key: cairn_cli::context::default_dataset_key(),
+                },
             },
             &self.connector,
             &self.progress,
@@ -961,6 +964,10 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             resume: false,
             state_dir: Some(state_dir.clone()),
             accept_timeout: 120,
+            encrypt: false,
+            key: cairn_cli::commands::key::KeyArg {
+                key: cairn_cli::context::default_dataset_key(),
+            },
         },
         &connector,
         &progress,

@@ -40,6 +40,8 @@ pub struct LsArgs {
     /// Whose datasets. Default: the keypair's pubkey.
     #[arg(long)]
     pub client: Option<Pubkey>,
+    #[command(flatten)]
+    pub key: crate::commands::key::KeyArg,
 }
 
 /// One deal of a dataset (a shard may have several, one per placement).
@@ -517,6 +519,8 @@ pub struct FileListed {
 #[derive(Serialize, Debug)]
 pub struct FileListing {
     pub dataset_id: String,
+    /// Encrypted on the client (`upload --encrypt`); sizes are the plaintext's.
+    pub encrypted: bool,
     pub bytes: u64,
     pub data_groups: usize,
     pub group_bytes: u64,
@@ -552,11 +556,15 @@ pub fn ls(
 ) -> Result<Box<dyn Report>, CliError> {
     if let Some(text) = &a.dataset {
         let id = crate::context::parse_dataset_id(text)?;
-        let (manifest, _, _) =
+        let (content, index, _) =
             crate::dataset::download::open_dataset(ctx, connector, &id, progress)?;
+        let readable =
+            crate::dataset::download::readable(&id, content, index.group.salt(), &a.key.key)?;
+        let manifest = &readable.manifest;
         return Ok(Box::new(FileListing {
             dataset_id: id.to_string(),
-            bytes: manifest.total_len(),
+            encrypted: readable.private.is_some(),
+            bytes: manifest.files().iter().map(|e| readable.plain_len(e)).sum(),
             data_groups: manifest.groups().len(),
             group_bytes: manifest.group_len(),
             files: manifest
@@ -564,7 +572,7 @@ pub fn ls(
                 .iter()
                 .map(|e| FileListed {
                     path: e.path.clone(),
-                    size: e.size,
+                    size: readable.plain_len(e),
                     blake3: cairn_core::hash::to_hex(&e.blake3),
                     groups: manifest.groups_for(e.range()),
                 })

@@ -14,13 +14,16 @@ use anchor_lang::prelude::Pubkey;
 use cairn_core::dataset::{recover_group, trailer_range, Trailer};
 use cairn_core::erasure::{DecodeReport, UnitSource};
 use cairn_core::group::{GroupKind, GroupManifest};
+use cairn_core::crypt::{ChunkDecryptor, DatasetKey};
 use cairn_core::manifest::fs::Unpacker;
-use cairn_core::{DatasetId, Manifest};
+use cairn_core::manifest::sealed::{plaintext_files, IndexContent, OpenError, StreamDecryptor};
+use cairn_core::{DatasetId, Hash, Manifest};
 use clap::Args;
 use serde::Serialize;
 use storage_market::constants::INDEX_GROUP;
 use storage_market::state::{Deal, DealState, Provider};
 
+use crate::commands::key::KeyArg;
 use crate::context::Ctx;
 use crate::dataset::onchain::{self, DealAt};
 use crate::dataset::transport::{Connector, Node};
@@ -41,6 +44,8 @@ pub struct DownloadArgs {
     /// `1048576-2097152`), written to the file at their own offsets.
     #[arg(long, requires = "file")]
     pub range: Option<String>,
+    #[command(flatten)]
+    pub key: KeyArg,
 }
 
 /// What a read made of one shard's source.
@@ -390,7 +395,79 @@ impl OpenGroup {
     }
 }
 
-/// Opens dataset `id`: its deals, its index group, and the manifest it holds.
+/// A dataset's manifest as a reader needs it, and for a private dataset the
+/// key and salt that decrypt its files.
+pub(crate) struct Readable {
+    pub manifest: Manifest,
+    pub private: Option<(DatasetKey, Hash)>,
+}
+
+impl Readable {
+    /// A file's plaintext length (its manifest entry counts stored bytes in
+    /// a private dataset).
+    pub(crate) fn plain_len(&self, entry: &cairn_core::FileEntry) -> u64 {
+        match self.private {
+            Some(_) => cairn_core::crypt::plain_len(entry.size).unwrap_or(entry.size),
+            None => entry.size,
+        }
+    }
+}
+
+/// The manifest of dataset `id` from its index group content: in the clear,
+/// or opened with the key in `key_file` (the index group's salt is `salt`).
+pub(crate) fn readable(
+    id: &DatasetId,
+    content: IndexContent,
+    salt: &Hash,
+    key_file: &Path,
+) -> Result<Readable, CliError> {
+    let sealed = match content {
+        IndexContent::Plain(manifest) => {
+            return Ok(Readable {
+                manifest,
+                private: None,
+            })
+        }
+        IndexContent::Sealed(sealed) => sealed,
+    };
+    let Some(key) = crate::context::read_dataset_key(key_file)? else {
+        return Err(CliError::DatasetKeyRequired {
+            dataset: id.to_string(),
+            key_file: key_file.to_path_buf(),
+        });
+    };
+    match sealed.open(&key, salt) {
+        Ok(manifest) => {
+            if let Some(bad) = manifest
+                .files()
+                .iter()
+                .find(|f| cairn_core::crypt::plain_len(f.size).is_err())
+            {
+                return Err(CliError::ManifestTampered {
+                    dataset: id.to_string(),
+                    reason: format!("{:?} has no valid encrypted size", bad.path),
+                });
+            }
+            Ok(Readable {
+                manifest,
+                private: Some((key, *salt)),
+            })
+        }
+        Err(OpenError::WrongKey { expected, given }) => Err(CliError::WrongDatasetKey {
+            dataset: id.to_string(),
+            key_file: key_file.to_path_buf(),
+            expected: expected.to_string(),
+            given: given.to_string(),
+        }),
+        Err(e @ (OpenError::Tampered | OpenError::Invalid(_))) => Err(CliError::ManifestTampered {
+            dataset: id.to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Opens dataset `id`: its deals, its index group, and the content it holds
+/// (a manifest, or a private dataset's sealed one: see [`readable`]).
 /// The index group is the one whose salt (the dataset's nonce) and client
 /// derive `id` (`cairn_chain::dataset_id`); the deals used are that client's.
 pub(crate) fn open_dataset(
@@ -398,7 +475,7 @@ pub(crate) fn open_dataset(
     connector: &dyn Connector,
     id: &DatasetId,
     progress: &Progress,
-) -> Result<(Manifest, OpenGroup, DatasetDeals), CliError> {
+) -> Result<(IndexContent, OpenGroup, DatasetDeals), CliError> {
     let mut why = Vec::new();
     for deals in DatasetDeals::load(ctx, id)? {
         for index_id in deals.index_groups() {
@@ -432,7 +509,7 @@ fn open_index(
     deals: &DatasetDeals,
     index_id: &DatasetId,
     progress: &Progress,
-) -> Result<(Manifest, OpenGroup), CliError> {
+) -> Result<(IndexContent, OpenGroup), CliError> {
     let mut index = OpenGroup::open(ctx, connector, None, index_id, &deals.of(index_id, None))?;
     if cairn_chain::dataset_id(&deals.client, index.group.salt()) != id.0 {
         return Err(CliError::Refused(format!(
@@ -445,7 +522,7 @@ fn open_index(
     let mut content = Vec::new();
     index.read(0..index.group.len(), &bar, &mut content, progress)?;
     bar.finish(true);
-    let manifest = Manifest::decode(&content)
+    let manifest = IndexContent::decode(&content)
         .map_err(|e| CliError::Refused(format!("dataset {id}: its manifest is invalid: {e}")))?;
     Ok((manifest, index))
 }
@@ -481,9 +558,13 @@ pub fn download(
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
-    let (manifest, index, deals) = open_dataset(ctx, connector, &id, progress)?;
+    let (content, index, deals) = open_dataset(ctx, connector, &id, progress)?;
+    let readable = readable(&id, content, index.group.salt(), &a.key.key)?;
+    let manifest = &readable.manifest;
     let mut fetched = 0;
-    let (range, files) = match &a.file {
+    // The packed (stored) bytes to read, the files, the plaintext bytes
+    // written, and for a private dataset what decrypts them.
+    let (range, files, bytes, decrypt) = match &a.file {
         Some(path) => {
             let entry = manifest.file(path).ok_or_else(|| {
                 CliError::Refused(format!(
@@ -491,15 +572,34 @@ pub fn download(
                     manifest.files().len()
                 ))
             })?;
-            match &a.range {
-                Some(r) => {
-                    let r = parse_range(r, entry.size)?;
-                    (entry.offset + r.start..entry.offset + r.end, 1)
+            let plain_len = readable.plain_len(entry);
+            let plain = match &a.range {
+                Some(r) => parse_range(r, plain_len)?,
+                None => 0..plain_len,
+            };
+            match &readable.private {
+                Some((key, salt)) => {
+                    let span = cairn_core::crypt::span(plain_len, plain.clone())
+                        .expect("the range is within the file");
+                    let stored = entry.offset + span.stored.start..entry.offset + span.stored.end;
+                    let dec = ChunkDecryptor::new(key.file(salt, path), span);
+                    (stored, 1, plain.end - plain.start, Some(Decrypt::Span(Some(dec))))
                 }
-                None => (entry.range(), 1),
+                None => (
+                    entry.offset + plain.start..entry.offset + plain.end,
+                    1,
+                    plain.end - plain.start,
+                    None,
+                ),
             }
         }
-        None => (0..manifest.total_len(), manifest.files().len()),
+        None => {
+            let decrypt = readable.private.as_ref().map(|(key, salt)| {
+                Decrypt::All(Some(StreamDecryptor::new(manifest, key.clone(), *salt)))
+            });
+            let bytes = manifest.files().iter().map(|f| readable.plain_len(f)).sum();
+            (0..manifest.total_len(), manifest.files().len(), bytes, decrypt)
+        }
     };
     let groups = manifest.groups_for(range.clone());
     let bar = progress.bar("download", range.end - range.start);
@@ -509,20 +609,38 @@ pub fn download(
     let mut providers: Vec<ProviderUsed> = index.providers_used().collect();
     drop(index);
     let written = (|| -> Result<(), CliError> {
-        let mut out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
+        let unpacker = || match &readable.private {
+            Some(_) => {
+                let files = plaintext_files(manifest).expect("checked when opened");
+                let total = files.iter().map(|f| f.size).sum();
+                Unpacker::of_files(files, manifest.dirs().to_vec(), total, &partial)
+            }
+            None => Unpacker::new(manifest, &partial),
+        };
+        let out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
             (Some(path), None) => Box::new(OneFile::create(
                 &partial,
                 path,
                 manifest.file(path).expect("found above").blake3,
             )?),
-            (Some(path), Some(_)) => Box::new(OneFile::create_unchecked(
-                &partial,
-                path,
-                range.start - manifest.file(path).expect("found above").offset,
-            )?),
+            (Some(path), Some(r)) => {
+                let entry = manifest.file(path).expect("found above");
+                let at = parse_range(r, readable.plain_len(entry))?.start;
+                Box::new(OneFile::create_unchecked(&partial, path, at)?)
+            }
             (None, _) => Box::new(UnpackAll(Some(
-                Unpacker::new(&manifest, &partial).map_err(|e| CliError::Refused(e.to_string()))?,
+                unpacker().map_err(|e| CliError::Refused(e.to_string()))?,
             ))),
+        };
+        let mut out: Box<dyn WritePacked + '_> = match decrypt {
+            Some(decrypt) => Box::new(Decrypted {
+                dataset: id.to_string(),
+                path: a.file.clone().unwrap_or_default(),
+                decrypt,
+                inner: out,
+                plain: Vec::new(),
+            }),
+            None => out,
         };
         for g in groups.clone() {
             let gid = manifest.groups()[g];
@@ -554,7 +672,7 @@ pub fn download(
         dataset_id: id.to_string(),
         out: a.out,
         files,
-        bytes: range.end - range.start,
+        bytes,
         bytes_fetched: fetched,
         seconds: started.elapsed().as_secs_f64(),
         groups_read: groups.collect(),
@@ -585,10 +703,59 @@ impl Write for WriteAdapter<'_> {
     }
 }
 
-/// Every file, unpacked as its bytes arrive; each checked against its BLAKE3.
-struct UnpackAll<'m>(Option<Unpacker<'m>>);
+/// What decrypts a private dataset's stored bytes on their way out.
+enum Decrypt {
+    /// The whole stored stream.
+    All(Option<StreamDecryptor>),
+    /// The chunks of one file that cover a plaintext range.
+    Span(Option<ChunkDecryptor>),
+}
 
-impl WritePacked for UnpackAll<'_> {
+/// Decrypts stored bytes, then hands the plaintext to `inner`.
+struct Decrypted<'a> {
+    dataset: String,
+    /// The file read (empty: every file).
+    path: String,
+    decrypt: Decrypt,
+    inner: Box<dyn WritePacked + 'a>,
+    plain: Vec<u8>,
+}
+
+impl Decrypted<'_> {
+    fn failed(&self, e: cairn_core::crypt::CryptError) -> CliError {
+        CliError::Decrypt {
+            dataset: self.dataset.clone(),
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl WritePacked for Decrypted<'_> {
+    fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError> {
+        self.plain.clear();
+        let pushed = match &mut self.decrypt {
+            Decrypt::All(d) => d.as_mut().expect("not finished").push(buf, &mut self.plain),
+            Decrypt::Span(d) => d.as_mut().expect("not finished").push(buf, &mut self.plain),
+        };
+        pushed.map_err(|e| self.failed(e))?;
+        self.inner.write_packed(&self.plain)
+    }
+
+    fn finish(&mut self) -> Result<(), CliError> {
+        let done = match &mut self.decrypt {
+            Decrypt::All(d) => d.take().expect("finished once").finish(),
+            Decrypt::Span(d) => d.take().expect("finished once").finish(),
+        };
+        done.map_err(|e| self.failed(e))?;
+        self.inner.finish()
+    }
+}
+
+/// Every file, unpacked as its bytes arrive; each checked against its BLAKE3.
+struct UnpackAll(Option<Unpacker>);
+
+impl WritePacked for UnpackAll {
     fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError> {
         self.0
             .as_mut()

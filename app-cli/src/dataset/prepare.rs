@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::group::GroupManifest;
 use cairn_core::manifest::fs::{GroupPacker, PackedGroup};
-use cairn_core::{FileEntry, Manifest};
+use cairn_core::FileEntry;
 use cairn_proof::TreeBuilder;
 
 use crate::error::CliError;
@@ -190,14 +190,25 @@ pub fn prepare_group(
     }
 }
 
-/// Codes the dataset manifest as the index group's stored shards under `dir`.
+/// Codes the index group's `content` (the dataset manifest, or a private
+/// dataset's sealed one) with `k + m` as its stored shards under `dir`.
 pub fn prepare_index(
-    manifest: &Manifest,
+    content: &[u8],
+    k: u16,
+    m: u16,
     salt: [u8; 32],
     dir: &Path,
 ) -> Result<Prepared, CliError> {
-    let (group, coded) = cairn_core::dataset::index_group(manifest, salt)
-        .map_err(|e| CliError::Refused(format!("coding the dataset manifest: {e}")))?;
+    let (group, coded) = cairn_core::group::encode_group_bytes(
+        cairn_core::group::GroupKind::Index,
+        salt,
+        0,
+        0,
+        k,
+        m,
+        content,
+    )
+    .map_err(|e| CliError::Refused(format!("coding the dataset manifest: {e}")))?;
     let (mut sinks, paths) = sinks(dir, coded.len())?;
     for (sink, content) in sinks.iter_mut().zip(&coded) {
         sink.write_all(content).map_err(CliError::io(dir))?;
@@ -228,6 +239,7 @@ pub mod hex32 {
 mod tests {
     use super::*;
     use cairn_core::manifest::fs::scan_dir;
+    use cairn_core::Manifest;
 
     #[test]
     fn prepared_shards_are_stored_shards_whose_roots_match_their_bytes() {
@@ -279,7 +291,8 @@ mod tests {
         assert_eq!(entries.len(), 3);
         let ids = groups.iter().map(|p| p.group.id()).collect();
         let manifest = Manifest::new(4, 2, 200_000, entries, scan.dirs, ids).unwrap();
-        let index = prepare_index(&manifest, [3; 32], &work.path().join("index")).unwrap();
+        let index =
+            prepare_index(&manifest.encode(), 4, 2, [3; 32], &work.path().join("index")).unwrap();
         assert_eq!(index.shards.len(), 6);
         assert_eq!(index.group.kind(), cairn_core::group::GroupKind::Index);
     }

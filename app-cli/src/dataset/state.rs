@@ -196,6 +196,13 @@ pub struct DatasetUpload {
     /// this upload.
     #[serde(default)]
     pub avoid: Vec<String>,
+    /// A private dataset (`upload --encrypt`): the id of the dataset key its
+    /// files are encrypted with. Nothing else of the encryption is kept: its
+    /// nonces are derived from the key, the salt, each file's path and each
+    /// chunk's plaintext (docs/DESIGN.md, "Private datasets"), so a resumed
+    /// upload encrypts exactly as the first attempt did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_with: Option<String>,
 }
 
 pub const DATASET_FILE: &str = "dataset.json";
@@ -304,6 +311,7 @@ impl DatasetUpload {
             groups,
             placed: Vec::new(),
             avoid: Vec::new(),
+            encrypted_with: None,
         }
     }
 

@@ -71,6 +71,14 @@ pub struct UploadArgs {
     /// shards of about 1 GiB, within the market's largest shard.
     #[arg(long)]
     pub group_size: Option<String>,
+    /// Private dataset: encrypt file contents and the manifest (names,
+    /// sizes, directories) on this machine with the dataset key (--key) before
+    /// anything leaves it. Providers, the indexer and the chain see only
+    /// encrypted sizes; download and ls need the key, repair does not.
+    #[arg(long)]
+    pub encrypt: bool,
+    #[command(flatten)]
+    pub key: crate::commands::key::KeyArg,
 }
 
 /// Shard size the default group length aims at.
@@ -90,6 +98,9 @@ pub struct ShardPlaced {
 #[derive(Serialize, Debug)]
 pub struct UploadReport {
     pub dataset_id: String,
+    /// The id of the dataset key the dataset is encrypted with (absent: a
+    /// public dataset).
+    pub key_id: Option<String>,
     pub k: u16,
     pub m: u16,
     pub files: usize,
@@ -134,6 +145,9 @@ impl fmt::Display for UploadReport {
                 self.replaced_providers
             )?;
         }
+        if let Some(key) = &self.key_id {
+            writeln!(f, "encrypted with dataset key {key}; download and ls need it")?;
+        }
         writeln!(f, "dataset id {}", self.dataset_id)
     }
 }
@@ -167,6 +181,12 @@ pub fn upload(
     let fingerprint = fingerprint(&dir, &scan)?;
     let existing = DatasetUpload::load(&work)?;
     let resumed = a.resume;
+    let read_key = || -> Result<cairn_core::crypt::DatasetKey, CliError> {
+        crate::context::read_dataset_key(&a.key.key)?.ok_or_else(|| CliError::DatasetKeyFile {
+            path: a.key.key.clone(),
+            reason: "not found; create a dataset key with `cairn key new`, or pass --key".into(),
+        })
+    };
     let mut record = match existing {
         Some(r) if a.resume => {
             if r.client != client.pubkey().to_string() {
@@ -174,6 +194,13 @@ pub fn upload(
                     "the interrupted upload of {} was made by {}; resume it with that keypair",
                     dir.display(),
                     r.client
+                )));
+            }
+            if a.encrypt && r.encrypted_with.is_none() {
+                return Err(CliError::Refused(format!(
+                    "the interrupted upload of {} is not encrypted; resume it without --encrypt, or delete {} to upload it anew",
+                    dir.display(),
+                    work.display()
                 )));
             }
             if r.fingerprint != fingerprint {
@@ -203,6 +230,10 @@ pub fn upload(
             )))
         }
         _ => {
+            let key_id = match a.encrypt {
+                true => Some(read_key()?.id().to_string()),
+                false => None,
+            };
             let _ = std::fs::remove_dir_all(&work);
             let group_len = group_len(&a, &market)?;
             let max_price_per_mib = match &a.max_price {
@@ -210,7 +241,11 @@ pub fn upload(
                     .map_err(|e| CliError::bad("--max-price", e))?,
                 None => u64::MAX,
             };
-            let record = DatasetUpload::new(
+            let total = match key_id {
+                Some(_) => scan.encrypted_len(),
+                None => scan.total_len(),
+            };
+            let mut record = DatasetUpload::new(
                 dir.clone(),
                 client.pubkey().to_string(),
                 a.data_shards,
@@ -220,43 +255,83 @@ pub fn upload(
                 max_price_per_mib,
                 rand::random(),
                 fingerprint,
-                cairn_core::Manifest::group_count(scan.total_len(), group_len),
+                cairn_core::Manifest::group_count(total, group_len),
             );
-            check_affordable(ctx, &market, client, &record, &scan)?;
+            record.encrypted_with = key_id;
+            check_affordable(ctx, &market, client, &record, &scan, total)?;
             std::fs::create_dir_all(&work).map_err(CliError::io(&work))?;
             record.save(&work)?;
             record
         }
     };
+    // A private dataset: the key its record names (a resumed upload must use
+    // the key it began with).
+    let key = match &record.encrypted_with {
+        Some(id) => {
+            let key = crate::context::read_dataset_key(&a.key.key)?.ok_or_else(|| {
+                CliError::DatasetKeyRequired {
+                    dataset: record.dataset_id.clone(),
+                    key_file: a.key.key.clone(),
+                }
+            })?;
+            if key.id().to_string() != *id {
+                return Err(CliError::WrongDatasetKey {
+                    dataset: record.dataset_id.clone(),
+                    key_file: a.key.key.clone(),
+                    expected: id.clone(),
+                    given: key.id().to_string(),
+                });
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    // Packed bytes: each file's stored (encrypted) bytes in a private dataset.
+    let total = match key {
+        Some(_) => scan.encrypted_len(),
+        None => scan.total_len(),
+    };
     progress.note(&format!(
-        "dataset {}: {} in {} group(s) of {} + {} shards",
+        "dataset {}{}: {} in {} group(s) of {} + {} shards",
         record.dataset_id,
-        crate::units::human_bytes(scan.total_len()),
+        if key.is_some() { " (encrypted)" } else { "" },
+        crate::units::human_bytes(total),
         record.groups,
         record.k,
         record.m
     ));
     let accept_timeout = Duration::from_secs(a.accept_timeout);
     let mut replaced = 0;
-    let bytes_bar = progress.bar("dataset", scan.total_len());
+    let bytes_bar = progress.bar("dataset", total);
     let first = record.placed.len() as u64;
-    bytes_bar.set((first * record.group_len).min(scan.total_len()));
+    bytes_bar.set((first * record.group_len).min(total));
     bytes_bar.message(format!("{first} of {} groups placed", record.groups));
-    let mut packer = cairn_core::manifest::fs::GroupPacker::new(
-        &dir,
-        &scan,
-        record.k,
-        record.m,
-        record.group_len,
-        record.salt,
-        first,
-    )
-    .map_err(|e| CliError::bad("DIR", e.to_string()))?;
+    let packer = match &key {
+        Some(key) => cairn_core::manifest::fs::GroupPacker::encrypted(
+            &dir,
+            &scan,
+            record.k,
+            record.m,
+            record.group_len,
+            record.salt,
+            first,
+            key.clone(),
+        ),
+        None => cairn_core::manifest::fs::GroupPacker::new(
+            &dir,
+            &scan,
+            record.k,
+            record.m,
+            record.group_len,
+            record.salt,
+            first,
+        ),
+    };
+    let mut packer = packer.map_err(|e| CliError::bad("DIR", e.to_string()))?;
     let n = usize::from(record.k + record.m);
     // Two groups in flight: this thread codes group g + 1 while a placer
     // thread places group g; the hand-over waits for the placer, so at most two
     // groups of shards are on local disk.
-    let total = scan.total_len();
     let (record_after, placed) = std::thread::scope(|scope| {
         let (hand, take) = std::sync::mpsc::sync_channel::<(u64, Prepared)>(0);
         let market = &market;
@@ -354,7 +429,19 @@ pub fn upload(
     let idir = group_dir(&work, None);
     let index = match UploadState::load(&idir)? {
         Some(state) if state.shards.iter().all(|s| s.stage == Stage::Accepted) => None,
-        _ => Some(prepare_index(&manifest, record.salt, &idir)?),
+        _ => {
+            // A private dataset's manifest is sealed (deterministically, so a
+            // resumed upload codes the same index group).
+            let content = match &key {
+                Some(key) => cairn_core::manifest::sealed::SealedManifest::seal(
+                    &manifest,
+                    key,
+                    &record.salt,
+                ),
+                None => manifest.encode(),
+            };
+            Some(prepare_index(&content, record.k, record.m, record.salt, &idir)?)
+        }
     };
     if let Some(prepared) = index {
         progress.note("placing the index group (the dataset manifest)");
@@ -397,11 +484,12 @@ pub fn upload(
     }
     Ok(UploadReport {
         dataset_id: record.dataset_id.clone(),
+        key_id: record.encrypted_with.clone(),
         k: record.k,
         m: record.m,
         files: manifest.files().len(),
         dirs: manifest.dirs().len(),
-        dataset_bytes: manifest.total_len(),
+        dataset_bytes: scan.total_len(),
         group_bytes: record.group_len,
         groups: record.groups,
         stored_bytes,
@@ -506,10 +594,10 @@ fn check_affordable(
     client: &Keypair,
     record: &DatasetUpload,
     scan: &cairn_core::manifest::fs::Scan,
+    total: u64,
 ) -> Result<(), CliError> {
     let providers = ctx.program_accounts::<Provider>(&[])?;
     let n = usize::from(record.k + record.m);
-    let total = scan.total_len();
     let full = record
         .groups
         .saturating_sub(u64::from(total % record.group_len != 0));

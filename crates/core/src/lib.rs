@@ -20,6 +20,8 @@
 //!   healthy shards, routing around corrupted units.
 //! - [`wire`]: request/response frames for the storage node protocol and their
 //!   [`wire::Codec`].
+//! - [`crypt`]: client-side encryption of private datasets (file chunks that
+//!   decrypt by byte range, and the sealed manifest of [`manifest::sealed`]).
 //! - [`codec`]: the typed [`codec::DecodeError`] shared by every binary decoder.
 //!
 //! A typical upload: [`manifest::fs::GroupPacker`] streams a directory group by
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod crypt;
 pub mod dataset;
 pub mod erasure;
 pub mod group;

@@ -39,6 +39,25 @@ pub struct BenchArgs {
     /// Packed bytes per erasure group (as `cairn upload --group-size`).
     #[arg(long)]
     pub group_size: Option<String>,
+    /// Also upload and download the same dataset encrypted (`cairn upload
+    /// --encrypt`), and report both next to each other.
+    #[arg(long)]
+    pub encrypt: bool,
+}
+
+/// The encrypted run of the same dataset (`--encrypt`).
+#[derive(Serialize, Debug)]
+pub struct EncryptedRun {
+    pub upload_seconds: f64,
+    pub upload_mb_s: f64,
+    pub download_seconds: f64,
+    pub download_mb_s: f64,
+    /// Stored (encrypted) bytes of the packed stream.
+    pub stored_bytes: u64,
+    /// ChaCha20-Poly1305 alone, MB/s of plaintext: sealing (with the
+    /// synthetic nonce's keyed BLAKE3) and opening 64 KiB chunks.
+    pub encrypt_stage_mb_s: f64,
+    pub decrypt_stage_mb_s: f64,
 }
 
 /// The generated file read alone from the middle of the dataset.
@@ -87,6 +106,8 @@ pub struct BenchReport {
     /// and a whole one-group 1 MiB dataset, in the same run.
     pub middle_file_seconds: f64,
     pub one_group_mib_seconds: f64,
+    /// With `--encrypt`: the same dataset encrypted.
+    pub encrypted: Option<EncryptedRun>,
 }
 
 fn slowest(stages: &[Stage]) -> &Stage {
@@ -159,8 +180,46 @@ impl fmt::Display for BenchReport {
             self.middle_file_seconds,
             self.one_group_mib_seconds,
             self.middle_file_seconds / self.one_group_mib_seconds
-        )
+        )?;
+        if let Some(e) = &self.encrypted {
+            writeln!(
+                f,
+                "  encrypted: upload {:.1} MB/s ({:.1} s, {:.2}x plain), download {:.1} MB/s ({:.1} s, {:.2}x plain); {} stored",
+                e.upload_mb_s,
+                e.upload_seconds,
+                e.upload_mb_s / self.upload_mb_s,
+                e.download_mb_s,
+                e.download_seconds,
+                e.download_mb_s / self.download_mb_s,
+                h(e.stored_bytes)
+            )?;
+            writeln!(
+                f,
+                "             stage {:<24} {:>8.1} MB/s; {:<10} {:>8.1} MB/s",
+                "ChaCha20-Poly1305 seal", e.encrypt_stage_mb_s, "open", e.decrypt_stage_mb_s
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// Sealing and opening [`STAGE_BYTES`] of random bytes in 64 KiB chunks, MB/s
+/// of plaintext each.
+fn measure_crypt() -> (f64, f64) {
+    use cairn_core::crypt::{span, DatasetKey};
+    let data = random_bytes(STAGE_BYTES, 11);
+    let cipher = DatasetKey::from_bytes([1; 32]).file(&[2; 32], "bench");
+    let t = Instant::now();
+    let stored = cipher.encrypt_all(&data);
+    let seal = mb_s(data.len() as u64, t.elapsed());
+    let whole = span(data.len() as u64, 0..data.len() as u64).expect("the whole file");
+    let t = Instant::now();
+    let plain = cipher
+        .decrypt_span(&whole, &stored)
+        .expect("what was sealed opens");
+    let open = mb_s(data.len() as u64, t.elapsed());
+    assert_eq!(plain.len(), data.len());
+    (seal, open)
 }
 
 /// Forgets this process's peak resident size so far (Linux `clear_refs` 5).
@@ -324,6 +383,19 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         resume: false,
         state_dir: Some(work.join(state)),
         accept_timeout: 300,
+        encrypt: false,
+        key: cairn_cli::commands::key::KeyArg {
+            key: work.join("dataset-key.json"),
+        },
+    };
+    let download_args = |dataset: &str, out: &str, file: Option<String>| DownloadArgs {
+        range: None,
+        dataset: dataset.to_string(),
+        out: work.join(out),
+        file,
+        key: cairn_cli::commands::key::KeyArg {
+            key: work.join("dataset-key.json"),
+        },
     };
     say("uploading");
     reset_peak_rss();
@@ -356,12 +428,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let t = Instant::now();
     download::download(
         &ctx,
-        DownloadArgs {
-            range: None,
-            dataset: up.dataset_id.clone(),
-            out: work.join("download"),
-            file: None,
-        },
+        download_args(&up.dataset_id, "download", None),
         &connector,
         &progress,
     )?;
@@ -372,12 +439,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let t = Instant::now();
     download::download(
         &ctx,
-        DownloadArgs {
-            range: None,
-            dataset: up.dataset_id.clone(),
-            out: work.join("download-middle"),
-            file: Some(middle_name),
-        },
+        download_args(&up.dataset_id, "download-middle", Some(middle_name)),
         &connector,
         &progress,
     )?;
@@ -394,16 +456,54 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let t = Instant::now();
     download::download(
         &ctx,
-        DownloadArgs {
-            range: None,
-            dataset: small_up.dataset_id.clone(),
-            out: work.join("download-small"),
-            file: None,
-        },
+        download_args(&small_up.dataset_id, "download-small", None),
         &connector,
         &progress,
     )?;
     let one_group_mib_seconds = t.elapsed().as_secs_f64();
+    let encrypted = if a.encrypt {
+        say("uploading the same dataset encrypted");
+        // A bench's key: any 32 bytes do.
+        let key_bytes: [u8; 32] = random_bytes(32, 4242)
+            .try_into()
+            .expect("32 bytes");
+        let key = cairn_core::crypt::DatasetKey::from_bytes(key_bytes);
+        cairn_cli::context::write_dataset_key(&work.join("dataset-key.json"), &key)?;
+        let t = Instant::now();
+        let up = upload::upload(
+            &ctx,
+            UploadArgs {
+                encrypt: true,
+                ..upload_args(data.clone(), "state-encrypted")
+            },
+            &connector,
+            &progress,
+        )?;
+        let upload_seconds = t.elapsed().as_secs_f64();
+        say("downloading it");
+        let t = Instant::now();
+        let down = download::download(
+            &ctx,
+            download_args(&up.dataset_id, "download-encrypted", None),
+            &connector,
+            &progress,
+        )?;
+        let download_seconds = t.elapsed().as_secs_f64();
+        let (encrypt_stage_mb_s, decrypt_stage_mb_s) = measure_crypt();
+        Some(EncryptedRun {
+            upload_seconds,
+            upload_mb_s: up.dataset_bytes as f64 / 1e6 / upload_seconds,
+            download_seconds,
+            download_mb_s: down.bytes as f64 / 1e6 / download_seconds,
+            stored_bytes: cairn_core::manifest::fs::scan_dir(&data)
+                .map_err(|e| CliError::Refused(e.to_string()))?
+                .encrypted_len(),
+            encrypt_stage_mb_s,
+            decrypt_stage_mb_s,
+        })
+    } else {
+        None
+    };
     say("measuring each stage");
     let (upload_stages, download_stages) = measure_stages()?;
     let group_stored_bytes = up
@@ -436,5 +536,6 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         group_stored_bytes,
         middle_file_seconds,
         one_group_mib_seconds,
+        encrypted,
     })
 }

@@ -11,6 +11,7 @@
 use super::{check_path, FileEntry, Manifest, ManifestError, PathProblem};
 use crate::erasure::EncodeError;
 use crate::group::{encode_group, params_for, EncodeGroupError, GroupKind, GroupManifest};
+use crate::crypt::DatasetKey;
 use crate::hash::Hash;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -172,6 +173,15 @@ impl Scan {
     pub fn total_len(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
+
+    /// Length of the packed stream of the files encrypted
+    /// ([`crate::crypt::stored_len`] of each).
+    pub fn encrypted_len(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| crate::crypt::stored_len(f.size))
+            .sum()
+    }
 }
 
 /// Lists the regular files and empty directories under `root`, refusing
@@ -240,13 +250,30 @@ pub struct PackReader {
     entries: Vec<FileEntry>,
     offset: u64,
     error: Option<PackError>,
+    /// Private datasets: the key, and the dataset's salt.
+    encrypt: Option<(DatasetKey, Hash)>,
 }
 
 struct Current {
     file: File,
     scanned: ScannedFile,
     hasher: blake3::Hasher,
+    /// Plaintext bytes not read from the file yet.
     remaining: u64,
+    /// Encrypting: the file's cipher and its stored chunks not handed out.
+    sealing: Option<Sealing>,
+}
+
+/// The encryption of the file being read, chunk by chunk.
+struct Sealing {
+    cipher: crate::crypt::FileCipher,
+    /// The next chunk's index.
+    next: u64,
+    chunks: u64,
+    plain: Vec<u8>,
+    /// Stored bytes of the last chunk sealed, from `out_pos` on not read yet.
+    out: Vec<u8>,
+    out_pos: usize,
 }
 
 impl PackReader {
@@ -259,6 +286,27 @@ impl PackReader {
             entries: Vec::new(),
             offset: 0,
             error: None,
+            encrypt: None,
+        }
+    }
+
+    /// A stream of the `files` under `root`, each file encrypted with `key`
+    /// for the dataset whose salt is `salt` ([`crate::crypt`]): the packed
+    /// stream holds the stored (encrypted) bytes, and each entry's `size` and
+    /// `offset` are those of the file's stored bytes, its `blake3` the
+    /// plaintext's.
+    pub fn encrypted(root: &Path, files: Vec<ScannedFile>, key: DatasetKey, salt: Hash) -> Self {
+        PackReader {
+            encrypt: Some((key, salt)),
+            ..PackReader::new(root, files)
+        }
+    }
+
+    /// Packed (stored) length of a file of `size` bytes.
+    fn packed_len(&self, size: u64) -> u64 {
+        match self.encrypt {
+            Some(_) => crate::crypt::stored_len(size),
+            None => size,
         }
     }
 
@@ -268,22 +316,41 @@ impl PackReader {
     /// read and hashed, so its entry is complete.
     pub fn starting_at(
         root: &Path,
-        mut files: Vec<ScannedFile>,
+        files: Vec<ScannedFile>,
         offset: u64,
     ) -> Result<Self, PackError> {
+        Self::new(root, Vec::new()).skip_to(files, offset)
+    }
+
+    /// Like [`PackReader::starting_at`], for [`PackReader::encrypted`]
+    /// (`offset` counts stored bytes). Encryption is deterministic, so the
+    /// bytes from `offset` on are those a reader from 0 would give there.
+    pub fn encrypted_starting_at(
+        root: &Path,
+        files: Vec<ScannedFile>,
+        offset: u64,
+        key: DatasetKey,
+        salt: Hash,
+    ) -> Result<Self, PackError> {
+        Self::encrypted(root, Vec::new(), key, salt).skip_to(files, offset)
+    }
+
+    fn skip_to(mut self, mut files: Vec<ScannedFile>, offset: u64) -> Result<Self, PackError> {
         // Files wholly before `offset` are skipped; empty files at `offset`
         // were not reached before it and are kept.
         let mut start = 0u64;
         let mut skip = 0;
         for f in &files {
-            if start + f.size > offset || (f.size == 0 && start == offset) {
+            let len = self.packed_len(f.size);
+            if start + len > offset || (len == 0 && start == offset) {
                 break;
             }
-            start += f.size;
+            start += len;
             skip += 1;
         }
         let rest = files.split_off(skip);
-        let mut reader = PackReader::new(root, rest);
+        self.files = rest.into_iter();
+        let mut reader = self;
         reader.offset = start;
         let mut prefix = offset - start;
         let mut buf = vec![0u8; 64 * 1024];
@@ -349,18 +416,95 @@ impl PackReader {
                 expected: cur.scanned.size,
             });
         }
+        let size = self.packed_len(cur.scanned.size);
         self.entries.push(FileEntry {
             blake3: *cur.hasher.finalize().as_bytes(),
             offset: self.offset,
-            size: cur.scanned.size,
+            size,
             path: cur.scanned.path,
         });
-        self.offset += cur.scanned.size;
+        self.offset += size;
         Ok(())
+    }
+
+    /// Reads the current file's next chunk and seals it into `out`.
+    fn seal_next(&mut self) -> Result<(), PackError> {
+        let cur = self.current.as_mut().expect("a file is open");
+        let sealing = cur.sealing.as_mut().expect("encrypting");
+        let want = usize::try_from(cur.remaining.min(crate::crypt::CHUNK_LEN)).expect("small");
+        sealing.plain.resize(want, 0);
+        let mut got = 0;
+        while got < want {
+            match cur.file.read(&mut sealing.plain[got..]) {
+                Ok(0) => {
+                    return Err(PackError::Changed {
+                        path: cur.scanned.path.clone(),
+                        expected: cur.scanned.size,
+                    })
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(PackError::Io {
+                        path: self.root.join(&cur.scanned.path),
+                        source,
+                    })
+                }
+            }
+        }
+        cur.hasher.update(&sealing.plain);
+        cur.remaining -= want as u64;
+        sealing.out.clear();
+        sealing.out_pos = 0;
+        let index = sealing.next;
+        sealing.cipher.encrypt_chunk(
+            index,
+            index + 1 == sealing.chunks,
+            &sealing.plain,
+            &mut sealing.out,
+        );
+        sealing.next += 1;
+        Ok(())
+    }
+
+    /// Hands out sealed bytes of the current file; 0 once it is all handed out.
+    fn read_sealed(&mut self, buf: &mut [u8]) -> Result<usize, PackError> {
+        loop {
+            let cur = self.current.as_mut().expect("a file is open");
+            let sealing = cur.sealing.as_mut().expect("encrypting");
+            if sealing.out_pos < sealing.out.len() {
+                let n = buf.len().min(sealing.out.len() - sealing.out_pos);
+                buf[..n].copy_from_slice(&sealing.out[sealing.out_pos..sealing.out_pos + n]);
+                sealing.out_pos += n;
+                return Ok(n);
+            }
+            if cur.remaining == 0 {
+                return Ok(0);
+            }
+            self.seal_next()?;
+        }
     }
 
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, PackError> {
         loop {
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|cur| cur.sealing.is_some())
+            {
+                let n = self.read_sealed(buf)?;
+                if n == 0 {
+                    self.close_current()?;
+                    continue;
+                }
+                let cur = self.current.as_ref().expect("open");
+                let sealing = cur.sealing.as_ref().expect("encrypting");
+                if cur.remaining == 0 && sealing.out_pos == sealing.out.len() {
+                    // Closed at once, so its entry is listed with this read.
+                    self.close_current()?;
+                }
+                return Ok(n);
+            }
             if let Some(cur) = &mut self.current {
                 if cur.remaining == 0 {
                     self.close_current()?;
@@ -406,11 +550,20 @@ impl PackReader {
                 return Err(PackError::Symlink { path: scanned.path });
             }
             let file = File::open(&full).map_err(io_err(&full))?;
+            let sealing = self.encrypt.as_ref().map(|(key, salt)| Sealing {
+                cipher: key.file(salt, &scanned.path),
+                next: 0,
+                chunks: crate::crypt::chunk_count(scanned.size),
+                plain: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+            });
             self.current = Some(Current {
                 file,
                 hasher: blake3::Hasher::new(),
                 remaining: scanned.size,
                 scanned,
+                sealing,
             });
         }
     }
@@ -464,11 +617,49 @@ impl GroupPacker {
         salt: Hash,
         first: u64,
     ) -> Result<Self, PackError> {
+        Self::build(root, scan, k, m, group_len, salt, first, None)
+    }
+
+    /// Like [`GroupPacker::new`], each file encrypted with `key`
+    /// ([`PackReader::encrypted`]): `group_len` counts stored bytes.
+    #[allow(clippy::too_many_arguments, reason = "new's, and the key")]
+    pub fn encrypted(
+        root: &Path,
+        scan: &Scan,
+        k: u16,
+        m: u16,
+        group_len: u64,
+        salt: Hash,
+        first: u64,
+        key: DatasetKey,
+    ) -> Result<Self, PackError> {
+        Self::build(root, scan, k, m, group_len, salt, first, Some(key))
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "new's, and the key")]
+    fn build(
+        root: &Path,
+        scan: &Scan,
+        k: u16,
+        m: u16,
+        group_len: u64,
+        salt: Hash,
+        first: u64,
+        key: Option<DatasetKey>,
+    ) -> Result<Self, PackError> {
         let group_len = group_len.max(1);
-        let total_len = scan.total_len();
+        let total_len = match key {
+            Some(_) => scan.encrypted_len(),
+            None => scan.total_len(),
+        };
         let start = first.saturating_mul(group_len).min(total_len);
+        let files = scan.files.clone();
+        let reader = match key {
+            Some(key) => PackReader::encrypted_starting_at(root, files, start, key, salt)?,
+            None => PackReader::starting_at(root, files, start)?,
+        };
         Ok(GroupPacker {
-            reader: PackReader::starting_at(root, scan.files.clone(), start)?,
+            reader,
             k,
             m,
             group_len,
@@ -594,10 +785,10 @@ pub fn code_dir(
 /// [`Decoder::read_all`](crate::erasure::Decoder::read_all)), then call
 /// [`Unpacker::finish`]. If a write fails through the `Write` impl, `finish`
 /// returns the typed error.
-pub struct Unpacker<'m> {
+pub struct Unpacker {
     dest: PathBuf,
-    files: &'m [FileEntry],
-    dirs: &'m [String],
+    files: Vec<FileEntry>,
+    dirs: Vec<String>,
     total_len: u64,
     next: usize,
     current: Option<(File, blake3::Hasher, u64)>,
@@ -606,16 +797,29 @@ pub struct Unpacker<'m> {
     typed_error: Option<UnpackError>,
 }
 
-impl<'m> Unpacker<'m> {
+impl Unpacker {
     /// An unpacker of `manifest`'s files into `dest` (created if missing). Every
     /// path is checked again before anything is written.
-    pub fn new(manifest: &'m Manifest, dest: &Path) -> Result<Self, UnpackError> {
-        for path in manifest
-            .files()
-            .iter()
-            .map(|f| &f.path)
-            .chain(manifest.dirs())
-        {
+    pub fn new(manifest: &Manifest, dest: &Path) -> Result<Self, UnpackError> {
+        Self::of_files(
+            manifest.files().to_vec(),
+            manifest.dirs().to_vec(),
+            manifest.total_len(),
+            dest,
+        )
+    }
+
+    /// An unpacker of `files` (packed back to back from offset 0 in this
+    /// order, `total_len` bytes in all) and empty `dirs` into `dest`: for a
+    /// private dataset, its files' plaintext entries
+    /// ([`crate::manifest::sealed::plaintext_files`]).
+    pub fn of_files(
+        files: Vec<FileEntry>,
+        dirs: Vec<String>,
+        total_len: u64,
+        dest: &Path,
+    ) -> Result<Self, UnpackError> {
+        for path in files.iter().map(|f| &f.path).chain(&dirs) {
             check_path(path).map_err(|reason| UnpackError::UnsafePath {
                 path: path.clone(),
                 reason,
@@ -627,9 +831,9 @@ impl<'m> Unpacker<'m> {
         })?;
         Ok(Unpacker {
             dest: dest.to_owned(),
-            files: manifest.files(),
-            dirs: manifest.dirs(),
-            total_len: manifest.total_len(),
+            files,
+            dirs,
+            total_len,
             next: 0,
             current: None,
             written: 0,
@@ -700,7 +904,7 @@ impl<'m> Unpacker<'m> {
             self.open_next_if_needed()?;
             self.close_current()?;
         }
-        for dir in self.dirs {
+        for dir in std::mem::take(&mut self.dirs) {
             let mut path = self.dest.clone();
             for part in dir.split('/') {
                 path.push(part);
@@ -745,7 +949,7 @@ impl<'m> Unpacker<'m> {
     }
 }
 
-impl Write for Unpacker<'_> {
+impl Write for Unpacker {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.write_packed(buf) {
             Ok(()) => Ok(buf.len()),
@@ -941,6 +1145,80 @@ mod tests {
         }
         assert!(dst.0.join("only/empty/dirs").is_dir());
         assert!(dst.0.join("a/also-empty").is_dir());
+    }
+
+    /// Packs `src` encrypted from data group `first` on: the groups' coded
+    /// data shards (content only) and the entries.
+    fn pack_encrypted(src: &Path, first: u64) -> (Vec<(GroupManifest, Vec<Vec<u8>>)>, Vec<FileEntry>) {
+        let scan = scan_dir(src).unwrap();
+        let key = DatasetKey::from_bytes([3; 32]);
+        let mut packer =
+            GroupPacker::encrypted(src, &scan, 2, 1, 70_000, [5; 32], first, key).unwrap();
+        let mut groups = Vec::new();
+        let mut entries = Vec::new();
+        while let Some(done) = packer.next_group(vec![Vec::new(); 3]).unwrap() {
+            entries.extend(done.entries);
+            groups.push((done.group, done.sinks));
+        }
+        entries.extend(packer.finish().unwrap());
+        (groups, entries)
+    }
+
+    #[test]
+    fn encrypted_packing_hides_contents_resumes_identically_and_decrypts() {
+        let src = TempDir::new("enc");
+        let secret: Vec<u8> = b"TOP-SECRET-PAYLOAD "
+            .iter()
+            .copied()
+            .cycle()
+            .take(150_000)
+            .collect();
+        write(&src.0, "big", &secret);
+        write(&src.0, "e", b"");
+        write(&src.0, "small", b"TOP-SECRET-SMALL");
+        let (groups, entries) = pack_encrypted(&src.0, 0);
+        let stored: u64 = [150_000u64, 0, 16]
+            .iter()
+            .map(|p| crate::crypt::stored_len(*p))
+            .sum();
+        assert_eq!(groups.len() as u64, stored.div_ceil(70_000));
+        assert_eq!(entries.iter().map(|e| e.size).sum::<u64>(), stored);
+        assert_eq!(entries[0].blake3, crate::hash::blake3(&secret));
+        let mut packed = Vec::new();
+        for (group, shards) in &groups {
+            let sources = shards.iter().map(|s| Some(&s[..])).collect();
+            group.decoder(sources).unwrap().read_all(&mut packed).unwrap();
+            for s in shards {
+                assert!(!s.windows(10).any(|w| w == b"TOP-SECRET"));
+            }
+        }
+        // A resumed upload codes the same groups (encryption is deterministic).
+        for first in 1..groups.len() as u64 {
+            let (later, _) = pack_encrypted(&src.0, first);
+            assert_eq!(later[0].0, groups[first as usize].0, "from group {first}");
+        }
+        // The stored stream decrypts into the files.
+        let groups_ids = groups.iter().map(|(g, _)| g.id()).collect();
+        let manifest = Manifest::new(2, 1, 70_000, entries, vec![], groups_ids).unwrap();
+        let mut dec = crate::manifest::sealed::StreamDecryptor::new(
+            &manifest,
+            DatasetKey::from_bytes([3; 32]),
+            [5; 32],
+        );
+        let mut plain = Vec::new();
+        for piece in packed.chunks(10_000) {
+            dec.push(piece, &mut plain).unwrap();
+        }
+        dec.finish().unwrap();
+        let files = crate::manifest::sealed::plaintext_files(&manifest).unwrap();
+        let dst = TempDir::new("enc-dst");
+        let total = files.iter().map(|f| f.size).sum();
+        let mut unpacker = Unpacker::of_files(files, vec![], total, &dst.0).unwrap();
+        unpacker.write_packed(&plain).unwrap();
+        unpacker.finish().unwrap();
+        assert_eq!(fs::read(dst.0.join("big")).unwrap(), secret);
+        assert_eq!(fs::read(dst.0.join("small")).unwrap(), b"TOP-SECRET-SMALL");
+        assert_eq!(fs::read(dst.0.join("e")).unwrap(), b"");
     }
 
     #[test]

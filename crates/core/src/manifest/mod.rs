@@ -20,6 +20,7 @@
 pub mod encoding;
 pub mod fs;
 mod path;
+pub mod sealed;
 
 pub use path::{check_path, PathProblem, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
