@@ -87,20 +87,29 @@ fn check_private(_: &Path, _: &std::fs::File) -> Result<(), CliError> {
 /// Writes `key` as a Solana CLI keypair file readable by its owner only
 /// (mode 0600, also when the file existed).
 pub fn write_keypair(path: &Path, key: &Keypair) -> Result<(), CliError> {
-    use std::io::Write;
     let json = serde_json::to_string(&key.to_bytes().to_vec()).expect("bytes serialize");
-    let write = || -> std::io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(json.as_bytes())?;
-        file.sync_all()
-    };
-    write().map_err(CliError::io(path))
+    write_private(path, json.as_bytes(), false).map_err(CliError::io(path))
+}
+
+/// Writes `bytes` to `path` readable by its owner only (mode 0600, also when
+/// the file existed) and syncs it. With `create_new`, an existing file is an
+/// `AlreadyExists` error and is left untouched.
+fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// `~/.config/cairn/dataset-key.json`: the default dataset key file.
@@ -140,30 +149,18 @@ pub fn read_dataset_key(path: &Path) -> Result<Option<DatasetKey>, CliError> {
 /// Writes `key` as a new dataset key file readable by its owner only (mode
 /// 0600); never overwrites a file (a lost key loses its datasets).
 pub fn write_dataset_key(path: &Path, key: &DatasetKey) -> Result<(), CliError> {
-    use std::io::Write;
     let json = serde_json::to_string(&key.as_bytes().to_vec()).expect("bytes serialize");
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(CliError::io(parent))?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| match e.kind() {
+    write_private(path, json.as_bytes(), true).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => CliError::DatasetKeyFile {
             path: path.to_path_buf(),
             reason: "already exists; a key file is never overwritten (its datasets would be lost)"
                 .into(),
         },
         _ => CliError::io(path)(e),
-    })?;
-    let write = || -> std::io::Result<()> {
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(json.as_bytes())?;
-        file.sync_all()
-    };
-    write().map_err(CliError::io(path))
+    })
 }
 
 /// A dataset id argument (64 hex characters).
