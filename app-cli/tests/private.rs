@@ -34,7 +34,12 @@ const SECRET_TEXT: &[u8] = b"CANARY-PLAINTEXT-7f3a9c ";
 const EMPTY_DIR: &str = "walrus-empty-folder";
 
 fn write_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let big: Vec<u8> = SECRET_TEXT.iter().copied().cycle().take(1_300_000).collect();
+    let big: Vec<u8> = SECRET_TEXT
+        .iter()
+        .copied()
+        .cycle()
+        .take(1_300_000)
+        .collect();
     let files = vec![
         (format!("{SECRET_DIR}/{SECRET_NAME}"), big),
         ("empty-pelican.txt".to_string(), Vec::new()),
@@ -132,7 +137,11 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
         &["key", "new", "--out", key_file.to_str().unwrap()],
     );
     assert_eq!(again.status.code(), Some(2));
-    assert_eq!(std::fs::read(&key_file).unwrap(), key_bytes, "not overwritten");
+    assert_eq!(
+        std::fs::read(&key_file).unwrap(),
+        key_bytes,
+        "not overwritten"
+    );
 
     // Upload encrypted: 1.3 MB in groups of 512 KiB, 3 data groups.
     let data = tempfile::tempdir().unwrap();
@@ -165,7 +174,10 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
         all_bytes(&f.dir.path().join(format!("node-{i}/data")), &mut stored);
     }
     let total: usize = stored.iter().map(|(_, b)| b.len()).sum();
-    assert!(total > 1_300_000 * 6 / 4, "the nodes hold the shards: {total} bytes");
+    assert!(
+        total > 1_300_000 * 6 / 4,
+        "the nodes hold the shards: {total} bytes"
+    );
     for needle in [
         SECRET_DIR.as_bytes(),
         SECRET_NAME.as_bytes(),
@@ -215,7 +227,10 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
         files[2].1
     );
     let (a, b) = (65_000u64, 200_123u64);
-    let dest = dl("range", &["--file", &big_path, "--range", &format!("{a}-{b}")]);
+    let dest = dl(
+        "range",
+        &["--file", &big_path, "--range", &format!("{a}-{b}")],
+    );
     let got = std::fs::read(dest.join(&big_path)).unwrap();
     assert_eq!(&got[a as usize..], &files[0].1[a as usize..b as usize]);
 
@@ -229,7 +244,12 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["path"].as_str().unwrap().to_string(), f["size"].as_u64().unwrap()))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["size"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let mut want: Vec<(String, u64)> = files
         .iter()
@@ -258,17 +278,26 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
     let missing = f.dir.path().join("no-such-key.json");
     match try_download(&missing, "nokey") {
         Err(CliError::DatasetKeyRequired { dataset, key_file }) => {
-            assert_eq!((dataset.as_str(), key_file.as_path()), (id.as_str(), missing.as_path()));
+            assert_eq!(
+                (dataset.as_str(), key_file.as_path()),
+                (id.as_str(), missing.as_path())
+            );
         }
         other => panic!("expected DatasetKeyRequired: {other:?}"),
     }
     let other_key = f.dir.path().join("other-key.json");
-    f.json(&client_key, &["key", "new", "--out", other_key.to_str().unwrap()]);
+    f.json(
+        &client_key,
+        &["key", "new", "--out", other_key.to_str().unwrap()],
+    );
     match try_download(&other_key, "wrongkey") {
         Err(CliError::WrongDatasetKey {
             dataset, key_file, ..
         }) => {
-            assert_eq!((dataset.as_str(), key_file.as_path()), (id.as_str(), other_key.as_path()));
+            assert_eq!(
+                (dataset.as_str(), key_file.as_path()),
+                (id.as_str(), other_key.as_path())
+            );
         }
         other => panic!("expected WrongDatasetKey: {other:?}"),
     }
@@ -300,8 +329,19 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
     let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
     let repaired = {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--url", &info.rpc_url, "--keypair", client_key.to_str().unwrap()])
-            .args(["repair", &id, "--state-dir", state_dir.to_str().unwrap(), "--json"])
+            .args([
+                "--url",
+                &info.rpc_url,
+                "--keypair",
+                client_key.to_str().unwrap(),
+            ])
+            .args([
+                "repair",
+                &id,
+                "--state-dir",
+                state_dir.to_str().unwrap(),
+                "--json",
+            ])
             .env("CAIRN_DATASET_KEY", &missing)
             .env("HOME", f.dir.path().join("empty-home"))
             .output()

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anchor_lang::prelude::Pubkey;
+use cairn_core::crypt::{ChunkDecryptor, DatasetKey};
 use cairn_core::dataset::{recover_group, trailer_range, Trailer};
 use cairn_core::erasure::{DecodeReport, UnitSource};
 use cairn_core::group::{GroupKind, GroupManifest};
-use cairn_core::crypt::{ChunkDecryptor, DatasetKey};
 use cairn_core::manifest::fs::Unpacker;
 use cairn_core::manifest::sealed::{plaintext_files, IndexContent, OpenError, StreamDecryptor};
 use cairn_core::{DatasetId, Hash, Manifest};
@@ -583,7 +583,12 @@ pub fn download(
                         .expect("the range is within the file");
                     let stored = entry.offset + span.stored.start..entry.offset + span.stored.end;
                     let dec = ChunkDecryptor::new(key.file(salt, path), span);
-                    (stored, 1, plain.end - plain.start, Some(Decrypt::Span(Some(dec))))
+                    (
+                        stored,
+                        1,
+                        plain.end - plain.start,
+                        Some(Decrypt::Span(Some(dec))),
+                    )
                 }
                 None => (
                     entry.offset + plain.start..entry.offset + plain.end,
@@ -598,7 +603,12 @@ pub fn download(
                 Decrypt::All(Some(StreamDecryptor::new(manifest, key.clone(), *salt)))
             });
             let bytes = manifest.files().iter().map(|f| readable.plain_len(f)).sum();
-            (0..manifest.total_len(), manifest.files().len(), bytes, decrypt)
+            (
+                0..manifest.total_len(),
+                manifest.files().len(),
+                bytes,
+                decrypt,
+            )
         }
     };
     let groups = manifest.groups_for(range.clone());

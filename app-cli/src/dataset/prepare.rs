@@ -291,8 +291,14 @@ mod tests {
         assert_eq!(entries.len(), 3);
         let ids = groups.iter().map(|p| p.group.id()).collect();
         let manifest = Manifest::new(4, 2, 200_000, entries, scan.dirs, ids).unwrap();
-        let index =
-            prepare_index(&manifest.encode(), 4, 2, [3; 32], &work.path().join("index")).unwrap();
+        let index = prepare_index(
+            &manifest.encode(),
+            4,
+            2,
+            [3; 32],
+            &work.path().join("index"),
+        )
+        .unwrap();
         assert_eq!(index.shards.len(), 6);
         assert_eq!(index.group.kind(), cairn_core::group::GroupKind::Index);
     }

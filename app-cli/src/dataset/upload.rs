@@ -146,7 +146,10 @@ impl fmt::Display for UploadReport {
             )?;
         }
         if let Some(key) = &self.key_id {
-            writeln!(f, "encrypted with dataset key {key}; download and ls need it")?;
+            writeln!(
+                f,
+                "encrypted with dataset key {key}; download and ls need it"
+            )?;
         }
         writeln!(f, "dataset id {}", self.dataset_id)
     }
@@ -433,14 +436,18 @@ pub fn upload(
             // A private dataset's manifest is sealed (deterministically, so a
             // resumed upload codes the same index group).
             let content = match &key {
-                Some(key) => cairn_core::manifest::sealed::SealedManifest::seal(
-                    &manifest,
-                    key,
-                    &record.salt,
-                ),
+                Some(key) => {
+                    cairn_core::manifest::sealed::SealedManifest::seal(&manifest, key, &record.salt)
+                }
                 None => manifest.encode(),
             };
-            Some(prepare_index(&content, record.k, record.m, record.salt, &idir)?)
+            Some(prepare_index(
+                &content,
+                record.k,
+                record.m,
+                record.salt,
+                &idir,
+            )?)
         }
     };
     if let Some(prepared) = index {
@@ -600,7 +607,7 @@ fn check_affordable(
     let n = usize::from(record.k + record.m);
     let full = record
         .groups
-        .saturating_sub(u64::from(total % record.group_len != 0));
+        .saturating_sub(u64::from(!total.is_multiple_of(record.group_len)));
     let last = total - full * record.group_len;
     // The index group is small; its shards cost what a 1-byte group's do at most
     // one billable MiB each, unless the manifest is large.

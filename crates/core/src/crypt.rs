@@ -190,7 +190,12 @@ fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
 }
 
 /// Seals `buf` in place; returns the tag.
-pub(crate) fn seal(key: &LessSafeKey, nonce: [u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+pub(crate) fn seal(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
     let tag = key
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(ad), buf)
         .expect("a chunk or manifest is far below ChaCha20's length limit");
@@ -494,7 +499,18 @@ mod tests {
             let cp = cipher();
             let stored = cp.encrypt_all(&data);
             assert_eq!(stored.len() as u64, stored_len(len));
-            let mut points = vec![0, 1, c - 1, c, c + 1, 2 * c, 2 * c + 1, 3 * c, len - len.min(1), len];
+            let mut points = vec![
+                0,
+                1,
+                c - 1,
+                c,
+                c + 1,
+                2 * c,
+                2 * c + 1,
+                3 * c,
+                len - len.min(1),
+                len,
+            ];
             points.retain(|p| *p <= len);
             for &a in &points {
                 for &b in &points {
@@ -518,7 +534,10 @@ mod tests {
         assert_eq!(s.stored, STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN);
         assert_eq!(s.skip(), 1);
         let s = span(3 * c + 5, 3 * c..3 * c + 5).unwrap();
-        assert_eq!(s.stored, 3 * STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN + 5 + CHUNK_OVERHEAD);
+        assert_eq!(
+            s.stored,
+            3 * STORED_CHUNK_LEN..3 * STORED_CHUNK_LEN + 5 + CHUNK_OVERHEAD
+        );
         assert_eq!(
             span(10, 5..11),
             Err(CryptError::Range {
@@ -539,7 +558,16 @@ mod tests {
         let sc = STORED_CHUNK_LEN as usize;
         let whole = span(len as u64, 0..len as u64).unwrap();
         // Any flipped byte: nonce, body or tag.
-        for at in [0, NONCE_LEN - 1, NONCE_LEN, 1000, sc - 1, sc, 3 * sc + 50, stored.len() - 1] {
+        for at in [
+            0,
+            NONCE_LEN - 1,
+            NONCE_LEN,
+            1000,
+            sc - 1,
+            sc,
+            3 * sc + 50,
+            stored.len() - 1,
+        ] {
             let mut bad = stored.clone();
             bad[at] ^= 1;
             assert!(
@@ -597,7 +625,10 @@ mod tests {
         let b = cp.encrypt_all(&changed);
         assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
         assert!(!a.windows(8).any(|w| w == &plain(1000)[100..108]));
-        assert_ne!(DatasetKey::from_bytes([1; 32]).id(), DatasetKey::from_bytes([2; 32]).id());
+        assert_ne!(
+            DatasetKey::from_bytes([1; 32]).id(),
+            DatasetKey::from_bytes([2; 32]).id()
+        );
     }
 
     proptest! {

@@ -464,9 +464,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let encrypted = if a.encrypt {
         say("uploading the same dataset encrypted");
         // A bench's key: any 32 bytes do.
-        let key_bytes: [u8; 32] = random_bytes(32, 4242)
-            .try_into()
-            .expect("32 bytes");
+        let key_bytes: [u8; 32] = random_bytes(32, 4242).try_into().expect("32 bytes");
         let key = cairn_core::crypt::DatasetKey::from_bytes(key_bytes);
         cairn_cli::context::write_dataset_key(&work.join("dataset-key.json"), &key)?;
         let t = Instant::now();

@@ -9,9 +9,9 @@
 //! overwrites an existing file.
 
 use super::{check_path, FileEntry, Manifest, ManifestError, PathProblem};
+use crate::crypt::DatasetKey;
 use crate::erasure::EncodeError;
 use crate::group::{encode_group, params_for, EncodeGroupError, GroupKind, GroupManifest};
-use crate::crypt::DatasetKey;
 use crate::hash::Hash;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -1147,9 +1147,12 @@ mod tests {
         assert!(dst.0.join("a/also-empty").is_dir());
     }
 
-    /// Packs `src` encrypted from data group `first` on: the groups' coded
-    /// data shards (content only) and the entries.
-    fn pack_encrypted(src: &Path, first: u64) -> (Vec<(GroupManifest, Vec<Vec<u8>>)>, Vec<FileEntry>) {
+    /// A group's manifest and its coded data shards (content only).
+    type PackedGroup = (GroupManifest, Vec<Vec<u8>>);
+
+    /// Packs `src` encrypted from data group `first` on: the groups and the
+    /// entries.
+    fn pack_encrypted(src: &Path, first: u64) -> (Vec<PackedGroup>, Vec<FileEntry>) {
         let scan = scan_dir(src).unwrap();
         let key = DatasetKey::from_bytes([3; 32]);
         let mut packer =
@@ -1187,7 +1190,11 @@ mod tests {
         let mut packed = Vec::new();
         for (group, shards) in &groups {
             let sources = shards.iter().map(|s| Some(&s[..])).collect();
-            group.decoder(sources).unwrap().read_all(&mut packed).unwrap();
+            group
+                .decoder(sources)
+                .unwrap()
+                .read_all(&mut packed)
+                .unwrap();
             for s in shards {
                 assert!(!s.windows(10).any(|w| w == b"TOP-SECRET"));
             }

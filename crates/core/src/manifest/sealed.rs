@@ -24,12 +24,11 @@
 //! manifest describes the stored stream: each file's `size` and `offset` are
 //! those of its encrypted bytes (the plaintext size is
 //! [`crate::crypt::plain_len`] of it), its `blake3` is the plaintext's.
+use super::FileEntry;
 use super::{Manifest, ManifestError};
 use crate::codec::{DecodeError, PutExt, Reader};
-use super::FileEntry;
 use crate::crypt::{
-    open, seal, synthetic_nonce, ChunkDecryptor, CryptError, DatasetKey, KeyId, NONCE_LEN,
-    TAG_LEN,
+    open, seal, synthetic_nonce, ChunkDecryptor, CryptError, DatasetKey, KeyId, NONCE_LEN, TAG_LEN,
 };
 use crate::erasure::ErasureParams;
 use crate::hash::{DatasetId, Hash};
@@ -262,8 +261,12 @@ impl SealedManifest {
         let mut body = self.sealed.clone();
         let len = open(&aead, &self.nonce, &ad, &mut body).ok_or(OpenError::Tampered)?;
         let manifest = Manifest::decode(&body[..len])?;
-        if (manifest.k(), manifest.m(), manifest.group_len(), manifest.total_len())
-            != (k, m, self.group_len, self.total_len)
+        if (
+            manifest.k(),
+            manifest.m(),
+            manifest.group_len(),
+            manifest.total_len(),
+        ) != (k, m, self.group_len, self.total_len)
             || manifest.groups() != self.groups.as_slice()
         {
             return Err(OpenError::Invalid(ManifestError::Decode(
@@ -343,7 +346,9 @@ impl StreamDecryptor {
                 self.current = Some((ChunkDecryptor::new(cipher, span), entry.size));
             }
             let (dec, left) = self.current.as_mut().expect("opened above");
-            let n = usize::try_from(*left).unwrap_or(usize::MAX).min(stored.len());
+            let n = usize::try_from(*left)
+                .unwrap_or(usize::MAX)
+                .min(stored.len());
             dec.push(&stored[..n], out)?;
             *left -= n as u64;
             stored = &stored[n..];
@@ -394,7 +399,10 @@ mod tests {
             panic!("sealed")
         };
         let content = IndexContent::Sealed(s.clone());
-        assert_eq!((content.k(), content.m(), content.groups()), (3, 2, m.groups()));
+        assert_eq!(
+            (content.k(), content.m(), content.groups()),
+            (3, 2, m.groups())
+        );
         assert_eq!(content.total_len(), 300);
         assert_eq!(s.open(&key, &[1; 32]).unwrap(), m);
         // Deterministic: sealing again (a resumed upload) gives the same bytes.
@@ -423,14 +431,26 @@ mod tests {
         // group id in the header.
         assert_eq!(s.open(&key, &[2; 32]), Err(OpenError::Tampered));
         let header_len = 4 + 1 + 4 + 16 + 16;
-        for at in [bytes.len() - 1, bytes.len() - 20, header_len + 3 * 32 + 30, header_len + 5] {
+        for at in [
+            bytes.len() - 1,
+            bytes.len() - 20,
+            header_len + 3 * 32 + 30,
+            header_len + 5,
+        ] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
             let s = SealedManifest::decode(&bad).unwrap();
-            assert_eq!(s.open(&key, &[1; 32]), Err(OpenError::Tampered), "byte {at}");
+            assert_eq!(
+                s.open(&key, &[1; 32]),
+                Err(OpenError::Tampered),
+                "byte {at}"
+            );
         }
         for len in 0..header_len + 3 * 32 + NONCE_LEN + TAG_LEN {
-            assert!(SealedManifest::decode(&bytes[..len]).is_err(), "prefix {len}");
+            assert!(
+                SealedManifest::decode(&bytes[..len]).is_err(),
+                "prefix {len}"
+            );
         }
     }
 }
