@@ -79,6 +79,9 @@ pub enum Command {
     /// (settled or not), penalties, escrow, providers' jailing, and how many
     /// shards each group can still lose.
     Status(deals::StatusArgs),
+    /// Serves datasets over S3 (read-only): bucket = dataset id or alias,
+    /// key = file path; range reads fetch only the stripes they need.
+    Gateway(crate::gateway::GatewayArgs),
     /// A storage provider's account.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
         Command::Repair(a) => Ok(Box::new(repair::repair(&ctx, a, &connector()?, &progress)?)),
         Command::Ls(a) => deals::ls(&ctx, a, &connector()?, &progress),
         Command::Status(a) => deals::status(&ctx, a),
+        Command::Gateway(a) => Ok(Box::new(crate::gateway::run(ctx, a, &progress)?)),
         Command::Provider(c) => provider::run(&ctx, c),
         Command::Market(c) => market::run(&ctx, c),
     }

@@ -46,6 +46,9 @@ pub enum CliError {
         address: Pubkey,
         hint: &'static str,
     },
+    /// No deal on chain names this dataset id.
+    #[error("unknown dataset {id}: no deals hold it on {url}")]
+    UnknownDataset { id: String, url: String },
     /// An account exists but cannot be read as what it should be.
     #[error("{what} {address} is not a valid account: {reason}")]
     BadAccount {
@@ -76,6 +79,7 @@ impl CliError {
             CliError::Program { .. }
             | CliError::Transaction { .. }
             | CliError::NotFound { .. }
+            | CliError::UnknownDataset { .. }
             | CliError::Refused(_) => 1,
             CliError::Keypair { .. }
             | CliError::KeypairExposed { .. }

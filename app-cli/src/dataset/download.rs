@@ -23,6 +23,7 @@ use storage_market::state::{Deal, DealState, Provider};
 
 use crate::context::Ctx;
 use crate::dataset::onchain::{self, DealAt};
+use crate::dataset::reader::DatasetReader;
 use crate::dataset::transport::{Connector, Node};
 use crate::error::CliError;
 use crate::output::{Bar, Progress};
@@ -481,67 +482,50 @@ pub fn download(
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
-    let (manifest, index, deals) = open_dataset(ctx, connector, &id, progress)?;
-    let mut fetched = 0;
-    let (range, files) = match &a.file {
-        Some(path) => {
-            let entry = manifest.file(path).ok_or_else(|| {
-                CliError::Refused(format!(
-                    "dataset {id} has no file {path:?} ({} files)",
-                    manifest.files().len()
-                ))
-            })?;
-            match &a.range {
-                Some(r) => {
-                    let r = parse_range(r, entry.size)?;
-                    (entry.offset + r.start..entry.offset + r.end, 1)
-                }
-                None => (entry.range(), 1),
-            }
-        }
+    let reader = DatasetReader::open(ctx, connector, &id, progress)?.close_behind();
+    let manifest = reader.manifest();
+    // The file (if one), and the bytes of it (or of the packed stream) to read.
+    let entry = match &a.file {
+        Some(path) => Some(manifest.file(path).ok_or_else(|| {
+            CliError::Refused(format!(
+                "dataset {id} has no file {path:?} ({} files)",
+                manifest.files().len()
+            ))
+        })?),
+        None => None,
+    };
+    let (range, files) = match entry {
+        Some(entry) => match &a.range {
+            Some(r) => (parse_range(r, reader.file_len(entry))?, 1),
+            None => (0..reader.file_len(entry), 1),
+        },
         None => (0..manifest.total_len(), manifest.files().len()),
     };
-    let groups = manifest.groups_for(range.clone());
+    let groups = manifest.groups_for(match entry {
+        Some(entry) => reader.stored_range(entry, range.clone()),
+        None => range.clone(),
+    });
     let bar = progress.bar("download", range.end - range.start);
     let partial = partial_dir(&a.out)?;
-    // Each group's providers as the download saw them; a group's connections
-    // close once it is read.
-    let mut providers: Vec<ProviderUsed> = index.providers_used().collect();
-    drop(index);
+    let mut fetched = 0;
     let written = (|| -> Result<(), CliError> {
-        let mut out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
-            (Some(path), None) => Box::new(OneFile::create(
+        let mut out: Box<dyn WritePacked + '_> = match (entry, &a.range) {
+            (Some(entry), None) => Box::new(OneFile::create(&partial, &entry.path, entry.blake3)?),
+            (Some(entry), Some(_)) => Box::new(OneFile::create_unchecked(
                 &partial,
-                path,
-                manifest.file(path).expect("found above").blake3,
-            )?),
-            (Some(path), Some(_)) => Box::new(OneFile::create_unchecked(
-                &partial,
-                path,
-                range.start - manifest.file(path).expect("found above").offset,
+                &entry.path,
+                range.start,
             )?),
             (None, _) => Box::new(UnpackAll(Some(
-                Unpacker::new(&manifest, &partial).map_err(|e| CliError::Refused(e.to_string()))?,
+                Unpacker::new(manifest, &partial).map_err(|e| CliError::Refused(e.to_string()))?,
             ))),
         };
-        for g in groups.clone() {
-            let gid = manifest.groups()[g];
-            let mut group =
-                OpenGroup::open(ctx, connector, Some(g), &gid, &deals.of(&gid, Some(g)))?;
-            let held = manifest.group_range(g);
-            if group.group.range() != held {
-                return Err(CliError::Refused(format!(
-                    "{} holds bytes {:?}, the manifest says {held:?}",
-                    group.name(),
-                    group.group.range()
-                )));
-            }
-            let local =
-                range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
-            let report = group.read(local, &bar, &mut WriteAdapter(out.as_mut()), progress)?;
-            fetched += report.bytes_read;
-            providers.extend(group.providers_used());
-        }
+        let mut sink = WriteAdapter(out.as_mut());
+        let stats = match entry {
+            Some(entry) => reader.read_file(entry, range.clone(), &mut sink, &bar, progress)?,
+            None => reader.read_packed(range.clone(), &mut sink, &bar, progress)?,
+        };
+        fetched = stats.bytes_fetched;
         out.finish()
     })();
     bar.finish(written.is_ok());
@@ -558,7 +542,7 @@ pub fn download(
         bytes_fetched: fetched,
         seconds: started.elapsed().as_secs_f64(),
         groups_read: groups.collect(),
-        providers,
+        providers: reader.providers_used(),
     })
 }
 
@@ -729,10 +713,10 @@ impl DatasetDeals {
         let deals =
             ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
         if deals.is_empty() {
-            return Err(CliError::Refused(format!(
-                "unknown dataset {id}: no deals hold it on {}",
-                ctx.url
-            )));
+            return Err(CliError::UnknownDataset {
+                id: id.to_string(),
+                url: ctx.url.clone(),
+            });
         }
         let mut by_client: BTreeMap<Pubkey, BTreeMap<[u8; 32], Vec<DealAt>>> = BTreeMap::new();
         for (address, deal) in deals {
