@@ -82,6 +82,9 @@ pub enum Command {
     /// The dataset key of private datasets (`upload --encrypt`).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Serves datasets over S3 (read-only): bucket = dataset id or alias,
+    /// key = file path; range reads fetch only the stripes they need.
+    Gateway(crate::gateway::GatewayArgs),
     /// A storage provider's account.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> Result<Box<dyn Report>, CliError> {
         Command::Ls(a) => deals::ls(&ctx, a, &connector()?, &progress),
         Command::Status(a) => deals::status(&ctx, a),
         Command::Key(c) => Ok(Box::new(key::run(c)?)),
+        Command::Gateway(a) => Ok(Box::new(crate::gateway::run(ctx, a, &progress)?)),
         Command::Provider(c) => provider::run(&ctx, c),
         Command::Market(c) => market::run(&ctx, c),
     }

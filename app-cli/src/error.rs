@@ -72,6 +72,9 @@ pub enum CliError {
         address: Pubkey,
         hint: &'static str,
     },
+    /// No deal on chain names this dataset id.
+    #[error("unknown dataset {id}: no deals hold it on {url}")]
+    UnknownDataset { id: String, url: String },
     /// An account exists but cannot be read as what it should be.
     #[error("{what} {address} is not a valid account: {reason}")]
     BadAccount {
@@ -103,6 +106,7 @@ impl CliError {
             | CliError::Transaction { .. }
             | CliError::NotFound { .. }
             | CliError::Refused(_)
+            | CliError::UnknownDataset { .. }
             | CliError::DatasetKeyRequired { .. }
             | CliError::WrongDatasetKey { .. }
             | CliError::ManifestTampered { .. }

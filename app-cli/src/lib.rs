@@ -8,6 +8,7 @@ pub mod context;
 pub mod dataset;
 pub mod epochs;
 pub mod error;
+pub mod gateway;
 pub mod output;
 pub mod units;
 

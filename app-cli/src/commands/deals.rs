@@ -348,10 +348,10 @@ pub fn status_report(ctx: &Ctx, a: StatusArgs) -> Result<StatusReport, CliError>
         deals.retain(|(_, d)| d.client == client);
     }
     let Some(client) = deals.first().map(|(_, d)| d.client) else {
-        return Err(CliError::Refused(format!(
-            "unknown dataset {dataset}: no deals hold it on {}",
-            ctx.url
-        )));
+        return Err(CliError::UnknownDataset {
+            id: dataset.to_string(),
+            url: ctx.url.clone(),
+        });
     };
     let chain = DealsView::load(ctx, &m, &deals)?;
     Ok(dataset_status(&m, &chain, dataset.0, client, deals))

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anchor_lang::prelude::Pubkey;
-use cairn_core::crypt::{ChunkDecryptor, DatasetKey};
+use cairn_core::crypt::DatasetKey;
 use cairn_core::dataset::{recover_group, trailer_range, Trailer};
 use cairn_core::erasure::{DecodeReport, UnitSource};
 use cairn_core::group::{GroupKind, GroupManifest};
@@ -26,6 +26,7 @@ use storage_market::state::{Deal, DealState, Provider};
 use crate::commands::key::KeyArg;
 use crate::context::Ctx;
 use crate::dataset::onchain::{self, DealAt};
+use crate::dataset::reader::DatasetReader;
 use crate::dataset::transport::{Connector, Node};
 use crate::error::CliError;
 use crate::output::{Bar, Progress};
@@ -558,118 +559,78 @@ pub fn download(
     let started = Instant::now();
     let id = crate::context::parse_dataset_id(&a.dataset)?;
     check_out_dir(&a.out)?;
-    let (content, index, deals) = open_dataset(ctx, connector, &id, progress)?;
-    let readable = readable(&id, content, index.group.salt(), &a.key.key)?;
-    let manifest = &readable.manifest;
-    let mut fetched = 0;
-    // The packed (stored) bytes to read, the files, the plaintext bytes
-    // written, and for a private dataset what decrypts them.
-    let (range, files, bytes, decrypt) = match &a.file {
-        Some(path) => {
-            let entry = manifest.file(path).ok_or_else(|| {
-                CliError::Refused(format!(
-                    "dataset {id} has no file {path:?} ({} files)",
-                    manifest.files().len()
-                ))
-            })?;
-            let plain_len = readable.plain_len(entry);
-            let plain = match &a.range {
-                Some(r) => parse_range(r, plain_len)?,
-                None => 0..plain_len,
-            };
-            match &readable.private {
-                Some((key, salt)) => {
-                    let span = cairn_core::crypt::span(plain_len, plain.clone())
-                        .expect("the range is within the file");
-                    let stored = entry.offset + span.stored.start..entry.offset + span.stored.end;
-                    let dec = ChunkDecryptor::new(key.file(salt, path), span);
-                    (
-                        stored,
-                        1,
-                        plain.end - plain.start,
-                        Some(Decrypt::Span(Some(dec))),
-                    )
-                }
-                None => (
-                    entry.offset + plain.start..entry.offset + plain.end,
-                    1,
-                    plain.end - plain.start,
-                    None,
-                ),
-            }
-        }
-        None => {
-            let decrypt = readable.private.as_ref().map(|(key, salt)| {
-                Decrypt::All(Some(StreamDecryptor::new(manifest, key.clone(), *salt)))
-            });
-            let bytes = manifest.files().iter().map(|f| readable.plain_len(f)).sum();
-            (
-                0..manifest.total_len(),
-                manifest.files().len(),
-                bytes,
-                decrypt,
-            )
-        }
+    let reader = DatasetReader::open(ctx, connector, &id, &a.key.key, progress)?.close_behind();
+    let manifest = reader.manifest();
+    // The file (if one), and the bytes of it (or of the packed stream) to read.
+    let entry = match &a.file {
+        Some(path) => Some(manifest.file(path).ok_or_else(|| {
+            CliError::Refused(format!(
+                "dataset {id} has no file {path:?} ({} files)",
+                manifest.files().len()
+            ))
+        })?),
+        None => None,
     };
-    let groups = manifest.groups_for(range.clone());
-    let bar = progress.bar("download", range.end - range.start);
+    // The file's bytes to write (plaintext), or the whole stored stream.
+    let (range, files) = match entry {
+        Some(entry) => match &a.range {
+            Some(r) => (parse_range(r, reader.file_len(entry))?, 1),
+            None => (0..reader.file_len(entry), 1),
+        },
+        None => (0..manifest.total_len(), manifest.files().len()),
+    };
+    let (stored, bytes) = match entry {
+        Some(entry) => (
+            reader.stored_range(entry, range.clone()),
+            range.end - range.start,
+        ),
+        None => (
+            range.clone(),
+            manifest.files().iter().map(|f| reader.file_len(f)).sum(),
+        ),
+    };
+    let groups = manifest.groups_for(stored.clone());
+    let bar = progress.bar("download", stored.end - stored.start);
     let partial = partial_dir(&a.out)?;
-    // Each group's providers as the download saw them; a group's connections
-    // close once it is read.
-    let mut providers: Vec<ProviderUsed> = index.providers_used().collect();
-    drop(index);
+    let mut fetched = 0;
     let written = (|| -> Result<(), CliError> {
-        let unpacker = || match &readable.private {
-            Some(_) => {
-                let files = plaintext_files(manifest).expect("checked when opened");
-                let total = files.iter().map(|f| f.size).sum();
-                Unpacker::of_files(files, manifest.dirs().to_vec(), total, &partial)
-            }
-            None => Unpacker::new(manifest, &partial),
-        };
-        let out: Box<dyn WritePacked + '_> = match (&a.file, &a.range) {
-            (Some(path), None) => Box::new(OneFile::create(
+        let mut out: Box<dyn WritePacked + '_> = match (entry, &a.range) {
+            (Some(entry), None) => Box::new(OneFile::create(&partial, &entry.path, entry.blake3)?),
+            (Some(entry), Some(_)) => Box::new(OneFile::create_unchecked(
                 &partial,
-                path,
-                manifest.file(path).expect("found above").blake3,
+                &entry.path,
+                range.start,
             )?),
-            (Some(path), Some(r)) => {
-                let entry = manifest.file(path).expect("found above");
-                let at = parse_range(r, readable.plain_len(entry))?.start;
-                Box::new(OneFile::create_unchecked(&partial, path, at)?)
-            }
-            (None, _) => Box::new(UnpackAll(Some(
-                unpacker().map_err(|e| CliError::Refused(e.to_string()))?,
-            ))),
-        };
-        let mut out: Box<dyn WritePacked + '_> = match decrypt {
-            Some(decrypt) => Box::new(Decrypted {
-                dataset: id.to_string(),
-                path: a.file.clone().unwrap_or_default(),
-                decrypt,
-                inner: out,
-                plain: Vec::new(),
-            }),
-            None => out,
-        };
-        for g in groups.clone() {
-            let gid = manifest.groups()[g];
-            let mut group =
-                OpenGroup::open(ctx, connector, Some(g), &gid, &deals.of(&gid, Some(g)))?;
-            let held = manifest.group_range(g);
-            if group.group.range() != held {
-                return Err(CliError::Refused(format!(
-                    "{} holds bytes {:?}, the manifest says {held:?}",
-                    group.name(),
-                    group.group.range()
+            (None, _) => {
+                let unpacker = match reader.private() {
+                    Some(_) => {
+                        let files = plaintext_files(manifest).expect("checked when opened");
+                        let total = files.iter().map(|f| f.size).sum();
+                        Unpacker::of_files(files, manifest.dirs().to_vec(), total, &partial)
+                    }
+                    None => Unpacker::new(manifest, &partial),
+                };
+                let all = Box::new(UnpackAll(Some(
+                    unpacker.map_err(|e| CliError::Refused(e.to_string()))?,
                 )));
+                match reader.private() {
+                    // The whole stored stream decrypts file after file.
+                    Some((key, salt)) => Box::new(DecryptAll {
+                        dataset: id.to_string(),
+                        decrypt: Some(StreamDecryptor::new(manifest, key.clone(), *salt)),
+                        inner: all,
+                        plain: Vec::new(),
+                    }),
+                    None => all,
+                }
             }
-            let local =
-                range.start.max(held.start) - held.start..range.end.min(held.end) - held.start;
-            let report = group.read(local, &bar, &mut WriteAdapter(out.as_mut()), progress)?;
-            fetched += report.bytes_read;
-            providers.extend(group.providers_used());
-        }
+        };
+        let mut sink = |bytes: &[u8]| out.write_packed(bytes);
+        let stats = match entry {
+            Some(entry) => reader.read_file(entry, range.clone(), &mut sink, &bar, progress)?,
+            None => reader.read_packed(range.clone(), &mut sink, &bar, progress)?,
+        };
+        fetched = stats.bytes_fetched;
         out.finish()
     })();
     bar.finish(written.is_ok());
@@ -686,7 +647,7 @@ pub fn download(
         bytes_fetched: fetched,
         seconds: started.elapsed().as_secs_f64(),
         groups_read: groups.collect(),
-        providers,
+        providers: reader.providers_used(),
     })
 }
 
@@ -697,68 +658,45 @@ trait WritePacked {
     fn finish(&mut self) -> Result<(), CliError>;
 }
 
-/// A [`Write`] over a [`WritePacked`] (what the decoder writes into).
-struct WriteAdapter<'a>(&'a mut dyn WritePacked);
-
-impl Write for WriteAdapter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .write_packed(buf)
-            .map(|()| buf.len())
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What decrypts a private dataset's stored bytes on their way out.
-enum Decrypt {
-    /// The whole stored stream.
-    All(Option<StreamDecryptor>),
-    /// The chunks of one file that cover a plaintext range.
-    Span(Option<ChunkDecryptor>),
-}
-
-/// Decrypts stored bytes, then hands the plaintext to `inner`.
-struct Decrypted<'a> {
+/// Decrypts a private dataset's whole stored stream, then hands the
+/// plaintext to `inner`.
+struct DecryptAll<'a> {
     dataset: String,
-    /// The file read (empty: every file).
-    path: String,
-    decrypt: Decrypt,
+    decrypt: Option<StreamDecryptor>,
     inner: Box<dyn WritePacked + 'a>,
     plain: Vec<u8>,
 }
 
-impl Decrypted<'_> {
-    fn failed(&self, e: cairn_core::crypt::CryptError) -> CliError {
-        CliError::Decrypt {
-            dataset: self.dataset.clone(),
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-impl WritePacked for Decrypted<'_> {
+impl WritePacked for DecryptAll<'_> {
     fn write_packed(&mut self, buf: &[u8]) -> Result<(), CliError> {
         self.plain.clear();
-        let pushed = match &mut self.decrypt {
-            Decrypt::All(d) => d.as_mut().expect("not finished").push(buf, &mut self.plain),
-            Decrypt::Span(d) => d.as_mut().expect("not finished").push(buf, &mut self.plain),
-        };
-        pushed.map_err(|e| self.failed(e))?;
+        let decrypt = self.decrypt.as_mut().expect("not finished");
+        decrypt
+            .push(buf, &mut self.plain)
+            .map_err(|e| decrypt_failed(&self.dataset, "", e))?;
         self.inner.write_packed(&self.plain)
     }
 
     fn finish(&mut self) -> Result<(), CliError> {
-        let done = match &mut self.decrypt {
-            Decrypt::All(d) => d.take().expect("finished once").finish(),
-            Decrypt::Span(d) => d.take().expect("finished once").finish(),
-        };
-        done.map_err(|e| self.failed(e))?;
+        let decrypt = self.decrypt.take().expect("finished once");
+        decrypt
+            .finish()
+            .map_err(|e| decrypt_failed(&self.dataset, "", e))?;
         self.inner.finish()
+    }
+}
+
+/// A private dataset's stored bytes that did not decrypt (`path` empty:
+/// the whole stream).
+pub(crate) fn decrypt_failed(
+    dataset: &str,
+    path: &str,
+    e: cairn_core::crypt::CryptError,
+) -> CliError {
+    CliError::Decrypt {
+        dataset: dataset.to_string(),
+        path: path.to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -906,10 +844,10 @@ impl DatasetDeals {
         let deals =
             ctx.program_accounts::<Deal>(&[(cairn_chain::layout::DEAL_DATASET_ID, id.as_bytes())])?;
         if deals.is_empty() {
-            return Err(CliError::Refused(format!(
-                "unknown dataset {id}: no deals hold it on {}",
-                ctx.url
-            )));
+            return Err(CliError::UnknownDataset {
+                id: id.to_string(),
+                url: ctx.url.clone(),
+            });
         }
         let mut by_client: BTreeMap<Pubkey, BTreeMap<[u8; 32], Vec<DealAt>>> = BTreeMap::new();
         for (address, deal) in deals {

@@ -4,6 +4,7 @@ pub mod download;
 pub mod onchain;
 pub mod prepare;
 pub mod quic;
+pub mod reader;
 pub mod repair;
 pub mod select;
 pub mod state;

@@ -140,3 +140,54 @@ pub fn open_epoch(f: &Fixture, epoch: u64) {
 pub fn epoch_now(f: &Fixture) -> u64 {
     f.slot() / EPOCH_SLOTS
 }
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Registers provider `i` (1 GiB at 0.0001 a MiB-epoch, stake 5) and starts
+/// its storage node (real QUIC, RocksDB and files) in `rt`; returns the
+/// provider account and the node.
+pub fn start_node(
+    f: &Fixture,
+    rt: &tokio::runtime::Runtime,
+    i: usize,
+) -> (Pubkey, cairn_storage_node::node::RunningNode) {
+    let info = f.localnet.info().clone();
+    let (authority, key) = f.user(&format!("provider-{i}"), 10 * TOKEN);
+    let port = free_udp_port();
+    f.json(
+        &key,
+        &[
+            "provider",
+            "register",
+            "--endpoint",
+            &format!("127.0.0.1:{port}"),
+            "--capacity",
+            "1GiB",
+            "--price",
+            "0.0001",
+            "--stake",
+            "5",
+        ],
+    );
+    let dir = f.dir.path().join(format!("node-{i}"));
+    let config = cairn_storage_node::config::Config {
+        data_dir: dir.join("data"),
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        metrics_listen: String::new(),
+        rpc_url: info.rpc_url.clone(),
+        provider_authority: authority.pubkey().to_string(),
+        operator_keypair: key.clone(),
+        price_per_mib_epoch: 100,
+        ..cairn_storage_node::config::Config::default()
+    };
+    let node = rt
+        .block_on(cairn_storage_node::node::start(config))
+        .expect("node starts");
+    (cairn_chain::provider_pda(&authority.pubkey()), node)
+}

@@ -39,6 +39,18 @@ pub struct BenchArgs {
     /// Packed bytes per erasure group (as `cairn upload --group-size`).
     #[arg(long)]
     pub group_size: Option<String>,
+    /// Largest generated file, MiB (`--size-mib 1024 --max-file-mib 1024`:
+    /// one 1 GiB file).
+    #[arg(long, default_value_t = 64)]
+    pub max_file_mib: u64,
+    /// Also measure `cairn gateway` (in this process, anonymous): a GET of
+    /// the largest file next to `cairn download --file` of it, and the
+    /// latency of random 64 KiB range reads.
+    #[arg(long)]
+    pub gateway: bool,
+    /// Range reads of the gateway mode.
+    #[arg(long, default_value_t = 500)]
+    pub range_reads: usize,
     /// Also upload and download the same dataset encrypted (`cairn upload
     /// --encrypt`), and report both next to each other.
     #[arg(long)]
@@ -108,6 +120,24 @@ pub struct BenchReport {
     pub one_group_mib_seconds: f64,
     /// With `--encrypt`: the same dataset encrypted.
     pub encrypted: Option<EncryptedRun>,
+    /// `--gateway`: the gateway's figures.
+    pub gateway: Option<GatewayBench>,
+}
+
+/// Reads through `cairn gateway` (plain HTTP GETs of the anonymous gateway,
+/// in this process) next to `cairn download --file` of the same bytes.
+#[derive(Serialize, Debug)]
+pub struct GatewayBench {
+    pub object: String,
+    pub object_bytes: u64,
+    pub download_file_seconds: f64,
+    pub download_file_mb_s: f64,
+    pub gateway_get_seconds: f64,
+    pub gateway_get_mb_s: f64,
+    pub range_bytes: u64,
+    pub range_reads: usize,
+    pub range_p50_ms: f64,
+    pub range_p99_ms: f64,
 }
 
 fn slowest(stages: &[Stage]) -> &Stage {
@@ -197,6 +227,26 @@ impl fmt::Display for BenchReport {
                 f,
                 "             stage {:<24} {:>8.1} MB/s; {:<10} {:>8.1} MB/s",
                 "ChaCha20-Poly1305 seal", e.encrypt_stage_mb_s, "open", e.decrypt_stage_mb_s
+            )?;
+        }
+        if let Some(g) = &self.gateway {
+            writeln!(
+                f,
+                "  gateway: GET {} ({}) {:.1} MB/s ({:.1} s); cairn download --file {:.1} MB/s ({:.1} s)",
+                g.object,
+                h(g.object_bytes),
+                g.gateway_get_mb_s,
+                g.gateway_get_seconds,
+                g.download_file_mb_s,
+                g.download_file_seconds
+            )?;
+            writeln!(
+                f,
+                "  gateway: {} random {} range reads: p50 {:.1} ms, p99 {:.1} ms",
+                g.range_reads,
+                h(g.range_bytes),
+                g.range_p50_ms,
+                g.range_p99_ms
             )?;
         }
         Ok(())
@@ -354,7 +404,7 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     let mut left = (a.size_mib << 20).saturating_sub(1 << 20);
     let mut i = 0;
     while left > 0 {
-        let len = left.min(64 << 20);
+        let len = left.min(a.max_file_mib.max(1) << 20);
         let path = data.join(format!("part-{i:03}.bin"));
         std::fs::write(&path, random_bytes(len as usize, i + 1)).map_err(CliError::io(&path))?;
         left -= len;
@@ -502,6 +552,21 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
     } else {
         None
     };
+    let gateway = if a.gateway {
+        say("measuring the gateway");
+        Some(gateway_bench(
+            &net,
+            &key,
+            &up.dataset_id,
+            &data,
+            a.range_reads,
+            &connector,
+            &progress,
+            &work,
+        )?)
+    } else {
+        None
+    };
     say("measuring each stage");
     let (upload_stages, download_stages) = measure_stages()?;
     let group_stored_bytes = up
@@ -535,5 +600,184 @@ pub fn run(a: BenchArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<Bench
         middle_file_seconds,
         one_group_mib_seconds,
         encrypted,
+        gateway,
+    })
+}
+
+/// Size of each range read of the gateway mode.
+const RANGE_BYTES: u64 = 64 << 10;
+
+/// BLAKE3 of what is written.
+struct Hashing(blake3::Hasher);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The largest file of `data` through an in-process anonymous gateway: one
+/// whole GET (its BLAKE3 checked) next to `cairn download --file` of it,
+/// then `reads` random 64 KiB range GETs (each compared with the file).
+#[allow(clippy::too_many_arguments)]
+fn gateway_bench(
+    net: &Network,
+    key: &std::path::Path,
+    dataset: &str,
+    data: &std::path::Path,
+    reads: usize,
+    connector: &QuicConnector,
+    progress: &Progress,
+    work: &std::path::Path,
+) -> Result<GatewayBench, CliError> {
+    use std::io::{Read, Seek};
+    let fail =
+        |what: &str, e: &dyn fmt::Display| CliError::Refused(format!("gateway bench: {what}: {e}"));
+    let mut largest: Option<(u64, String)> = None;
+    for e in std::fs::read_dir(data).map_err(CliError::io(data))? {
+        let e = e.map_err(CliError::io(data))?;
+        let len = e.metadata().map_err(CliError::io(&e.path()))?.len();
+        if largest.as_ref().is_none_or(|(l, _)| len > *l) {
+            largest = Some((len, e.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    let (len, name) = largest.ok_or_else(|| CliError::Refused("no file to read".into()))?;
+    let local = data.join(&name);
+    let mut want = Hashing(blake3::Hasher::new());
+    std::io::copy(
+        &mut std::fs::File::open(&local).map_err(CliError::io(&local))?,
+        &mut want,
+    )
+    .map_err(CliError::io(&local))?;
+
+    let t = Instant::now();
+    download::download(
+        &net.ctx(key),
+        DownloadArgs {
+            range: None,
+            dataset: dataset.to_string(),
+            out: work.join("download-largest"),
+            file: Some(name.clone()),
+            key: cairn_cli::commands::key::KeyArg {
+                key: work.join("dataset-key.json"),
+            },
+        },
+        connector,
+        progress,
+    )?;
+    let download_file_seconds = t.elapsed().as_secs_f64();
+
+    let port = crate::demo::network::free_port(false);
+    let args = cairn_cli::gateway::GatewayArgs {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        config: None,
+        anonymous: true,
+        metrics_listen: None,
+        max_requests: 16,
+        key: cairn_cli::commands::key::KeyArg {
+            key: work.join("dataset-key.json"),
+        },
+    };
+    let ctx = net.ctx(key);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        cairn_cli::gateway::serve(ctx, args, &Progress::hidden(), async move {
+            let _ = stopped.await;
+        })
+    });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if server.is_finished() || started.elapsed() > Duration::from_secs(30) {
+            return Err(CliError::Refused(
+                "gateway bench: the gateway did not start".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let http = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .map_err(|e| fail("HTTP client", &e))?;
+    let url = format!("http://127.0.0.1:{port}/{dataset}/{name}");
+    // The first request opens the dataset (its manifest); not timed.
+    http.head(&url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail("HEAD", &e))?;
+    let t = Instant::now();
+    let mut got = Hashing(blake3::Hasher::new());
+    let mut response = http
+        .get(&url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail("GET", &e))?;
+    let n = response
+        .copy_to(&mut got)
+        .map_err(|e| fail("GET body", &e))?;
+    let gateway_get_seconds = t.elapsed().as_secs_f64();
+    if n != len || got.0.finalize() != want.0.finalize() {
+        return Err(CliError::Refused(format!(
+            "gateway bench: GET {name} returned {n} bytes that differ from the file's {len}"
+        )));
+    }
+
+    let mut file = std::fs::File::open(&local).map_err(CliError::io(&local))?;
+    let span = len.saturating_sub(RANGE_BYTES).max(1);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut latencies = Vec::with_capacity(reads);
+    let mut expect = vec![0u8; RANGE_BYTES.min(len) as usize];
+    for _ in 0..reads {
+        // xorshift64: offsets spread over the file, the same every run.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let at = state % span;
+        let end = (at + RANGE_BYTES).min(len);
+        let t = Instant::now();
+        let body = http
+            .get(&url)
+            .header("Range", format!("bytes={at}-{}", end - 1))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.bytes())
+            .map_err(|e| fail("range GET", &e))?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        let expect = &mut expect[..(end - at) as usize];
+        file.seek(std::io::SeekFrom::Start(at))
+            .and_then(|_| file.read_exact(expect))
+            .map_err(CliError::io(&local))?;
+        if body.as_ref() != &expect[..] {
+            return Err(CliError::Refused(format!(
+                "gateway bench: bytes {at}-{end} of {name} differ from the file"
+            )));
+        }
+    }
+    let _ = stop.send(());
+    server
+        .join()
+        .map_err(|_| CliError::Refused("gateway bench: the gateway panicked".into()))??;
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: usize| {
+        latencies
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(GatewayBench {
+        object: name,
+        object_bytes: len,
+        download_file_seconds,
+        download_file_mb_s: len as f64 / 1e6 / download_file_seconds,
+        gateway_get_seconds,
+        gateway_get_mb_s: len as f64 / 1e6 / gateway_get_seconds,
+        range_bytes: RANGE_BYTES,
+        range_reads: reads,
+        range_p50_ms: pct(50),
+        range_p99_ms: pct(99),
     })
 }
