@@ -215,6 +215,32 @@ fn s3_clients_read_a_dataset_through_the_gateway() {
     );
     assert!(report["groups"].as_u64().unwrap() >= 2, "{report}");
 
+    // The same tree uploaded private (`--encrypt`).
+    let key_file = f.dir.path().join("dataset-key.json");
+    f.json(
+        &client_key,
+        &["key", "new", "--out", key_file.to_str().unwrap()],
+    );
+    let private = f.json(
+        &client_key,
+        &[
+            "upload",
+            &data_dir,
+            "--encrypt",
+            "--key",
+            key_file.to_str().unwrap(),
+            "--epochs",
+            "40",
+            "--group-size",
+            "2MiB",
+            "--state-dir",
+            f.dir.path().join("state-private").to_str().unwrap(),
+        ],
+    )["dataset_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     let config = f.dir.path().join("gateway.toml");
     std::fs::write(
         &config,
@@ -269,15 +295,29 @@ fn s3_clients_read_a_dataset_through_the_gateway() {
     clients(&python, "degraded", &env);
     drop(gateway);
 
-    // An anonymous gateway answers unsigned requests.
-    let port = free_tcp_port();
-    let _anonymous = start_gateway(&f, &client_key, port, &["--anonymous"]);
-    let env: Vec<(&str, String)> = env
-        .into_iter()
-        .map(|(k, v)| match k {
-            "ENDPOINT" => (k, format!("http://127.0.0.1:{port}")),
-            _ => (k, v),
-        })
-        .collect();
-    clients(&python, "anonymous", &env);
+    // An anonymous gateway answers unsigned requests; without the dataset
+    // key it refuses the private dataset, with it it serves the plaintext.
+    let anonymous = |key: &Path| {
+        let port = free_tcp_port();
+        let gateway = start_gateway(
+            &f,
+            &client_key,
+            port,
+            &["--anonymous", "--key", key.to_str().unwrap()],
+        );
+        let mut env: Vec<(&str, String)> = env
+            .iter()
+            .map(|(k, v)| match *k {
+                "ENDPOINT" => (*k, format!("http://127.0.0.1:{port}")),
+                _ => (*k, v.clone()),
+            })
+            .collect();
+        env.push(("PRIVATE_BUCKET", private.clone()));
+        (gateway, env)
+    };
+    let (without_key, env_without) = anonymous(&f.dir.path().join("no-such-key.json"));
+    clients(&python, "anonymous", &env_without);
+    drop(without_key);
+    let (_with_key, env_with) = anonymous(&key_file);
+    clients(&python, "private", &env_with);
 }

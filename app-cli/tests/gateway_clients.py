@@ -1,7 +1,9 @@
 """Real S3 clients against `cairn gateway`, run by app-cli/tests/gateway.rs.
 
-Usage: gateway_clients.py MODE  (MODE: write-parquet, full, degraded, anonymous)
+Usage: gateway_clients.py MODE  (MODE: write-parquet, full, degraded, anonymous,
+private)
 Environment: ENDPOINT (http://127.0.0.1:PORT), BUCKET (dataset id), ALIAS,
+PRIVATE_BUCKET (the same files uploaded with --encrypt),
 ACCESS_KEY, SECRET_KEY, DATA_DIR (the uploaded directory), EXPECTED (a JSON
 file: key -> {size, blake3}), METRICS (http://127.0.0.1:PORT/metrics).
 Every check is an assert; the script prints one line per passed step.
@@ -229,6 +231,23 @@ def anonymous():
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == KEYS
     assert s3.get_object(Bucket=BUCKET, Key="a.txt")["Body"].read() == local("a.txt")
     print("anonymous: unsigned list and get")
+    try:
+        s3.get_object(Bucket=os.environ["PRIVATE_BUCKET"], Key="a.txt")
+        raise AssertionError("a private dataset was served without its key")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "AccessDenied", e.response
+        assert "key" in e.response["Error"]["Message"], e.response
+    print("anonymous: a private dataset without its key is AccessDenied")
 
 
-{"full": full, "degraded": degraded, "anonymous": anonymous}[MODE]()
+def private():
+    s3 = client(unsigned=True)
+    bucket = os.environ["PRIVATE_BUCKET"]
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == KEYS, listed
+    assert [o["Size"] for o in listed] == [EXPECTED[k]["size"] for k in KEYS], listed
+    reads(s3, bucket)
+    print("private: plaintext names, sizes, whole and range reads with the key")
+
+
+{"full": full, "degraded": degraded, "anonymous": anonymous, "private": private}[MODE]()

@@ -17,15 +17,6 @@ use cairn_cli::error::CliError;
 use cairn_cli::output::Progress;
 use common::{wait, Fixture, TOKEN};
 use serde_json::Value;
-use solana_signer::Signer;
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Distinctive names and contents, to search the nodes' bytes for.
 const SECRET_DIR: &str = "zanzibar-acquisition";
@@ -82,40 +73,7 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
         .enable_all()
         .build()
         .unwrap();
-    let start_node = |i: usize| {
-        let (authority, key) = f.user(&format!("provider-{i}"), 10 * TOKEN);
-        let port = free_udp_port();
-        f.json(
-            &key,
-            &[
-                "provider",
-                "register",
-                "--endpoint",
-                &format!("127.0.0.1:{port}"),
-                "--capacity",
-                "1GiB",
-                "--price",
-                "0.0001",
-                "--stake",
-                "5",
-            ],
-        );
-        let dir = f.dir.path().join(format!("node-{i}"));
-        let config = cairn_storage_node::config::Config {
-            data_dir: dir.join("data"),
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            metrics_listen: String::new(),
-            rpc_url: info.rpc_url.clone(),
-            provider_authority: authority.pubkey().to_string(),
-            operator_keypair: key.clone(),
-            price_per_mib_epoch: 100,
-            ..cairn_storage_node::config::Config::default()
-        };
-        let node = rt
-            .block_on(cairn_storage_node::node::start(config))
-            .expect("node starts");
-        (cairn_chain::provider_pda(&authority.pubkey()), node)
-    };
+    let start_node = |i: usize| common::start_node(&f, &rt, i);
     let mut nodes: Vec<Option<_>> = (0..6).map(|i| Some(start_node(i).1)).collect();
     let (_client, client_key) = f.user("client", 100 * TOKEN);
 

@@ -24,6 +24,7 @@ use s3s::dto::{
     ListObjectsV2Output, Object, StreamingBlob, Timestamp,
 };
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use solana_commitment_config::CommitmentConfig;
 use storage_market::constants::INDEX_GROUP;
 use storage_market::state::Deal;
 use tokio::sync::{mpsc, Semaphore};
@@ -56,7 +57,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     datasets: Mutex<HashMap<DatasetId, Arc<Opened>>>,
     /// Block time of each epoch's first block, as looked up.
-    epoch_times: Mutex<HashMap<u64, Option<SystemTime>>>,
+    epoch_times: Mutex<HashMap<u64, SystemTime>>,
     progress: Progress,
 }
 
@@ -133,21 +134,35 @@ impl Shared {
     /// deals are filed once, so the epoch they were proposed in dates it.
     fn epoch_time(&self, epoch: u64) -> Option<SystemTime> {
         if let Some(t) = self.epoch_times.lock().expect("times lock").get(&epoch) {
-            return *t;
+            return Some(*t);
         }
         let lookup = || -> Option<SystemTime> {
             let market = self.ctx.market().ok()?;
             let slot = epoch.checked_mul(market.account.params.epoch_slots)?;
-            let block = *self.ctx.rpc.get_blocks_with_limit(slot, 1).ok()?.first()?;
-            let secs = self.ctx.rpc.get_block_time(block).ok()?;
+            // The genesis block (slot 0) has no recorded time; neither has a
+            // block pruned from the node's ledger. The first of the epoch's
+            // blocks that has one counts. Confirmed, not finalized: the
+            // client's `getBlocks` asks for finalized blocks unless told, and
+            // the root can lag the dataset's epoch by more than an epoch.
+            let last = slot.checked_add(market.account.params.epoch_slots - 1)?;
+            let blocks = self
+                .ctx
+                .rpc
+                .get_blocks_with_commitment(slot, Some(last), CommitmentConfig::confirmed())
+                .ok()?;
+            let secs = blocks
+                .into_iter()
+                .take(4)
+                .find_map(|b| self.ctx.rpc.get_block_time(b).ok())?;
             Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
         };
-        let t = lookup();
+        // A failed look-up is tried again next time.
+        let t = lookup()?;
         self.epoch_times
             .lock()
             .expect("times lock")
             .insert(epoch, t);
-        t
+        Some(t)
     }
 
     /// The lister's datasets (those with an index group filed), each with
