@@ -142,7 +142,9 @@ pub fn serve(
     };
     let connector = QuicConnector::new().map_err(|e| StartError::Runtime(e.to_string()))?;
     // Both live as long as the process: every request's blocking read
-    // borrows them.
+    // borrows them. `cairn gateway` serves once per process; a caller that
+    // serves repeatedly in one process (the bench) keeps one of each per
+    // call.
     let ctx: &'static Ctx = Box::leak(Box::new(ctx));
     let connector: &'static QuicConnector = Box::leak(Box::new(connector));
     let metrics = Arc::new(Metrics::default());
