@@ -40,19 +40,28 @@ pub fn resolve_url(url: &str) -> String {
 /// a private key, refuses a file that users other than its owner may read or
 /// write ([`CliError::KeypairExposed`]).
 pub fn read_keypair(path: &Path) -> Result<Keypair, CliError> {
-    use std::io::Read;
     let fail = |reason: String| CliError::Keypair {
         path: path.to_path_buf(),
         reason,
     };
-    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let bytes = read_private_bytes(path, file, fail)?;
+    Keypair::try_from(bytes.as_slice()).map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
+}
+
+/// The JSON byte array in key file `file` (at `path`), once its permissions
+/// are checked ([`check_private`]); other failures are `fail`'s.
+fn read_private_bytes(
+    path: &Path,
+    mut file: std::fs::File,
+    fail: impl Fn(String) -> CliError,
+) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
     check_private(path, &file)?;
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| fail(e.to_string()))?;
-    let bytes: Vec<u8> = serde_json::from_str(&text)
-        .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
-    Keypair::try_from(bytes.as_slice()).map_err(|e| fail(format!("not an ed25519 keypair ({e})")))
+    serde_json::from_str(&text).map_err(|e| fail(format!("not a JSON array of bytes ({e})")))
 }
 
 /// Permission bits that let users other than the owner at a key file.
@@ -124,23 +133,16 @@ pub fn default_dataset_key() -> PathBuf {
 /// keypair file); `None` if there is no file at `path`. Refuses a file other
 /// users may read or write ([`CliError::KeypairExposed`]), like a keypair.
 pub fn read_dataset_key(path: &Path) -> Result<Option<DatasetKey>, CliError> {
-    use std::io::Read;
     let fail = |reason: String| CliError::DatasetKeyFile {
         path: path.to_path_buf(),
         reason,
     };
-    let mut file = match std::fs::File::open(path) {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e.to_string())),
     };
-    check_private(path, &file)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
-    let bytes: Vec<u8> = serde_json::from_str(&text)
-        .map_err(|e| fail(format!("not a JSON array of bytes ({e})")))?;
-    let bytes: [u8; 32] = bytes
+    let bytes: [u8; 32] = read_private_bytes(path, file, fail)?
         .try_into()
         .map_err(|b: Vec<u8>| fail(format!("{} bytes, a dataset key has 32", b.len())))?;
     Ok(Some(DatasetKey::from_bytes(bytes)))

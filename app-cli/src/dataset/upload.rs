@@ -309,27 +309,16 @@ pub fn upload(
     let first = record.placed.len() as u64;
     bytes_bar.set((first * record.group_len).min(total));
     bytes_bar.message(format!("{first} of {} groups placed", record.groups));
-    let packer = match &key {
-        Some(key) => cairn_core::manifest::fs::GroupPacker::encrypted(
-            &dir,
-            &scan,
-            record.k,
-            record.m,
-            record.group_len,
-            record.salt,
-            first,
-            key.clone(),
-        ),
-        None => cairn_core::manifest::fs::GroupPacker::new(
-            &dir,
-            &scan,
-            record.k,
-            record.m,
-            record.group_len,
-            record.salt,
-            first,
-        ),
-    };
+    let packer = cairn_core::manifest::fs::GroupPacker::with_key(
+        &dir,
+        &scan,
+        record.k,
+        record.m,
+        record.group_len,
+        record.salt,
+        first,
+        key.clone(),
+    );
     let mut packer = packer.map_err(|e| CliError::bad("DIR", e.to_string()))?;
     let n = usize::from(record.k + record.m);
     // Two groups in flight: this thread codes group g + 1 while a placer

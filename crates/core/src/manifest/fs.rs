@@ -620,10 +620,11 @@ impl GroupPacker {
         Self::build(root, scan, k, m, group_len, salt, first, None)
     }
 
-    /// Like [`GroupPacker::new`], each file encrypted with `key`
-    /// ([`PackReader::encrypted`]): `group_len` counts stored bytes.
+    /// Like [`GroupPacker::new`], each file encrypted with `key` when there
+    /// is one ([`PackReader::encrypted`]; `group_len` then counts stored
+    /// bytes).
     #[allow(clippy::too_many_arguments, reason = "new's, and the key")]
-    pub fn encrypted(
+    pub fn with_key(
         root: &Path,
         scan: &Scan,
         k: u16,
@@ -631,12 +632,11 @@ impl GroupPacker {
         group_len: u64,
         salt: Hash,
         first: u64,
-        key: DatasetKey,
+        key: Option<DatasetKey>,
     ) -> Result<Self, PackError> {
-        Self::build(root, scan, k, m, group_len, salt, first, Some(key))
+        Self::build(root, scan, k, m, group_len, salt, first, key)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "new's, and the key")]
     fn build(
         root: &Path,
         scan: &Scan,
@@ -1156,7 +1156,7 @@ mod tests {
         let scan = scan_dir(src).unwrap();
         let key = DatasetKey::from_bytes([3; 32]);
         let mut packer =
-            GroupPacker::encrypted(src, &scan, 2, 1, 70_000, [5; 32], first, key).unwrap();
+            GroupPacker::with_key(src, &scan, 2, 1, 70_000, [5; 32], first, Some(key)).unwrap();
         let mut groups = Vec::new();
         let mut entries = Vec::new();
         while let Some(done) = packer.next_group(vec![Vec::new(); 3]).unwrap() {
