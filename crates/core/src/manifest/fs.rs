@@ -617,7 +617,7 @@ impl GroupPacker {
         salt: Hash,
         first: u64,
     ) -> Result<Self, PackError> {
-        Self::build(root, scan, k, m, group_len, salt, first, None)
+        Self::with_key(root, scan, k, m, group_len, salt, first, None)
     }
 
     /// Like [`GroupPacker::new`], each file encrypted with `key` when there
@@ -625,19 +625,6 @@ impl GroupPacker {
     /// bytes).
     #[allow(clippy::too_many_arguments, reason = "new's, and the key")]
     pub fn with_key(
-        root: &Path,
-        scan: &Scan,
-        k: u16,
-        m: u16,
-        group_len: u64,
-        salt: Hash,
-        first: u64,
-        key: Option<DatasetKey>,
-    ) -> Result<Self, PackError> {
-        Self::build(root, scan, k, m, group_len, salt, first, key)
-    }
-
-    fn build(
         root: &Path,
         scan: &Scan,
         k: u16,
