@@ -13,21 +13,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
-fn bytes(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+mod common;
+use common::pseudo_random;
 
 fn crypt(c: &mut Criterion) {
     let len = 64 << 20;
-    let data = bytes(len);
+    let data = pseudo_random(len);
     let cipher = DatasetKey::from_bytes([7; 32]).file(&[1; 32], "bench/file.bin");
     let stored = cipher.encrypt_all(&data);
     let whole = span(len as u64, 0..len as u64).unwrap();

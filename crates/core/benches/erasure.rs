@@ -27,24 +27,15 @@ use std::hint::black_box;
 use std::io;
 use std::time::Duration;
 
-fn dataset(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+mod common;
+use common::pseudo_random;
 
 fn bench_code(c: &mut Criterion, k: u16, m: u16, stripes: usize) {
     let params = ErasureParams::new(k, m, DEFAULT_STRIPE_UNIT).unwrap();
     let unit = params.stripe_unit();
     let (k, m) = (params.k(), params.m());
     let len = stripes * k * unit;
-    let data = dataset(len);
+    let data = pseudo_random(len);
 
     let mut group = c.benchmark_group(format!("erasure_{k}_{m}"));
     group.sample_size(10);
