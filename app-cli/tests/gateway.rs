@@ -98,16 +98,9 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(f: &Fixture, key: &Path, port: u16, extra: &[&str]) -> Gateway {
-    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "--url",
-            f.localnet.rpc_url(),
-            "--keypair",
-            key.to_str().unwrap(),
-            "gateway",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
+    let child = f
+        .command(key)
+        .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .stdin(Stdio::null())
         .spawn()

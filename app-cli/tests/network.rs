@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{assert_fails, wait, Fixture, TOKEN};
@@ -67,7 +67,6 @@ fn assert_tree(dir: &Path, files: &[(String, Vec<u8>)]) {
 #[test]
 fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let f = Fixture::start();
-    let info = f.localnet.info().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -221,13 +220,8 @@ fn upload_status_download_resume_and_errors_with_six_real_nodes() {
     let files2 = write_tree(second.path(), 3, 3_000_000);
     let ata = f.ata(&common::pubkey_of(&client_key));
     let before = f.token_balance(&ata);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "--url",
-            &info.rpc_url,
-            "--keypair",
-            client_key.to_str().unwrap(),
-        ])
+    let mut child = f
+        .command(&client_key)
         .args([
             "upload",
             second.path().to_str().unwrap(),

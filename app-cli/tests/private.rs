@@ -286,13 +286,8 @@ fn encrypted_upload_hides_names_and_contents_reads_with_the_key_and_repairs_with
     let fresh: Vec<_> = (6..9).map(start_node).collect();
     let fresh_providers: Vec<String> = fresh.iter().map(|(p, _)| p.to_string()).collect();
     let repaired = {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args([
-                "--url",
-                &info.rpc_url,
-                "--keypair",
-                client_key.to_str().unwrap(),
-            ])
+        let out = f
+            .command(&client_key)
             .args([
                 "repair",
                 &id,

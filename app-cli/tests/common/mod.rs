@@ -67,15 +67,22 @@ impl Fixture {
         token::associated_token_address(owner, &self.ix.mint, &self.ix.token_program)
     }
 
+    /// `cairn --url <localnet> --keypair <keypair>`, for the caller to add
+    /// its arguments (and environment) to.
+    pub fn command(&self, keypair: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command.args([
+            "--url",
+            self.localnet.rpc_url(),
+            "--keypair",
+            keypair.to_str().unwrap(),
+        ]);
+        command
+    }
+
     /// Runs `cairn --url <localnet> --keypair <keypair> args…`.
     pub fn cairn(&self, keypair: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args([
-                "--url",
-                self.localnet.rpc_url(),
-                "--keypair",
-                keypair.to_str().unwrap(),
-            ])
+        self.command(keypair)
             .args(args)
             .output()
             .expect("run cairn")
