@@ -41,8 +41,29 @@ pub mod routes {
     pub const METRICS: &str = "/metrics";
     /// `Stats`: totals, and `closed_until` (outcomes of earlier epochs are final).
     pub const STATS: &str = "/v1/stats";
-    /// `MarketRecord`: the market's authority, mint, epoch length and parameters.
+    /// `MarketRecord`: the market's authority, mint (with its `decimals`), epoch
+    /// length and parameters, and `token_symbol` (the indexer's
+    /// `--token-symbol`: mints carry no name on chain).
     pub const MARKET: &str = "/v1/market";
+    /// The network per epoch, for charts: `{from_epoch, until_epoch,
+    /// current_epoch, first_epoch, points}`, one point per epoch `from ..
+    /// until` (parameters `from` and `until`; default the last 500 epochs, at
+    /// most 1000). A point holds the totals at the epoch's end (`stored_bytes`,
+    /// `active_deals`, `providers`, `deals`, `slashed`, `paid`), what the epoch
+    /// added (`new_deals`, `new_slashed`, `new_paid`) and what it was for the
+    /// providers (`opened`, `closed`, `proven`, `failed`, `void`). Read from one
+    /// pre-aggregated key per epoch.
+    pub const SERIES: &str = "/v1/series";
+    /// `{query, matches: [{kind, id, path}]}`: what `q` names: a provider, deal
+    /// or client address, a dataset id (64 hex digits), an epoch number or a
+    /// transaction signature. No match is an empty list.
+    pub const SEARCH: &str = "/v1/search";
+    /// A transaction: `{signature, slot, block_time, failed, first_event,
+    /// events, event_list}`.
+    pub const TX: &str = "/v1/tx/{signature}";
+    /// Page of the deal's events (its timeline), oldest first, each with its
+    /// transaction's signature.
+    pub const DEAL_EVENTS: &str = "/v1/deals/{id}/events";
     /// Page of `ProviderRecord`, by address.
     pub const PROVIDERS: &str = "/v1/providers";
     /// `ProviderRecord` with `reliability` and `epoch_map` (its last 64 epochs, one
@@ -257,6 +278,22 @@ impl Metrics {
 pub struct Api<S> {
     pub store: Arc<S>,
     pub metrics: Arc<Metrics>,
+    /// What the market's token is called on the explorer (`/v1/market`'s
+    /// `token_symbol`).
+    pub token_symbol: Arc<str>,
+}
+
+/// The token symbol when none is configured.
+pub const DEFAULT_TOKEN_SYMBOL: &str = "CAIRN";
+
+impl<S> Api<S> {
+    pub fn new(store: Arc<S>, metrics: Arc<Metrics>) -> Self {
+        Api {
+            store,
+            metrics,
+            token_symbol: DEFAULT_TOKEN_SYMBOL.into(),
+        }
+    }
 }
 
 impl<S> Clone for Api<S> {
@@ -264,6 +301,7 @@ impl<S> Clone for Api<S> {
         Api {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
+            token_symbol: self.token_symbol.clone(),
         }
     }
 }
@@ -423,12 +461,16 @@ pub fn router<S: IndexRead>(api: Api<S>) -> Router {
         .route(routes::STATS, get(stats::<S>))
         .route(routes::MARKET, get(market::<S>))
         .route(routes::PROVIDER, get(provider::<S>))
+        .route(routes::SERIES, get(series::<S>))
+        .route(routes::SEARCH, get(search::<S>))
+        .route(routes::TX, get(tx::<S>))
         .layer(points);
     let scan_routes = Router::new()
         .route(routes::PROVIDERS, get(providers::<S>))
         .route(routes::PROVIDER_EPOCHS, get(provider_epochs::<S>))
         .route(routes::DEALS, get(deals::<S>))
         .route(routes::DEAL, get(deal::<S>))
+        .route(routes::DEAL_EVENTS, get(deal_events::<S>))
         .route(routes::DATASET, get(dataset::<S>))
         .route(routes::EPOCHS, get(epochs::<S>))
         .route(routes::EPOCH, get(epoch::<S>))
@@ -570,9 +612,116 @@ async fn market<S: IndexRead>(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     only(&params, &[])?;
-    read(&api, |s| match s.market()? {
-        Some(m) => Ok(Json(m).into_response()),
+    #[derive(Serialize)]
+    struct MarketAnswer {
+        #[serde(flatten)]
+        market: crate::model::MarketRecord,
+        token_symbol: Arc<str>,
+    }
+    let token_symbol = api.token_symbol.clone();
+    read(&api, move |s| match s.market()? {
+        Some(market) => Ok(Json(MarketAnswer {
+            market,
+            token_symbol,
+        })
+        .into_response()),
         None => Err(ApiError::not_found("the market".into())),
+    })
+    .await
+}
+
+fn epoch_param(
+    params: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<u64>, ApiError> {
+    params
+        .get(name)
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad(name, format!("{name} {s:?} is not an epoch number")))
+        })
+        .transpose()
+}
+
+async fn series<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &["from", "until"])?;
+    let from = epoch_param(&params, "from")?;
+    let until = epoch_param(&params, "until")?;
+    if let (Some(f), Some(u)) = (from, until) {
+        if u < f {
+            return Err(ApiError::bad(
+                "until",
+                format!("until {u} is before from {f}"),
+            ));
+        }
+    }
+    read(&api, move |s| {
+        Ok(Json(s.series(from, until)?).into_response())
+    })
+    .await
+}
+
+/// Longest search string: a transaction signature is at most 88 characters.
+const MAX_QUERY: usize = 128;
+
+async fn search<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &["q"])?;
+    let q = params.get("q").cloned().unwrap_or_default();
+    if q.trim().is_empty() || q.len() > MAX_QUERY {
+        return Err(ApiError::bad(
+            "q",
+            format!(
+                "q must name a provider, deal or client address, a dataset id, an epoch or a \
+                 transaction signature (1 to {MAX_QUERY} characters)"
+            ),
+        ));
+    }
+    read(&api, move |s| {
+        let matches = s.search(&q)?;
+        Ok(Json(serde_json::json!({ "query": q.trim(), "matches": matches })).into_response())
+    })
+    .await
+}
+
+async fn tx<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Path(signature): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &[])?;
+    if signature.len() > MAX_QUERY {
+        return Err(ApiError::bad(
+            "signature",
+            "signature is longer than any transaction signature".into(),
+        ));
+    }
+    read(&api, move |s| match s.tx(&signature)? {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(ApiError::not_found(format!("transaction {signature}"))),
+    })
+    .await
+}
+
+async fn deal_events<S: IndexRead>(
+    State(api): State<Api<S>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    only(&params, &["cursor", "limit"])?;
+    let key = pubkey("id", &id)?;
+    let req = page_req(&params)?;
+    read(&api, move |s| {
+        let page = s.deal_events(&key, &req)?;
+        if page.items.is_empty() && req.after.is_none() {
+            return Err(ApiError::not_found(format!("deal {id}")));
+        }
+        Ok(Json(page).into_response())
     })
     .await
 }

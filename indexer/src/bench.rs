@@ -105,10 +105,7 @@ pub fn run(dir: &Path, deals: u64, requests: usize) -> Result<BenchReport, Store
     let (_, fill_seconds) = ingest_all(&store, &txs, 2_000)?;
     let deals_in_store = store.stats()?.deals;
     drop(txs);
-    let app = api::router(Api {
-        store: Arc::new(store),
-        metrics: Arc::new(Metrics::default()),
-    });
+    let app = api::router(Api::new(Arc::new(store), Arc::new(Metrics::default())));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

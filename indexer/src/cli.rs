@@ -39,6 +39,9 @@ struct Cli {
     /// At most this many RPC requests per second (public endpoints rate-limit).
     #[arg(long, env = "CAIRN_INDEXER_MAX_RPS")]
     max_rps: Option<f64>,
+    /// What the explorer calls the market's token (a mint has no name on chain).
+    #[arg(long, env = "CAIRN_TOKEN_SYMBOL", default_value = api::DEFAULT_TOKEN_SYMBOL)]
+    token_symbol: String,
     /// Transactions applied per write batch.
     #[arg(long, env = "CAIRN_INDEXER_BATCH", default_value_t = 64)]
     batch: usize,
@@ -156,7 +159,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         });
         api::serve(
             listener,
-            Api { store, metrics },
+            Api {
+                store,
+                metrics,
+                token_symbol: cli.token_symbol.as_str().into(),
+            },
             cancel.clone().cancelled_owned(),
         )
         .await?;

@@ -410,6 +410,10 @@ impl Follower {
     /// reconciles the store with them.
     pub async fn reconcile(&mut self) -> Result<(), FollowError> {
         let (slot_m, market) = self.accounts::<Market>().await?;
+        let mint_decimals = match market.first() {
+            Some((_, m)) => self.mint_decimals(&m.mint).await?,
+            None => None,
+        };
         let (slot_p, providers) = self.accounts::<Provider>().await?;
         let (slot_d, deals) = self.accounts::<Deal>().await?;
         let (slot_c, challenge) = self.accounts::<Challenge>().await?;
@@ -434,6 +438,7 @@ impl Follower {
             Snapshot {
                 slot: slot_m,
                 market: market.into_iter().next(),
+                mint_decimals,
                 ..Snapshot::default()
             },
             Snapshot {
@@ -469,6 +474,33 @@ impl Follower {
         }
         self.metrics.reconciliations.inc();
         Ok(())
+    }
+
+    /// The decimals of an SPL mint (Token or Token-2022: the same base
+    /// layout, decimals at byte 44); `None` if the account is not a mint.
+    async fn mint_decimals(&mut self, mint: &Pubkey) -> Result<Option<u8>, FollowError> {
+        /// `COption<Pubkey>` mint authority (36 bytes), then the supply (8).
+        const DECIMALS_OFFSET: usize = 44;
+        self.pace().await;
+        let params = json!([
+            mint.to_string(),
+            { "encoding": "base64", "commitment": COMMITMENT.commitment }
+        ]);
+        let answer: Value = match self.rpc.send(RpcRequest::GetAccountInfo, params).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.rpc_errors.inc();
+                return Err(e.into());
+            }
+        };
+        let decimals = answer["value"]["data"][0]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .and_then(|data| data.get(DECIMALS_OFFSET).copied());
+        if decimals.is_none() {
+            tracing::warn!("mint {mint} is not readable as an SPL mint");
+        }
+        Ok(decimals)
     }
 
     async fn accounts<T: AccountDeserialize + Discriminator>(

@@ -38,6 +38,7 @@ pub fn record(
         signature: signature.to_string(),
         slot: tx.slot,
         failed,
+        block_time: tx.block_time,
         events: if failed {
             Vec::new()
         } else {
@@ -67,26 +68,43 @@ pub fn apply(store: &Store, txs: &[RecordedTx]) -> Result<Applied, StoreError> {
     let mut epoch_slots = epoch_slots(&change)?;
     for tx in txs {
         applied.transactions += 1;
+        let before = change.stats.clone();
         change.stats.transactions += 1;
         change.stats.last_slot = change.stats.last_slot.max(tx.slot);
         if tx.failed {
             change.stats.failed_transactions += 1;
         }
+        if let Some(time) = tx.block_time {
+            if change.stats.first_timed_slot.is_none() {
+                change.stats.first_timed_slot = Some(tx.slot);
+                change.stats.first_block_time = Some(time);
+            }
+            change.stats.last_timed_slot = Some(tx.slot);
+            change.stats.last_block_time = Some(time);
+        }
         // The chain is in a later epoch: the epochs before it are over.
         if let (Some(slots), Some(from)) = (epoch_slots, change.stats.closed_until) {
             close_epochs(&mut change, from, tx.slot / slots)?;
         }
+        let first_event = change.stats.events;
         for (index, data) in tx.events.iter().enumerate() {
             let decoded = MarketEvent::decode(data);
-            let name = match &decoded {
-                Ok(event) => event.name().to_string(),
+            let (name, subjects) = match &decoded {
+                Ok(event) => (event.name().to_string(), Subjects::of(event)),
                 Err(e) => {
                     applied.undecodable += 1;
                     tracing::warn!(signature = %tx.signature, "undecodable event: {e}");
-                    format!("undecodable: {e}")
+                    (format!("undecodable: {e}"), Subjects::default())
                 }
             };
             let seq = change.stats.events;
+            for deal in subjects.deals.iter().flatten() {
+                change.put_raw(
+                    cf::DEAL_EVENTS,
+                    key::cat(&[deal.as_ref(), &key::u64(seq)]),
+                    Vec::new(),
+                );
+            }
             change.put(
                 cf::EVENTS,
                 key::u64(seq).to_vec(),
@@ -96,6 +114,10 @@ pub fn apply(store: &Store, txs: &[RecordedTx]) -> Result<Applied, StoreError> {
                     slot: tx.slot,
                     signature: tx.signature.clone(),
                     index: index as u32,
+                    block_time: tx.block_time,
+                    deal: subjects.deals[0].as_ref().map(b58),
+                    provider: subjects.provider.as_ref().map(b58),
+                    epoch: subjects.epoch,
                 },
             );
             change.stats.events += 1;
@@ -104,6 +126,18 @@ pub fn apply(store: &Store, txs: &[RecordedTx]) -> Result<Applied, StoreError> {
                 apply_event(&mut change, tx, event)?;
             }
         }
+        change.put(
+            cf::TXS,
+            tx.signature.as_bytes().to_vec(),
+            &TxRecord {
+                signature: tx.signature.clone(),
+                slot: tx.slot,
+                block_time: tx.block_time,
+                failed: tx.failed,
+                first_event,
+                events: tx.events.len() as u32,
+            },
+        );
         // Outcomes are decided from the first transaction whose epoch is known
         // (no deal is owed before the market's first transactions).
         if epoch_slots.is_none() {
@@ -112,12 +146,102 @@ pub fn apply(store: &Store, txs: &[RecordedTx]) -> Result<Applied, StoreError> {
         if change.stats.closed_until.is_none() {
             change.stats.closed_until = epoch_slots.map(|slots| tx.slot / slots);
         }
+        if let Some(slots) = epoch_slots {
+            add_to_series(&mut change, tx.slot / slots, &before, tx.block_time)?;
+        }
     }
     change.commit(Some(&Cursor {
         signature: last.signature.clone(),
         slot: last.slot,
     }))?;
     Ok(applied)
+}
+
+/// What an event is about: up to two deals (`DealLeftSet` moves a second
+/// deal in its provider's set), a provider, an epoch.
+#[derive(Default)]
+struct Subjects {
+    deals: [Option<Pubkey>; 2],
+    provider: Option<Pubkey>,
+    epoch: Option<u64>,
+}
+
+impl Subjects {
+    fn of(event: &MarketEvent) -> Subjects {
+        use MarketEvent as E;
+        let deal = |deal: &Pubkey, provider: Option<&Pubkey>| Subjects {
+            deals: [Some(*deal), None],
+            provider: provider.copied(),
+            epoch: None,
+        };
+        let provider = |provider: &Pubkey, epoch: Option<u64>| Subjects {
+            deals: [None, None],
+            provider: Some(*provider),
+            epoch,
+        };
+        match event {
+            E::MarketInitialized(_) | E::MarketUpdated(_) => Subjects::default(),
+            E::ProviderRegistered(e) => provider(&e.provider, None),
+            E::ProviderUpdated(e) => provider(&e.provider, None),
+            E::ProviderDeregistered(e) => provider(&e.provider, None),
+            E::StakeChanged(e) => provider(&e.provider, None),
+            E::EarningsWithdrawn(e) => provider(&e.provider, None),
+            E::EpochProven(e) => provider(&e.provider, Some(e.epoch)),
+            E::ProviderJailed(e) => provider(&e.provider, Some(e.epoch)),
+            E::EpochOpened(e) => Subjects {
+                epoch: Some(e.epoch),
+                ..Subjects::default()
+            },
+            E::DealProposed(e) => deal(&e.deal, Some(&e.provider)),
+            E::DealAccepted(e) => deal(&e.deal, Some(&e.provider)),
+            E::DealCancelled(e) => deal(&e.deal, None),
+            E::DealSettled(e) => deal(&e.deal, Some(&e.provider)),
+            E::DealFinished(e) => deal(&e.deal, Some(&e.provider)),
+            E::DealEnded(e) => Subjects {
+                epoch: Some(e.failed_epoch),
+                ..deal(&e.deal, Some(&e.provider))
+            },
+            E::DealLeftSet(e) => Subjects {
+                deals: [Some(e.deal), (e.moved != e.deal).then_some(e.moved)],
+                provider: Some(e.provider),
+                epoch: None,
+            },
+            E::DealClosed(e) => deal(&e.deal, None),
+        }
+    }
+}
+
+/// Adds what a transaction (or a reconciliation) changed since `before` to
+/// the series point of `epoch`: the totals as they are now, and the epoch's
+/// new deals, collateral slashed and payments.
+fn add_to_series(
+    c: &mut Change,
+    epoch: u64,
+    before: &Stats,
+    block_time: Option<i64>,
+) -> Result<(), StoreError> {
+    let k = key::u64(epoch).to_vec();
+    let mut point: SeriesPoint = c.get(cf::SERIES, &k)?.unwrap_or(SeriesPoint {
+        epoch,
+        ..SeriesPoint::default()
+    });
+    let s = &c.stats;
+    let slashed = |s: &Stats| s.penalties + s.forfeited;
+    point.stored_bytes = s.stored_bytes;
+    point.active_deals = s.active_deals;
+    point.providers = s.providers;
+    point.deals = s.deals;
+    point.new_deals += s.deals.saturating_sub(before.deals);
+    point.slashed = slashed(s);
+    point.new_slashed += slashed(s).saturating_sub(slashed(before));
+    point.paid = s.paid;
+    point.new_paid += s.paid.saturating_sub(before.paid);
+    point.last_slot = point.last_slot.max(s.last_slot);
+    if block_time.is_some() {
+        point.last_block_time = block_time;
+    }
+    c.put(cf::SERIES, k, &point);
+    Ok(())
 }
 
 /// Records a transaction the follower cannot index and moves the cursor past
@@ -1007,6 +1131,8 @@ fn le_u64(bytes: &[u8]) -> u64 {
 pub struct Snapshot {
     pub slot: u64,
     pub market: Option<(Pubkey, Market)>,
+    /// Decimals of the market's mint (read with the market).
+    pub mint_decimals: Option<u8>,
     pub providers: Vec<(Pubkey, Provider)>,
     pub deals: Vec<(Pubkey, Deal)>,
     /// The challenge of the epoch being proven.
@@ -1034,6 +1160,7 @@ pub struct Reconciled {
 /// cleared, so they hold whatever the snapshot's slot.
 pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreError> {
     let mut c = store.change()?;
+    let before = c.stats.clone();
     let mut out = Reconciled::default();
     if let Some((address, m)) = &snap.market {
         let old = load_market(&c)?.unwrap_or_default();
@@ -1044,6 +1171,7 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
                 mint: b58(&m.mint),
                 epoch_slots: m.params.epoch_slots,
                 params: Some(m.params.into()),
+                decimals: snap.mint_decimals.or(old.decimals),
                 synced_slot: snap.slot,
             };
             c.put(cf::META, meta::MARKET.to_vec(), &new);
@@ -1166,6 +1294,10 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
             }
         }
     }
+    // Totals a snapshot corrected count in the epoch it was read in.
+    if let (Some(slots), true) = (epoch_slots(&c)?, c.stats != before) {
+        add_to_series(&mut c, snap.slot / slots, &before, None)?;
+    }
     c.commit(None)?;
     Ok(out)
 }
@@ -1195,6 +1327,7 @@ mod tests {
             signature: format!("sig{n}"),
             slot,
             failed: false,
+            block_time: None,
             events,
         }
     }

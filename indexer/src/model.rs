@@ -33,6 +33,10 @@ pub struct MarketRecord {
     /// The current parameters (from `MarketUpdated` or the account; `None` until
     /// either was seen).
     pub params: Option<MarketParamsRecord>,
+    /// Decimals of the mint (its account; `None` until read): a token amount
+    /// `n` in base units is `n / 10^decimals` tokens.
+    #[serde(default)]
+    pub decimals: Option<u8>,
     pub synced_slot: u64,
 }
 
@@ -362,6 +366,50 @@ pub struct EventRecord {
     pub signature: String,
     /// Position among the transaction's events.
     pub index: u32,
+    /// The block's Unix time (seconds), when the RPC gave it.
+    pub block_time: Option<i64>,
+    /// What the event is about, for links: the deal, the provider, the epoch.
+    pub deal: Option<String>,
+    pub provider: Option<String>,
+    pub epoch: Option<u64>,
+}
+
+/// One transaction of the program, as indexed (`/v1/tx/{signature}`): its
+/// events are `first_event .. first_event + events` in the event sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub signature: String,
+    pub slot: u64,
+    pub block_time: Option<i64>,
+    /// The transaction failed: it changed nothing and emitted no event.
+    pub failed: bool,
+    pub first_event: u64,
+    pub events: u32,
+}
+
+/// The network at the end of one epoch (`/v1/series`): the totals as the last
+/// transaction of the epoch left them, and what the epoch added. Written as
+/// transactions are applied (pre-aggregated: a chart reads one key per epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub epoch: u64,
+    /// Bytes of shards in active deals.
+    pub stored_bytes: u64,
+    pub active_deals: u64,
+    pub providers: u64,
+    /// Deals ever proposed, and those proposed in this epoch.
+    pub deals: u64,
+    pub new_deals: u64,
+    /// Collateral paid to clients (failed-epoch penalties and deals ended
+    /// early), in all and in this epoch.
+    pub slashed: u64,
+    pub new_slashed: u64,
+    /// Paid to providers for proven deal-epochs, in all and in this epoch.
+    pub paid: u64,
+    pub new_paid: u64,
+    /// The epoch's last indexed transaction.
+    pub last_slot: u64,
+    pub last_block_time: Option<i64>,
 }
 
 /// Where ingestion stands: the newest transaction applied.
@@ -411,6 +459,16 @@ pub struct Stats {
     /// Transactions the follower skipped (listed at `/v1/skipped`).
     #[serde(default)]
     pub skipped_transactions: u64,
+    /// The first and the newest transaction with a block time: with
+    /// `last_slot`, what the explorer turns slots into approximate times with.
+    #[serde(default)]
+    pub first_timed_slot: Option<u64>,
+    #[serde(default)]
+    pub first_block_time: Option<i64>,
+    #[serde(default)]
+    pub last_timed_slot: Option<u64>,
+    #[serde(default)]
+    pub last_block_time: Option<i64>,
 }
 
 /// A transaction of the program the follower could not index and went past:
@@ -430,6 +488,9 @@ pub struct RecordedTx {
     pub slot: u64,
     /// The transaction failed: it changed nothing and emitted no event.
     pub failed: bool,
+    /// The block's Unix time (seconds), when the RPC gave it.
+    #[serde(default)]
+    pub block_time: Option<i64>,
     /// Data of each `emit_cpi!` event instruction, in execution order.
     pub events: Vec<Vec<u8>>,
 }

@@ -2,7 +2,7 @@
 use crate::model::*;
 use crate::store::{cf, decode, key, Store, StoreError};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Largest page the API serves.
 pub const MAX_PAGE: usize = 500;
@@ -19,6 +19,11 @@ pub const MAX_DEAL_EPOCHS: u64 = 4096;
 /// Deals of a dataset whose totals `/v1/datasets/{id}` adds up at most
 /// (`totals_complete` says whether that was all of them).
 pub const MAX_DATASET_DEALS: usize = 4096;
+
+/// Epochs one `/v1/series` answer covers at most.
+pub const MAX_SERIES: u64 = 1000;
+/// Epochs `/v1/series` covers when not asked: the most recent ones.
+pub const DEFAULT_SERIES: u64 = 500;
 
 /// One page of a listing. `next_cursor` is opaque; `None` on the last page.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -112,6 +117,20 @@ pub struct DatasetDetail {
     pub k: Option<u16>,
     pub n: Option<u16>,
     pub stored_bytes: u64,
+    /// Escrow left in the dataset's active deals (to be paid or refunded).
+    pub escrow_left: u64,
+    /// The client that proposed its deals.
+    pub client: Option<String>,
+    /// Providers of its active deals.
+    pub providers: Vec<String>,
+    /// Its groups, by number, with their health.
+    pub group_health: Vec<GroupHealth>,
+    /// Shards the dataset can still lose: the least `can_lose` of its groups.
+    pub can_lose: Option<i64>,
+    /// The first epoch after its earliest-ending active deal (`None`: none active).
+    pub ends_epoch: Option<u64>,
+    /// Epochs from the current one to `ends_epoch`.
+    pub epochs_remaining: Option<u64>,
     /// Whether the totals above cover every deal of the dataset (they add up
     /// at most [`MAX_DATASET_DEALS`], by shard).
     pub totals_complete: bool,
@@ -132,6 +151,66 @@ pub struct EpochDetail {
     pub failed_list: Vec<ProviderEpochRecord>,
     /// Providers that owed a proof in it, void (at most [`MAX_PAGE`]).
     pub void_list: Vec<ProviderEpochRecord>,
+}
+
+/// The network over epochs `from_epoch .. until_epoch` (`/v1/series`), one
+/// point per epoch, oldest first.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Series {
+    pub from_epoch: u64,
+    pub until_epoch: u64,
+    /// The epoch of the newest indexed transaction.
+    pub current_epoch: Option<u64>,
+    /// The first epoch with a point (charts start there).
+    pub first_epoch: Option<u64>,
+    pub points: Vec<SeriesEntry>,
+}
+
+/// One epoch of [`Series`]: the totals at its end, what it added, and what it
+/// was for the providers (as `/v1/epochs/{n}` counts them).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SeriesEntry {
+    #[serde(flatten)]
+    pub point: SeriesPoint,
+    pub opened: bool,
+    pub closed: bool,
+    /// Providers that proved the epoch, failed it, or had it void.
+    pub proven: u64,
+    pub failed: u64,
+    pub void: u64,
+}
+
+/// A transaction with its events (`/v1/tx/{signature}`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TxDetail {
+    #[serde(flatten)]
+    pub tx: TxRecord,
+    pub event_list: Vec<EventRecord>,
+}
+
+/// What a search string names (`/v1/search`).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SearchMatch {
+    /// `provider`, `deal`, `client`, `dataset`, `epoch` or `transaction`.
+    pub kind: &'static str,
+    pub id: String,
+    /// The API path of the entity (for a client, its deals).
+    pub path: String,
+}
+
+/// A dataset's erasure group, and how many more of its shards can be lost.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupHealth {
+    /// The group's number (`u32::MAX`: the index group).
+    pub group: u32,
+    pub group_id: String,
+    pub k: Option<u16>,
+    pub n: Option<u16>,
+    /// Shards with an active deal.
+    pub active_shards: usize,
+    /// Active shards beyond the `k` needed: how many more can be lost
+    /// (negative: the group cannot be read).
+    pub can_lose: Option<i64>,
 }
 
 /// Builds a page from scanned keys: `next_cursor` is the hex of the last key
@@ -169,6 +248,15 @@ pub trait IndexRead: Send + Sync + 'static {
     fn epoch(&self, n: u64) -> Result<Option<EpochDetail>, StoreError>;
     /// Transactions the follower skipped, oldest first.
     fn skipped(&self, req: &PageReq) -> Result<Page<SkippedTx>, StoreError>;
+    /// The network over epochs `from .. until` (defaults: the most recent
+    /// [`DEFAULT_SERIES`]); at most [`MAX_SERIES`] epochs.
+    fn series(&self, from: Option<u64>, until: Option<u64>) -> Result<Series, StoreError>;
+    fn tx(&self, signature: &str) -> Result<Option<TxDetail>, StoreError>;
+    /// A deal's events, oldest first.
+    fn deal_events(&self, id: &[u8; 32], req: &PageReq) -> Result<Page<EventRecord>, StoreError>;
+    /// Everything `query` names (a provider, deal, client, dataset, epoch or
+    /// transaction signature), best first.
+    fn search(&self, query: &str) -> Result<Vec<SearchMatch>, StoreError>;
 }
 
 fn pubkey_bytes(s: &str) -> Vec<u8> {
@@ -180,6 +268,17 @@ fn pubkey_bytes(s: &str) -> Vec<u8> {
 impl Store {
     fn deal_by_key(&self, deal: &[u8]) -> Result<Option<DealRecord>, StoreError> {
         self.get(cf::DEALS, deal)
+    }
+
+    /// The epoch of the newest indexed transaction.
+    fn current_epoch(&self) -> Result<Option<u64>, StoreError> {
+        let slots = self
+            .get::<MarketRecord>(cf::META, crate::store::meta::MARKET)?
+            .map(|m| m.epoch_slots)
+            .filter(|&s| s > 0);
+        Ok(slots
+            .map(|slots| Store::stats(self).map(|s| s.last_slot / slots))
+            .transpose()?)
     }
 
     fn closed_until(&self) -> Result<u64, StoreError> {
@@ -462,7 +561,43 @@ impl IndexRead for Store {
             .collect();
         let groups: std::collections::BTreeSet<&str> =
             deals.iter().map(|d| d.group_id.as_str()).collect();
+        let mut group_health: BTreeMap<u32, GroupHealth> = BTreeMap::new();
+        for d in &deals {
+            let g = group_health.entry(d.group).or_insert_with(|| GroupHealth {
+                group: d.group,
+                group_id: d.group_id.clone(),
+                k: None,
+                n: None,
+                active_shards: 0,
+                can_lose: None,
+            });
+            g.k = g.k.or(d.k);
+            g.n = g.n.or(d.n);
+        }
+        for (group, _) in active_shards.iter().filter_map(|(id, shard)| {
+            Some((deals.iter().find(|d| d.group_id == *id)?.group, shard))
+        }) {
+            if let Some(g) = group_health.get_mut(&group) {
+                g.active_shards += 1;
+            }
+        }
+        for g in group_health.values_mut() {
+            g.can_lose = g.k.map(|k| g.active_shards as i64 - i64::from(k));
+        }
+        let current = self.current_epoch()?;
+        let ends_epoch = active.iter().map(|d| d.end_epoch).min();
+        let providers: std::collections::BTreeSet<&str> =
+            active.iter().map(|d| d.provider.as_str()).collect();
         Ok(Some(DatasetDetail {
+            escrow_left: active.iter().map(|d| d.escrow).sum(),
+            client: deals.first().map(|d| d.client.clone()),
+            providers: providers.into_iter().map(str::to_string).collect(),
+            can_lose: group_health.values().filter_map(|g| g.can_lose).min(),
+            group_health: group_health.into_values().collect(),
+            ends_epoch,
+            epochs_remaining: ends_epoch
+                .zip(current)
+                .map(|(end, now)| end.saturating_sub(now)),
             dataset_id: hex::encode(id),
             groups: groups.len(),
             shards: shards.len(),
@@ -507,4 +642,150 @@ impl IndexRead for Store {
             void_list: self.epoch_outcomes(n, Outcome::Void)?,
         }))
     }
+
+    fn series(&self, from: Option<u64>, until: Option<u64>) -> Result<Series, StoreError> {
+        let current = self.current_epoch()?;
+        let first = self
+            .scan(cf::SERIES, &[], None, false, 1)?
+            .first()
+            .map(|(k, _)| be_u64(k));
+        // Nothing past the newest indexed epoch.
+        let newest = current.map_or(0, |c| c + 1);
+        let until = until.unwrap_or(newest).min(newest);
+        let from = from
+            .unwrap_or(until.saturating_sub(DEFAULT_SERIES))
+            .max(first.unwrap_or(until))
+            .min(until);
+        let until = until.min(from + MAX_SERIES);
+        let mut points = Vec::with_capacity((until - from) as usize);
+        if from < until {
+            // The totals carried into the first epoch, if it has no point.
+            let mut carried: SeriesPoint = match self
+                .scan(cf::SERIES, &[], Some(&key::u64(from)), true, 1)?
+                .first()
+            {
+                Some((_, v)) => decode(cf::SERIES, v)?,
+                None => SeriesPoint::default(),
+            };
+            let stored: HashMap<u64, SeriesPoint> = self
+                .range(cf::SERIES, &key::u64(from), Some(&key::u64(until)))?
+                .into_iter()
+                .map(|(k, v)| Ok((be_u64(&k), decode(cf::SERIES, &v)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let epochs: HashMap<u64, EpochRecord> = self
+                .range(cf::EPOCHS, &key::u64(from), Some(&key::u64(until)))?
+                .into_iter()
+                .map(|(k, v)| Ok((be_u64(&k), decode(cf::EPOCHS, &v)?)))
+                .collect::<Result<_, StoreError>>()?;
+            for epoch in from..until {
+                let point = match stored.get(&epoch) {
+                    Some(p) => p.clone(),
+                    // Nothing indexed in this epoch: the totals carry on.
+                    None => SeriesPoint {
+                        epoch,
+                        new_deals: 0,
+                        new_slashed: 0,
+                        new_paid: 0,
+                        ..carried.clone()
+                    },
+                };
+                carried = point.clone();
+                let e = epochs.get(&epoch);
+                points.push(SeriesEntry {
+                    point,
+                    opened: e.is_some_and(|e| e.opened),
+                    closed: e.is_some_and(|e| e.closed),
+                    proven: e.map_or(0, |e| e.proven),
+                    failed: e.map_or(0, |e| e.failed),
+                    void: e.map_or(0, |e| e.void),
+                });
+            }
+        }
+        Ok(Series {
+            from_epoch: from,
+            until_epoch: until,
+            current_epoch: current,
+            first_epoch: first,
+            points,
+        })
+    }
+
+    fn tx(&self, signature: &str) -> Result<Option<TxDetail>, StoreError> {
+        let Some(tx) = self.get::<TxRecord>(cf::TXS, signature.as_bytes())? else {
+            return Ok(None);
+        };
+        let event_list = self
+            .range(
+                cf::EVENTS,
+                &key::u64(tx.first_event),
+                Some(&key::u64(tx.first_event + u64::from(tx.events))),
+            )?
+            .into_iter()
+            .map(|(_, v)| decode(cf::EVENTS, &v))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(TxDetail { tx, event_list }))
+    }
+
+    fn deal_events(&self, id: &[u8; 32], req: &PageReq) -> Result<Page<EventRecord>, StoreError> {
+        let after = req.after.as_deref().filter(|a| a.starts_with(id));
+        let rows = self.scan(cf::DEAL_EVENTS, id, after, false, req.limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, _) in rows {
+            if let Some(e) = self.get::<EventRecord>(cf::EVENTS, &k[32..])? {
+                out.push((k, e));
+            }
+        }
+        Ok(page(out, req.limit))
+    }
+
+    fn search(&self, query: &str) -> Result<Vec<SearchMatch>, StoreError> {
+        let q = query.trim();
+        let mut out = Vec::new();
+        let mut found =
+            |kind: &'static str, id: String, path: String| out.push(SearchMatch { kind, id, path });
+        if let Ok(n) = q.parse::<u64>() {
+            if self.get_raw(cf::EPOCHS, &key::u64(n))?.is_some() {
+                found("epoch", n.to_string(), format!("/v1/epochs/{n}"));
+            }
+        }
+        if let Some(id) = hex::decode(q).ok().filter(|b| b.len() == 32) {
+            if !self
+                .scan(cf::DEALS_BY_DATASET, &id, None, false, 1)?
+                .is_empty()
+            {
+                let id = hex::encode(id);
+                found("dataset", id.clone(), format!("/v1/datasets/{id}"));
+            }
+        }
+        match bs58::decode(q).into_vec() {
+            Ok(bytes) if bytes.len() == 32 => {
+                let id = bs58::encode(&bytes).into_string();
+                if self.get_raw(cf::PROVIDERS, &bytes)?.is_some() {
+                    found("provider", id.clone(), format!("/v1/providers/{id}"));
+                }
+                if self.get_raw(cf::DEALS, &bytes)?.is_some() {
+                    found("deal", id.clone(), format!("/v1/deals/{id}"));
+                }
+                if !self
+                    .scan(cf::DEALS_BY_CLIENT, &bytes, None, false, 1)?
+                    .is_empty()
+                {
+                    found("client", id.clone(), format!("/v1/deals?client={id}"));
+                }
+            }
+            Ok(bytes) if bytes.len() == 64 => {
+                if self.get_raw(cf::TXS, q.as_bytes())?.is_some() {
+                    found("transaction", q.to_string(), format!("/v1/tx/{q}"));
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+}
+
+fn be_u64(k: &[u8]) -> u64 {
+    k.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
 }

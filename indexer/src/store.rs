@@ -43,8 +43,15 @@ pub mod cf {
     /// provider (32) → deals (u64) the provider owed proofs for in the last closed
     /// epoch (absent: none).
     pub const PROVIDER_LOAD: &str = "provider_load";
+    /// epoch (u64 BE) → `SeriesPoint`: the totals at the epoch's end, and what
+    /// it added (the explorer's charts).
+    pub const SERIES: &str = "series";
+    /// signature (base58 text) → `TxRecord`
+    pub const TXS: &str = "txs";
+    /// deal (32) ‖ event sequence number (u64 BE) → (): a deal's timeline.
+    pub const DEAL_EVENTS: &str = "deal_events";
 
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         META,
         PROVIDERS,
         DEALS,
@@ -59,6 +66,9 @@ pub mod cf {
         OUTCOMES_BY_EPOCH,
         LOAD_CHANGES,
         PROVIDER_LOAD,
+        SERIES,
+        TXS,
+        DEAL_EVENTS,
     ];
 }
 
@@ -76,7 +86,9 @@ pub mod meta {
 /// Version of the layout above; a store written by another version is refused.
 /// Version 2: Proving v2 (sessions, outcomes, settlements, generations).
 /// Version 3: datasets in groups (deals carry their group id and number).
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 4: the explorer's keys (per-epoch series, transactions by signature,
+/// deal timelines; events carry their subjects and block time).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

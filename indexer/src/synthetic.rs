@@ -97,6 +97,9 @@ pub fn dataset_id(provider: u64, i: u64) -> [u8; 32] {
     id
 }
 
+/// Unix time of slot 0 of the synthetic market (2026-01-01T00:00:00Z).
+pub const SYNTHETIC_GENESIS_TIME: i64 = 1_767_225_600;
+
 /// The market's transactions, oldest first, with what they index to. In epoch 0
 /// the market is created, providers register and deals are proposed; deals of
 /// every provider but the last are accepted (running from epoch 1 for
@@ -118,6 +121,8 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
             signature: bs58::encode(sig).into_string(),
             slot: *slot,
             failed: false,
+            // 400 ms slots from a fixed start, as a real RPC gives block times.
+            block_time: Some(SYNTHETIC_GENESIS_TIME + (*slot * 2 / 5) as i64),
             events,
         });
         *slot += 1;

@@ -29,10 +29,7 @@ fn indexed(dir: &std::path::Path) -> (Router, synthetic::Expected) {
     for chunk in txs.chunks(10) {
         ingest::apply(&store, chunk).unwrap();
     }
-    let app = api::router(Api {
-        store: Arc::new(store),
-        metrics: Arc::new(Metrics::default()),
-    });
+    let app = api::router(Api::new(Arc::new(store), Arc::new(Metrics::default())));
     (app, expected)
 }
 
@@ -385,6 +382,165 @@ fn details_of_providers_deals_datasets_and_epochs() {
 }
 
 #[test]
+fn series_search_transactions_and_timelines_agree_with_the_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, exp) = indexed(dir.path());
+    rt().block_on(async {
+        let (_, stats) = get(&app, "/v1/stats").await;
+        let (status, series) = get(&app, "/v1/series").await;
+        assert_eq!(status, 200, "{series}");
+        // Deals are proposed in epoch 0; the last settlement is in epoch
+        // `epochs + 1`: one point per epoch, none missing.
+        let points = series["points"].as_array().unwrap();
+        let epochs: Vec<u64> = points
+            .iter()
+            .map(|p| p["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(epochs, (0..=SHAPE.epochs + 1).collect::<Vec<_>>());
+        assert_eq!(series["current_epoch"], SHAPE.epochs + 1);
+        // What the epochs added sums to the totals; the last point is the totals.
+        let sum = |field: &str| {
+            points
+                .iter()
+                .map(|p| p[field].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(sum("new_deals"), exp.deals);
+        assert_eq!(sum("new_paid"), exp.paid);
+        assert_eq!(sum("new_slashed"), exp.penalties);
+        let last = points.last().unwrap();
+        for field in ["stored_bytes", "active_deals", "providers", "deals", "paid"] {
+            assert_eq!(last[field], stats[field], "{field}");
+        }
+        assert_eq!(last["slashed"], exp.penalties);
+        // Each point's provider outcomes are its epoch's, as /v1/epochs/{n} has them.
+        for p in points {
+            let n = p["epoch"].as_u64().unwrap();
+            let (status, e) = get(&app, &format!("/v1/epochs/{n}")).await;
+            if status == 404 {
+                assert_eq!(
+                    (&p["proven"], &p["failed"], &p["void"]),
+                    (&0.into(), &0.into(), &0.into())
+                );
+                continue;
+            }
+            for field in ["proven", "failed", "void", "opened", "closed"] {
+                assert_eq!(p[field], e[field], "epoch {n} {field}");
+            }
+        }
+        // A window, and a window past the newest epoch (nothing invented).
+        let (_, w) = get(&app, "/v1/series?from=2&until=4").await;
+        let w: Vec<u64> = w["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(w, [2, 3]);
+        let (_, w) = get(&app, "/v1/series?from=4&until=100").await;
+        assert_eq!(
+            w["points"].as_array().unwrap().len() as u64,
+            SHAPE.epochs + 2 - 4
+        );
+
+        // Search finds each kind, and says clearly when nothing matches.
+        let provider = synthetic::key(1, 0).to_string();
+        let deal = synthetic::deal_key(0, 0).to_string();
+        let client = synthetic::key(5, 0).to_string();
+        let dataset = hex::encode(synthetic::dataset_id(0, 0));
+        let (_, timeline) = get(&app, &format!("/v1/deals/{deal}/events")).await;
+        let events = timeline["items"].as_array().unwrap().clone();
+        let signature = events[0]["signature"].as_str().unwrap().to_string();
+        for (q, kind, id) in [
+            (provider.clone(), "provider", provider.clone()),
+            (deal.clone(), "deal", deal.clone()),
+            (client.clone(), "client", client.clone()),
+            (dataset.clone(), "dataset", dataset.clone()),
+            ("2".to_string(), "epoch", "2".to_string()),
+            (format!("  {signature} "), "transaction", signature.clone()),
+        ] {
+            let (status, found) =
+                get(&app, &format!("/v1/search?q={}", q.replace(' ', "%20"))).await;
+            assert_eq!(status, 200, "{q}: {found}");
+            let matches = found["matches"].as_array().unwrap();
+            assert_eq!(matches.len(), 1, "{q}: {found}");
+            assert_eq!(
+                (
+                    matches[0]["kind"].as_str().unwrap(),
+                    matches[0]["id"].as_str().unwrap()
+                ),
+                (kind, id.as_str())
+            );
+            let (status, entity) = get(&app, matches[0]["path"].as_str().unwrap()).await;
+            assert_eq!(status, 200, "{kind} {id}: {entity}");
+        }
+        for nothing in [
+            "999",
+            &hex::encode([7u8; 32]),
+            "11111111111111111111111111111111",
+            "hello",
+        ] {
+            let (status, found) = get(&app, &format!("/v1/search?q={nothing}")).await;
+            assert_eq!(status, 200, "{nothing}");
+            assert_eq!(found["matches"], serde_json::json!([]), "{nothing}");
+        }
+
+        // The deal's timeline: proposed, accepted, then a settlement per epoch,
+        // each event in its transaction.
+        let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(&names[..2], ["DealProposed", "DealAccepted"]);
+        assert_eq!(
+            names.iter().filter(|n| **n == "DealSettled").count() as u64,
+            SHAPE.epochs
+        );
+        for e in &events {
+            assert_eq!(e["deal"], deal.as_str());
+            let (status, tx) = get(
+                &app,
+                &format!("/v1/tx/{}", e["signature"].as_str().unwrap()),
+            )
+            .await;
+            assert_eq!(status, 200, "{tx}");
+            assert_eq!(tx["slot"], e["slot"]);
+            assert!(tx["block_time"].as_i64().unwrap() > synthetic::SYNTHETIC_GENESIS_TIME);
+            assert!(
+                tx["event_list"].as_array().unwrap().contains(e),
+                "{tx} lacks {e}"
+            );
+        }
+        let paged = all_pages(&app, &format!("/v1/deals/{deal}/events"), 2, "seq").await;
+        assert_eq!(paged, events);
+        let (status, _) = get(&app, &format!("/v1/tx/{}", "1".repeat(88))).await;
+        assert_eq!(status, 404);
+
+        // The dataset: escrow left in its active deals, its providers, when it ends.
+        let (_, ds) = get(&app, &format!("/v1/datasets/{dataset}")).await;
+        let deals = ds["deals"].as_array().unwrap();
+        let active = deals.iter().filter(|d| d["state"] == "active");
+        assert_eq!(
+            ds["escrow_left"],
+            active
+                .clone()
+                .map(|d| d["escrow"].as_u64().unwrap())
+                .sum::<u64>()
+        );
+        assert_eq!(ds["providers"], serde_json::json!([provider]));
+        assert_eq!(ds["client"], deals[0]["client"]);
+        let ends = active
+            .map(|d| d["end_epoch"].as_u64().unwrap())
+            .min()
+            .unwrap();
+        assert_eq!(ds["ends_epoch"], ends);
+        assert_eq!(
+            ds["epochs_remaining"],
+            ends.saturating_sub(SHAPE.epochs + 1)
+        );
+        let (_, market) = get(&app, "/v1/market").await;
+        assert_eq!(market["token_symbol"], api::DEFAULT_TOKEN_SYMBOL);
+    });
+}
+
+#[test]
 fn bad_parameters_get_a_400_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _) = indexed(dir.path());
@@ -411,6 +567,12 @@ fn bad_parameters_get_a_400_naming_them() {
             ("/v1/epochs/-1", "n"),
             ("/v1/epochs?limit=1000", "limit"),
             ("/v1/stats?verbose=1", "query"),
+            ("/v1/series?from=x", "from"),
+            ("/v1/series?from=5&until=2", "until"),
+            ("/v1/series?step=2", "query"),
+            ("/v1/search", "q"),
+            ("/v1/search?q=%20", "q"),
+            ("/v1/deals/xyz/events", "id"),
         ] {
             let (status, body) = get(&app, uri).await;
             assert_eq!(status, 400, "{uri}: {body}");

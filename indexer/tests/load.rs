@@ -108,10 +108,7 @@ fn five_hundred_flooding_and_slow_reading_clients_leave_an_honest_client_answere
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let api = Api {
-        store: Arc::new(store),
-        metrics: Arc::new(Metrics::default()),
-    };
+    let api = Api::new(Arc::new(store), Arc::new(Metrics::default()));
     server.spawn(api::serve(listener, api, std::future::pending()));
 
     let provider = synthetic::key(1, 0);
