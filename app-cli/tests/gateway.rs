@@ -19,43 +19,19 @@ const ACCESS_KEY: &str = "test-access";
 const SECRET_KEY: &str = "test-secret-of-the-gateway";
 const ALIAS: &str = "my-data";
 
-/// The target directory (`…/target/debug/cairn` is two levels down).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_cairn"))
-        .ancestors()
-        .nth(2)
-        .expect("the binary sits in <target>/<profile>/")
-        .to_path_buf()
-}
-
 /// A venv with boto3 and pyarrow (and the aws CLI if it installs), made
 /// once under `<target>/python-venv`; its python.
 fn python() -> PathBuf {
-    let venv = target_dir().join("python-venv");
-    let python = venv.join("bin/python");
-    let has = |modules: &str| {
-        python.exists()
-            && Command::new(&python)
-                .args(["-c", &format!("import {modules}")])
-                .status()
-                .is_ok_and(|s| s.success())
-    };
-    if !has("boto3, pyarrow") {
-        let run = |cmd: &mut Command| {
-            let status = cmd.status().expect("run");
-            assert!(status.success(), "{cmd:?} failed");
-        };
-        run(Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]));
-        run(Command::new(&python).args(["-m", "pip", "install", "-q", "boto3", "pyarrow"]));
-    }
-    if !venv.join("bin/aws").exists() {
-        let ok = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "awscli"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            println!("awscli did not install; its part of the test is skipped");
-        }
+    let target = cairn_tests::python::target_dir(env!("CARGO_BIN_EXE_cairn"));
+    let python = cairn_tests::python::venv(
+        &target,
+        "python-venv",
+        &["boto3", "pyarrow"],
+        "boto3, pyarrow",
+    );
+    let aws = target.join("python-venv/bin/aws");
+    if !cairn_tests::python::try_install(&python, "awscli", &aws) {
+        println!("awscli did not install; its part of the test is skipped");
     }
     python
 }

@@ -68,8 +68,8 @@ pub struct DemoArgs {
 }
 
 /// Data shards and parity shards of the demo's (and bench's) upload.
-pub(crate) const K: u16 = 4;
-pub(crate) const M: u16 = 2;
+pub const K: u16 = 4;
+pub const M: u16 = 2;
 
 /// One watched epoch: opened, and proven by every provider of the dataset.
 #[derive(Serialize, Debug, Clone)]
@@ -912,6 +912,17 @@ impl Story<'_> {
 /// Runs the demo scenario; `say` hears each step. Services are started from
 /// `launcher` (`cairn` itself, or the end-to-end test binary).
 pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoReport, CliError> {
+    run_with(a, launcher, say, &mut |_, _| Ok(()))
+}
+
+/// [`run`], then `while_up` with the network still running (the chain going
+/// on, the indexer following it) and the report, before everything stops.
+pub fn run_with(
+    a: DemoArgs,
+    launcher: Launcher,
+    say: &dyn Fn(&str),
+    while_up: &mut dyn FnMut(&Network, &DemoReport) -> Result<(), CliError>,
+) -> Result<DemoReport, CliError> {
     let started = Instant::now();
     let (work, _temp) = launch::work_dir(a.work_dir.as_deref(), "cairn-demo-")?;
     let n = usize::from(K + M);
@@ -1055,13 +1066,7 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
             }
         ));
     }
-    if a.stay {
-        say("everything keeps running; Ctrl-C stops it and removes the temporary files");
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
-    }
-    Ok(DemoReport {
+    let report = DemoReport {
         dataset_id: id.to_string(),
         groups: up.groups,
         files: up.files,
@@ -1080,7 +1085,15 @@ pub fn run(a: DemoArgs, launcher: Launcher, say: &dyn Fn(&str)) -> Result<DemoRe
         explorer,
         kept: a.work_dir.is_some(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    while_up(&story.net, &report)?;
+    if a.stay {
+        say("everything keeps running; Ctrl-C stops it and removes the temporary files");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    Ok(report)
 }
 
 /// Flips one byte of a surviving data shard on its node's disk, downloads

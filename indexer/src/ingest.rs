@@ -1342,29 +1342,7 @@ mod tests {
     }
 
     fn chain_market() -> (Pubkey, Market) {
-        let params = MarketParams {
-            epoch_slots: EPOCH,
-            collateral_per_mib: 50,
-            slash_bps: 1_000,
-            accept_timeout_epochs: 2,
-            response_slots: EPOCH,
-            max_shard_bytes: 1 << 30,
-            samples_per_epoch: 4,
-            jail_failures: 3,
-            jail_window: 10,
-        };
-        (
-            key(10, 0),
-            Market {
-                authority: key(10, 1),
-                mint: key(10, 2),
-                token_program: key(10, 3),
-                vault: key(10, 4),
-                params,
-                bump: 255,
-                vault_bump: 255,
-            },
-        )
+        crate::synthetic::market_account(EPOCH)
     }
 
     fn registered(provider: u64) -> Vec<u8> {

@@ -97,8 +97,36 @@ pub fn dataset_id(provider: u64, i: u64) -> [u8; 32] {
     id
 }
 
-/// Unix time of slot 0 of the synthetic market (2026-01-01T00:00:00Z).
-pub const SYNTHETIC_GENESIS_TIME: i64 = 1_767_225_600;
+/// The market's account as the chain would hold it (its mint `key(10, 2)`),
+/// with `epoch_slots` per epoch.
+pub fn market_account(epoch_slots: u64) -> (Pubkey, storage_market::state::Market) {
+    let params = storage_market::state::MarketParams {
+        epoch_slots,
+        collateral_per_mib: 50,
+        slash_bps: 1_000,
+        accept_timeout_epochs: 2,
+        response_slots: epoch_slots,
+        max_shard_bytes: 1 << 30,
+        samples_per_epoch: SAMPLES_PER_EPOCH,
+        jail_failures: 3,
+        jail_window: 10,
+    };
+    (
+        key(10, 0),
+        storage_market::state::Market {
+            authority: key(10, 1),
+            mint: key(10, 2),
+            token_program: key(10, 3),
+            vault: key(10, 4),
+            params,
+            bump: 255,
+            vault_bump: 255,
+        },
+    )
+}
+
+/// Unix time of slot 0 of the synthetic market (2024-01-01T00:00:00Z).
+pub const SYNTHETIC_GENESIS_TIME: i64 = 1_704_067_200;
 
 /// The market's transactions, oldest first, with what they index to. In epoch 0
 /// the market is created, providers register and deals are proposed; deals of

@@ -7,6 +7,7 @@
 //! unless it is substituting one on purpose.
 pub mod idl;
 pub mod market;
+pub mod python;
 pub mod rpc;
 
 pub use market::*;

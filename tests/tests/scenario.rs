@@ -17,7 +17,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cairn_dev::demo::{launch, DemoArgs};
+use cairn_dev::demo::{launch, DemoArgs, DemoReport};
+use std::time::Duration;
 
 /// The dataset: (path, bytes) of every file, written under `root`.
 fn write_dataset(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -85,7 +86,7 @@ fn scenario() {
     let files = write_dataset(&data);
     let work = root.path().join("network");
     let say = |line: &str| println!("[scenario] {line}");
-    let report = cairn_dev::demo::run(
+    let report = cairn_dev::demo::run_with(
         DemoArgs {
             dir: Some(data.clone()),
             sample_mib: 0,
@@ -96,6 +97,10 @@ fn scenario() {
         },
         launch::Launcher::this_exe().unwrap(),
         &say,
+        &mut |net, report| {
+            explorer_over_the_chain(net, report);
+            Ok(())
+        },
     )
     .unwrap_or_else(|e| panic!("scenario failed: {e}\nlogs in {}", work.display()));
 
@@ -221,6 +226,257 @@ fn scenario() {
     assert_ne!(c.proof_of_corrupted_segment, "valid", "{c:?}");
     assert_eq!(c.proof_of_other_segment, "valid", "{c:?}");
     println!("[scenario] passed in {:.0} s", report.seconds);
+}
+
+/// The explorer in headless Chromium (Playwright from PyPI, Debian's
+/// Chromium) over the indexer following this chain, after deals, proofs, two
+/// killed nodes and a repair: every page loads with no console error, the
+/// numbers shown are the API's, the API's provider figures are the chain's
+/// accounts', search lands on each kind of entity, the charts have a point
+/// per epoch, and the overview redraws while the chain goes on. Screenshots:
+/// `<target>/tmp/scenario-explorer/`.
+fn explorer_over_the_chain(net: &cairn_dev::demo::network::Network, report: &DemoReport) {
+    use cairn_chain::Pubkey;
+    use serde_json::{json, Value};
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let python = cairn_tests::python::playwright(tmp.parent().expect("<target>/tmp"));
+    let shots = tmp.join("scenario-explorer");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let get = |path: &str| {
+        net.indexer_get(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let n = |v: &Value, f: &str| v[f].as_u64().unwrap_or_else(|| panic!("{f} in {v}"));
+
+    // The API's providers are the chain's accounts (polled: settlement goes on).
+    let rpc = solana_rpc_client::rpc_client::RpcClient::new_with_commitment(
+        net.info.rpc_url.clone(),
+        solana_commitment_config::CommitmentConfig::confirmed(),
+    );
+    cairn_tests::rpc::poll(
+        "the indexer's providers to equal the chain's",
+        Duration::from_secs(90),
+        || {
+            let listed = get("/v1/providers?limit=500");
+            let providers = listed["items"].as_array().unwrap();
+            (providers.len() == net.nodes.len()
+            && providers.iter().all(|p| {
+                let key: Pubkey = p["address"].as_str().unwrap().parse().unwrap();
+                let data = rpc.get_account_data(&key).expect("provider account");
+                let chain = <storage_market::state::Provider as anchor_lang::AccountDeserialize>::try_deserialize(
+                    &mut data.as_slice(),
+                )
+                .unwrap();
+                (n(p, "stake_free"), n(p, "stake_locked"), n(p, "earnings"), n(p, "slashed"), n(p, "forfeited"), n(p, "capacity_bytes"), n(p, "active_deals"))
+                    == (chain.stake_free, chain.stake_locked, chain.earnings, chain.slashed, chain.forfeited, chain.capacity_bytes, chain.active_deals)
+            }))
+        .then_some(())
+        },
+    );
+
+    let killed = &report.slashings[0];
+    let repaired = &report.repaired[0];
+    let failed_epoch = report.failures[0].first_failed_epoch;
+    let timeline = get(&format!("/v1/deals/{}/events", killed.deal));
+    let signature = timeline["items"][0]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = get(&format!("/v1/deals/{}", killed.deal))["client"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pages = [
+        ("overview", String::new()),
+        ("killed-provider", format!("provider/{}", killed.provider)),
+        (
+            "repairing-provider",
+            format!("provider/{}", repaired.provider),
+        ),
+        ("failed-deal", format!("deal/{}", killed.deal)),
+        ("repaired-deal", format!("deal/{}", repaired.deal)),
+        ("dataset", format!("dataset/{}", report.dataset_id)),
+        ("failed-epoch", format!("epoch/{failed_epoch}")),
+        ("transaction", format!("tx/{signature}")),
+        ("client", format!("client/{client}")),
+        ("providers", "providers".into()),
+        ("epochs", "epochs".into()),
+    ];
+    let searches = [
+        (
+            "provider",
+            killed.provider.clone(),
+            format!("#/provider/{}", killed.provider),
+        ),
+        (
+            "deal",
+            repaired.deal.clone(),
+            format!("#/deal/{}", repaired.deal),
+        ),
+        (
+            "dataset",
+            report.dataset_id.clone(),
+            format!("#/dataset/{}", report.dataset_id),
+        ),
+        (
+            "epoch",
+            failed_epoch.to_string(),
+            format!("#/epoch/{failed_epoch}"),
+        ),
+        (
+            "transaction",
+            signature.clone(),
+            format!("#/tx/{signature}"),
+        ),
+        ("client", client.clone(), format!("#/client/{client}")),
+    ];
+    let config = json!({
+        "base": net.explorer_url().expect("the demo runs an indexer"),
+        "shots": shots,
+        "pages": pages.iter().map(|(name, hash)| json!({"name": name, "hash": hash})).collect::<Vec<_>>(),
+        "searches": searches.iter().map(|(name, q, _)| json!({"name": name, "query": q})).collect::<Vec<_>>(),
+        "live_timeout": 60,
+    });
+    let file = shots.join("config.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../indexer/tests/explorer_pages.py"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "explorer_pages.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["problems"],
+        json!([]),
+        "console errors, failed or external requests"
+    );
+    for (name, _) in &pages {
+        assert!(
+            seen["pages"][name]["error"].is_null(),
+            "{name}: {}",
+            seen["pages"][name]
+        );
+    }
+    let shown = |page: &str, field: &str| -> u64 {
+        let f = &seen["pages"][page]["fields"][field];
+        f["exact"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{page} has no {field}: {}", seen["pages"][page]))
+            .parse()
+            .unwrap()
+    };
+
+    // Numbers that no longer move once the story is over: shown = API.
+    let stats = get("/v1/stats");
+    for f in ["stored_bytes", "providers", "active_deals"] {
+        assert_eq!(shown("overview", f), n(&stats, f), "overview {f}");
+    }
+    let p = get(&format!("/v1/providers/{}", killed.provider));
+    assert_eq!(
+        shown("killed-provider", "slashed"),
+        n(&p, "slashed") + n(&p, "forfeited")
+    );
+    assert_eq!(n(&p, "slashed"), killed.provider_slashed);
+    assert_eq!(n(&p, "forfeited"), killed.provider_forfeited);
+    assert_eq!(
+        shown("killed-provider", "capacity_bytes"),
+        n(&p, "capacity_bytes")
+    );
+    let strip = seen["pages"]["killed-provider"]["strip"]
+        .as_array()
+        .unwrap();
+    let failed_cell = strip
+        .iter()
+        .find(|c| n(c, "epoch") == failed_epoch)
+        .expect("the failed epoch in the strip");
+    assert_eq!(failed_cell["outcome"], "F");
+    // After the repair every group has all 6 shards again: 2 more can be lost.
+    let ds = get(&format!("/v1/datasets/{}", report.dataset_id));
+    assert_eq!(n(&ds, "can_lose"), u64::from(cairn_dev::demo::M));
+    assert_eq!(shown("dataset", "can_lose"), n(&ds, "can_lose"));
+    assert_eq!(shown("dataset", "stored_bytes"), n(&ds, "stored_bytes"));
+    let e = get(&format!("/v1/epochs/{failed_epoch}"));
+    assert!(n(&e, "failed") >= 1, "{e}");
+    assert_eq!(shown("failed-epoch", "failed"), n(&e, "failed"));
+    let failed_rows = seen["pages"]["failed-epoch"]["tables"]["failed"]
+        .as_array()
+        .unwrap();
+    assert!(failed_rows.iter().any(|r| r[0].as_str().unwrap().len() > 3));
+    // The failed deal's timeline, every event shown with its transaction.
+    let rows = seen["pages"]["failed-deal"]["tables"]["timeline"]
+        .as_array()
+        .unwrap();
+    let events = timeline["items"].as_array().unwrap();
+    assert_eq!(rows.len(), events.len().min(50));
+    let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    for expected in ["DealProposed", "DealAccepted", "DealEnded", "DealFinished"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    // One chart point per epoch from the first indexed one.
+    let charts = &seen["pages"]["overview"]["charts"];
+    let drawn = charts["stored-bytes"].as_array().unwrap();
+    let series = get("/v1/series");
+    let first = n(&series, "first_epoch");
+    assert_eq!(n(&drawn[0], "epoch"), first);
+    for (i, point) in drawn.iter().enumerate() {
+        assert_eq!(n(point, "epoch"), first + i as u64);
+    }
+    let now = n(&series, "current_epoch");
+    assert!(
+        n(drawn.last().unwrap(), "epoch") + 1 >= now,
+        "the chart reaches the current epoch {now}"
+    );
+    for chart in ["proofs", "new-deals"] {
+        assert_eq!(
+            charts[chart].as_array().unwrap().len(),
+            drawn.len(),
+            "{chart}"
+        );
+    }
+    // Search.
+    for (name, _, hash) in &searches {
+        assert_eq!(
+            seen["searches"][name]["hash"].as_str().unwrap(),
+            hash,
+            "search {name}"
+        );
+    }
+    // Live: the chain goes on (nodes prove every epoch); the overview follows it.
+    let live = &seen["live"];
+    assert_eq!(
+        (&live["refreshed"], &live["same_document"]),
+        (&json!(true), &json!(true)),
+        "{live}"
+    );
+    let slot = |v: &Value| -> u64 {
+        v["fields"]["last_slot"]["exact"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(slot(&live["later"]) > slot(&live["first"]), "{live}");
+    let weight = n(&seen["pages"]["overview"], "transferred_bytes");
+    println!(
+        "[scenario] explorer: {} pages and {} searches in Chromium, no console error; overview {} bytes, ready in {} ms; screenshots in {}",
+        pages.len(),
+        searches.len(),
+        weight,
+        seen["pages"]["overview"]["ready_ms"],
+        shots.display()
+    );
+    assert!(weight < 200 << 10, "the overview weighs {weight} bytes");
 }
 
 fn main() -> ExitCode {
