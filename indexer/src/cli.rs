@@ -55,6 +55,9 @@ enum Cmd {
         /// Deals in the store the API is measured on.
         #[arg(long, default_value_t = 1_000_000)]
         deals: u64,
+        /// Epochs added on top of those deals (one series point each).
+        #[arg(long, default_value_t = 10_000)]
+        epochs: u64,
         /// Requests per measured endpoint.
         #[arg(long, default_value_t = 2_000)]
         requests: usize,
@@ -80,10 +83,11 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let result = match cli.command {
         Some(Cmd::Bench {
             deals,
+            epochs,
             requests,
             dir,
             json,
-        }) => bench(deals, requests, dir, json),
+        }) => bench(deals, epochs, requests, dir, json),
         None => run(cli),
     };
     match result {
@@ -95,14 +99,20 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     }
 }
 
-fn bench(deals: u64, requests: usize, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+fn bench(
+    deals: u64,
+    epochs: u64,
+    requests: usize,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         deals > 0 && requests > 0,
         "--deals and --requests must be at least 1"
     );
     let temp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
-    let report = crate::bench::run(&dir, deals, requests)?;
+    let report = crate::bench::run(&dir, deals, epochs, requests)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1314,10 +1314,7 @@ mod tests {
             limit: crate::query::MAX_PAGE,
         }
     }
-    use storage_market::{
-        events as ev,
-        state::{DealState, MarketParams},
-    };
+    use storage_market::{events as ev, state::DealState};
 
     /// Slots per epoch of these tests: epoch `e` is slots `10 e .. 10 e + 10`.
     const EPOCH: u64 = 10;

@@ -125,6 +125,52 @@ pub fn market_account(epoch_slots: u64) -> (Pubkey, storage_market::state::Marke
     )
 }
 
+/// Transaction `n` of series `series` (signatures differ across series), at
+/// `slot`, with a block time as a real RPC gives it (400 ms slots from
+/// [`SYNTHETIC_GENESIS_TIME`]).
+fn recorded(series: u8, n: u64, slot: u64, events: Vec<Vec<u8>>) -> RecordedTx {
+    let mut sig = [0u8; 64];
+    sig[0] = series;
+    sig[1..9].copy_from_slice(&n.to_be_bytes());
+    RecordedTx {
+        signature: bs58::encode(sig).into_string(),
+        slot,
+        failed: false,
+        block_time: Some(SYNTHETIC_GENESIS_TIME + (slot * 2 / 5) as i64),
+        events,
+    }
+}
+
+/// Epochs `first .. first + epochs` of a long-running market, one transaction
+/// each: the epoch opened and proven by providers `0 .. provers` (for the
+/// time-series benchmark: many epochs on top of a store of many deals).
+pub fn epoch_stream(first: u64, epochs: u64, provers: u64) -> Vec<RecordedTx> {
+    (first..first + epochs)
+        .map(|epoch| {
+            let start = epoch * EPOCH_SLOTS;
+            let mut events = vec![data(&ev::EpochOpened {
+                epoch,
+                seed: [epoch as u8; 32],
+                seed_slot: start + 1,
+                opened_slot: start + 2,
+                opener: key(6, 0),
+                deadline_slot: start + EPOCH_SLOTS,
+                samples_per_epoch: SAMPLES_PER_EPOCH,
+            })];
+            events.extend((0..provers).map(|p| {
+                data(&ev::EpochProven {
+                    provider: key(1, p),
+                    epoch,
+                    samples: SAMPLES_PER_EPOCH,
+                    draws: u32::from(SAMPLES_PER_EPOCH),
+                    set_len: 1,
+                })
+            }));
+            recorded(1, epoch, start + 2, events)
+        })
+        .collect()
+}
+
 /// Unix time of slot 0 of the synthetic market (2024-01-01T00:00:00Z).
 pub const SYNTHETIC_GENESIS_TIME: i64 = 1_704_067_200;
 
@@ -142,17 +188,7 @@ pub fn market(shape: Shape) -> (Vec<RecordedTx>, Expected) {
     let mut push = |events: Vec<Vec<u8>>, slot: &mut u64, exp: &mut Expected| {
         exp.transactions += 1;
         exp.events += events.len() as u64;
-        let n = txs.len() as u64;
-        let mut sig = [0u8; 64];
-        sig[..8].copy_from_slice(&n.to_be_bytes());
-        txs.push(RecordedTx {
-            signature: bs58::encode(sig).into_string(),
-            slot: *slot,
-            failed: false,
-            // 400 ms slots from a fixed start, as a real RPC gives block times.
-            block_time: Some(SYNTHETIC_GENESIS_TIME + (*slot * 2 / 5) as i64),
-            events,
-        });
+        txs.push(recorded(0, txs.len() as u64, *slot, events));
         *slot += 1;
     };
     push(

@@ -377,7 +377,7 @@ fn details_of_providers_deals_datasets_and_epochs() {
         assert!(page
             .as_str()
             .unwrap()
-            .contains("<h1><a href=\"#\">Cairn explorer</a></h1>"));
+            .contains("<a class=\"brand\" href=\"#/\">Cairn explorer</a>"));
     });
 }
 
