@@ -227,6 +227,7 @@ fn add_to_series(
     });
     let s = &c.stats;
     let slashed = |s: &Stats| s.penalties + s.forfeited;
+    point.has_totals = true;
     point.stored_bytes = s.stored_bytes;
     point.active_deals = s.active_deals;
     point.providers = s.providers;
@@ -373,8 +374,40 @@ fn get_epoch(c: &Change, epoch: u64) -> Result<Option<EpochRecord>, StoreError> 
     c.get(cf::EPOCHS, &key::u64(epoch))
 }
 
-fn put_epoch(c: &mut Change, epoch: &EpochRecord) {
-    c.put(cf::EPOCHS, key::u64(epoch.epoch).to_vec(), epoch);
+/// Writes an epoch record, and its provider outcomes into the epoch's series
+/// point (so a chart reads one key per epoch).
+fn put_epoch(c: &mut Change, epoch: &EpochRecord) -> Result<(), StoreError> {
+    let k = key::u64(epoch.epoch).to_vec();
+    c.put(cf::EPOCHS, k.clone(), epoch);
+    let mut point: SeriesPoint = c.get(cf::SERIES, &k)?.unwrap_or(SeriesPoint {
+        epoch: epoch.epoch,
+        ..SeriesPoint::default()
+    });
+    let outcomes = (
+        epoch.opened,
+        epoch.closed,
+        epoch.proven,
+        epoch.failed,
+        epoch.void,
+    );
+    if (
+        point.opened,
+        point.closed,
+        point.proven,
+        point.failed,
+        point.void,
+    ) != outcomes
+    {
+        (
+            point.opened,
+            point.closed,
+            point.proven,
+            point.failed,
+            point.void,
+        ) = outcomes;
+        c.put(cf::SERIES, k, &point);
+    }
+    Ok(())
 }
 
 /// Updates a deal: `f` gets the record and whether the event is newer than
@@ -515,7 +548,7 @@ fn close_epochs(c: &mut Change, from: u64, until: u64) -> Result<(), StoreError>
                         if !record.opened {
                             c.stats.void_epochs += 1;
                         }
-                        put_epoch(c, &record);
+                        put_epoch(c, &record)?;
                     }
                 }
                 epoch = stop;
@@ -561,7 +594,7 @@ fn close_epoch(c: &mut Change, epoch: u64) -> Result<(), StoreError> {
     if !record.opened {
         c.stats.void_epochs += 1;
     }
-    put_epoch(c, &record);
+    put_epoch(c, &record)?;
     let outcome = if record.opened {
         Outcome::Failed
     } else {
@@ -661,7 +694,7 @@ fn count_outcome(
         }
         Outcome::Void => bump(&mut record.void, up),
     }
-    put_epoch(c, &record);
+    put_epoch(c, &record)?;
     update_provider_history(c, provider, |p| match outcome {
         Outcome::Proven => bump(&mut p.sessions, up),
         Outcome::Failed => bump(&mut p.failed_epochs, up),
@@ -682,7 +715,7 @@ fn mark_opened(c: &mut Change, epoch: u64) -> Result<bool, StoreError> {
     if was_void {
         c.stats.void_epochs = c.stats.void_epochs.saturating_sub(1);
     }
-    put_epoch(c, &record);
+    put_epoch(c, &record)?;
     if was_void {
         let prefix = key::cat(&[&key::u64(epoch), &[Outcome::Void.code()]]);
         for (k, _) in c.scan_prefix(cf::OUTCOMES_BY_EPOCH, &prefix)? {
@@ -860,7 +893,7 @@ fn apply_event(c: &mut Change, tx: &RecordedTx, event: MarketEvent) -> Result<()
             epoch.opener = b58(&e.opener);
             epoch.deadline_slot = e.deadline_slot;
             epoch.samples_per_epoch = e.samples_per_epoch;
-            put_epoch(c, &epoch);
+            put_epoch(c, &epoch)?;
         }
         MarketEvent::EpochProven(e) => set_outcome(
             c,
@@ -1270,7 +1303,7 @@ pub fn reconcile(store: &Store, snap: &Snapshot) -> Result<Reconciled, StoreErro
         epoch.opener = b58(&ch.opener);
         epoch.deadline_slot = ch.deadline_slot;
         epoch.samples_per_epoch = ch.samples_per_epoch;
-        put_epoch(&mut c, &epoch);
+        put_epoch(&mut c, &epoch)?;
     }
     for page in &snap.epoch_logs {
         for epoch in page.epochs() {

@@ -410,6 +410,22 @@ pub struct SeriesPoint {
     /// The epoch's last indexed transaction.
     pub last_slot: u64,
     pub last_block_time: Option<i64>,
+    /// Whether a transaction of the epoch set the totals above (if not,
+    /// `/v1/series` carries them from the epoch before).
+    #[serde(default)]
+    pub has_totals: bool,
+    /// What the epoch was for the providers, as its `EpochRecord` says:
+    /// opened, over, and how many providers proved it, failed it or had it void.
+    #[serde(default)]
+    pub opened: bool,
+    #[serde(default)]
+    pub closed: bool,
+    #[serde(default)]
+    pub proven: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub void: u64,
 }
 
 /// Where ingestion stands: the newest transaction applied.

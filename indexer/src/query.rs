@@ -163,21 +163,7 @@ pub struct Series {
     pub current_epoch: Option<u64>,
     /// The first epoch with a point (charts start there).
     pub first_epoch: Option<u64>,
-    pub points: Vec<SeriesEntry>,
-}
-
-/// One epoch of [`Series`]: the totals at its end, what it added, and what it
-/// was for the providers (as `/v1/epochs/{n}` counts them).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct SeriesEntry {
-    #[serde(flatten)]
-    pub point: SeriesPoint,
-    pub opened: bool,
-    pub closed: bool,
-    /// Providers that proved the epoch, failed it, or had it void.
-    pub proven: u64,
-    pub failed: u64,
-    pub void: u64,
+    pub points: Vec<SeriesPoint>,
 }
 
 /// A transaction with its events (`/v1/tx/{signature}`).
@@ -659,46 +645,48 @@ impl IndexRead for Store {
         let until = until.min(from + MAX_SERIES);
         let mut points = Vec::with_capacity((until - from) as usize);
         if from < until {
-            // The totals carried into the first epoch, if it has no point.
-            let mut carried: SeriesPoint = match self
-                .scan(cf::SERIES, &[], Some(&key::u64(from)), true, 1)?
-                .first()
-            {
-                Some((_, v)) => decode(cf::SERIES, v)?,
-                None => SeriesPoint::default(),
-            };
-            let stored: HashMap<u64, SeriesPoint> = self
+            // The totals carried into the first epoch, if it has none: the
+            // newest earlier point that has them (a point without them is an
+            // epoch no transaction was in; a few in a row at most).
+            let mut carried = SeriesPoint::default();
+            for (_, v) in self.scan(cf::SERIES, &[], Some(&key::u64(from)), true, 64)? {
+                let p: SeriesPoint = decode(cf::SERIES, &v)?;
+                if p.has_totals {
+                    carried = p;
+                    break;
+                }
+            }
+            let stored: Vec<SeriesPoint> = self
                 .range(cf::SERIES, &key::u64(from), Some(&key::u64(until)))?
                 .into_iter()
-                .map(|(k, v)| Ok((be_u64(&k), decode(cf::SERIES, &v)?)))
-                .collect::<Result<_, StoreError>>()?;
-            let epochs: HashMap<u64, EpochRecord> = self
-                .range(cf::EPOCHS, &key::u64(from), Some(&key::u64(until)))?
-                .into_iter()
-                .map(|(k, v)| Ok((be_u64(&k), decode(cf::EPOCHS, &v)?)))
-                .collect::<Result<_, StoreError>>()?;
+                .map(|(_, v)| decode(cf::SERIES, &v))
+                .collect::<Result<_, _>>()?;
+            let mut stored = stored.into_iter().peekable();
             for epoch in from..until {
-                let point = match stored.get(&epoch) {
-                    Some(p) => p.clone(),
-                    // Nothing indexed in this epoch: the totals carry on.
-                    None => SeriesPoint {
-                        epoch,
-                        new_deals: 0,
-                        new_slashed: 0,
-                        new_paid: 0,
-                        ..carried.clone()
-                    },
+                let here = stored.next_if(|p| p.epoch == epoch);
+                let mut point = match here {
+                    Some(p) if p.has_totals => p,
+                    // No transaction in this epoch: the totals carry on.
+                    other => {
+                        let outcomes = other.unwrap_or_default();
+                        SeriesPoint {
+                            epoch,
+                            new_deals: 0,
+                            new_slashed: 0,
+                            new_paid: 0,
+                            has_totals: false,
+                            opened: outcomes.opened,
+                            closed: outcomes.closed,
+                            proven: outcomes.proven,
+                            failed: outcomes.failed,
+                            void: outcomes.void,
+                            ..carried.clone()
+                        }
+                    }
                 };
+                point.epoch = epoch;
                 carried = point.clone();
-                let e = epochs.get(&epoch);
-                points.push(SeriesEntry {
-                    point,
-                    opened: e.is_some_and(|e| e.opened),
-                    closed: e.is_some_and(|e| e.closed),
-                    proven: e.map_or(0, |e| e.proven),
-                    failed: e.map_or(0, |e| e.failed),
-                    void: e.map_or(0, |e| e.void),
-                });
+                points.push(point);
             }
         }
         Ok(Series {
