@@ -48,7 +48,7 @@ pub mod routes {
     /// The network per epoch, for charts: `{from_epoch, until_epoch,
     /// current_epoch, first_epoch, points}`, one point per epoch `from ..
     /// until` (parameters `from` and `until`; default the last 500 epochs, at
-    /// most 1000). A point holds the totals at the epoch's end (`stored_bytes`,
+    /// most 500). A point holds the totals at the epoch's end (`stored_bytes`,
     /// `active_deals`, `providers`, `deals`, `slashed`, `paid`), what the epoch
     /// added (`new_deals`, `new_slashed`, `new_paid`) and what it was for the
     /// providers (`opened`, `closed`, `proven`, `failed`, `void`). Read from one

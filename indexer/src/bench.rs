@@ -206,10 +206,10 @@ pub fn run(
             Box::new(|| "/v1/series".to_string()),
         ),
         (
-            "GET /v1/series?from=…&until=… (1,000)",
+            "GET /v1/series?from=…&until=… (500)",
             Box::new(|| {
-                let from = rand(epochs_in_store.saturating_sub(1000).max(1));
-                format!("/v1/series?from={from}&until={}", from + 1000)
+                let from = rand(epochs_in_store.saturating_sub(500).max(1));
+                format!("/v1/series?from={from}&until={}", from + 500)
             }),
         ),
         (
