@@ -57,7 +57,7 @@ def main():
 
         def open_page(where):
             page = context.new_page()
-            weight = {"bytes": 0, "requests": 0}
+            weight = {"requests": 0}
 
             def on_console(msg):
                 if msg.type in ("error", "warning"):
@@ -69,10 +69,6 @@ def main():
                     problems.append(f"{where}: request to another origin: {req.url}")
 
             def on_response(resp):
-                try:
-                    weight["bytes"] += len(resp.body())
-                except Exception:
-                    pass
                 if resp.status >= 400:
                     problems.append(f"{where}: HTTP {resp.status} for {resp.url}")
 
@@ -97,7 +93,11 @@ def main():
             report = page.evaluate(COLLECT)
             report["ready_ms"] = round(ready_ms, 1)
             report["document_bytes"] = len(page.content().encode())
-            report["transferred_bytes"] = weight["bytes"]
+            # The page and everything it fetched (the API's JSON), decoded.
+            report["transferred_bytes"] = page.evaluate(
+                "() => performance.getEntriesByType('navigation')[0].decodedBodySize"
+                " + performance.getEntriesByType('resource').reduce((s, r) => s + r.decodedBodySize, 0)"
+            )
             report["requests"] = weight["requests"]
             page.screenshot(path=f"{config['shots']}/{spec['name']}.png", full_page=True)
             out["pages"][spec["name"]] = report
