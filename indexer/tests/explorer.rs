@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use std::{
     io::{Read, Write},
     path::{Path, PathBuf},
-    process::Command,
     sync::Arc,
 };
 
@@ -104,21 +103,7 @@ fn human_token(n: u64) -> String {
 /// Runs `explorer_pages.py` with `config`; its report.
 fn browse(python: &Path, config: &Value) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.json");
-    std::fs::write(&file, config.to_string()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/explorer_pages.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "explorer_pages.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    cairn_tests::python::explore(python, config, dir.path())
 }
 
 fn field<'a>(page: &'a Value, name: &str) -> (&'a str, &'a str) {

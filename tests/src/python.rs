@@ -58,3 +58,27 @@ pub fn playwright(target: &Path) -> PathBuf {
         "playwright",
     )
 }
+
+/// Runs the explorer's browser driver (`indexer/tests/explorer_pages.py`)
+/// with `config` (written into `dir`) in the Playwright venv of `python`;
+/// its report. Panics with the driver's output unless it succeeds.
+pub fn explore(python: &Path, config: &serde_json::Value, dir: &Path) -> serde_json::Value {
+    let file = dir.join("explorer-config.json");
+    std::fs::write(&file, config.to_string()).expect("write the driver's config");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../indexer/tests/explorer_pages.py"
+    );
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("run explorer_pages.py");
+    assert!(
+        out.status.success(),
+        "explorer_pages.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the driver prints JSON")
+}

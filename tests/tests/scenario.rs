@@ -338,24 +338,7 @@ fn explorer_over_the_chain(net: &cairn_dev::demo::network::Network, report: &Dem
         "searches": searches.iter().map(|(name, q, _)| json!({"name": name, "query": q})).collect::<Vec<_>>(),
         "live_timeout": 60,
     });
-    let file = shots.join("config.json");
-    std::fs::write(&file, config.to_string()).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../indexer/tests/explorer_pages.py"
-    );
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "explorer_pages.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = cairn_tests::python::explore(&python, &config, &shots);
     assert_eq!(
         seen["problems"],
         json!([]),
