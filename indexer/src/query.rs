@@ -263,9 +263,9 @@ impl Store {
             .get::<MarketRecord>(cf::META, crate::store::meta::MARKET)?
             .map(|m| m.epoch_slots)
             .filter(|&s| s > 0);
-        Ok(slots
+        slots
             .map(|slots| Store::stats(self).map(|s| s.last_slot / slots))
-            .transpose()?)
+            .transpose()
     }
 
     fn closed_until(&self) -> Result<u64, StoreError> {
@@ -762,10 +762,8 @@ impl IndexRead for Store {
                     found("client", id.clone(), format!("/v1/deals?client={id}"));
                 }
             }
-            Ok(bytes) if bytes.len() == 64 => {
-                if self.get_raw(cf::TXS, q.as_bytes())?.is_some() {
-                    found("transaction", q.to_string(), format!("/v1/tx/{q}"));
-                }
+            Ok(bytes) if bytes.len() == 64 && self.get_raw(cf::TXS, q.as_bytes())?.is_some() => {
+                found("transaction", q.to_string(), format!("/v1/tx/{q}"));
             }
             _ => {}
         }
