@@ -289,12 +289,6 @@ fn pubkey_bytes(s: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn be_u64(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8]);
-    u64::from_be_bytes(b)
-}
-
 /// `n + 1` or `n - 1` (never below zero).
 fn bump(n: &mut u64, up: bool) {
     *n = if up { *n + 1 } else { n.saturating_sub(1) };
@@ -538,7 +532,7 @@ fn close_epochs(c: &mut Change, from: u64, until: u64) -> Result<(), StoreError>
             let next = c
                 .range(cf::LOAD_CHANGES, &key::u64(epoch), Some(&key::u64(until)))?
                 .first()
-                .map(|(k, _)| be_u64(k));
+                .map(|(k, _)| key::be_u64(k));
             let stop = next.unwrap_or(until);
             if stop > epoch {
                 for (_, v) in c.range(cf::EPOCHS, &key::u64(epoch), Some(&key::u64(stop)))? {

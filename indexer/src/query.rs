@@ -561,10 +561,12 @@ impl IndexRead for Store {
             g.k = g.k.or(d.k);
             g.n = g.n.or(d.n);
         }
-        for (group, _) in active_shards.iter().filter_map(|(id, shard)| {
-            Some((deals.iter().find(|d| d.group_id == *id)?.group, shard))
-        }) {
-            if let Some(g) = group_health.get_mut(&group) {
+        // Shards with an active deal, by group number (a shard's group number
+        // and group id go together).
+        let active_by_group: std::collections::BTreeSet<(u32, u16)> =
+            active.iter().map(|d| (d.group, d.shard_index)).collect();
+        for (group, _) in &active_by_group {
+            if let Some(g) = group_health.get_mut(group) {
                 g.active_shards += 1;
             }
         }
@@ -635,7 +637,7 @@ impl IndexRead for Store {
         let first = self
             .scan(cf::SERIES, &[], None, false, 1)?
             .first()
-            .map(|(k, _)| be_u64(k));
+            .map(|(k, _)| key::be_u64(k));
         // Nothing past the newest indexed epoch.
         let newest = current.map_or(0, |c| c + 1);
         let until = until.unwrap_or(newest).min(newest);
@@ -769,10 +771,4 @@ impl IndexRead for Store {
         }
         Ok(out)
     }
-}
-
-fn be_u64(k: &[u8]) -> u64 {
-    k.get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
 }

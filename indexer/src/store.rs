@@ -122,6 +122,12 @@ pub mod key {
     pub fn u64(n: u64) -> [u8; 8] {
         n.to_be_bytes()
     }
+    /// The big-endian `u64` a key starts with (an epoch or a sequence number).
+    pub fn be_u64(key: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&key[..8]);
+        u64::from_be_bytes(b)
+    }
     pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
     }
